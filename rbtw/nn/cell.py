@@ -1,0 +1,141 @@
+"""What the BN-LSTM and BN-GRU layers share: their static description and weight quantization.
+
+Dimensions: X input size, H hidden size, G gate rows (4H for the LSTM, 3H for the GRU).
+Weights are stored input-major so a batch multiplies from the left: W_x (X, G), W_h (H, G),
+b_t = x_t @ W_x^q and a_t = h_{t-1} @ W_h^q.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rbtw import quant
+from rbtw.nn import bn as bn_
+
+GATES = {"lstm": 4, "gru": 3}
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Static description of a recurrent layer.
+
+    kind        "lstm" or "gru"
+    X, H        input and hidden sizes
+    quant       "none" | "binary" | "ternary" (applies to W_x and W_h only)
+    stochastic  stochastic quantization while training
+    bn          batch-normalise W_x·x and W_h·h (and c for the LSTM); False gives the
+                BinaryConnect-style baseline with a plain bias
+    alpha_x/h   quantization scales; None means the rule ½·sqrt(6/(fan_in + G))
+    t_max       rows of the per-time-step population statistics
+    """
+
+    kind: str = "lstm"
+    X: int = 1
+    H: int = 1
+    quant: str = "none"
+    stochastic: bool = False
+    bn: bool = True
+    alpha_x: float | None = None
+    alpha_h: float | None = None
+    t_max: int = 100
+    eps: float = bn_.EPS
+    momentum: float = bn_.MOMENTUM
+
+    def __post_init__(self):
+        if self.kind not in GATES:
+            raise ValueError(f"unknown cell {self.kind!r}; expected lstm or gru")
+        quant.check_mode(self.quant)
+
+    @property
+    def G(self):
+        return GATES[self.kind] * self.H
+
+    @property
+    def alphas(self):
+        """(α_x, α_h) after applying the default rule where none was given."""
+        ax = self.alpha_x if self.alpha_x is not None else quant.default_alpha(self.X, self.G)
+        ah = self.alpha_h if self.alpha_h is not None else quant.default_alpha(self.H, self.G)
+        return ax, ah
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def orthogonal(shape, rng, dtype):
+    """A (semi-)orthogonal matrix: orthonormal rows or columns, whichever is fewer."""
+    rows, cols = shape
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))  # make the decomposition unique
+    if rows < cols:
+        q = q.T
+    return np.ascontiguousarray(q, dtype=dtype)
+
+
+def quantized_weights(params, spec, *, train, rng=None, weights="deterministic"):
+    """(W_x^q, W_h^q) for one forward pass.
+
+    Training draws a fresh sample when the spec is stochastic; evaluation uses the rule named by
+    ``weights`` (see rbtw.quant.EVAL_WEIGHTS).  One sample per matrix, shared by every step.
+    """
+    ax, ah = spec.alphas
+    out = []
+    for name, alpha in (("W_x", ax), ("W_h", ah)):
+        W = params[name]
+        if train:
+            out.append(quant.quantize(W, spec.quant, alpha, stochastic=spec.stochastic, rng=rng))
+        else:
+            out.append(quant.eval_weights(W, spec.quant, alpha, weights, stochastic=spec.stochastic, rng=rng))
+    return tuple(out)
+
+
+def init_stats(spec, dtype=np.float32):
+    """Population statistics of the layer's BNs: keys mean_a/var_a/count_a, mean_b/..., (c)."""
+    stats = {}
+    if not spec.bn:
+        return stats
+    sizes = {"a": spec.G, "b": spec.G}
+    if spec.kind == "lstm":
+        sizes["c"] = spec.H
+    for key, F in sizes.items():
+        for stat, value in bn_.init_stats(spec.t_max, F, dtype).items():
+            stats[f"{stat}_{key}"] = value
+    return stats
+
+
+def stats_view(stats, key):
+    """The population statistics of one BN ('a', 'b' or 'c') as a bn-module stats dict."""
+    return {s: stats[f"{s}_{key}"] for s in ("mean", "var", "count")}
+
+
+def sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def input_products(x, Wxq, params, stats, spec, use_batch, train, t0):
+    """BN_t(x_t W_x^q; γ_b, 0) for every step at once: (T, B, G) and its cache."""
+    T, B, X = x.shape
+    b = (x.reshape(T * B, X) @ Wxq).reshape(T, B, spec.G)  # (T, B, G)
+    if not spec.bn:
+        return b, None
+    if use_batch:
+        mean, var = bn_.moments(b)
+        if train:
+            bn_.update_stats_seq(stats_view(stats, "b"), t0, mean, var, spec.momentum)
+    else:
+        mean, var = bn_.population(stats_view(stats, "b"), t0, T)
+    return bn_.forward(b, params["gamma_b"], None, mean, var, batch=use_batch, eps=spec.eps)
+
+
+def bn_step(u, key, t, params, stats, spec, use_batch, train):
+    """BN of one step's (B, F) pre-activations with γ_key, β_key; returns (y, cache)."""
+    view = stats_view(stats, key)
+    if use_batch:
+        mean, var = bn_.moments(u)
+        if train:
+            bn_.update_stats(view, t, mean, var, spec.momentum)
+    else:
+        row = min(t, view["mean"].shape[0] - 1)
+        mean, var = view["mean"][row], view["var"][row]
+    return bn_.forward(u, params[f"gamma_{key}"], params[f"beta_{key}"], mean, var,
+                       batch=use_batch, eps=spec.eps)

@@ -1,0 +1,37 @@
+"""Token inputs: a learned embedding lookup, and a fixed one-hot encoding.
+
+Dimensions: V vocabulary, E embedding size; ids have any shape S (e.g. (T, B)).
+
+    embedding:  y = E[ids]           E (V, E)     dE[v] = Σ_{ids = v} dy
+    one-hot:    y = onehot(ids, V)   no parameters, no gradient
+"""
+
+import numpy as np
+
+
+def init_params(V, E, rng, dtype=np.float32, scale=0.1):
+    """Embedding table initialised uniformly in [−scale, scale]."""
+    return {"E": rng.uniform(-scale, scale, size=(V, E)).astype(dtype)}
+
+
+def forward(ids, params):
+    """ids (S) int -> y (S, E)."""
+    return params["E"][ids], (ids, params["E"].shape)
+
+
+def backward(dy, cache):
+    """Returns None (ids take no gradient) and {"E": (V, E)}."""
+    ids, shape = cache
+    dE = np.zeros(shape, dtype=dy.dtype)
+    np.add.at(dE, ids.reshape(-1), dy.reshape(-1, shape[1]))
+    return None, {"E": dE}
+
+
+def onehot(ids, V, dtype=np.float32):
+    """ids (S) int -> (S, V) with a single 1 per row."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= V):
+        raise ValueError(f"token id outside the vocabulary of {V}")
+    out = np.zeros(ids.shape + (V,), dtype=dtype)
+    np.put_along_axis(out, ids[..., None], 1, axis=-1)
+    return out

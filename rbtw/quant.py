@@ -1,0 +1,114 @@
+"""Weight quantizers with straight-through gradients.
+
+A latent real-valued matrix W is kept and trained; the forward pass uses a quantized copy W^q
+drawn once per forward pass (shared by every time step and batch row):
+
+    binary, deterministic:   W^q = +α if W ≥ 0 else −α
+    binary, stochastic:      W^q = +α with p = clip((W/α + 1)/2, 0, 1), else −α
+    ternary, deterministic:  W^q = α·([W > −α/3] + [W > α/3] − 1)
+    ternary, stochastic:     W^q = α·sign(W)·Bernoulli(clip(|W|/α, 0, 1))
+
+Both stochastic rules are unbiased for clipped weights: E[W^q] = clip(W, −α, α).
+
+The scale α is fixed per matrix (not learned):
+
+    α = ½·sqrt(6 / (fan_in + fan_out))      e.g. α_x = ½·sqrt(6/(X + 4H)) for an LSTM's W_x
+
+Backward (straight-through estimator): dL/dW := dL/dW^q, applied to the latent W unchanged.
+
+Names: ``mode`` is one of ``"none"`` (full precision), ``"binary"``, ``"ternary"``.
+"""
+
+import numpy as np
+
+MODES = ("none", "binary", "ternary")
+
+# How quantized weights are chosen when a model is evaluated (see DESIGN.md §1):
+#   deterministic  the deterministic rule applied to the latent W (what hardware runs)
+#   sampled        a fresh stochastic sample (what the official code evaluates with)
+#   expected       E[W^q] = clip(W, −α, α): a float reference, not realisable in hardware
+EVAL_WEIGHTS = ("deterministic", "sampled", "expected")
+
+
+def check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"unknown quantization mode {mode!r}; expected one of {', '.join(MODES)}")
+    return mode
+
+
+def default_alpha(fan_in, fan_out):
+    """α = ½·sqrt(6 / (fan_in + fan_out)), half the Glorot-uniform limit (official code's rule)."""
+    return 0.5 * float(np.sqrt(6.0 / (fan_in + fan_out)))
+
+
+def binary_deterministic(W, alpha):
+    """W^q = +α where W ≥ 0, −α elsewhere."""
+    return np.where(W >= 0, alpha, -alpha).astype(W.dtype)
+
+
+def binary_stochastic(W, alpha, rng):
+    """W^q = +α with probability p = clip((W/α + 1)/2, 0, 1), else −α."""
+    p = np.clip((W / alpha + 1.0) * 0.5, 0.0, 1.0)
+    return np.where(rng.random(W.shape) < p, alpha, -alpha).astype(W.dtype)
+
+
+def ternary_deterministic(W, alpha):
+    """W^q = α·([W > −α/3] + [W > α/3] − 1): zero inside [−α/3, α/3], ±α outside."""
+    levels = (W > -alpha / 3).astype(np.int8) + (W > alpha / 3).astype(np.int8) - 1
+    return (alpha * levels).astype(W.dtype)
+
+
+def ternary_stochastic(W, alpha, rng):
+    """W^q = α·sign(W)·Bernoulli(clip(|W|/α, 0, 1))."""
+    p = np.clip(np.abs(W) / alpha, 0.0, 1.0)
+    keep = rng.random(W.shape) < p
+    return np.where(keep, alpha * np.sign(W), 0.0).astype(W.dtype)
+
+
+def expected(W, mode, alpha):
+    """E[W^q] under the stochastic rule of ``mode``: clip(W, −α, α) (identity for "none")."""
+    if check_mode(mode) == "none":
+        return W
+    return np.clip(W, -alpha, alpha).astype(W.dtype)
+
+
+def quantize(W, mode, alpha, *, stochastic=False, rng=None):
+    """Return W^q for the given mode; ``rng`` (numpy Generator) is required when stochastic."""
+    check_mode(mode)
+    if mode == "none":
+        return W
+    if stochastic:
+        if rng is None:
+            raise ValueError("stochastic quantization needs a numpy.random.Generator")
+        rule = binary_stochastic if mode == "binary" else ternary_stochastic
+        return rule(W, alpha, rng)
+    rule = binary_deterministic if mode == "binary" else ternary_deterministic
+    return rule(W, alpha)
+
+
+def eval_weights(W, mode, alpha, how, *, stochastic=False, rng=None):
+    """Weights for evaluation: ``how`` is one of EVAL_WEIGHTS.
+
+    For a deterministically trained model "sampled" and "expected" fall back to the
+    deterministic rule (there is no distribution to sample from).
+    """
+    if how not in EVAL_WEIGHTS:
+        raise ValueError(f"unknown evaluation weights {how!r}; expected one of {', '.join(EVAL_WEIGHTS)}")
+    if mode == "none" or how == "deterministic" or not stochastic:
+        return quantize(W, mode, alpha)
+    if how == "sampled":
+        return quantize(W, mode, alpha, stochastic=True, rng=rng)
+    return expected(W, mode, alpha)
+
+
+def ste_backward(dWq):
+    """Straight-through estimator: dL/dW = dL/dW^q."""
+    return dWq
+
+
+def integer_levels(Wq, alpha):
+    """The integer matrix Q with W^q = α·Q: values in {−1, +1} (binary) or {−1, 0, +1} (ternary)."""
+    Q = np.rint(Wq / alpha).astype(np.int8)
+    if not np.all(np.abs(Q) <= 1):
+        raise ValueError("matrix is not quantized with this α")
+    return Q

@@ -1,0 +1,29 @@
+"""Central finite differences in float64, for the gradient checks."""
+
+import numpy as np
+
+
+def numeric_grad(f, arr, h=1e-6):
+    """d f() / d arr by central differences; ``arr`` is perturbed in place and restored."""
+    assert arr.flags.c_contiguous, "perturbing a copy would change nothing"
+    g = np.zeros_like(arr, dtype=np.float64)
+    flat = arr.reshape(-1)
+    gflat = g.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + h
+        up = f()
+        flat[k] = old - h
+        down = f()
+        flat[k] = old
+        gflat[k] = (up - down) / (2 * h)
+    return g
+
+
+def assert_grad_close(analytic, numeric, name, rtol=1e-5, atol=1e-7):
+    """Compare gradients with a tolerance scaled to the gradient's size."""
+    analytic = np.asarray(analytic, dtype=np.float64)
+    scale = max(1.0, float(np.abs(numeric).max()))
+    err = float(np.abs(analytic - numeric).max())
+    assert err <= atol * scale + rtol * float(np.abs(numeric).max()), (
+        f"gradient of {name}: max abs error {err:.3g}, max |grad| {np.abs(numeric).max():.3g}")

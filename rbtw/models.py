@@ -1,0 +1,225 @@
+"""Models built from rbtw.nn: a character LM, a word LM and a sequence classifier.
+
+Dimensions: T time, B batch, V vocabulary, E embedding size, H hidden size, C classes.
+
+    char LM:     onehot(ids) (T, B, V) → RNN layers → linear (H → V) → softmax over V
+    word LM:     embedding (V → E) → dropout → RNN layers → dropout → linear (H → V);
+                 the final state of one window is the initial state of the next
+    classifier:  x (T, B, X) → RNN layers → last h_T (B, H) → linear (H → C) → softmax
+
+Only the recurrent matrices W_x, W_h are quantized; embeddings and the output layer stay full
+precision.  Parameters live in one flat dict with dotted names — "rnn0.W_x", "rnn0.gamma_a",
+"out.W", "emb.E" — and so do the BN population statistics ("rnn0.mean_a", ...).
+"""
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from rbtw.nn import cell, dropout, embedding, gru, linear, loss, lstm
+
+KINDS = ("char", "word", "classify")
+LAYER = {"lstm": lstm, "gru": gru}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Static description of a model.
+
+    kind      "char" | "word" | "classify"
+    n_in      vocabulary size (char/word) or input features per step (classify)
+    n_out     output classes (the vocabulary for language models)
+    emb       embedding size (word LM only)
+    dropout   dropout probability on the word LM's embeddings and RNN outputs
+    The remaining fields describe every recurrent layer (see rbtw.nn.cell.CellSpec).
+    """
+
+    kind: str = "char"
+    n_in: int = 1
+    n_out: int = 1
+    cell: str = "lstm"
+    hidden: int = 128
+    layers: int = 1
+    emb: int = 0
+    dropout: float = 0.0
+    quant: str = "none"
+    stochastic: bool = False
+    bn: bool = True
+    t_max: int = 100
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.kind == "word" and self.emb <= 0:
+            raise ValueError("a word LM needs an embedding size")
+        if self.layers < 1 or self.hidden < 1:
+            raise ValueError("a model needs at least one layer of at least one unit")
+        self.cell_spec(0)  # validates cell kind and quantization mode
+
+    def cell_spec(self, layer):
+        if layer == 0:
+            X = self.emb if self.kind == "word" else self.n_in
+        else:
+            X = self.hidden
+        return cell.CellSpec(kind=self.cell, X=X, H=self.hidden, quant=self.quant,
+                             stochastic=self.stochastic, bn=self.bn, t_max=self.t_max)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+    def with_changes(self, **changes):
+        return replace(self, **changes)
+
+
+def init(spec, rng, dtype=np.float32):
+    """Fresh parameters and population statistics: two flat dicts."""
+    params, stats = {}, {}
+    if spec.kind == "word":
+        params.update(prefix("emb.", embedding.init_params(spec.n_in, spec.emb, rng, dtype)))
+    for k in range(spec.layers):
+        cs = spec.cell_spec(k)
+        params.update(prefix(f"rnn{k}.", LAYER[spec.cell].init_params(cs, rng, dtype)))
+        stats.update(prefix(f"rnn{k}.", cell.init_stats(cs, dtype)))
+    params.update(prefix("out.", linear.init_params(spec.hidden, spec.n_out, rng, dtype)))
+    return params, stats
+
+
+def prefix(p, d):
+    return {p + k: v for k, v in d.items()}
+
+
+def strip(p, d):
+    return {k[len(p):]: v for k, v in d.items() if k.startswith(p)}
+
+
+def quantized_names(spec):
+    """Names of the parameters that are quantized (and the α that goes with each)."""
+    if spec.quant == "none":
+        return {}
+    out = {}
+    for k in range(spec.layers):
+        ax, ah = spec.cell_spec(k).alphas
+        out[f"rnn{k}.W_x"] = ax
+        out[f"rnn{k}.W_h"] = ah
+    return out
+
+
+def draw_weights(params, spec, *, train, rng=None, weights="deterministic"):
+    """W^q for every recurrent layer, one sample per matrix: {"rnn0.W_x": W^q, ...}."""
+    out = {}
+    for k in range(spec.layers):
+        Wxq, Whq = cell.quantized_weights(strip(f"rnn{k}.", params), spec.cell_spec(k),
+                                          train=train, rng=rng, weights=weights)
+        out[f"rnn{k}.W_x"], out[f"rnn{k}.W_h"] = Wxq, Whq
+    return out
+
+
+def forward(params, stats, spec, inputs, *, train, rng=None, state=None, weights="deterministic",
+            batch_stats=False, t0=0, qweights=None):
+    """Logits for a batch.
+
+    inputs   char/word: token ids (T, B); classify: features (T, B, X)
+    state    per layer, the initial state tuple (word LM state carry), or None for h0/c0
+    qweights quantized weights to use instead of drawing them (from :func:`draw_weights`)
+    Returns logits ((T, B, V) or (B, C)), the final state per layer, and the cache.
+    """
+    dtype = params["out.W"].dtype
+    # dropout draws from its own stream, split off first, so that it does not depend on
+    # whether the weights were drawn here or passed in
+    drop_rng = np.random.default_rng(rng.integers(2**63)) if (train and rng is not None) else None
+    if qweights is None:
+        qweights = draw_weights(params, spec, train=train, rng=rng, weights=weights)
+    caches = {}
+    if spec.kind == "char":
+        x = embedding.onehot(inputs, spec.n_in, dtype)
+    elif spec.kind == "word":
+        x, caches["emb"] = embedding.forward(inputs, strip("emb.", params))
+        x, caches["drop_in"] = dropout.forward(x, spec.dropout, train=train, rng=drop_rng)
+    else:
+        x = np.asarray(inputs, dtype=dtype)
+    final = []
+    for k in range(spec.layers):
+        p = strip(f"rnn{k}.", params)
+        (x, fin), caches[f"rnn{k}"] = LAYER[spec.cell].forward_quantized(
+            x, qweights[f"rnn{k}.W_x"], qweights[f"rnn{k}.W_h"], p, strip(f"rnn{k}.", stats),
+            spec.cell_spec(k), train=train, state=None if state is None else state[k],
+            batch_stats=batch_stats, t0=t0)
+        final.append(fin)
+    if spec.kind == "classify":
+        caches["last"] = x.shape
+        x = x[-1]                                               # (B, H)
+    elif spec.kind == "word":
+        x, caches["drop_out"] = dropout.forward(x, spec.dropout, train=train, rng=drop_rng)
+    logits, caches["out"] = linear.forward(x, strip("out.", params))
+    return logits, final, caches
+
+
+def backward(dlogits, caches, spec):
+    """Gradients of every parameter (flat dict; quantized matrices get dL/dW^q, the STE)."""
+    grads = {}
+    dx, g = linear.backward(dlogits, caches["out"])
+    grads.update(prefix("out.", g))
+    if spec.kind == "classify":
+        T, B, H = caches["last"]
+        dh = np.zeros((T, B, H), dtype=dx.dtype)
+        dh[-1] = dx
+        dx = dh
+    elif spec.kind == "word":
+        dx = dropout.backward(dx, caches["drop_out"])
+    for k in reversed(range(spec.layers)):
+        dx, g = LAYER[spec.cell].backward(dx, caches[f"rnn{k}"])
+        g.pop("h_init", None)
+        g.pop("c_init", None)
+        grads.update(prefix(f"rnn{k}.", g))
+    if spec.kind == "word":
+        dx = dropout.backward(dx, caches["drop_in"])
+        _, g = embedding.backward(dx, caches["emb"])
+        grads.update(prefix("emb.", g))
+    return grads
+
+
+def loss_and_grads(params, stats, spec, inputs, targets, *, rng=None, state=None, mask=None, qweights=None):
+    """One training step's mean cross-entropy (nats), gradients and final state.
+
+    Training mode: batch statistics (population statistics are updated in place), weights drawn
+    once for this pass, dropout active.
+    """
+    logits, final, caches = forward(params, stats, spec, inputs, train=True, rng=rng, state=state,
+                                    qweights=qweights)
+    value, lcache = loss.forward(logits, targets, mask)
+    grads = backward(loss.backward(lcache), caches, spec)
+    return value, grads, final
+
+
+def evaluate_batch(params, stats, spec, inputs, targets, *, rng=None, state=None, weights="deterministic",
+                   batch_stats=False, qweights=None):
+    """Evaluation: (summed nll in nats, number of predictions, number correct, final state)."""
+    logits, final, _ = forward(params, stats, spec, inputs, train=False, rng=rng, state=state,
+                               weights=weights, batch_stats=batch_stats, qweights=qweights)
+    C = logits.shape[-1]
+    logp = loss.log_softmax(logits.astype(np.float64)).reshape(-1, C)
+    y = np.asarray(targets).reshape(-1)
+    nll = float(-logp[np.arange(y.size), y].sum())
+    correct = int((logp.argmax(axis=1) == y).sum())
+    return nll, y.size, correct, final
+
+
+def detach_state(final):
+    """Copies of the final state, to carry into the next window without holding its cache."""
+    return [tuple(np.array(s, copy=True) for s in layer) for layer in final]
+
+
+def count_parameters(params, spec):
+    """{"quantized": n, "full_precision": n, "total": n} parameter counts."""
+    q = sum(params[n].size for n in quantized_names(spec))
+    total = sum(v.size for v in params.values())
+    return {"quantized": q, "full_precision": total - q, "total": total}
+
+
+def recurrent_weight_count(spec):
+    """Number of entries in all W_x and W_h (whether quantized or not)."""
+    return sum((spec.cell_spec(k).X + spec.hidden) * spec.cell_spec(k).G for k in range(spec.layers))

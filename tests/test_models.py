@@ -1,0 +1,104 @@
+"""Whole-model gradient checks (float64 finite differences) for every parameter in every mode."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradcheck import assert_grad_close, numeric_grad
+from rbtw import models
+from rbtw.nn import loss
+
+QUANT_MODES = [("none", False), ("binary", False), ("ternary", False), ("binary", True), ("ternary", True)]
+
+
+def small_batch(spec, T, B, rng):
+    if spec.kind == "classify":
+        return rng.standard_normal((T, B, spec.n_in)), rng.integers(0, spec.n_out, size=B)
+    return rng.integers(0, spec.n_in, size=(T, B)), rng.integers(0, spec.n_out, size=(T, B))
+
+
+def perturbed_model(spec, seed):
+    rng = np.random.default_rng(seed)
+    params, stats = models.init(spec, rng, np.float64)
+    for k, v in params.items():
+        if ".W_" not in k:
+            v += rng.normal(0, 0.2, v.shape)
+    return params, stats
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "classify"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("quant_mode,stochastic", QUANT_MODES)
+@pytest.mark.parametrize("bn", [True, False])
+@settings(max_examples=2, deadline=None)
+@given(seed=st.integers(0, 2**16), layers=st.integers(1, 2), T=st.integers(1, 3), B=st.integers(2, 3))
+def test_model_loss_gradients(kind, cell, quant_mode, stochastic, bn, seed, layers, T, B):
+    spec = models.ModelSpec(kind=kind, n_in=3 if kind != "word" else 5, n_out=4 if kind == "classify" else (3 if kind == "char" else 5),
+                            cell=cell, hidden=2, layers=layers, emb=2 if kind == "word" else 0,
+                            dropout=0.3 if kind == "word" else 0.0, quant=quant_mode,
+                            stochastic=stochastic, bn=bn, t_max=4)
+    params, stats = perturbed_model(spec, seed)
+    rng = np.random.default_rng(seed + 1)
+    inputs, targets = small_batch(spec, T, B, rng)
+    state = None
+    if kind == "word":  # state carried in from a previous window
+        n = 2 if cell == "lstm" else 1
+        state = [tuple(rng.standard_normal((B, 2)) for _ in range(n)) for _ in range(layers)]
+
+    def run(qweights=None):
+        s = {k: v.copy() for k, v in stats.items()}
+        return models.loss_and_grads(params, s, spec, inputs, targets, rng=np.random.default_rng(seed),
+                                     state=state, qweights=qweights)
+
+    value, grads, _ = run()
+    assert set(grads) == set(params)
+    qnames = models.quantized_names(spec)
+    for name, arr in params.items():
+        if name in qnames:
+            continue
+        if state is not None and (name.endswith(".h0") or name.endswith(".c0")):
+            assert not np.any(grads[name])
+            continue
+        assert_grad_close(grads[name], numeric_grad(lambda: run()[0], arr), name)
+    if qnames:
+        # the sample this seed draws, held fixed: dL/dW^q is the straight-through gradient of W
+        qrng = np.random.default_rng(seed)
+        qrng.integers(2**63)  # the model splits off its dropout stream first
+        qweights = models.draw_weights(params, spec, train=True, rng=qrng)
+        assert run(qweights)[0] == value
+        for name in qnames:
+            assert_grad_close(grads[name], numeric_grad(lambda: run(qweights)[0], qweights[name]), name + "^q")
+
+
+def test_masked_loss_ignores_masked_positions():
+    spec = models.ModelSpec(kind="char", n_in=4, n_out=4, hidden=3, t_max=5)
+    params, stats = models.init(spec, np.random.default_rng(0), np.float64)
+    ids = np.random.default_rng(1).integers(0, 4, size=(5, 3))
+    targets = ids.copy()
+    mask = np.ones((5, 3))
+    mask[3:] = 0
+    other = targets.copy()
+    other[3:] = (other[3:] + 1) % 4
+    a = models.loss_and_grads(params, {k: v.copy() for k, v in stats.items()}, spec, ids, targets, mask=mask)[0]
+    b = models.loss_and_grads(params, {k: v.copy() for k, v in stats.items()}, spec, ids, other, mask=mask)[0]
+    assert a == b
+
+
+def test_evaluate_batch_counts_and_matches_loss():
+    spec = models.ModelSpec(kind="char", n_in=5, n_out=5, hidden=4, quant="ternary", t_max=6)
+    params, stats = models.init(spec, np.random.default_rng(0), np.float64)
+    ids = np.random.default_rng(1).integers(0, 5, size=(6, 4))
+    nll, n, correct, _ = models.evaluate_batch(params, stats, spec, ids, ids, batch_stats=True)
+    assert n == 24 and 0 <= correct <= 24
+    logits, _, _ = models.forward(params, stats, spec, ids, train=False, batch_stats=True)
+    value, _ = loss.forward(logits, ids)
+    assert nll / n == pytest.approx(value)
+
+
+def test_parameter_counts():
+    spec = models.ModelSpec(kind="char", n_in=50, n_out=50, hidden=10, quant="binary")
+    params, _ = models.init(spec, np.random.default_rng(0))
+    counts = models.count_parameters(params, spec)
+    assert counts["quantized"] == (50 + 10) * 40 == models.recurrent_weight_count(spec)
+    assert counts["total"] == sum(v.size for v in params.values())

@@ -4,9 +4,15 @@ Errors a user can cause are raised as :class:`rbtw.errors.UserError` and reporte
 line on stderr with exit status 2.
 """
 
+import json
+import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import click
+import numpy as np
 
 from rbtw import __version__
 from rbtw.errors import UserError
@@ -27,6 +33,269 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="rbtw")
 def main():
     """Recurrent binary/ternary weights: train, export, run and emulate quantized BN-LSTMs."""
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+TASK_NAMES = ["default", "ptb_char", "warpeace", "linux", "text8", "ptb_word", "mnist", "pmnist"]
+
+# TrainConfig fields settable from the command line: (option, field, type, help)
+_VALUE_OPTIONS = [
+    ("--cell", "cell", click.Choice(["lstm", "gru"]), "recurrent cell"),
+    ("--quant", "quant", click.Choice(["fp", "none", "binary", "ternary"]), "weights of W_x and W_h (fp = none)"),
+    ("--hidden", "hidden", click.IntRange(1), "hidden units H"),
+    ("--layers", "layers", click.IntRange(1), "stacked recurrent layers"),
+    ("--emb", "emb", click.IntRange(1), "embedding size (word LM)"),
+    ("--dropout", "dropout", click.FloatRange(0, 1, max_open=True), "dropout probability (word LM)"),
+    ("--seq-len", "seq_len", click.IntRange(1), "time steps per minibatch T"),
+    ("--batch", "batch", click.IntRange(1), "minibatch size B"),
+    ("--pixels-per-step", "pixels_per_step", click.IntRange(1), "sMNIST pixels fed per step"),
+    ("--epochs", "epochs", click.IntRange(1), "epochs"),
+    ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "optimiser"),
+    ("--lr", "lr", click.FloatRange(0, min_open=True), "learning rate"),
+    ("--lr-end", "lr_end", click.FloatRange(0, min_open=True), "Adam: decay geometrically to this rate"),
+    ("--clip-norm", "clip_norm", click.FloatRange(0, min_open=True), "clip the global gradient norm"),
+    ("--adam-reset", "adam_reset", click.IntRange(0), "reset Adam every N minibatches (0: never)"),
+    ("--max-batches", "max_batches", click.IntRange(1), "cap on minibatches per epoch"),
+    ("--eval-batch", "eval_batch", click.IntRange(1), "evaluation batch size"),
+    ("--eval-max-batches", "eval_max_batches", click.IntRange(1), "cap on evaluation minibatches"),
+    ("--eval-weights", "eval_weights", click.Choice(["deterministic", "sampled", "expected"]), "evaluation weights"),
+    ("--eval-stats", "eval_stats", click.Choice(["population", "batch"]), "evaluation BN statistics"),
+    ("--seed", "seed", int, "random seed"),
+    ("--dtype", "dtype", click.Choice(["float32", "float64"]), "floating-point type"),
+]
+
+
+def _config_options(f):
+    for opt, field, typ, help_ in reversed(_VALUE_OPTIONS):
+        f = click.option(opt, field, type=typ, default=None, help=help_)(f)
+    f = click.option("--stochastic/--deterministic", "stochastic", default=None,
+                     help="stochastic or deterministic quantization while training")(f)
+    f = click.option("--bn/--no-bn", "bn", default=None,
+                     help="batch norm on W_x·x, W_h·h and c (--no-bn: BinaryConnect-style baseline)")(f)
+    f = click.option("--step-clip/--no-step-clip", "step_clip", default=None,
+                     help="clip Adam steps of W_x, W_h to ±α (default: binary only)")(f)
+    return f
+
+
+def default_run_dir(config):
+    parts = [config.task, config.cell, config.quant]
+    if config.quant != "none":
+        parts.append("stoch" if config.stochastic else "det")
+    if not config.bn:
+        parts.append("nobn")
+    return Path("runs") / "-".join(parts)
+
+
+class _EpochBar:
+    """A click progress bar per epoch, driven by the trainer's progress callback."""
+
+    def __init__(self):
+        self.bar, self.epoch = None, None
+
+    def __call__(self, run, loss):
+        if self.epoch != run.epoch:
+            self.close()
+            self.epoch = run.epoch
+            self.bar = click.progressbar(length=run.n_batches(), label=f"epoch {run.epoch + 1}/{run.config.epochs}",
+                                         file=sys.stderr, show_pos=True, item_show_func=lambda _: f"loss {loss:.3f}")
+            self.bar.__enter__()
+            self.bar.update(run.batch_index - 1)
+        self.bar.update(1, loss)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASK_NAMES))
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="settings to start from")
+@_config_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run directory (default runs/TASK-CELL-QUANT...)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--force", is_flag=True, help="start afresh even if --out holds a checkpoint")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="data cache (default $RBTW_DATA or ~/.cache/rbtw)")
+def train(task, preset, out_dir, resume, force, data_dir, **options):
+    """Train a model on TASK and report its test metric."""
+    from rbtw.presets import build_config
+    from rbtw.train import Run, metric_name
+
+    if options.get("quant") == "fp":
+        options["quant"] = "none"
+    if options.get("adam_reset") == 0:
+        options["adam_reset"] = None
+    config = build_config(task, preset, **options)
+    out = Path(out_dir) if out_dir else default_run_dir(config)
+    if (out / "checkpoint.npz").exists() and not (resume or force):
+        raise UserError(f"{out} already holds a checkpoint: pass --resume to continue it or --force to start over")
+    run = Run(config, out, data_dir=data_dir, resume=resume, log=lambda line: click.echo(line, err=True))
+    bar = _EpochBar()
+    try:
+        test = run.run(progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}", err=True)
+        sys.exit(130)
+    finally:
+        bar.close()
+    name = metric_name(run.spec.kind)
+    click.echo(f"{task} {run.config.cell} {run.config.quant}: test {name} {test[name]:.4f} "
+               f"(weights {run.config.eval_weights}, {run.config.eval_stats} statistics) -> {out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# eval, sample, info
+
+
+def _load(checkpoint):
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.models import ModelSpec, check_params
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        spec = ModelSpec.from_dict(ckpt.meta["spec"])
+        check_params(ckpt.params, spec)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{checkpoint} does not describe a consistent model: {e}") from None
+    return ckpt, spec
+
+
+@main.command("eval")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@click.option("--eval-weights", type=click.Choice(["deterministic", "sampled", "expected"]), default=None,
+              help="weights to evaluate with (default: the run's setting)")
+@click.option("--eval-stats", type=click.Choice(["population", "batch"]), default=None,
+              help="BN statistics to evaluate with (default: the run's setting)")
+@click.option("--max-batches", type=click.IntRange(1), default=None, help="evaluate only this many minibatches")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def eval_(checkpoint, split, eval_weights, eval_stats, max_batches, data_dir, as_json):
+    """Evaluate a checkpoint on the valid or test split."""
+    from rbtw.train import TrainConfig, evaluate, load_task_data, metric_name
+    ckpt, spec = _load(checkpoint)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    if eval_weights:
+        config.eval_weights = eval_weights
+    if eval_stats:
+        config.eval_stats = eval_stats
+    data = load_task_data(config, data_dir)
+    if data.vocab is not None and data.vocab != ckpt.meta.get("vocab"):
+        raise UserError("the checkpoint's vocabulary does not match the data set")
+    result = evaluate(ckpt.params, ckpt.stats, spec, data, split, config, max_batches=max_batches)
+    result.update(split=split, eval_weights=config.eval_weights, eval_stats=config.eval_stats)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        name = metric_name(spec.kind)
+        click.echo(f"{split} {name} {result[name]:.4f}  (loss {result['loss']:.4f} nats over {result['n']:,} "
+                   f"predictions; weights {config.eval_weights}, {config.eval_stats} statistics)")
+
+
+def _encode_prime(text, vocab, level):
+    if level == "word":
+        tokens = text.split()
+        index = {w: i for i, w in enumerate(vocab)}
+        unknown = [w for w in tokens if w not in index]
+        if unknown:
+            tokens = [w if w in index else "<unk>" for w in tokens]
+            if "<unk>" not in index:
+                raise UserError(f"words not in the vocabulary: {' '.join(sorted(set(unknown))[:10])}")
+        return [index[w] for w in tokens]
+    index = {c: i for i, c in enumerate(vocab)}
+    missing = sorted({c for c in text if c not in index})
+    if missing:
+        raise UserError(f"characters not in the model's vocabulary: {''.join(missing)!r}")
+    return [index[c] for c in text]
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--length", type=click.IntRange(0), default=200, show_default=True, help="tokens to generate")
+@click.option("--prime", default=None, help="text to start from (default: the first vocabulary entry)")
+@click.option("--prime-file", type=click.Path(dir_okay=False, exists=True), help="read the prime from a UTF-8 file")
+@click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sample(checkpoint, length, prime, prime_file, temperature, seed):
+    """Generate text from a trained language model."""
+    from rbtw.generate import generate
+    ckpt, spec = _load(checkpoint)
+    vocab = ckpt.meta.get("vocab")
+    if spec.kind == "classify" or not vocab:
+        raise UserError("sampling needs a language model; this checkpoint is a classifier")
+    if prime_file:
+        try:
+            prime = Path(prime_file).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{prime_file} is not UTF-8 text (byte {e.start})") from None
+    if prime is None or prime == "":
+        prime = vocab[0]
+    ids = _encode_prime(prime, vocab, spec.kind)
+    out = generate(ckpt.params, ckpt.stats, spec, ids, length, rng=np.random.default_rng(seed),
+                   temperature=temperature)
+    sep = " " if spec.kind == "word" else ""
+    click.echo(prime + sep + sep.join(vocab[i] for i in out))
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+def info(checkpoint):
+    """Describe a checkpoint: configuration, parameter counts, weight memory."""
+    from rbtw.summary import describe
+    ckpt, _ = _load(checkpoint)
+    for line in describe(ckpt.meta, ckpt.params):
+        click.echo(line)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo: the README's main job
+
+
+@main.command()
+@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+def demo(hidden, epochs, out_dir):
+    """Train a ternary and a full-precision BN-LSTM of the same size on the embedded corpus.
+
+    The two runs go in parallel processes (one BLAS thread each); their test BPC is printed
+    side by side.
+    """
+    out = Path(out_dir)
+    variants = [("ternary", ["--quant", "ternary", "--stochastic"]), ("full precision", ["--quant", "fp"])]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = []
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    for name, args in variants:
+        run_dir = out / name.replace(" ", "-")
+        cmd = [sys.executable, "-m", "rbtw.cli", "train", "default", "--hidden", str(hidden), "--epochs", str(epochs),
+               "--out", str(run_dir), "--force", *args]
+        log = open(out / f"{name.replace(' ', '-')}.log", "w")
+        procs.append((name, run_dir, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    click.echo(f"training {len(procs)} models (H={hidden}, {epochs} epochs) on the embedded corpus; logs in {out}/",
+               err=True)
+    results = []
+    for name, run_dir, proc, log in procs:
+        code = proc.wait()
+        log.close()
+        if code != 0:
+            raise UserError(f"the {name} run failed (exit {code}); see {out}/{name.replace(' ', '-')}.log")
+        results.append((name, _final_test(run_dir)))
+    click.echo(f"embedded corpus, BN-LSTM H={hidden}, {epochs} epochs, {time.time() - start:.0f} s:")
+    for name, test in results:
+        click.echo(f"  {name:<15} test BPC {test['test_bpc']:.3f}")
+
+
+def _final_test(run_dir):
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    tests = [json.loads(line) for line in lines if '"event": "test"' in line]
+    if not tests:
+        raise UserError(f"{run_dir} has no test result")
+    return tests[-1]
 
 
 if __name__ == "__main__":

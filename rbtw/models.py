@@ -223,3 +223,38 @@ def count_parameters(params, spec):
 def recurrent_weight_count(spec):
     """Number of entries in all W_x and W_h (whether quantized or not)."""
     return sum((spec.cell_spec(k).X + spec.hidden) * spec.cell_spec(k).G for k in range(spec.layers))
+
+
+def param_shapes(spec):
+    """The shape of every parameter of a model described by ``spec`` (without building it)."""
+    shapes = {}
+    if spec.kind == "word":
+        shapes["emb.E"] = (spec.n_in, spec.emb)
+    for k in range(spec.layers):
+        cs = spec.cell_spec(k)
+        H, G, p = cs.H, cs.G, f"rnn{k}."
+        shapes.update({p + "W_x": (cs.X, G), p + "W_h": (H, G), p + "h0": (H,)})
+        if cs.kind == "lstm":
+            shapes[p + "c0"] = (H,)
+        if cs.bn:
+            shapes.update({p + "gamma_a": (G,), p + "beta_a": (G,), p + "gamma_b": (G,)})
+            if cs.kind == "lstm":
+                shapes.update({p + "gamma_c": (H,), p + "beta_c": (H,)})
+        elif cs.kind == "lstm":
+            shapes[p + "b"] = (G,)
+        else:
+            shapes.update({p + "b_a": (G,), p + "b_b": (G,)})
+    shapes.update({"out.W": (spec.hidden, spec.n_out), "out.b": (spec.n_out,)})
+    return shapes
+
+
+def check_params(params, spec):
+    """Raise ValueError naming the first parameter that is missing, extra or mis-shaped."""
+    shapes = param_shapes(spec)
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    if missing or extra:
+        raise ValueError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
+    for name, shape in shapes.items():
+        if tuple(params[name].shape) != shape:
+            raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, the model needs {shape}")

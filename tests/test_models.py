@@ -108,3 +108,17 @@ def test_parameter_counts():
     counts = models.count_parameters(params, spec)
     assert counts["quantized"] == (50 + 10) * 40 == models.recurrent_weight_count(spec)
     assert counts["total"] == sum(v.size for v in params.values())
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "classify"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("bn", [True, False])
+def test_param_shapes_describe_init(kind, cell, bn):
+    spec = models.ModelSpec(kind=kind, n_in=6, n_out=6, cell=cell, hidden=3, layers=2,
+                            emb=4 if kind == "word" else 0, bn=bn)
+    params, _ = models.init(spec, np.random.default_rng(0))
+    assert {k: v.shape for k, v in params.items()} == models.param_shapes(spec)
+    models.check_params(params, spec)
+    params["out.b"] = np.zeros(7)
+    with pytest.raises(ValueError, match="out.b"):
+        models.check_params(params, spec)

@@ -1,0 +1,70 @@
+"""Checkpoint files: one .npz archive, written atomically.
+
+Entries:
+
+    meta            uint8 array holding UTF-8 JSON: format version, configuration, model spec,
+                    vocabulary, position (epoch, minibatch, step), RNG state, schedule state
+    param/<name>    parameters (flat names as in rbtw.models, e.g. "rnn0.W_x")
+    stat/<name>     BN population statistics
+    opt/<name>      optimiser state ("opt/t", "opt/m/<param>", "opt/v/<param>")
+    extra/<name>    anything else (e.g. the word LM's carried state)
+
+Loading checks the format version and that every entry is present; a file that is not such an
+archive, or is truncated, raises UserError.
+"""
+
+import json
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from rbtw.errors import UserError
+from rbtw.fileio import atomic_open
+
+FORMAT = "rbtw-checkpoint"
+VERSION = 1
+SECTIONS = ("param", "stat", "opt", "extra")
+
+
+@dataclass
+class Checkpoint:
+    meta: dict
+    params: dict
+    stats: dict
+    optimizer: dict
+    extra: dict
+
+
+def save_checkpoint(path, meta, params, stats, optimizer, extra=None):
+    """Write all parts to ``path`` atomically (temporary file, then rename)."""
+    meta = dict(meta, format=FORMAT, version=VERSION)
+    arrays = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    for section, part in zip(SECTIONS, (params, stats, optimizer, extra or {})):
+        for name, value in part.items():
+            arrays[f"{section}/{name}"] = np.asarray(value)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint; any damage or a foreign file gives a one-line UserError."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not a readable rbtw checkpoint ({type(e).__name__})") from None
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not an rbtw checkpoint")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{path} has checkpoint format version {meta.get('version')}, this rbtw reads {VERSION}")
+    parts = {s: {} for s in SECTIONS}
+    for key, value in arrays.items():
+        section, _, name = key.partition("/")
+        if section not in parts:
+            raise UserError(f"{path} has an unexpected entry {key!r}")
+        parts[section][name] = value
+    return Checkpoint(meta, parts["param"], parts["stat"], parts["opt"], parts["extra"])

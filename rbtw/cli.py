@@ -54,7 +54,8 @@ def data_group(ctx, data_dir):
 
 @data_group.command("list")
 @_data_dir_option
-@click.option("--recheck", is_flag=True, help="hash the stored files again instead of trusting the manifest")
+@click.option("--recheck", is_flag=True,
+              help="hash the stored files again instead of trusting the manifest")
 @click.pass_context
 def data_list(ctx, data_dir, recheck):
     """Show each data set, where it is, and whether it is present and checked."""
@@ -70,7 +71,8 @@ def data_list(ctx, data_dir, recheck):
 @data_group.command("download")
 @click.argument("name")
 @click.option("--mirror", default=None, metavar="URL",
-              help="fetch <URL>/<source>/<file> instead of the canonical URLs (default: $RBTW_MIRROR)")
+              help="fetch <URL>/<source>/<file> instead of the canonical URLs "
+                   "(default: $RBTW_MIRROR)")
 @_data_dir_option
 @click.pass_context
 def data_download(ctx, name, mirror, data_dir):

@@ -80,7 +80,7 @@ class Corpus:
         return np.array([index[u] for u in units], dtype=np.int32)
 
     def decode(self, ids):
-        """Text of ``ids``: words joined by spaces, or the UTF-8 bytes decoded (bad bytes -> U+FFFD)."""
+        """Text of ``ids``: words joined by spaces, or the UTF-8 bytes decoded (bad -> U+FFFD)."""
         if self.level == "word":
             return " ".join(self.vocab[i] for i in ids)
         return bytes(ord(self.vocab[i]) for i in ids).decode("utf-8", errors="replace")
@@ -130,8 +130,9 @@ def load_default():
     """The embedded default corpus (needs nothing downloaded); splits 90/5/5 %."""
     path = default_text_path()
     if not path.is_file():
-        raise UserError(f"embedded default corpus missing: {path} (the repository's data/ folder "
-                        "is not beside the installed package; use a source checkout: pip install -e .)")
+        raise UserError(f"embedded default corpus missing: {path} (the repository's data/ "
+                        "folder is not beside the installed package: pip install -e . from a "
+                        "source checkout)")
     corpus = text_corpus("default", path.read_bytes(), DATASETS["default"].splits, str(path))
     corpus.status = "embedded"
     return corpus
@@ -245,7 +246,8 @@ def _prepare_ptb_word(spec, files):
                             f"{sorted(unknown)[:5]}")
         parts[split] = np.array([index[w] for w in words], dtype=np.int32)
     info = {"splits": "ptb files", "symbols": sum(len(p) for p in parts.values())}
-    return Corpus(spec.name, "word", vocab, parts["train"], parts["valid"], parts["test"], info=info)
+    return Corpus(spec.name, "word", vocab, parts["train"], parts["valid"], parts["test"],
+                  info=info)
 
 
 _PREPARE = {"char": _prepare_char, "ptb_char": _prepare_ptb_char, "ptb_word": _prepare_ptb_word}

@@ -1,11 +1,12 @@
 """Getting raw files into the data directory: HTTP(S) download or import of a local copy.
 
-Download: each file is streamed into ``<name>.part`` with a progress bar on stderr, checked
-(:func:`rbtw.data.store.match_variant`) and only then renamed to its final name; the manifest
-is written last.  A transfer that is cut off (fewer bytes than Content-Length, or a network
-error) raises a UserError and leaves the ``.part`` file; a rerun *resumes* it with an HTTP
-``Range: bytes=N-`` request, or restarts from zero when the server answers 200 instead of 206.
-A copy that fails its check is deleted, so a bad file never looks complete.
+Download: each file is streamed into ``<name>.part`` (progress bar on stderr when it is a
+terminal), checked (:func:`rbtw.data.store.match_variant`) and only then renamed to its final
+name; the manifest is written last.  A transfer that is cut off (fewer bytes than
+Content-Length, or a network error) raises a UserError and leaves the ``.part`` file; a rerun
+*resumes* it with an HTTP ``Range: bytes=N-`` request, or restarts from zero when the server
+answers 200 instead of 206.  A copy that fails its check is deleted, so a bad file never
+looks complete.
 
 The base URL can be replaced by a mirror (``--mirror`` or ``$RBTW_MIRROR``); a mirror serves
 ``<mirror>/<source>/<canonical file name>`` (e.g. ``<mirror>/ptb/ptb.train.txt``).
@@ -73,19 +74,31 @@ def _download_file(source, raw, sdir, mirror, progress):
     dest = sdir / raw.name
     if dest.is_file():
         try:
-            return _stored(match_variant(raw, dest, packing_of(raw.name), importing=False), dest, "cache")
+            entry = match_variant(raw, dest, packing_of(raw.name), importing=False)
+            return _stored(entry, dest, "cache")
         except UserError:
             dest.unlink()  # not a good copy: fetch it again
     url = file_url(source, raw, mirror)
     part = sdir / (raw.name + ".part")
+    resumed = part.exists()
+    try:
+        entry = _fetch_checked(raw, url, part, progress)
+    except UserError:
+        if not resumed:
+            raise
+        entry = _fetch_checked(raw, url, part, progress)  # the old part was bad: start afresh
+    os.replace(part, dest)
+    return _stored(entry, dest, url)
+
+
+def _fetch_checked(raw, url, part, progress):
+    """Fetch into ``part`` and check it; a copy that fails its check is deleted."""
     fetch(url, part, label=raw.name, progress=progress)
     try:
-        entry = match_variant(raw, part, packing_of(raw.name), importing=False)
+        return match_variant(raw, part, packing_of(raw.name), importing=False)
     except UserError:
         part.unlink(missing_ok=True)
         raise
-    os.replace(part, dest)
-    return _stored(entry, dest, url)
 
 
 def _stored(entry, path, origin):
@@ -121,8 +134,8 @@ def _range_start(resp):
 def _stream(resp, part, start, total, url, label, progress):
     """Copy the response body into ``part`` from byte ``start``; raise if it ends early."""
     got = start
-    bar = click.progressbar(length=total or 1, label=label, file=sys.stderr,
-                            hidden=not (progress and total))
+    shown = progress and total and sys.stderr.isatty()  # a bar only on a terminal
+    bar = click.progressbar(length=total or 1, label=label, file=sys.stderr, hidden=not shown)
     with open(part, "r+b" if start else "wb") as f, bar:
         f.seek(start)
         f.truncate()

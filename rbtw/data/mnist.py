@@ -78,8 +78,9 @@ def load_mnist(data_dir=None, permuted=False, seed=0):
     perm = pixel_permutation(seed) if permuted else None
 
     def prep(x, y):
-        x = x.astype(np.float32) / np.float32(255)
-        return (np.ascontiguousarray(x[:, perm]) if perm is not None else x), y.astype(np.int64)
+        if perm is not None:
+            x = x[:, perm]
+        return x.astype(np.float32) / np.float32(255), y.astype(np.int64)
 
     return MNIST(prep(x_tr[:N_TRAIN], y_tr[:N_TRAIN]), prep(x_tr[N_TRAIN:], y_tr[N_TRAIN:]),
                  prep(x_te, y_te), perm)

@@ -17,8 +17,8 @@ Where the facts come from (sizes in bytes):
   uses).  md5 values are the published ones; sha256 were computed from a byte-identical copy.
 - War and Peace: Karpathy's ``warpeace_input.txt`` (3,258,246 bytes, CRLF line ends).  No
   checksum of that file was ever published, so a download is size-checked; its text, with a
-  byte-order mark removed and CRLF turned into LF, is compared with the sha256 of a known LF
-  copy (3,196,228 bytes), and a match upgrades it to verified.
+  byte-order mark removed, CRLF turned into LF and trailing whitespace dropped, is compared
+  with the sha256 of a known LF copy (3,196,228 bytes), and a match upgrades it to verified.
 - Linux: Karpathy's ``linux_input.txt`` (6,206,996 bytes) is served at the URL below, but no
   checksum of it is published: size-checked.  The corpus that rbtw's developers rebuilt the
   same way from Debian's linux-source-6.1 (same size, different bytes) is recognised by sha256.
@@ -45,7 +45,8 @@ class Variant:
     size: int | None = None  # content bytes; None: any size (fragments)
     sha256: str | None = None
     md5: str | None = None
-    text_sha256: str | None = None  # sha256 after BOM removal and CRLF -> LF (upgrades to verified)
+    text_sha256: str | None = None  # sha256 of the normalised text (store.normalise_newlines):
+    #                                  a match upgrades a size-checked copy to verified
     import_only: bool = False
     alphabet: bytes | None = None  # fragments: every byte must be one of these
 
@@ -97,11 +98,13 @@ _KARPATHY = "https://cs.stanford.edu/people/karpathy/char-rnn/"
 _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 _TEXT8_ALPHABET = b" abcdefghijklmnopqrstuvwxyz"
+_WARPEACE_LF = "b0fc81c399971eaf738c8be89809e6a0d95c151749112b04f06b6af648d8a39f"
 
 
 def _ptb(split, size, sha256, md5):
     name = f"ptb.{split}.txt"
-    return RawFile(name, _PTB + name, (Variant("Mikolov's PTB split", VERIFIED, size, sha256, md5),))
+    return RawFile(name, _PTB + name,
+                   (Variant("Mikolov's PTB split", VERIFIED, size, sha256, md5),))
 
 
 def _mnist(name, size, sha256, md5):
@@ -113,11 +116,14 @@ SOURCES = {
     "ptb": Source(
         "ptb",
         (
-            _ptb("train", 5_101_618, "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+            _ptb("train", 5_101_618,
+                 "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
                  "f26c4b92c5fdc7b3f8c7cdcb991d8420"),
-            _ptb("valid", 399_782, "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+            _ptb("valid", 399_782,
+                 "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
                  "aa0affc06ff7c36e977d7cd49e3839bf"),
-            _ptb("test", 449_945, "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+            _ptb("test", 449_945,
+                 "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
                  "8b80168b89c18661a38ef683c0dc3721"),
         ),
         "Penn Treebank, Mikolov's splits",
@@ -127,10 +133,9 @@ SOURCES = {
         "warpeace",
         (
             RawFile("warpeace_input.txt", _KARPATHY + "warpeace_input.txt", (
-                Variant("LF text of Karpathy's file", VERIFIED, 3_196_228,
-                        "b0fc81c399971eaf738c8be89809e6a0d95c151749112b04f06b6af648d8a39f"),
+                Variant("LF text of Karpathy's file", VERIFIED, 3_196_228, _WARPEACE_LF),
                 Variant("Karpathy's warpeace_input.txt (CRLF)", SIZE_CHECKED, 3_258_246,
-                        text_sha256="b0fc81c399971eaf738c8be89809e6a0d95c151749112b04f06b6af648d8a39f"),
+                        text_sha256=_WARPEACE_LF),
             )),
         ),
         "Tolstoy, War and Peace (Karpathy's char-rnn text)",

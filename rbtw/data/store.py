@@ -99,10 +99,11 @@ def digest(path, packing="raw", member=None):
 
 
 def normalise_newlines(data):
-    """Text bytes with a leading UTF-8 byte-order mark removed and CRLF turned into LF."""
+    """Text bytes without a leading UTF-8 byte-order mark, CRLF turned into LF, and no
+    whitespace at the very end (Karpathy's CRLF War and Peace -> its known LF text)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    return data.replace(b"\r\n", b"\n")
+    return data.replace(b"\r\n", b"\n").rstrip(b" \t\r\n")
 
 
 def match_variant(raw, path, packing, *, importing):
@@ -121,7 +122,8 @@ def match_variant(raw, path, packing, *, importing):
         raise UserError(f"{raw.name}: checksum mismatch (sha256 {d['sha256'][:16]}..., expected "
                         f"{want[:16]}...): the copy is corrupt or not the canonical file")
     for v in raw.variants:
-        if v.size is None and (importing or not v.import_only) and _fits_alphabet(v, path, packing, raw):
+        allowed = importing or not v.import_only
+        if v.size is None and allowed and _fits_alphabet(v, path, packing, raw):
             return _entry(v, v.status, d)
     raise UserError(f"{raw.name}: unexpected size {d['size']:,} bytes (expected "
                     f"{_expected_sizes(raw, importing)})")
@@ -195,6 +197,8 @@ def source_state(data_dir, source):
     if m is None:
         busy = sdir.is_dir() and any(p.name != "prepared" for p in sdir.iterdir())
         return ("incomplete" if busy else "missing"), None
+    if set(m["files"]) != {raw.name for raw in SOURCES[source].files}:
+        return "changed", m
     for entry in m["files"].values():
         p = sdir / entry["stored"]
         if not p.is_file() or p.stat().st_size != entry["bytes"]:
@@ -207,7 +211,8 @@ def present_files(data_dir, dataset, source):
     state, m = source_state(data_dir, source)
     sdir = source_dir(data_dir, source)
     if state in ("missing", "incomplete"):
-        raise UserError(f"data set {dataset!r} is not in {sdir} ({state}): {how_to_get(dataset, source)}")
+        raise UserError(f"data set {dataset!r} is not in {sdir} ({state}): "
+                        f"{how_to_get(dataset, source)}")
     if state == "changed":
         raise UserError(f"data set {dataset!r} in {sdir} changed since it was checked: "
                         f"{how_to_get(dataset, source)}")

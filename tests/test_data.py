@@ -7,6 +7,7 @@ tests that need one are skipped, saying so, when it is absent.
 import gzip
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +282,17 @@ def test_size_checked_text_that_is_not_utf8_fails_at_load(tmp_path):
 def test_text8_import_refuses_a_file_that_is_not_text8(tmp_path):
     with pytest.raises(UserError, match="a-z and space only"):
         import_path("text8", _write(tmp_path / "x.txt", b"Hello, World"), data_dir=tmp_path)
+
+
+def test_text8_fragment_inside_a_zip_is_read_through_the_zip(tmp_path):
+    text = b"anarchism originated as a term of abuse " * 100
+    with zipfile.ZipFile(tmp_path / "text8.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("text8", text)
+    import_path("text8", tmp_path / "text8.zip", data_dir=tmp_path / "c")
+    assert (tmp_path / "c" / "text8" / "text8.fragment.zip").is_file()
+    c = load_corpus("text8", tmp_path / "c")
+    assert c.status == "fragment" and len(c.train) + len(c.valid) + len(c.test) == len(text)
+    assert c.decode(c.train[:9]) == "anarchism"
 
 
 def test_a_changed_file_is_noticed(tmp_path):

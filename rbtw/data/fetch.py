@@ -60,13 +60,13 @@ def download(dataset, data_dir=None, mirror=None, progress=True, echo=None):
     """Fetch, check and store the raw files of ``dataset``; return the source directory."""
     source = source_of(dataset)
     sdir = source_dir(data_dir, source.name)
-    sdir.mkdir(parents=True, exist_ok=True)
-    _forget(sdir)
+    old = _forget(sdir)
     entries = {}
     for raw in source.files:
         entries[raw.name] = _download_file(source, raw, sdir, mirror, progress)
         _say(echo, raw.name, entries[raw.name])
     write_manifest(sdir, source.name, entries)
+    _drop_replaced(sdir, old, entries)
     return sdir
 
 
@@ -166,9 +166,7 @@ def import_path(dataset, path, data_dir=None, echo=None):
     if path.is_file() and len(source.files) > 1:
         raise UserError(f"{dataset}: give the directory holding {_names(source)}")
     sdir = source_dir(data_dir, source.name)
-    sdir.mkdir(parents=True, exist_ok=True)
-    old = read_manifest(sdir) if (sdir / MANIFEST).exists() else None
-    _forget(sdir)
+    old = _forget(sdir)
     entries = {}
     for raw in source.files:
         entries[raw.name] = _import_file(raw, _find_local(raw, path), sdir)
@@ -217,8 +215,17 @@ def _stored_name(raw, packing, entry):
 
 
 def _forget(sdir):
-    """Remove the manifest first, so an interrupted run leaves the source 'incomplete'."""
+    """Remove the manifest first, so an interrupted run leaves the source 'incomplete'.
+
+    Returns the old manifest (None if absent or unreadable) to tidy up after success.
+    """
+    sdir.mkdir(parents=True, exist_ok=True)
+    try:
+        old = read_manifest(sdir)
+    except UserError:
+        old = None
     (sdir / MANIFEST).unlink(missing_ok=True)
+    return old
 
 
 def _drop_replaced(sdir, old, entries):

@@ -1,0 +1,288 @@
+"""Text corpora as id streams: tokenisation, vocabularies, splits and the prepared-data cache.
+
+Symbols.  Character-level corpora are read at the level of UTF-8 *bytes*, as the paper's
+readers do (War and Peace has 83 distinct bytes but 82 distinct characters).  ``vocab[i]``
+is ``chr(b)`` for byte ``b``: the character itself for ASCII text.  A text must be valid
+UTF-8.  Word-level PTB: whitespace-separated tokens, each line followed by ``<eos>``.
+
+PTB characters are derived from the word files, one line at a time (Mikolov's char files):
+
+    line "  the cat sat \\n"  ->  symbols  t h e _ c a t _ s a t \\n
+
+i.e. words joined by '_' and each line closed by an end-of-line symbol ('\\n'): 50 symbols,
+5,017,482 / 393,042 / 442,423 symbols in train / valid / test.
+
+Splits.  PTB ships its own.  Single texts are cut contiguously, in order:
+train = ids[:round(f0 n)], valid = the next round(f1 n), test = the rest.  text8 uses
+90/5/5 % (= 90M/5M/5M of 10^8, the standard split; a fragment uses the same fractions);
+War and Peace and Linux use 80/10/10 % as in Karpathy et al. (2015), the corpora's source;
+the embedded default uses 90/5/5 %.
+
+Vocabulary order: characters by byte value; words by descending train frequency, ties
+alphabetical.  Char vocabularies of single texts come from the whole text; PTB vocabularies
+from train (valid/test symbols outside it are an error).
+
+Prepared data is cached as ``prepared/<name>.npz`` (train/valid/test ids, stored as
+uint8/uint16 when the vocabulary fits, loaded as int32) beside
+``prepared/<name>.vocab.json`` (level, vocab, splits, and the sha256 of the raw files it
+was made from); it is rebuilt whenever the raw files change.
+"""
+
+import collections
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import rbtw
+from rbtw.errors import UserError
+from rbtw.fileio import atomic_open
+from rbtw.data.registry import DATASETS, SOURCES
+from rbtw.data.store import (normalise_newlines, packing_of, present_files, read_content,
+                             source_dir, weakest)
+
+PREPARED_FORMAT = 1
+EOS = "<eos>"
+DEFAULT_TEXT = "carroll-alice.txt"
+
+
+@dataclass
+class Corpus:
+    """Id streams of one corpus; ``vocab[i]`` is the symbol (char or word) with id ``i``."""
+
+    name: str
+    level: str  # "char" or "word"
+    vocab: list
+    train: np.ndarray  # (N_train,) int32
+    valid: np.ndarray  # (N_valid,) int32
+    test: np.ndarray  # (N_test,) int32
+    status: str = "verified"  # verified | size-checked | fragment | embedded | custom
+    info: dict = field(default_factory=dict)
+
+    @property
+    def vocab_size(self):
+        return len(self.vocab)
+
+    @property
+    def vocab_sha256(self):
+        """Fingerprint of the vocabulary (ids included): store it in a checkpoint, compare later."""
+        return vocab_fingerprint(self.vocab)
+
+    def encode(self, text):
+        """Ids of ``text`` (a str; chars are UTF-8 bytes, words split on whitespace)."""
+        index = {s: i for i, s in enumerate(self.vocab)}
+        units = text.split() if self.level == "word" else [chr(b) for b in text.encode("utf-8")]
+        missing = sorted({u for u in units if u not in index})
+        if missing:
+            raise UserError(f"{self.name}: symbols not in the vocabulary: {missing[:10]!r}")
+        return np.array([index[u] for u in units], dtype=np.int32)
+
+    def decode(self, ids):
+        """Text of ``ids``: words joined by spaces, or the UTF-8 bytes decoded (bad -> U+FFFD)."""
+        if self.level == "word":
+            return " ".join(self.vocab[i] for i in ids)
+        return bytes(ord(self.vocab[i]) for i in ids).decode("utf-8", errors="replace")
+
+
+def vocab_fingerprint(vocab):
+    """sha256 of the vocabulary list as JSON."""
+    return hashlib.sha256(json.dumps(list(vocab), ensure_ascii=True).encode()).hexdigest()
+
+
+def _spec(name):
+    if name not in DATASETS:
+        raise UserError(f"unknown data set {name!r} (choose from: {', '.join(DATASETS)})")
+    spec = DATASETS[name]
+    if spec.level not in ("char", "word"):
+        raise UserError(f"{name!r} is not a text corpus: use load_mnist")
+    return spec
+
+
+def load_corpus(name, data_dir=None):
+    """Load a text corpus by name: default, ptb_char, ptb_word, warpeace, linux or text8."""
+    spec = _spec(name)
+    if spec.source is None:
+        return load_default()
+    files = present_files(data_dir, name, spec.source)
+    sources = {raw: e["sha256"] for raw, (_, e) in files.items()}
+    prep = source_dir(data_dir, spec.source) / "prepared"
+    corpus = _load_prepared(prep, spec, sources)
+    if corpus is None:
+        corpus = _PREPARE[spec.level if spec.source != "ptb" else name](spec, files)
+        corpus.info.update(sources=sources)
+        _save_prepared(prep, corpus)
+    corpus.status = _status(files)
+    return corpus
+
+
+def _status(files):
+    return weakest([e["status"] for _, e in files.values()])
+
+
+def default_text_path():
+    """Where the embedded default corpus lives: ``<repository>/data/carroll-alice.txt``."""
+    return Path(rbtw.__file__).resolve().parent.parent / "data" / DEFAULT_TEXT
+
+
+def load_default():
+    """The embedded default corpus (needs nothing downloaded); splits 90/5/5 %."""
+    path = default_text_path()
+    if not path.is_file():
+        raise UserError(f"embedded default corpus missing: {path} (the repository's data/ "
+                        "folder is not beside the installed package: pip install -e . from a "
+                        "source checkout)")
+    corpus = text_corpus("default", path.read_bytes(), DATASETS["default"].splits, str(path))
+    corpus.status = "embedded"
+    return corpus
+
+
+def load_text(path, splits=(0.9, 0.05, 0.05)):
+    """A character corpus from any UTF-8 text file (status ``custom``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    corpus = text_corpus(path.stem, path.read_bytes(), splits, str(path))
+    corpus.status = "custom"
+    return corpus
+
+
+def check_utf8(data, where):
+    """Raise a one-line UserError unless ``data`` is valid UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{where}: not valid UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                        f"{e.start:,})") from None
+
+
+def text_corpus(name, data, splits, where):
+    """Char corpus of one text: byte vocabulary of the whole text, contiguous splits."""
+    check_utf8(data, where)
+    if not data:
+        raise UserError(f"{where}: empty text")
+    codes = np.frombuffer(data, dtype=np.uint8)
+    present = np.flatnonzero(np.bincount(codes, minlength=256))
+    vocab = [chr(b) for b in present]
+    ids = _byte_ids(codes, present)
+    train, valid, test = split_stream(ids, splits)
+    info = {"splits": list(splits), "symbols": len(ids), "source_path": where}
+    return Corpus(name, "char", vocab, train, valid, test, info=info)
+
+
+def _byte_ids(codes, present):
+    table = np.full(256, -1, dtype=np.int32)
+    table[present] = np.arange(len(present), dtype=np.int32)
+    return table[codes]
+
+
+def split_stream(ids, splits):
+    """Cut one stream into contiguous train / valid / test parts by the fractions ``splits``."""
+    n = len(ids)
+    n_train = int(round(n * splits[0]))
+    n_valid = int(round(n * splits[1]))
+    return ids[:n_train], ids[n_train:n_train + n_valid], ids[n_train + n_valid:]
+
+
+def _prepare_char(spec, files):
+    (path, entry), = files.values()
+    raw = _raw_of(spec)
+    data = read_content(path, packing_of(path.name), raw.member)
+    if spec.normalise_newlines:
+        data = normalise_newlines(data)
+    return text_corpus(spec.name, data, spec.splits, str(path))
+
+
+def _raw_of(spec):
+    return SOURCES[spec.source].files[0]
+
+
+def _ptb_texts(files):
+    texts = {}
+    for split in ("train", "valid", "test"):
+        path, _ = files[f"ptb.{split}.txt"]
+        data = path.read_bytes()
+        check_utf8(data, str(path))
+        texts[split] = data.decode("utf-8")
+    return texts
+
+
+def ptb_char_text(text):
+    """PTB word text -> char text: words joined by '_', one '\\n' closing every line."""
+    return "".join("_".join(line.split()) + "\n" for line in text.splitlines())
+
+
+def _prepare_ptb_char(spec, files):
+    texts = {k: ptb_char_text(t).encode("utf-8") for k, t in _ptb_texts(files).items()}
+    train = np.frombuffer(texts["train"], dtype=np.uint8)
+    present = np.flatnonzero(np.bincount(train, minlength=256))
+    parts = {}
+    for split, data in texts.items():
+        ids = _byte_ids(np.frombuffer(data, dtype=np.uint8), present)
+        if (ids < 0).any():
+            raise UserError(f"ptb_char: the {split} file has characters that train lacks")
+        parts[split] = ids
+    info = {"splits": "ptb files", "symbols": sum(len(p) for p in parts.values())}
+    return Corpus(spec.name, "char", [chr(b) for b in present], parts["train"], parts["valid"],
+                  parts["test"], info=info)
+
+
+def ptb_words(text):
+    """Tokens of a PTB word text: each line's words followed by ``<eos>``."""
+    return [w for line in text.splitlines() for w in line.split() + [EOS]]
+
+
+def _prepare_ptb_word(spec, files):
+    tokens = {k: ptb_words(t) for k, t in _ptb_texts(files).items()}
+    counts = collections.Counter(tokens["train"])
+    vocab = sorted(counts, key=lambda w: (-counts[w], w))
+    index = {w: i for i, w in enumerate(vocab)}
+    parts = {}
+    for split, words in tokens.items():
+        unknown = {w for w in words if w not in index}
+        if unknown:
+            raise UserError(f"ptb_word: the {split} file has words that train lacks: "
+                            f"{sorted(unknown)[:5]}")
+        parts[split] = np.array([index[w] for w in words], dtype=np.int32)
+    info = {"splits": "ptb files", "symbols": sum(len(p) for p in parts.values())}
+    return Corpus(spec.name, "word", vocab, parts["train"], parts["valid"], parts["test"],
+                  info=info)
+
+
+_PREPARE = {"char": _prepare_char, "ptb_char": _prepare_ptb_char, "ptb_word": _prepare_ptb_word}
+
+
+def _save_prepared(prep, corpus):
+    """Write ``<name>.npz`` then ``<name>.vocab.json``; a read-only cache just skips this."""
+    meta = {"format": PREPARED_FORMAT, "name": corpus.name, "level": corpus.level,
+            "vocab": corpus.vocab, "vocab_sha256": corpus.vocab_sha256, "info": corpus.info}
+    try:
+        small = _id_dtype(corpus.vocab_size)
+        with atomic_open(prep / f"{corpus.name}.npz") as f:
+            np.savez(f, **{k: getattr(corpus, k).astype(small) for k in ("train", "valid", "test")})
+        with atomic_open(prep / f"{corpus.name}.vocab.json", "w") as f:
+            json.dump(meta, f, ensure_ascii=True)
+    except OSError:
+        pass
+
+
+def _id_dtype(n):
+    """The smallest unsigned type holding ids 0..n-1 (int32 beyond 16 bits)."""
+    return np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.int32
+
+
+def _load_prepared(prep, spec, sources):
+    """The cached corpus if it was made from exactly these raw files, else None."""
+    meta_path, npz_path = prep / f"{spec.name}.vocab.json", prep / f"{spec.name}.npz"
+    if not (meta_path.is_file() and npz_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != PREPARED_FORMAT or meta["info"].get("sources") != sources:
+            return None
+        with np.load(npz_path) as z:
+            parts = [z[k].astype(np.int32) for k in ("train", "valid", "test")]
+    except (OSError, ValueError, KeyError):
+        return None  # damaged cache: prepare again
+    return Corpus(spec.name, meta["level"], meta["vocab"], *parts, info=meta["info"])

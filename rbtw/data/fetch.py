@@ -1,0 +1,242 @@
+"""Getting raw files into the data directory: HTTP(S) download or import of a local copy.
+
+Download: each file is streamed into ``<name>.part`` (progress bar on stderr when it is a
+terminal), checked (:func:`rbtw.data.store.match_variant`) and only then renamed to its final
+name; the manifest is written last.  A transfer that is cut off (fewer bytes than
+Content-Length, or a network error) raises a UserError and leaves the ``.part`` file; a rerun
+*resumes* it with an HTTP ``Range: bytes=N-`` request, or restarts from zero when the server
+answers 200 instead of 206.  A copy that fails its check is deleted, so a bad file never
+looks complete.
+
+The base URL can be replaced by a mirror (``--mirror`` or ``$RBTW_MIRROR``); a mirror serves
+``<mirror>/<source>/<canonical file name>`` (e.g. ``<mirror>/ptb/ptb.train.txt``).
+
+Import: a local file or directory is copied into the cache under a temporary name, checked
+like a download, then renamed.  It may also be an unpacked form (raw IDX files, the unzipped
+``text8``), or, for text8, a smaller fragment that is recorded as such.
+"""
+
+import http.client
+import os
+import re
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from rbtw import __version__
+from rbtw.errors import UserError
+from rbtw.data.registry import DATASETS, FRAGMENT, SOURCES
+from rbtw.data.store import (MANIFEST, match_variant, packing_of, read_manifest, source_dir,
+                             write_manifest)
+
+ENV_MIRROR = "RBTW_MIRROR"
+TIMEOUT = 60  # seconds without data before a transfer is given up
+_CHUNK = 1 << 16
+
+
+def source_of(dataset):
+    """The source behind a data set name, or a UserError for unknown / embedded names."""
+    if dataset not in DATASETS:
+        raise UserError(f"unknown data set {dataset!r} (choose from: {', '.join(DATASETS)})")
+    source = DATASETS[dataset].source
+    if source is None:
+        raise UserError(f"data set {dataset!r} is embedded in the repository: nothing to fetch")
+    return SOURCES[source]
+
+
+def file_url(source, raw, mirror=None):
+    """The URL of a raw file: canonical, or ``<mirror>/<source>/<name>``."""
+    mirror = mirror or os.environ.get(ENV_MIRROR)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{source.name}/{raw.name}"
+    return raw.url
+
+
+def download(dataset, data_dir=None, mirror=None, progress=True, echo=None):
+    """Fetch, check and store the raw files of ``dataset``; return the source directory."""
+    source = source_of(dataset)
+    sdir = source_dir(data_dir, source.name)
+    old = _forget(sdir)
+    entries = {}
+    for raw in source.files:
+        entries[raw.name] = _download_file(source, raw, sdir, mirror, progress)
+        _say(echo, raw.name, entries[raw.name])
+    write_manifest(sdir, source.name, entries)
+    _drop_replaced(sdir, old, entries)
+    return sdir
+
+
+def _download_file(source, raw, sdir, mirror, progress):
+    dest = sdir / raw.name
+    if dest.is_file():
+        try:
+            entry = match_variant(raw, dest, packing_of(raw.name), importing=False)
+            return _stored(entry, dest, "cache")
+        except UserError:
+            dest.unlink()  # not a good copy: fetch it again
+    url = file_url(source, raw, mirror)
+    part = sdir / (raw.name + ".part")
+    resumed = part.exists()
+    try:
+        entry = _fetch_checked(raw, url, part, progress)
+    except UserError:
+        if not resumed:
+            raise
+        entry = _fetch_checked(raw, url, part, progress)  # the old part was bad: start afresh
+    os.replace(part, dest)
+    return _stored(entry, dest, url)
+
+
+def _fetch_checked(raw, url, part, progress):
+    """Fetch into ``part`` and check it; a copy that fails its check is deleted."""
+    fetch(url, part, label=raw.name, progress=progress)
+    try:
+        return match_variant(raw, part, packing_of(raw.name), importing=False)
+    except UserError:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _stored(entry, path, origin):
+    return dict(entry, stored=path.name, bytes=path.stat().st_size, origin=str(origin))
+
+
+def fetch(url, part, label="", progress=True):
+    """Bring ``part`` up to the full resource at ``url``, resuming it if it already exists."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": f"rbtw/{__version__}"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:
+            return  # nothing left to send: the part is whole, its check decides
+        raise UserError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    with resp:
+        start = have if resp.status == 206 and _range_start(resp) == have else 0
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        _stream(resp, part, start, total, url, label, progress)
+
+
+def _range_start(resp):
+    m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+    return int(m.group(1)) if m else None
+
+
+def _stream(resp, part, start, total, url, label, progress):
+    """Copy the response body into ``part`` from byte ``start``; raise if it ends early."""
+    got = start
+    shown = progress and total and sys.stderr.isatty()  # a bar only on a terminal
+    bar = click.progressbar(length=total or 1, label=label, file=sys.stderr, hidden=not shown)
+    with open(part, "r+b" if start else "wb") as f, bar:
+        f.seek(start)
+        f.truncate()
+        bar.update(start)
+        try:
+            for block in iter(lambda: resp.read(_CHUNK), b""):
+                f.write(block)
+                got += len(block)
+                bar.update(len(block))
+        except (http.client.HTTPException, OSError) as e:
+            raise _cut_off(url, got, total, e) from None
+    if total is not None and got != total:
+        raise _cut_off(url, got, total, "connection closed")
+
+
+def _cut_off(url, got, total, why):
+    of = f" of {total:,}" if total is not None else ""
+    return UserError(f"download of {url} was cut off after {got:,}{of} bytes ({why}); "
+                     "the partial file is kept as .part: run the command again to resume")
+
+
+def import_path(dataset, path, data_dir=None, echo=None):
+    """Copy a local copy of ``dataset``'s raw files into the cache, checked like a download."""
+    source = source_of(dataset)
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file() and len(source.files) > 1:
+        raise UserError(f"{dataset}: give the directory holding {_names(source)}")
+    sdir = source_dir(data_dir, source.name)
+    old = _forget(sdir)
+    entries = {}
+    for raw in source.files:
+        entries[raw.name] = _import_file(raw, _find_local(raw, path), sdir)
+        _say(echo, raw.name, entries[raw.name])
+    write_manifest(sdir, source.name, entries)
+    _drop_replaced(sdir, old, entries)
+    return sdir
+
+
+def _names(source):
+    return ", ".join(r.name for r in source.files)
+
+
+def _find_local(raw, path):
+    """The local file for ``raw``: ``path`` itself, or its canonical / unpacked name inside it."""
+    if path.is_file():
+        return path
+    for name in (raw.name, raw.content_name, raw.content_name + ".gz"):
+        if (path / name).is_file():
+            return path / name
+    raise UserError(f"{path}: no {raw.name} or {raw.content_name} in this directory")
+
+
+def _import_file(raw, local, sdir):
+    """Copy under a temporary name, check the copy, then rename it; never leave the temp."""
+    packing = packing_of(local.name)
+    tmp = sdir / f".{raw.name}.import.tmp"
+    try:
+        shutil.copyfile(local, tmp)
+        entry = match_variant(raw, tmp, packing, importing=True)
+        dest = sdir / _stored_name(raw, packing, entry)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _stored(entry, dest, local.resolve())
+
+
+def _stored_name(raw, packing, entry):
+    """Cache name: canonical when packed the canonical way, else the content name (+ .gz/.zip)."""
+    if packing == packing_of(raw.name) and entry["status"] != FRAGMENT:
+        return raw.name
+    suffix = {"gzip": ".gz", "zip": ".zip", "raw": ""}[packing]
+    middle = ".fragment" if entry["status"] == FRAGMENT else ""
+    return raw.content_name + middle + suffix
+
+
+def _forget(sdir):
+    """Remove the manifest first, so an interrupted run leaves the source 'incomplete'.
+
+    Returns the old manifest (None if absent or unreadable) to tidy up after success.
+    """
+    sdir.mkdir(parents=True, exist_ok=True)
+    try:
+        old = read_manifest(sdir)
+    except UserError:
+        old = None
+    (sdir / MANIFEST).unlink(missing_ok=True)
+    return old
+
+
+def _drop_replaced(sdir, old, entries):
+    """Delete stored files of a previous import that the new manifest no longer lists."""
+    keep = {e["stored"] for e in entries.values()}
+    for e in (old or {}).get("files", {}).values():
+        if e.get("stored") not in keep:
+            (sdir / e["stored"]).unlink(missing_ok=True)
+
+
+def _say(echo, name, entry):
+    if echo is not None:
+        echo(f"{name}: {entry['status']} ({entry['variant']}, {entry['content_bytes']:,} bytes, "
+             f"sha256 {entry['sha256'][:16]}...)")

@@ -1,0 +1,219 @@
+"""The local data directory: verified raw files and the manifest that vouches for them.
+
+Layout (``<dir>`` from :func:`resolve_data_dir`)::
+
+    <dir>/<source>/<raw file>            verified copies (content as downloaded or imported)
+    <dir>/<source>/<raw file>.part       an unfinished download (never read as data)
+    <dir>/<source>/manifest.json         written last, atomically: what was verified, how
+    <dir>/<source>/prepared/<set>.npz    id arrays train/valid/test (see rbtw.data.corpus)
+    <dir>/<source>/prepared/<set>.vocab.json
+
+A source counts as present only when its manifest exists and every file it lists still has
+the recorded size.  Content checks hash the *unpacked* content: ``.gz`` is gunzipped and the
+named member of a ``.zip`` read, so recompressed copies of the same data are accepted.
+"""
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+from rbtw.errors import UserError
+from rbtw.fileio import atomic_open
+from rbtw.data.registry import FRAGMENT, SIZE_CHECKED, SOURCES, VERIFIED
+
+ENV_DATA = "RBTW_DATA"
+DEFAULT_DATA_DIR = "~/.cache/rbtw"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+_CHUNK = 1 << 20
+_STRENGTH = {FRAGMENT: 0, SIZE_CHECKED: 1, VERIFIED: 2}
+
+
+def resolve_data_dir(data_dir=None):
+    """The cache directory: ``data_dir`` if given, else ``$RBTW_DATA``, else ``~/.cache/rbtw``."""
+    chosen = data_dir or os.environ.get(ENV_DATA) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser()
+
+
+def source_dir(data_dir, source):
+    """Directory holding one source's raw files."""
+    return resolve_data_dir(data_dir) / source
+
+
+def packing_of(filename):
+    """How content is wrapped in a file, from its name: ``gzip``, ``zip`` or ``raw``."""
+    name = str(filename)
+    if name.endswith(".gz"):
+        return "gzip"
+    if name.endswith(".zip"):
+        return "zip"
+    return "raw"
+
+
+@contextlib.contextmanager
+def open_content(path, packing="raw", member=None):
+    """Yield a binary stream of the content of ``path`` (gunzipped / unzipped as needed)."""
+    try:
+        if packing == "gzip":
+            with gzip.open(path, "rb") as f:
+                yield f
+        elif packing == "zip":
+            with zipfile.ZipFile(path) as z, z.open(_zip_member(z, path, member)) as f:
+                yield f
+        else:
+            with open(path, "rb") as f:
+                yield f
+    except (zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UserError(f"{path}: corrupt {packing} file ({e})") from None
+
+
+def _zip_member(z, path, member):
+    names = [n for n in z.namelist() if not n.endswith("/")]
+    if member in names:
+        return member
+    if len(names) == 1:
+        return names[0]
+    raise UserError(f"{path}: zip file has no member {member!r} (it has {len(names)} files)")
+
+
+def read_content(path, packing="raw", member=None):
+    """All content bytes of a raw file."""
+    with open_content(path, packing, member) as f:
+        return f.read()
+
+
+def digest(path, packing="raw", member=None):
+    """Size, sha256 and md5 of the content of ``path``: one pass, constant memory."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    with open_content(path, packing, member) as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            sha.update(block)
+            md5.update(block)
+            size += len(block)
+    return {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def normalise_newlines(data):
+    """Text bytes without a leading UTF-8 byte-order mark, CRLF turned into LF, and no
+    whitespace at the very end (Karpathy's CRLF War and Peace -> its known LF text)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.replace(b"\r\n", b"\n").rstrip(b" \t\r\n")
+
+
+def match_variant(raw, path, packing, *, importing):
+    """Check a copy of ``raw`` at ``path``; return the manifest entry, or raise UserError.
+
+    Variants with a known size are tried first; a size match with a wrong sha256 is a
+    checksum mismatch.  Size-less variants (fragments) come last and only on import.
+    """
+    d = digest(path, packing, raw.member)
+    sized = [v for v in raw.variants if v.size == d["size"] and (importing or not v.import_only)]
+    for v in sized:
+        if v.sha256 is None or v.sha256 == d["sha256"]:
+            return _entry(v, _refined_status(v, path, packing, raw), d)
+    if sized:
+        want = sized[0].sha256
+        raise UserError(f"{raw.name}: checksum mismatch (sha256 {d['sha256'][:16]}..., expected "
+                        f"{want[:16]}...): the copy is corrupt or not the canonical file")
+    for v in raw.variants:
+        allowed = importing or not v.import_only
+        if v.size is None and allowed and _fits_alphabet(v, path, packing, raw):
+            return _entry(v, v.status, d)
+    raise UserError(f"{raw.name}: unexpected size {d['size']:,} bytes (expected "
+                    f"{_expected_sizes(raw, importing)})")
+
+
+def _refined_status(v, path, packing, raw):
+    """A size-checked variant becomes verified when its normalised text has the known sha256."""
+    if v.text_sha256 is None:
+        return v.status
+    text = normalise_newlines(read_content(path, packing, raw.member))
+    return VERIFIED if hashlib.sha256(text).hexdigest() == v.text_sha256 else v.status
+
+
+def _fits_alphabet(v, path, packing, raw):
+    data = read_content(path, packing, raw.member)
+    return bool(data) and v.alphabet is not None and not data.translate(None, v.alphabet)
+
+
+def _expected_sizes(raw, importing):
+    sizes = sorted({v.size for v in raw.variants if v.size is not None})
+    text = " or ".join(f"{s:,}" for s in sizes)
+    if importing and any(v.size is None for v in raw.variants):
+        text += ", or a fragment of a-z and space only"
+    return text
+
+
+def _entry(variant, status, d):
+    return {"status": status, "variant": variant.label, "content_bytes": d["size"],
+            "sha256": d["sha256"], "md5": d["md5"]}
+
+
+def weakest(statuses):
+    """The least trustworthy status among files: fragment < size-checked < verified."""
+    return min(statuses, key=lambda s: _STRENGTH[s])
+
+
+def read_manifest(sdir):
+    """The manifest of a source directory, or None when there is none."""
+    path = Path(sdir) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: corrupt manifest ({e}); run `rbtw data download` again") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or "files" not in m:
+        raise UserError(f"{path}: unknown manifest format; run `rbtw data download` again")
+    return m
+
+
+def write_manifest(sdir, source, entries):
+    """Record verified files (atomically, after they are all in place)."""
+    m = {"format": MANIFEST_FORMAT, "source": source,
+         "status": weakest([e["status"] for e in entries.values()]), "files": entries}
+    with atomic_open(Path(sdir) / MANIFEST, "w") as f:
+        json.dump(m, f, indent=1, sort_keys=True)
+    return m
+
+
+def how_to_get(dataset, source):
+    """The one-line hint telling a user how to obtain a missing data set."""
+    url = SOURCES[source].files[0].url
+    return (f"run `rbtw data download {dataset}` (fetches {url.rsplit('/', 1)[0]}/...) "
+            f"or `rbtw data import {dataset} PATH`")
+
+
+def source_state(data_dir, source):
+    """``(state, manifest)``: state is missing, incomplete, changed or the manifest's status."""
+    sdir = source_dir(data_dir, source)
+    m = read_manifest(sdir)
+    if m is None:
+        busy = sdir.is_dir() and any(p.name != "prepared" for p in sdir.iterdir())
+        return ("incomplete" if busy else "missing"), None
+    if set(m["files"]) != {raw.name for raw in SOURCES[source].files}:
+        return "changed", m
+    for entry in m["files"].values():
+        p = sdir / entry["stored"]
+        if not p.is_file() or p.stat().st_size != entry["bytes"]:
+            return "changed", m
+    return m["status"], m
+
+
+def present_files(data_dir, dataset, source):
+    """Map raw file name -> (path, manifest entry) of a present source, or raise UserError."""
+    state, m = source_state(data_dir, source)
+    sdir = source_dir(data_dir, source)
+    if state in ("missing", "incomplete"):
+        raise UserError(f"data set {dataset!r} is not in {sdir} ({state}): "
+                        f"{how_to_get(dataset, source)}")
+    if state == "changed":
+        raise UserError(f"data set {dataset!r} in {sdir} changed since it was checked: "
+                        f"{how_to_get(dataset, source)}")
+    return {name: (sdir / e["stored"], e) for name, e in m["files"].items()}

@@ -1,0 +1,386 @@
+"""rbtw.data: real corpora parse to the published sizes; imports are checked; batching is exact.
+
+The real copies come from ``../shared/data`` beside the repository (or ``$RBTW_SHARED_DATA``);
+tests that need one are skipped, saying so, when it is absent.
+"""
+
+import gzip
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rbtw.data import (char_batches, import_path, load_corpus, load_default, load_mnist,
+                       load_text, mnist_batches, pixel_permutation, resolve_data_dir,
+                       word_batches)
+from rbtw.data import corpus as corpus_mod
+from rbtw.data.listing import dataset_rows
+from rbtw.errors import UserError
+
+SHARED = Path(os.environ.get("RBTW_SHARED_DATA",
+                             Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared(sub):
+    """Path of a real copy, or skip the test with the reason."""
+    path = SHARED / sub
+    if not path.exists():
+        pytest.skip(f"real data copy {path} is absent (set RBTW_SHARED_DATA to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """A data directory holding every shared copy, imported once per session."""
+    d = tmp_path_factory.mktemp("rbtw-data")
+    for name, sub in [("ptb_word", "ptb"), ("warpeace", "warpeace"), ("linux", "linux"),
+                      ("mnist", "mnist"), ("text8", "text8/text8_fragment.txt")]:
+        if (SHARED / sub).exists():
+            import_path(name, SHARED / sub, data_dir=d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def corpora(cache):
+    """Corpora parsed once per session (load_corpus caches to disk too)."""
+    memo = {}
+
+    def get(name):
+        if name not in memo:
+            memo[name] = load_corpus(name, cache)
+        return memo[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def mnist(cache):
+    shared("mnist")
+    return load_mnist(cache)
+
+
+# --- data directory -------------------------------------------------------------------------
+
+def test_data_dir_option_beats_env_beats_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("RBTW_DATA", raising=False)
+    assert resolve_data_dir() == Path("~/.cache/rbtw").expanduser()
+    monkeypatch.setenv("RBTW_DATA", str(tmp_path / "env"))
+    assert resolve_data_dir() == tmp_path / "env"
+    assert resolve_data_dir(tmp_path / "opt") == tmp_path / "opt"
+
+
+# --- embedded default -----------------------------------------------------------------------
+
+def test_default_corpus_needs_nothing_downloaded(monkeypatch, tmp_path):
+    monkeypatch.setenv("RBTW_DATA", str(tmp_path / "empty"))
+    c = load_corpus("default")
+    assert (c.level, c.status, c.vocab_size) == ("char", "embedded", 73)
+    assert (len(c.train), len(c.valid), len(c.test)) == (129_956, 7_220, 7_219)
+    assert all(a.dtype == np.int32 for a in (c.train, c.valid, c.test))
+    assert c.decode(c.train[:9]) == "[Alice's "
+    assert not (tmp_path / "empty").exists()
+
+
+def test_default_corpus_missing_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(corpus_mod, "default_text_path", lambda: tmp_path / "nope.txt")
+    with pytest.raises(UserError, match="embedded default corpus missing"):
+        load_default()
+
+
+def test_encode_decode_round_trip_with_non_ascii(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("héllo wörld, ßtraße " * 40, encoding="utf-8")
+    c = load_text(p)
+    assert c.decode(np.concatenate([c.train, c.valid, c.test])) == p.read_text(encoding="utf-8")
+    assert list(c.encode("héllo")) == list(c.train[:6])
+    with pytest.raises(UserError, match="not in the vocabulary"):
+        c.encode("xyz")
+
+
+def test_text_that_is_not_utf8_is_a_clear_error(tmp_path):
+    p = tmp_path / "latin1.txt"
+    p.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(UserError, match=r"not valid UTF-8 .*0xe9 at offset 3"):
+        load_text(p)
+
+
+# --- real corpora ---------------------------------------------------------------------------
+
+def test_ptb_char(corpora):
+    shared("ptb")
+    c = corpora("ptb_char")
+    assert (c.level, c.status, c.vocab_size) == ("char", "verified", 50)
+    assert "_" in c.vocab and "\n" in c.vocab and " " not in c.vocab
+    assert (len(c.train), len(c.valid), len(c.test)) == (5_017_482, 393_042, 442_423)
+    assert c.decode(c.train[:22]) == "aer_banknote_berlitz_c"
+    assert c.decode(c.valid).count("\n") == 3370
+
+
+def test_ptb_word(corpora):
+    shared("ptb")
+    c = corpora("ptb_word")
+    assert (c.level, c.vocab_size) == ("word", 10_000)
+    assert "<eos>" in c.vocab and "<unk>" in c.vocab
+    assert (len(c.train), len(c.valid), len(c.test)) == (929_589, 73_760, 82_430)
+    eos = c.vocab.index("<eos>")
+    assert (c.train == eos).sum() == 42_068
+    assert c.decode(c.train[:3]) == "aer banknote berlitz"
+
+
+def test_warpeace(corpora):
+    shared("warpeace")
+    c = corpora("warpeace")
+    assert (c.vocab_size, c.status) == (83, "verified")
+    n = 3_196_228
+    assert (len(c.train), len(c.valid)) == (round(0.8 * n), round(0.1 * n))
+    assert len(c.train) + len(c.valid) + len(c.test) == n
+    assert c.decode(c.train[:14]) == '"Well, Prince,'
+
+
+def test_warpeace_canonical_crlf_form_is_recognised(tmp_path, corpora):
+    lf = shared("warpeace/warpeace_input.txt").read_bytes()
+    crlf = b"\xef\xbb\xbf" + lf.replace(b"\n", b"\r\n") + b"\n"  # BOM, CRLF: 3,258,246 bytes
+    assert len(crlf) == 3_258_246
+    import_path("warpeace", _write(tmp_path / "warpeace_input.txt", crlf), data_dir=tmp_path / "a")
+    c = load_corpus("warpeace", tmp_path / "a")
+    assert c.status == "verified" and c.vocab == corpora("warpeace").vocab
+    assert np.array_equal(c.test, corpora("warpeace").test)
+    other = crlf.replace(b"Prince", b"Prinze")
+    import_path("warpeace", _write(tmp_path / "warpeace_input.txt", other), data_dir=tmp_path / "b")
+    assert load_corpus("warpeace", tmp_path / "b").status == "size-checked"
+
+
+def test_linux(corpora):
+    shared("linux")
+    c = corpora("linux")
+    assert (c.vocab_size, c.status) == (115, "verified")
+    assert len(c.train) + len(c.valid) + len(c.test) == 6_206_996
+
+
+def test_text8_fragment_is_marked_and_split_90_5_5(corpora, cache):
+    shared("text8")
+    c = corpora("text8")
+    assert (c.vocab_size, c.status) == (27, "fragment")
+    n = 3_085_829
+    assert (len(c.train), len(c.valid), len(c.test)) == (round(0.9 * n), round(0.05 * n),
+                                                         n - round(0.9 * n) - round(0.05 * n))
+    row = next(r for r in dataset_rows(cache) if r["name"] == "text8")
+    assert row["status"] == "fragment" and "not the full corpus" in row["note"]
+
+
+def test_prepared_data_keeps_the_vocabulary_and_is_reused(corpora, cache):
+    shared("ptb")
+    c = corpora("ptb_word")
+    meta = json.loads((cache / "ptb" / "prepared" / "ptb_word.vocab.json").read_text())
+    assert meta["vocab"] == c.vocab and meta["vocab_sha256"] == c.vocab_sha256
+    again = load_corpus("ptb_word", cache)
+    assert again.vocab == c.vocab and np.array_equal(again.test, c.test)
+    assert again.train.dtype == np.int32
+
+
+def test_mnist_splits(mnist):
+    (x, y), (xv, yv), (xt, yt) = mnist.train, mnist.valid, mnist.test
+    assert (x.shape, xv.shape, xt.shape) == ((50_000, 784), (10_000, 784), (10_000, 784))
+    assert x.dtype == np.float32 and y.dtype == np.int64
+    assert 0.0 <= x.min() and x.max() == 1.0
+    assert (y[0], yt[0]) == (5, 7)  # the well-known first labels of the two MNIST files
+    assert set(np.unique(yv)) == set(range(10))
+    assert np.allclose(x[:50] * 255, np.round(x[:50] * 255), atol=1e-4)  # pixels / 255
+
+
+def test_mnist_permuted_is_a_fixed_seeded_pixel_order(cache, mnist):
+    p0 = load_mnist(cache, permuted=True, seed=0)
+    perm = p0.permutation
+    assert sorted(perm) == list(range(784))
+    assert np.array_equal(perm, pixel_permutation(0))
+    assert not np.array_equal(perm, pixel_permutation(1))
+    assert np.array_equal(p0.test[0][:50], mnist.test[0][:50, perm])
+    assert np.array_equal(p0.train[1], mnist.train[1])
+    assert mnist.permutation is None
+
+
+# --- imports: checks and errors ---------------------------------------------------------------
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    how = r"rbtw data download ptb_char.*rbtw data import ptb_char PATH"
+    with pytest.raises(UserError, match=how):
+        load_corpus("ptb_char", tmp_path)
+    with pytest.raises(UserError, match="rbtw data download mnist"):
+        load_mnist(tmp_path)
+
+
+def test_unknown_names_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="unknown data set 'nope'"):
+        load_corpus("nope", tmp_path)
+    with pytest.raises(UserError, match="use load_mnist"):
+        load_corpus("mnist", tmp_path)
+    with pytest.raises(UserError, match="embedded"):
+        import_path("default", tmp_path, data_dir=tmp_path)
+
+
+def _copy_corrupted(src, dst, at):
+    data = bytearray(src.read_bytes())
+    data[at] ^= 0x01
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_import_rejects_a_corrupt_copy_and_leaves_nothing(tmp_path):
+    src = shared("warpeace/warpeace_input.txt")
+    bad = _copy_corrupted(src, tmp_path / "warpeace_input.txt", at=1000)
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="checksum mismatch"):
+        import_path("warpeace", bad, data_dir=cache)
+    assert list((cache / "warpeace").iterdir()) == []
+    with pytest.raises(UserError, match="unexpected size 5 bytes"):
+        import_path("warpeace", _write(tmp_path / "w.txt", b"short"), data_dir=cache)
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def test_import_rejects_a_corrupt_gzip(tmp_path):
+    src = shared("mnist")
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for f in src.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    data = (d / "train-labels-idx1-ubyte.gz").read_bytes()
+    (d / "train-labels-idx1-ubyte.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="corrupt gzip file"):
+        import_path("mnist", d, data_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "mnist" / "manifest.json").exists()
+
+
+def test_mnist_import_accepts_unpacked_idx_files(tmp_path):
+    src = shared("mnist")
+    d = tmp_path / "raw"
+    d.mkdir()
+    for f in src.iterdir():
+        (d / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+    import_path("mnist", d, data_dir=tmp_path / "cache")
+    m = load_mnist(tmp_path / "cache")
+    assert m.test[0].shape == (10_000, 784)
+
+
+def test_size_checked_text_that_is_not_utf8_fails_at_load(tmp_path):
+    fake = _write(tmp_path / "linux_input.txt", b"\xff" * 6_206_996)
+    import_path("linux", fake, data_dir=tmp_path)
+    row = next(r for r in dataset_rows(tmp_path) if r["name"] == "linux")
+    assert row["status"] == "size-checked" and "no published checksum" in row["note"]
+    with pytest.raises(UserError, match="not valid UTF-8"):
+        load_corpus("linux", tmp_path)
+
+
+def test_text8_import_refuses_a_file_that_is_not_text8(tmp_path):
+    with pytest.raises(UserError, match="a-z and space only"):
+        import_path("text8", _write(tmp_path / "x.txt", b"Hello, World"), data_dir=tmp_path)
+
+
+def test_text8_fragment_inside_a_zip_is_read_through_the_zip(tmp_path):
+    text = b"anarchism originated as a term of abuse " * 100
+    with zipfile.ZipFile(tmp_path / "text8.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("text8", text)
+    import_path("text8", tmp_path / "text8.zip", data_dir=tmp_path / "c")
+    assert (tmp_path / "c" / "text8" / "text8.fragment.zip").is_file()
+    c = load_corpus("text8", tmp_path / "c")
+    assert c.status == "fragment" and len(c.train) + len(c.valid) + len(c.test) == len(text)
+    assert c.decode(c.train[:9]) == "anarchism"
+
+
+def test_a_changed_file_is_noticed(tmp_path):
+    src = shared("warpeace/warpeace_input.txt")
+    import_path("warpeace", src, data_dir=tmp_path)
+    stored = tmp_path / "warpeace" / "warpeace_input.txt"
+    stored.write_bytes(stored.read_bytes()[:100])
+    with pytest.raises(UserError, match="changed since it was checked"):
+        load_corpus("warpeace", tmp_path)
+
+
+def test_recheck_finds_same_size_tampering(tmp_path):
+    src = shared("warpeace/warpeace_input.txt")
+    import_path("warpeace", src, data_dir=tmp_path)
+    stored = tmp_path / "warpeace" / "warpeace_input.txt"
+    _copy_corrupted(src, stored, at=5)
+    row = next(r for r in dataset_rows(tmp_path, recheck=True) if r["name"] == "warpeace")
+    assert row["status"] == "damaged" and "checksum mismatch" in row["note"]
+
+
+# --- batching --------------------------------------------------------------------------------
+
+def _epoch(ids, T, B, seed, **kw):
+    return list(char_batches(ids, T, B, np.random.default_rng(seed), **kw))
+
+
+def test_char_batches_shapes_and_shift():
+    ids = np.arange(1000, dtype=np.int32)  # ids equal positions: x shows where it was cut
+    batches = _epoch(ids, 10, 8, seed=0)
+    for x, y in batches:
+        assert x.dtype == np.int32 and x.shape[0] == 10 and x.shape[1] <= 8
+        assert np.array_equal(y, x + 1)
+        assert np.array_equal(np.diff(x, axis=0), np.ones((9, x.shape[1])))
+    assert all(x.shape == (10, 8) for x, _ in batches[:-1])
+
+
+def test_char_batches_offsets_are_random_per_epoch_and_seeded():
+    ids = np.arange(1000, dtype=np.int32)
+    rng = np.random.default_rng(3)
+    offsets = [next(char_batches(ids, 10, 4, rng))[0][0, 0] % 10 for _ in range(8)]
+    assert len(set(offsets)) > 1
+    a, b, c = _epoch(ids, 10, 4, 7), _epoch(ids, 10, 4, 7), _epoch(ids, 10, 4, 8)
+    assert all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))
+    assert not all(np.array_equal(p[0], q[0]) for p, q in zip(a, c))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(30, 400), T=st.integers(1, 12), B=st.integers(1, 9), seed=st.integers(0, 99))
+def test_char_batches_cover_every_target_once(n, T, B, seed):
+    ids = np.arange(n, dtype=np.int32)
+    ys = np.concatenate([y.T.ravel() for _, y in _epoch(ids, T, B, seed)])
+    offset = np.random.default_rng(seed).integers(T)
+    k = (n - 1 - offset) // T
+    assert np.array_equal(np.sort(ys), np.arange(offset + 1, offset + 1 + k * T))
+
+
+def test_char_batches_without_rng_and_drop_last():
+    ids = np.arange(105, dtype=np.int32)
+    x0, _ = next(char_batches(ids, 10, 3))
+    assert list(x0[0]) == [0, 10, 20]
+    assert [x.shape[1] for x, _ in char_batches(ids, 10, 3)] == [3, 3, 3, 1]
+    assert [x.shape[1] for x, _ in char_batches(ids, 10, 3, drop_last=True)] == [3, 3, 3]
+    with pytest.raises(UserError, match="too short"):
+        next(char_batches(ids[:5], 10, 3))
+
+
+def test_word_batches_are_contiguous_across_windows():
+    n, T, B = 1003, 7, 4
+    ids = np.arange(n, dtype=np.int32)
+    windows = list(word_batches(ids, T, B))
+    L = n // B
+    xs = np.concatenate([x for x, _ in windows])  # (L-1, B)
+    ys = np.concatenate([y for _, y in windows])
+    assert xs.shape == (L - 1, B) and xs.dtype == np.int32
+    assert np.array_equal(xs[:, 2], np.arange(2 * L, 3 * L - 1))  # column j continues itself
+    assert np.array_equal(ys, xs + 1)
+    assert all(x.shape == (T, B) for x, _ in windows[:-1])
+    assert windows[-1][0].shape[0] == (L - 1) - T * (len(windows) - 1)
+
+
+def test_mnist_batches_shuffle_all_rows_once_and_reproducibly():
+    xs = np.arange(23 * 784, dtype=np.float32).reshape(23, 784)
+    ys = np.arange(23, dtype=np.int64)
+    batches = list(mnist_batches(xs, ys, 5, np.random.default_rng(0)))
+    seen = np.concatenate([y for _, y in batches])
+    assert sorted(seen) == list(range(23)) and not np.array_equal(seen, ys)
+    assert all(np.array_equal(x[:, 0], y * 784) for x, y in batches)
+    assert batches[0][0].shape == (5, 784) and batches[-1][0].shape == (3, 784)
+    again = np.concatenate([y for _, y in mnist_batches(xs, ys, 5, np.random.default_rng(0))])
+    assert np.array_equal(seen, again)
+    assert np.array_equal(np.concatenate([y for _, y in mnist_batches(xs, ys, 5)]), ys)

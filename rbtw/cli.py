@@ -18,15 +18,43 @@ from rbtw import __version__
 from rbtw.errors import UserError
 
 
+def _fail(message):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _usage_message(e):
+    where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+    return e.format_message().replace("\n", " ") + where
+
+
 class _Group(click.Group):
-    """A click group that reports :class:`UserError` as one line and exits with status 2."""
+    """A click group that reports user errors as one line on stderr and exits with status 2.
+
+    That covers :class:`UserError` from the library and click's own usage errors (unknown
+    option, bad value), which click would otherwise print with a usage banner.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            _fail(_usage_message(e))
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            _fail(str(e))
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            _fail(_usage_message(e))
+
+
+_Group.group_class = _Group
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

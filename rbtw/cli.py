@@ -262,8 +262,9 @@ def sample(checkpoint, length, prime, prime_file, temperature, seed):
     if prime is None or prime == "":
         prime = vocab[0]
     ids = _encode_prime(prime, vocab, spec.kind)
-    out = generate(ckpt.params, ckpt.stats, spec, ids, length, rng=np.random.default_rng(seed),
-                   temperature=temperature)
+    from rbtw.models import DenseEngine
+    engine = DenseEngine(ckpt.params, ckpt.stats, spec)
+    out = generate(engine, ids, length, rng=np.random.default_rng(seed), temperature=temperature)
     sep = " " if spec.kind == "word" else ""
     click.echo(prime + sep + sep.join(vocab[i] for i in out))
 

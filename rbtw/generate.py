@@ -1,14 +1,14 @@
-"""Text generation from a trained language model (dense float engine).
+"""Text generation from a trained language model.
 
 The prime is run through the model in one pass; then one token at a time is drawn from
 softmax(logits / temperature) and fed back, the recurrent state carried from step to step.
-Evaluation conventions: population statistics of step t (the last row for t ≥ T_max) and the
-deterministic weights, as hardware would run them.
+Either engine works: the dense float model (population statistics of step t, the last row for
+t ≥ T_max, and deterministic weights) or the packed engine, which runs the same arithmetic on
+bit-packed weights.
 """
 
 import numpy as np
 
-from rbtw import models
 from rbtw.errors import UserError
 
 
@@ -22,22 +22,23 @@ def draw(logits, rng, temperature):
     return int(rng.choice(p.size, p=p))
 
 
-def generate(params, stats, spec, prime_ids, length, *, rng, temperature=1.0, weights="deterministic"):
-    """Token ids continuing ``prime_ids`` (a non-empty sequence) by ``length`` tokens."""
-    if spec.kind == "classify":
-        raise UserError("sampling needs a language model; this checkpoint is a classifier")
+def generate(engine, prime_ids, length, *, rng, temperature=1.0):
+    """Token ids continuing ``prime_ids`` (a non-empty sequence) by ``length`` tokens.
+
+    ``engine`` is a rbtw.models.DenseEngine or a rbtw.infer.PackedEngine of a language model.
+    """
+    if engine.kind == "classify":
+        raise UserError("sampling needs a language model; this model is a classifier")
     if len(prime_ids) == 0:
         raise UserError("the prime must contain at least one token")
-    qweights = models.draw_weights(params, spec, train=False, rng=rng, weights=weights)
     ids = np.asarray(prime_ids, dtype=np.int64).reshape(-1, 1)  # (T, 1)
-    logits, state, _ = models.forward(params, stats, spec, ids, train=False, qweights=qweights)
+    logits, state = engine.forward(ids)
     t = ids.shape[0]
     out = []
     token = draw(logits[-1, 0], rng, temperature)
     for _ in range(length):
         out.append(token)
-        logits, state, _ = models.forward(params, stats, spec, np.array([[token]]), train=False,
-                                          state=state, t0=t, qweights=qweights)
+        logits, state = engine.forward(np.array([[token]]), state, t0=t)
         t += 1
         token = draw(logits[-1, 0], rng, temperature)
     return out

@@ -195,17 +195,30 @@ def loss_and_grads(params, stats, spec, inputs, targets, *, rng=None, state=None
     return value, grads, final
 
 
-def evaluate_batch(params, stats, spec, inputs, targets, *, rng=None, state=None, weights="deterministic",
-                   batch_stats=False, qweights=None):
-    """Evaluation: (summed nll in nats, number of predictions, number correct, final state)."""
-    logits, final, _ = forward(params, stats, spec, inputs, train=False, rng=rng, state=state,
-                               weights=weights, batch_stats=batch_stats, qweights=qweights)
-    C = logits.shape[-1]
-    logp = loss.log_softmax(logits.astype(np.float64)).reshape(-1, C)
-    y = np.asarray(targets).reshape(-1)
-    nll = float(-logp[np.arange(y.size), y].sum())
-    correct = int((logp.argmax(axis=1) == y).sum())
-    return nll, y.size, correct, final
+class DenseEngine:
+    """Inference with the float model: ``forward(inputs, state, t0) -> (logits, final state)``.
+
+    weights      "deterministic" and "expected" are drawn once; "sampled" draws fresh weights
+                 at every call, as the official code evaluates
+    batch_stats  normalise with each batch's own statistics instead of the population's
+    """
+
+    def __init__(self, params, stats, spec, *, weights="deterministic", batch_stats=False, rng=None):
+        self.params, self.stats, self.spec = params, stats, spec
+        self.weights, self.batch_stats = weights, batch_stats
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.kind = spec.kind
+        self.qweights = None
+        if weights != "sampled":
+            self.qweights = draw_weights(params, spec, train=False, weights=weights)
+
+    def forward(self, inputs, state=None, t0=0):
+        qweights = self.qweights
+        if qweights is None:
+            qweights = draw_weights(self.params, self.spec, train=False, rng=self.rng, weights="sampled")
+        logits, final, _ = forward(self.params, self.stats, self.spec, inputs, train=False, state=state,
+                                   batch_stats=self.batch_stats, t0=t0, qweights=qweights)
+        return logits, final
 
 
 def detach_state(final):

@@ -32,6 +32,7 @@ from rbtw import models, optim
 from rbtw.checkpoint import load_checkpoint, save_checkpoint
 from rbtw.errors import UserError
 from rbtw.fileio import atomic_open
+from rbtw.metrics import score
 
 # task name -> model kind
 TASKS = {
@@ -181,10 +182,25 @@ def metric_name(kind):
 
 def evaluate(params, stats, spec, data, split, config, *, weights=None, batch_stats=None, rng=None,
              max_batches=None):
-    """Evaluate one split: {"loss": nats per prediction, metric: value, "n": predictions}."""
+    """Evaluate the float model on one split (see :func:`evaluate_engine`).
+
+    Defaults come from the config: deterministic weights and population statistics unless it
+    says otherwise.
+    """
     weights = weights or config.eval_weights
     batch_stats = (config.eval_stats == "batch") if batch_stats is None else batch_stats
     rng = rng if rng is not None else np.random.default_rng([config.seed, 7919])
+    engine = models.DenseEngine(params, stats, spec, weights=weights, batch_stats=batch_stats, rng=rng)
+    return evaluate_engine(engine, data, split, config, max_batches=max_batches)
+
+
+def evaluate_engine(engine, data, split, config, *, max_batches=None):
+    """Evaluate an engine (dense or packed) on one split.
+
+    Char LM: segments of T from the start of the split, each from the initial state; word LM:
+    contiguous streams with the state carried; classifier: the split's examples in order.
+    Returns {"loss": nats per prediction, metric: value, "n": predictions}.
+    """
     max_batches = max_batches if max_batches is not None else config.eval_max_batches
     nll, n, correct = 0.0, 0, 0
     state = None
@@ -192,22 +208,20 @@ def evaluate(params, stats, spec, data, split, config, *, weights=None, batch_st
     for k, (inputs, targets) in enumerate(data.batches(split, config, batch=B)):
         if max_batches is not None and k >= max_batches:
             break
-        if spec.kind == "word" and state is not None and state[0][0].shape[0] != inputs.shape[1]:
+        if engine.kind == "word" and state is not None and state[0][0].shape[0] != inputs.shape[1]:
             state = None
-        # "sampled" draws fresh weights for every batch, as the official code does
-        b_nll, b_n, b_correct, final = models.evaluate_batch(
-            params, stats, spec, inputs, targets, rng=rng, state=state, weights=weights,
-            batch_stats=batch_stats)
+        logits, final = engine.forward(inputs, state)
+        b_nll, b_n, b_correct = score(logits, targets)
         nll, n, correct = nll + b_nll, n + b_n, correct + b_correct
-        if spec.kind == "word":
+        if engine.kind == "word":
             state = models.detach_state(final)
     if n == 0:
         raise UserError(f"the {split} split is too small for one batch")
     mean = nll / n
     out = {"loss": mean, "n": n}
-    if spec.kind == "char":
+    if engine.kind == "char":
         out["bpc"] = mean / math.log(2)
-    elif spec.kind == "word":
+    elif engine.kind == "word":
         out["perplexity"] = math.exp(mean)
     else:
         out["accuracy"] = correct / n

@@ -1,0 +1,237 @@
+"""Packed export: a trained model as bit-packed weights with batch norm folded per time step.
+
+What inference needs, and nothing else.  For every recurrent layer (LSTM; the GRU is alike
+with A and B kept apart) the population statistics and α fold into per-step scales and shifts:
+
+    z_t = s_h[t] ⊙ (Q_h h_{t-1}) + s_x[t] ⊙ (Q_x x_t) + k[t]           (G,) per step
+    s_h[t] = α_h γ_a / sqrt(σ²_a[t] + ε)        s_x[t] = α_x γ_b / sqrt(σ²_b[t] + ε)
+    k[t]   = β_a − γ_a μ_a[t] / sqrt(σ²_a[t] + ε) − γ_b μ_b[t] / sqrt(σ²_b[t] + ε)
+    h_t    = o ⊙ tanh(s_c[t] ⊙ c_t + k_c[t]),   s_c = γ_c / sqrt(σ²_c + ε),  k_c = β_c − s_c μ_c
+
+Q_h, Q_x are the integer matrices (±1 or −1/0/+1) of the deterministic rule, so Q·x needs
+additions and subtractions only.  Without BN: s_h = α_h, s_x = α_x, k = b, s_c = 1, k_c = 0.
+The tables have T_max rows (1 row without BN); step t reads row min(t, rows − 1).
+A full-precision model exports its matrices as float32 ("dense"), for comparison.
+
+File layout (little-endian):
+
+    8 bytes    magic b"RBTWPACK"
+    4 bytes    u32 length L of the manifest
+    32 bytes   sha256 of the manifest
+    L bytes    manifest, UTF-8 JSON
+    ...        zero padding to a multiple of 64, then each array's bytes at its offset
+               (64-byte aligned, relative to the start of the data section)
+
+The manifest holds the format name and version, the model spec, the vocabulary, and for each
+array its dtype, shape, offset, size and sha256; for each weight matrix its kind, shape, α.
+Loading checks the magic, version, manifest hash, file size and every array's hash.
+"""
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rbtw import quant
+from rbtw.errors import UserError
+from rbtw.fileio import atomic_open
+from rbtw.kernels import PackedMatrix, pack
+
+MAGIC = b"RBTWPACK"
+FORMAT = "rbtw-packed"
+VERSION = 1
+ALIGN = 64
+_HEADER = struct.Struct("<8sI32s")
+
+
+@dataclass
+class Export:
+    """An export in memory: the manifest (a dict) and named arrays."""
+
+    manifest: dict
+    arrays: dict
+
+    @property
+    def spec(self):
+        return self.manifest["model"]
+
+    def matrix(self, name):
+        """A weight matrix as a PackedMatrix (binary/ternary) or a float32 (G, K) array (dense)."""
+        info = self.manifest["matrices"][name]
+        if info["kind"] == "dense":
+            return self.arrays[name]
+        return PackedMatrix(info["kind"], info["rows"], info["cols"], self.arrays[name])
+
+    def alpha(self, name):
+        return self.manifest["matrices"][name]["alpha"]
+
+
+# ---------------------------------------------------------------------------------------------
+# folding
+
+
+def _inv_std(stats, key, eps):
+    return 1.0 / np.sqrt(stats[f"var_{key}"].astype(np.float64) + eps)
+
+
+def fold_layer(params, stats, cell_spec):
+    """Per-step scales and shifts of one recurrent layer (float32 tables, see module doc).
+
+    Returns a dict with scale_h, scale_x (rows, G) and, for the LSTM, shift (rows, G),
+    scale_c, shift_c (rows, H); for the GRU, shift_a and shift_b (rows, G).
+    """
+    ax, ah = cell_spec.alphas
+    if cell_spec.quant == "none":
+        ax = ah = 1.0  # dense matrices carry their own values
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    out = {}
+    if cell_spec.bn:
+        eps = cell_spec.eps
+        ia, ib = _inv_std(stats, "a", eps), _inv_std(stats, "b", eps)     # (T_max, G)
+        out["scale_h"] = ah * p["gamma_a"] * ia
+        out["scale_x"] = ax * p["gamma_b"] * ib
+        shift_a = p["beta_a"] - p["gamma_a"] * stats["mean_a"] * ia
+        shift_b = -p["gamma_b"] * stats["mean_b"] * ib
+        if cell_spec.kind == "lstm":
+            out["shift"] = shift_a + shift_b
+            ic = _inv_std(stats, "c", eps)                                # (T_max, H)
+            out["scale_c"] = p["gamma_c"] * ic
+            out["shift_c"] = p["beta_c"] - p["gamma_c"] * stats["mean_c"] * ic
+        else:
+            out["shift_a"], out["shift_b"] = shift_a, shift_b
+    else:
+        G, H = cell_spec.G, cell_spec.H
+        out["scale_h"] = np.full((1, G), ah)
+        out["scale_x"] = np.full((1, G), ax)
+        if cell_spec.kind == "lstm":
+            out["shift"] = p["b"][None, :]
+            out["scale_c"] = np.ones((1, H))
+            out["shift_c"] = np.zeros((1, H))
+        else:
+            out["shift_a"], out["shift_b"] = p["b_a"][None, :], p["b_b"][None, :]
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def integer_matrix(W, mode, alpha):
+    """Q (G, K) int8 of the deterministic rule for a latent W (K, G) stored input-major."""
+    return quant.integer_levels(quant.quantize(W, mode, alpha), alpha).T
+
+
+def build_export(meta, params, stats):
+    """An Export from a checkpoint's parts (meta as saved by the trainer)."""
+    from rbtw.models import ModelSpec, strip  # the model layout; the engine never imports models
+
+    spec = ModelSpec.from_dict(meta["spec"])
+    arrays, matrices = {}, {}
+    for k in range(spec.layers):
+        cs = spec.cell_spec(k)
+        p, s = strip(f"rnn{k}.", params), strip(f"rnn{k}.", stats)
+        for name, alpha in zip(("W_x", "W_h"), cs.alphas):
+            key = f"rnn{k}.{name}"
+            W = p[name]
+            if spec.quant == "none":
+                arrays[key] = np.ascontiguousarray(W.T, dtype=np.float32)   # (G, K)
+                matrices[key] = {"kind": "dense", "rows": W.shape[1], "cols": W.shape[0], "alpha": 1.0}
+            else:
+                pm = pack(integer_matrix(W, spec.quant, alpha), spec.quant)
+                arrays[key] = pm.planes
+                matrices[key] = {"kind": spec.quant, "rows": pm.rows, "cols": pm.cols, "alpha": float(alpha)}
+        for name, table in fold_layer(p, s, cs).items():
+            arrays[f"rnn{k}.{name}"] = table
+        arrays[f"rnn{k}.h0"] = p["h0"].astype(np.float32)
+        if cs.kind == "lstm":
+            arrays[f"rnn{k}.c0"] = p["c0"].astype(np.float32)
+    for name in ("out.W", "out.b", "emb.E"):
+        if name in params:
+            arrays[name] = np.ascontiguousarray(params[name], dtype=np.float32)
+    manifest = {
+        "format": FORMAT, "version": VERSION, "model": spec.to_dict(), "task": meta["config"]["task"],
+        "config": meta["config"], "vocab": meta.get("vocab"), "matrices": matrices,
+        "engine": {"weights": "deterministic", "stats": "population"},
+    }
+    return Export(manifest, arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# file format
+
+
+def _padded(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def write_export(path, export):
+    """Write ``export`` to ``path`` atomically; returns the file size in bytes."""
+    layout, offset = {}, 0
+    for name, arr in export.arrays.items():
+        arr = np.ascontiguousarray(arr)
+        layout[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset,
+                        "nbytes": arr.nbytes, "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+        offset = _padded(offset + arr.nbytes)
+    manifest = dict(export.manifest, arrays=layout, data_bytes=offset)
+    text = json.dumps(manifest).encode("utf-8")
+    head = _HEADER.pack(MAGIC, len(text), hashlib.sha256(text).digest()) + text
+    head += b"\0" * (_padded(len(head)) - len(head))
+    with atomic_open(path, "wb") as f:
+        f.write(head)
+        for name, arr in export.arrays.items():
+            f.seek(len(head) + layout[name]["offset"])
+            f.write(np.ascontiguousarray(arr).tobytes())
+        f.truncate(len(head) + offset)
+    return len(head) + offset
+
+
+def is_export(path):
+    """True if the file starts with the export magic."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def read_export(path):
+    """Load and verify an export; any damage gives a one-line UserError."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such export file") from None
+    if len(blob) < _HEADER.size or blob[:len(MAGIC)] != MAGIC:
+        raise UserError(f"{path} is not an rbtw packed export")
+    _, length, digest = _HEADER.unpack_from(blob)
+    text = blob[_HEADER.size:_HEADER.size + length]
+    if len(text) != length or hashlib.sha256(text).digest() != digest:
+        raise UserError(f"{path} is damaged: its manifest does not match its checksum")
+    manifest = json.loads(text.decode("utf-8"))
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise UserError(f"{path} has export format {manifest.get('format')} version {manifest.get('version')}; "
+                        f"this rbtw reads {FORMAT} version {VERSION}")
+    start = _padded(_HEADER.size + length)
+    if len(blob) != start + manifest["data_bytes"]:
+        raise UserError(f"{path} is truncated or has trailing bytes: {len(blob):,} bytes, "
+                        f"expected {start + manifest['data_bytes']:,}")
+    arrays = {}
+    for name, info in manifest.pop("arrays").items():
+        raw = blob[start + info["offset"]:start + info["offset"] + info["nbytes"]]
+        if hashlib.sha256(raw).hexdigest() != info["sha256"]:
+            raise UserError(f"{path} is damaged: array {name} does not match its checksum")
+        arrays[name] = np.frombuffer(raw, dtype=np.dtype(info["dtype"])).reshape(info["shape"]).copy()
+    manifest.pop("data_bytes")
+    return Export(manifest, arrays)
+
+
+def size_breakdown(export):
+    """Bytes by part: packed weight matrices, per-step BN tables, other full-precision arrays."""
+    out = {"weights": 0, "bn_tables": 0, "full_precision": 0}
+    for name, arr in export.arrays.items():
+        if name in export.manifest["matrices"]:
+            out["weights"] += arr.nbytes
+        elif name.startswith("rnn") and ("scale" in name or "shift" in name):
+            out["bn_tables"] += arr.nbytes
+        else:
+            out["full_precision"] += arr.nbytes
+    return out

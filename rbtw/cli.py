@@ -191,9 +191,52 @@ def _load(checkpoint):
     return ckpt, spec
 
 
+class _Model:
+    """A checkpoint or an export opened for inference: an engine plus what goes with it."""
+
+    def __init__(self, engine, config, vocab):
+        self.engine, self.config, self.vocab = engine, config, vocab
+
+
+def _open_model(path, engine_name, weights=None, stats=None):
+    """Open PATH (checkpoint or packed export) on the dense or packed engine."""
+    from rbtw.export import build_export, is_export, read_export
+    from rbtw.infer import PackedEngine
+    from rbtw.models import DenseEngine
+    from rbtw.train import TrainConfig
+
+    packed = engine_name == "packed" or is_export(path)
+    if packed and (weights not in (None, "deterministic") or stats not in (None, "population")):
+        raise UserError("the packed engine runs deterministic weights with population statistics only")
+    if is_export(path):
+        if engine_name == "dense":
+            raise UserError(f"{path} is a packed export: it runs on the packed engine only")
+        export = read_export(path)
+        config = TrainConfig.from_dict(export.manifest["config"])
+        return _Model(PackedEngine(export), config, export.manifest.get("vocab"))
+    ckpt, spec = _load(path)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    config.eval_weights = weights or config.eval_weights
+    config.eval_stats = stats or config.eval_stats
+    if packed:
+        config.eval_weights, config.eval_stats = "deterministic", "population"
+        engine = PackedEngine(build_export(ckpt.meta, ckpt.params, ckpt.stats))
+    else:
+        engine = DenseEngine(ckpt.params, ckpt.stats, spec, weights=config.eval_weights,
+                             batch_stats=config.eval_stats == "batch",
+                             rng=np.random.default_rng([config.seed, 7919]))
+    return _Model(engine, config, ckpt.meta.get("vocab"))
+
+
+_ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), default=None,
+                       help="dense float model, or bit-packed accumulate-only kernels "
+                            "(default: packed for an export, dense for a checkpoint)")
+
+
 @main.command("eval")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("model_path", metavar="CHECKPOINT|EXPORT", type=click.Path(dir_okay=False))
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@_ENGINE
 @click.option("--eval-weights", type=click.Choice(["deterministic", "sampled", "expected"]), default=None,
               help="weights to evaluate with (default: the run's setting)")
 @click.option("--eval-stats", type=click.Choice(["population", "batch"]), default=None,
@@ -201,26 +244,24 @@ def _load(checkpoint):
 @click.option("--max-batches", type=click.IntRange(1), default=None, help="evaluate only this many minibatches")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def eval_(checkpoint, split, eval_weights, eval_stats, max_batches, data_dir, as_json):
-    """Evaluate a checkpoint on the valid or test split."""
-    from rbtw.train import TrainConfig, evaluate, load_task_data, metric_name
-    ckpt, spec = _load(checkpoint)
-    config = TrainConfig.from_dict(ckpt.meta["config"])
-    if eval_weights:
-        config.eval_weights = eval_weights
-    if eval_stats:
-        config.eval_stats = eval_stats
+def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, data_dir, as_json):
+    """Evaluate a checkpoint or an export on the valid or test split."""
+    from rbtw.train import evaluate_engine, load_task_data, metric_name
+    model = _open_model(model_path, engine, eval_weights, eval_stats)
+    config = model.config
     data = load_task_data(config, data_dir)
-    if data.vocab is not None and data.vocab != ckpt.meta.get("vocab"):
-        raise UserError("the checkpoint's vocabulary does not match the data set")
-    result = evaluate(ckpt.params, ckpt.stats, spec, data, split, config, max_batches=max_batches)
-    result.update(split=split, eval_weights=config.eval_weights, eval_stats=config.eval_stats)
+    if data.vocab is not None and data.vocab != model.vocab:
+        raise UserError("the model's vocabulary does not match the data set")
+    result = evaluate_engine(model.engine, data, split, config, max_batches=max_batches)
+    engine_name = "packed" if type(model.engine).__name__ == "PackedEngine" else "dense"
+    result.update(split=split, engine=engine_name, eval_weights=config.eval_weights, eval_stats=config.eval_stats)
     if as_json:
         click.echo(json.dumps(result))
     else:
-        name = metric_name(spec.kind)
+        name = metric_name(config.kind)
         click.echo(f"{split} {name} {result[name]:.4f}  (loss {result['loss']:.4f} nats over {result['n']:,} "
-                   f"predictions; weights {config.eval_weights}, {config.eval_stats} statistics)")
+                   f"predictions; {engine_name} engine, weights {config.eval_weights}, "
+                   f"{config.eval_stats} statistics)")
 
 
 def _encode_prime(text, vocab, level):
@@ -241,41 +282,59 @@ def _encode_prime(text, vocab, level):
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("model_path", metavar="CHECKPOINT|EXPORT", type=click.Path(dir_okay=False))
 @click.option("--length", type=click.IntRange(0), default=200, show_default=True, help="tokens to generate")
 @click.option("--prime", default=None, help="text to start from (default: the first vocabulary entry)")
 @click.option("--prime-file", type=click.Path(dir_okay=False, exists=True), help="read the prime from a UTF-8 file")
 @click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def sample(checkpoint, length, prime, prime_file, temperature, seed):
+@_ENGINE
+def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
     from rbtw.generate import generate
-    ckpt, spec = _load(checkpoint)
-    vocab = ckpt.meta.get("vocab")
-    if spec.kind == "classify" or not vocab:
-        raise UserError("sampling needs a language model; this checkpoint is a classifier")
+    model = _open_model(model_path, engine)
+    if model.config.kind == "classify" or not model.vocab:
+        raise UserError("sampling needs a language model; this one is a classifier")
     if prime_file:
         try:
             prime = Path(prime_file).read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise UserError(f"{prime_file} is not UTF-8 text (byte {e.start})") from None
     if prime is None or prime == "":
-        prime = vocab[0]
-    ids = _encode_prime(prime, vocab, spec.kind)
-    from rbtw.models import DenseEngine
-    engine = DenseEngine(ckpt.params, ckpt.stats, spec)
-    out = generate(engine, ids, length, rng=np.random.default_rng(seed), temperature=temperature)
-    sep = " " if spec.kind == "word" else ""
-    click.echo(prime + sep + sep.join(vocab[i] for i in out))
+        prime = model.vocab[0]
+    ids = _encode_prime(prime, model.vocab, model.config.kind)
+    out = generate(model.engine, ids, length, rng=np.random.default_rng(seed), temperature=temperature)
+    sep = " " if model.config.kind == "word" else ""
+    click.echo(prime + sep + sep.join(model.vocab[i] for i in out))
 
 
 @main.command()
+@click.argument("model_path", metavar="CHECKPOINT|EXPORT", type=click.Path(dir_okay=False))
+def info(model_path):
+    """Describe a checkpoint or an export: configuration, sizes, weight memory."""
+    from rbtw.export import is_export, read_export
+    from rbtw.summary import describe, describe_export
+    if is_export(model_path):
+        lines = describe_export(read_export(model_path), Path(model_path).stat().st_size)
+    else:
+        ckpt, _ = _load(model_path)
+        lines = describe(ckpt.meta, ckpt.params)
+    for line in lines:
+        click.echo(line)
+
+
+@main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-def info(checkpoint):
-    """Describe a checkpoint: configuration, parameter counts, weight memory."""
-    from rbtw.summary import describe
+@click.argument("out", type=click.Path(dir_okay=False))
+def export_(checkpoint, out):
+    """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest."""
+    from rbtw.export import build_export, write_export
+    from rbtw.summary import describe_export
     ckpt, _ = _load(checkpoint)
-    for line in describe(ckpt.meta, ckpt.params):
+    export = build_export(ckpt.meta, ckpt.params, ckpt.stats)
+    size = write_export(out, export)
+    click.echo(f"wrote {out}")
+    for line in describe_export(export, size)[:4]:
         click.echo(line)
 
 
@@ -285,7 +344,7 @@ def info(checkpoint):
 
 @main.command()
 @click.option("--hidden", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
 def demo(hidden, epochs, out_dir):
     """Train a ternary and a full-precision BN-LSTM of the same size on the embedded corpus.

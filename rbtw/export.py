@@ -22,9 +22,10 @@ File layout (little-endian):
     ...        zero padding to a multiple of 64, then each array's bytes at its offset
                (64-byte aligned, relative to the start of the data section)
 
-The manifest holds the format name and version, the model spec, the vocabulary, and for each
-array its dtype, shape, offset, size and sha256; for each weight matrix its kind, shape, α.
-Loading checks the magic, version, manifest hash, file size and every array's hash.
+The manifest holds the format name and version, the model spec, the vocabulary, the sha256 of
+the whole data section, and for each array its dtype, shape, offset, size and sha256; for each
+weight matrix its kind, shape and α.  Loading checks the magic, the manifest's hash, the version,
+the file size, every array's hash and the data section's hash: no byte goes unchecked.
 """
 
 import hashlib
@@ -171,16 +172,18 @@ def write_export(path, export):
         layout[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset,
                         "nbytes": arr.nbytes, "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
         offset = _padded(offset + arr.nbytes)
-    manifest = dict(export.manifest, arrays=layout, data_bytes=offset)
+    data = bytearray(offset)
+    for name, arr in export.arrays.items():
+        start = layout[name]["offset"]
+        data[start:start + layout[name]["nbytes"]] = np.ascontiguousarray(arr).tobytes()
+    manifest = dict(export.manifest, arrays=layout, data_bytes=offset,
+                    data_sha256=hashlib.sha256(data).hexdigest())
     text = json.dumps(manifest).encode("utf-8")
     head = _HEADER.pack(MAGIC, len(text), hashlib.sha256(text).digest()) + text
     head += b"\0" * (_padded(len(head)) - len(head))
     with atomic_open(path, "wb") as f:
         f.write(head)
-        for name, arr in export.arrays.items():
-            f.seek(len(head) + layout[name]["offset"])
-            f.write(np.ascontiguousarray(arr).tobytes())
-        f.truncate(len(head) + offset)
+        f.write(data)
     return len(head) + offset
 
 
@@ -215,11 +218,14 @@ def read_export(path):
         raise UserError(f"{path} is truncated or has trailing bytes: {len(blob):,} bytes, "
                         f"expected {start + manifest['data_bytes']:,}")
     arrays = {}
+    data_ok = hashlib.sha256(memoryview(blob)[start:]).hexdigest() == manifest.pop("data_sha256")
     for name, info in manifest.pop("arrays").items():
         raw = blob[start + info["offset"]:start + info["offset"] + info["nbytes"]]
         if hashlib.sha256(raw).hexdigest() != info["sha256"]:
             raise UserError(f"{path} is damaged: array {name} does not match its checksum")
         arrays[name] = np.frombuffer(raw, dtype=np.dtype(info["dtype"])).reshape(info["shape"]).copy()
+    if not data_ok:  # every array matched: the damage is in the padding between them
+        raise UserError(f"{path} is damaged: its data section does not match its checksum")
     manifest.pop("data_bytes")
     return Export(manifest, arrays)
 

@@ -36,3 +36,24 @@ def describe(meta, params):
     width = max(len(k) for k in cfg)
     lines.extend(f"  {k:<{width}}  {v}" for k, v in cfg.items())
     return lines
+
+
+def describe_export(export, file_bytes):
+    """Lines of text describing a packed export of ``file_bytes`` bytes on disk."""
+    from rbtw.export import size_breakdown
+    spec = export.spec
+    parts = size_breakdown(export)
+    kinds = sorted({m["kind"] for m in export.manifest["matrices"].values()})
+    lines = [
+        f"size on disk  {file_bytes:,} bytes ({file_bytes / 1024:,.1f} KiB)",
+        f"  weights       {parts['weights']:,} bytes ({', '.join(kinds)}, rows padded to 64 bits)",
+        f"  BN tables     {parts['bn_tables']:,} bytes (per-step scale and shift, float32)",
+        f"  full precision {parts['full_precision']:,} bytes (embeddings, output layer, h0/c0), "
+        f"manifest and alignment {file_bytes - sum(parts.values()):,} bytes",
+        f"model         {spec['layers']} x {spec['cell'].upper()} H={spec['hidden']}, {spec['kind']} task "
+        f"{export.manifest['task']}, weights {spec['quant']}",
+        "matrices:",
+    ]
+    for name, m in export.manifest["matrices"].items():
+        lines.append(f"  {name:<10} {m['kind']:<8} {m['rows']} x {m['cols']}  alpha {m['alpha']:.6g}")
+    return lines

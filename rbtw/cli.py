@@ -85,9 +85,9 @@ _VALUE_OPTIONS = [
     ("--lr-end", "lr_end", click.FloatRange(0, min_open=True), "Adam: decay geometrically to this rate"),
     ("--clip-norm", "clip_norm", click.FloatRange(0, min_open=True), "clip the global gradient norm"),
     ("--adam-reset", "adam_reset", click.IntRange(0), "reset Adam every N minibatches (0: never)"),
-    ("--max-batches", "max_batches", click.IntRange(1), "cap on minibatches per epoch"),
+    ("--max-batches", "max_batches", click.IntRange(0), "cap on minibatches per epoch (0: all)"),
     ("--eval-batch", "eval_batch", click.IntRange(1), "evaluation batch size"),
-    ("--eval-max-batches", "eval_max_batches", click.IntRange(1), "cap on evaluation minibatches"),
+    ("--eval-max-batches", "eval_max_batches", click.IntRange(0), "cap on evaluation minibatches (0: all)"),
     ("--eval-weights", "eval_weights", click.Choice(["deterministic", "sampled", "expected"]), "evaluation weights"),
     ("--eval-stats", "eval_stats", click.Choice(["population", "batch"]), "evaluation BN statistics"),
     ("--seed", "seed", int, "random seed"),
@@ -154,8 +154,6 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
 
     if options.get("quant") == "fp":
         options["quant"] = "none"
-    if options.get("adam_reset") == 0:
-        options["adam_reset"] = None
     config = build_config(task, preset, **options)
     out = Path(out_dir) if out_dir else default_run_dir(config)
     if (out / "checkpoint.npz").exists() and not (resume or force):
@@ -336,6 +334,66 @@ def export_(checkpoint, out):
     click.echo(f"wrote {out}")
     for line in describe_export(export, size)[:4]:
         click.echo(line)
+
+
+# ---------------------------------------------------------------------------------------------
+# reproduce, plot
+
+
+@main.command()
+@click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick: ~15 min on 2 cores; full: ~2 hours")
+@click.option("--tasks", default=",".join(["ptb_char", "warpeace", "linux", "text8", "mnist", "ptb_word"]),
+              show_default=True, help="comma-separated tasks")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="markdown report (default OUT/BUDGET/REPRODUCTION.md)")
+@click.option("--workers", type=click.IntRange(1), default=None, help="parallel runs (default: cores)")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def reproduce(budget, tasks, out_dir, report_path, workers, data_dir):
+    """Train fp, BinaryConnect, binary and ternary models side by side and write a report."""
+    from rbtw import reproduce as rep
+    from rbtw.train import TrainConfig, load_task_data
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    jobs = rep.plan(budget, task_list, out_dir)
+    for task in task_list:  # fail early, before any training, when data is missing
+        load_task_data(TrainConfig(task=task, emb=1), data_dir)
+    workers = workers or os.cpu_count() or 1
+    click.echo(f"{len(jobs)} runs, {workers} at a time, in {out_dir}/{budget}", err=True)
+    start = time.time()
+    rep.run_jobs(jobs, workers, data_dir, echo=lambda line: click.echo(line, err=True))
+    conv = None
+    probe = next((j for j in jobs if j.task == "ptb_char" and j.variant == "ternary" and "error" not in j.result
+                  and rep.finished(j)), None)
+    if probe is not None:
+        conv = (probe.name, rep.conventions(probe, data_dir))
+    command = "rbtw reproduce --budget " + budget + " --tasks " + ",".join(task_list)
+    text = rep.report(jobs, budget, command, conv, total_seconds=time.time() - start)
+    path = Path(report_path) if report_path else Path(out_dir) / budget / "REPRODUCTION.md"
+    from rbtw.fileio import atomic_open
+    with atomic_open(path, "w") as f:
+        f.write(text + "\n")
+    try:
+        from rbtw.plot import plot_logs
+        for task in task_list:
+            tjobs = [j for j in jobs if j.task == task and rep.finished(j)]
+            if tjobs:
+                plot_logs([j.out for j in tjobs], path.parent / f"curves-{task}.png", labels=[j.variant for j in tjobs])
+    except UserError as e:
+        click.echo(f"no plots: {e}", err=True)
+    click.echo(text)
+    failed = [j.name for j in jobs if "error" in j.result]
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs: train.log in each run directory)")
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True)
+def plot(logs, out):
+    """Draw learning curves of one or more runs (metrics.jsonl files or run directories)."""
+    from rbtw.plot import plot_logs
+    click.echo(f"wrote {plot_logs(logs, out)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,4 +70,7 @@ def build_config(task, preset="quick", **overrides):
     if unknown:
         raise UserError(f"unknown option(s): {', '.join(sorted(unknown))}")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for name in ("adam_reset", "eval_max_batches", "max_batches"):
+        if values.get(name) == 0:  # 0 from the command line means "no limit"
+            values[name] = None
     return TrainConfig(**values).validate()

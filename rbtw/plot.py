@@ -1,0 +1,66 @@
+"""Learning curves from metrics.jsonl logs (needs matplotlib: ``pip install 'rbtw[plot]'``)."""
+
+import json
+from pathlib import Path
+
+from rbtw.errors import UserError
+from rbtw.fileio import atomic_path
+
+
+def read_log(path):
+    """Events of one metrics.jsonl file; a damaged line is a UserError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    events = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such metrics log") from None
+    for k, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{path}:{k} is not a JSON line") from None
+    return path, events
+
+
+def curves(events):
+    """(steps, train losses) and (epochs, validation metric name, values) of one log."""
+    train = [(e["step"], e["loss"]) for e in events if e.get("event") == "train"]
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    metric = next((k for k in (epochs[0] if epochs else {}) if k.startswith("valid_") and k != "valid_loss"), None)
+    valid = [(e["epoch"] + 1, e[metric]) for e in epochs] if metric else []
+    return train, metric, valid
+
+
+def plot_logs(paths, out, labels=None):
+    """Draw training loss and validation metric of each log into one PNG at ``out``."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("plotting needs matplotlib: pip install 'rbtw[plot]'") from None
+    logs = [read_log(p) for p in paths]
+    fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(11, 4))
+    metric = None
+    for k, (path, events) in enumerate(logs):
+        label = labels[k] if labels else path.parent.name
+        train, metric_k, valid = curves(events)
+        metric = metric or metric_k
+        if train:
+            ax_loss.plot(*zip(*train), label=label, lw=1)
+        if valid:
+            ax_valid.plot(*zip(*valid), marker="o", label=label)
+    ax_loss.set(xlabel="minibatch", ylabel="training loss (nats)", title="training loss")
+    ax_valid.set(xlabel="epoch", ylabel=(metric or "valid").replace("_", " "), title="validation")
+    for ax in (ax_loss, ax_valid):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,273 @@
+"""Side-by-side reproduction of the paper's claims on CPU budgets.
+
+For each task, on the same data, seed and budget:
+
+    fp              full-precision BN-LSTM
+    binaryconnect   binary LSTM without BN (BinaryConnect-style baseline), stochastic training
+    binary          binary BN-LSTM, stochastic training, deterministic evaluation
+    ternary         ternary BN-LSTM, stochastic training, deterministic evaluation
+
+plus GRU variants (fp, binary, ternary with BN) on PTB characters.  Budgets scale the models
+(hidden size, minibatches per epoch, epochs) so that ``quick`` takes at most ~15 minutes and
+``full`` at most ~2 hours on 2 cores; the scaled settings are printed in the report.
+
+Each run is an ordinary ``rbtw train`` in its own process (one BLAS thread each, as many
+processes as cores), in its own run directory: a finished run is not repeated, an interrupted
+one resumes from its checkpoint.
+"""
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rbtw.errors import UserError
+
+VARIANTS = {
+    "fp": dict(quant="none", bn=True),
+    "binaryconnect": dict(quant="binary", stochastic=True, bn=False),
+    "binary": dict(quant="binary", stochastic=True, bn=True),
+    "ternary": dict(quant="ternary", stochastic=True, bn=True),
+}
+GRU_VARIANTS = {
+    "gru-fp": dict(cell="gru", quant="none", bn=True),
+    "gru-binary": dict(cell="gru", quant="binary", stochastic=True, bn=True),
+    "gru-ternary": dict(cell="gru", quant="ternary", stochastic=True, bn=True),
+}
+TASK_ORDER = ["ptb_char", "warpeace", "linux", "text8", "mnist", "ptb_word"]
+
+# Per-task settings of each budget: TrainConfig fields on top of the "quick" preset.
+_QUICK_CHAR = dict(hidden=128, seq_len=100, batch=64, epochs=2, max_batches=60, eval_max_batches=30)
+BUDGETS = {
+    "quick": {
+        "ptb_char": _QUICK_CHAR,
+        "warpeace": _QUICK_CHAR,
+        "linux": _QUICK_CHAR,
+        "text8": _QUICK_CHAR,
+        "mnist": dict(hidden=64, batch=100, pixels_per_step=16, epochs=2, max_batches=60, eval_max_batches=20,
+                      lr=4e-3, lr_end=1e-3),
+        "ptb_word": dict(hidden=128, emb=128, seq_len=35, batch=32, epochs=2, max_batches=150,
+                         eval_max_batches=40, dropout=0.3),
+    },
+    "full": {
+        "ptb_char": dict(hidden=256, seq_len=100, batch=64, epochs=6, max_batches=250, eval_max_batches=None),
+        "warpeace": dict(hidden=256, seq_len=100, batch=64, epochs=4, max_batches=150, eval_max_batches=60),
+        "linux": dict(hidden=256, seq_len=100, batch=64, epochs=4, max_batches=150, eval_max_batches=60),
+        "text8": dict(hidden=256, seq_len=180, batch=64, epochs=4, max_batches=100, eval_max_batches=40),
+        "mnist": dict(hidden=100, batch=100, pixels_per_step=4, epochs=3, max_batches=150, eval_max_batches=None,
+                      lr=4e-3, lr_end=1e-3),
+        "ptb_word": dict(hidden=256, emb=256, seq_len=35, batch=32, epochs=4, max_batches=500,
+                         eval_max_batches=None, dropout=0.5),
+    },
+}
+
+# Figures from the paper that are at hand (DESIGN.md §1); others are compared side by side only.
+PAPER = {("ptb_word", "ternary"): ("test perplexity", 90.7, "medium-size word LSTM, full budget")}
+
+
+@dataclass
+class Job:
+    task: str
+    variant: str
+    settings: dict
+    out: Path
+    result: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        return f"{self.task}/{self.variant}"
+
+    def command(self, data_dir=None):
+        cmd = [sys.executable, "-m", "rbtw.cli", "train", self.task, "--preset", "quick", "--out", str(self.out)]
+        for key, value in self.settings.items():
+            if key in ("quant",):
+                cmd += ["--quant", value]
+            elif key == "stochastic":
+                cmd.append("--stochastic" if value else "--deterministic")
+            elif key == "bn":
+                cmd.append("--bn" if value else "--no-bn")
+            elif value is None:
+                cmd += [f"--{key.replace('_', '-')}", "0"]  # no limit
+            else:
+                cmd += [f"--{key.replace('_', '-')}", str(value)]
+        if data_dir:
+            cmd += ["--data-dir", str(data_dir)]
+        return cmd
+
+
+def plan(budget, tasks, out_dir):
+    """The runs of a reproduction: one Job per (task, variant)."""
+    if budget not in BUDGETS:
+        raise UserError(f"unknown budget {budget!r}; choose quick or full")
+    unknown = [t for t in tasks if t not in TASK_ORDER]
+    if unknown:
+        raise UserError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASK_ORDER)}")
+    jobs = []
+    for task in tasks:
+        variants = dict(VARIANTS)
+        if task == "ptb_char":
+            variants.update(GRU_VARIANTS)
+        for variant, model in variants.items():
+            settings = dict(BUDGETS[budget][task], **model)
+            jobs.append(Job(task, variant, settings, Path(out_dir) / budget / task / variant))
+    return jobs
+
+
+def finished(job):
+    """The test event of a finished run, or None."""
+    log = job.out / "metrics.jsonl"
+    if not log.exists():
+        return None
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    tests = [e for e in events if e.get("event") == "test"]
+    return tests[-1] if tests else None
+
+
+def run_jobs(jobs, workers, data_dir=None, echo=print):
+    """Run the jobs, ``workers`` at a time, each in its own single-threaded process."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               NUMBA_NUM_THREADS="1")
+    pending = [j for j in jobs if finished(j) is None]
+    for j in jobs:
+        if finished(j) is not None:
+            echo(f"  {j.name}: already finished")
+    running = []
+    while pending or running:
+        while pending and len(running) < workers:
+            job = pending.pop(0)
+            job.out.mkdir(parents=True, exist_ok=True)
+            cmd = job.command(data_dir)
+            cmd.append("--resume" if (job.out / "checkpoint.npz").exists() else "--force")
+            log = open(job.out / "train.log", "w")
+            running.append((job, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log,
+                            time.time()))
+            echo(f"  {job.name}: started")
+        time.sleep(0.5)
+        for entry in list(running):
+            job, proc, log, start = entry
+            if proc.poll() is None:
+                continue
+            log.close()
+            running.remove(entry)
+            job.result["wall_seconds"] = round(time.time() - start, 1)
+            if proc.returncode != 0:
+                tail = (job.out / "train.log").read_text().strip().splitlines()[-1:] or ["?"]
+                echo(f"  {job.name}: FAILED (exit {proc.returncode}): {tail[0]}")
+                job.result["error"] = tail[0]
+            else:
+                echo(f"  {job.name}: done in {job.result['wall_seconds']:.0f} s")
+    for job in jobs:
+        test = finished(job)
+        if test is not None:
+            job.result.update(test)
+            job.result.setdefault("wall_seconds", _wall_from_log(job))
+    return jobs
+
+
+def _wall_from_log(job):
+    events = [json.loads(line) for line in (job.out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return round(sum(e.get("seconds", 0) for e in events if e.get("event") == "epoch"), 1)
+
+
+def metric_of(task):
+    return {"mnist": "accuracy", "ptb_word": "perplexity"}.get(task, "bpc")
+
+
+def weight_kib(job):
+    """Recurrent weight memory of the run's model in KiB (1, 2 or 32 bits per weight)."""
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.models import ModelSpec, recurrent_weight_count
+    meta = load_checkpoint(job.out / "checkpoint.npz").meta
+    spec = ModelSpec.from_dict(meta["spec"])
+    bits = {"none": 32, "binary": 1, "ternary": 2}[spec.quant]
+    return recurrent_weight_count(spec) * bits / 8 / 1024
+
+
+def conventions(job, data_dir=None):
+    """Test metric of a finished run under both evaluation conventions."""
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.models import ModelSpec
+    from rbtw.train import TrainConfig, evaluate, load_task_data
+    ckpt = load_checkpoint(job.out / "checkpoint.npz")
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    spec = ModelSpec.from_dict(ckpt.meta["spec"])
+    data = load_task_data(config, data_dir)
+    out = {}
+    for label, weights, batch_stats in (("population statistics, deterministic weights", "deterministic", False),
+                                        ("batch statistics, sampled weights (official)", "sampled", True),
+                                        ("population statistics, expected weights", "expected", False)):
+        out[label] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", config, weights=weights,
+                              batch_stats=batch_stats)[metric_of(job.task)]
+    return out
+
+
+def fmt(task, value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if task == "mnist":
+        return f"{100 * value:.2f} %"
+    if task == "ptb_word":
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def report(jobs, budget, command, conv=None, total_seconds=None):
+    """The markdown report."""
+    lines = [f"# Reproduction ({budget} budget)", "", f"Command: `{command}`", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+             f"{_cpu_name()}.", ""]
+    if total_seconds is not None:
+        lines += [f"Wall time of the whole reproduction: {total_seconds / 60:.1f} min.", ""]
+    lines += ["Evaluation: test split, population batch-norm statistics, deterministic weights "
+              "(what hardware runs), unless stated.", ""]
+    by_task = {}
+    for job in jobs:
+        by_task.setdefault(job.task, []).append(job)
+    for task, tjobs in by_task.items():
+        metric = metric_of(task)
+        s = BUDGETS[budget][task]
+        lines += [f"## {task}", "", "Settings: " + ", ".join(f"{k}={v}" for k, v in s.items()), "",
+                  f"| variant | test {metric} | Δ vs fp | recurrent weights | wall time | paper |",
+                  "|---|---|---|---|---|---|"]
+        fp = next((j.result.get(f"test_{metric}") for j in tjobs if j.variant == "fp"), None)
+        gru_fp = next((j.result.get(f"test_{metric}") for j in tjobs if j.variant == "gru-fp"), None)
+        for job in tjobs:
+            value = job.result.get(f"test_{metric}")
+            base = gru_fp if job.variant.startswith("gru") else fp
+            delta = "—" if value is None or base is None or job.variant in ("fp", "gru-fp") else _delta(task, value, base)
+            paper = PAPER.get((task, job.variant))
+            kib = f"{weight_kib(job):,.1f} KiB" if (job.out / "checkpoint.npz").exists() else "—"
+            wall = f"{job.result.get('wall_seconds', 0) / 60:.1f} min" if "wall_seconds" in job.result else "—"
+            status = fmt(task, value) if "error" not in job.result else f"failed: {job.result['error']}"
+            lines.append(f"| {job.variant} | {status} | {delta} | {kib} | {wall} | "
+                         f"{f'{paper[1]} ({paper[2]})' if paper else '—'} |")
+        lines.append("")
+    if conv:
+        name, values = conv
+        lines += [f"## Evaluation conventions ({name})", "", "| convention | test metric |", "|---|---|"]
+        lines += [f"| {label} | {fmt(name.split('/')[0], v)} |" for label, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _delta(task, value, base):
+    if task == "mnist":
+        return f"{100 * (value - base):+.2f} pt"
+    if task == "ptb_word":
+        return f"{value - base:+.1f}"
+    return f"{value - base:+.3f}"
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

@@ -42,14 +42,14 @@ GRU_VARIANTS = {
 TASK_ORDER = ["ptb_char", "warpeace", "linux", "text8", "mnist", "ptb_word"]
 
 # Per-task settings of each budget: TrainConfig fields on top of the "quick" preset.
-_QUICK_CHAR = dict(hidden=128, seq_len=100, batch=64, epochs=2, max_batches=60, eval_max_batches=30)
+_QUICK_CHAR = dict(hidden=128, seq_len=100, batch=64, epochs=2, max_batches=150, eval_max_batches=30)
 BUDGETS = {
     "quick": {
         "ptb_char": _QUICK_CHAR,
         "warpeace": _QUICK_CHAR,
         "linux": _QUICK_CHAR,
         "text8": _QUICK_CHAR,
-        "mnist": dict(hidden=64, batch=100, pixels_per_step=16, epochs=2, max_batches=60, eval_max_batches=20,
+        "mnist": dict(hidden=64, batch=100, pixels_per_step=8, epochs=2, max_batches=150, eval_max_batches=20,
                       lr=4e-3, lr_end=1e-3),
         "ptb_word": dict(hidden=128, emb=128, seq_len=35, batch=32, epochs=2, max_batches=150,
                          eval_max_batches=40, dropout=0.3),

@@ -79,6 +79,7 @@ _VALUE_OPTIONS = [
     ("--seq-len", "seq_len", click.IntRange(1), "time steps per minibatch T"),
     ("--batch", "batch", click.IntRange(1), "minibatch size B"),
     ("--pixels-per-step", "pixels_per_step", click.IntRange(1), "sMNIST pixels fed per step"),
+    ("--h0-noise", "h0_noise", click.FloatRange(0), "std of noise on h0 while training (sMNIST preset: 0.1)"),
     ("--epochs", "epochs", click.IntRange(1), "epochs"),
     ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "optimiser"),
     ("--lr", "lr", click.FloatRange(0, min_open=True), "learning rate"),

@@ -31,6 +31,11 @@ class ModelSpec:
     n_out     output classes (the vocabulary for language models)
     emb       embedding size (word LM only)
     dropout   dropout probability on the word LM's embeddings and RNN outputs
+    h0_noise  std of Gaussian noise added to the learned h0 of every layer while training
+              (the official code uses 0.1 on sequential MNIST).  Without it, steps whose
+              input is the same for the whole batch (the blank top rows of every digit) give
+              every row the same state, W_h·h has zero batch variance, and BN's backward
+              multiplies the gradient by γ/sqrt(ε) ≈ 32 at each such step: it overflows.
     The remaining fields describe every recurrent layer (see rbtw.nn.cell.CellSpec).
     """
 
@@ -46,6 +51,7 @@ class ModelSpec:
     stochastic: bool = False
     bn: bool = True
     t_max: int = 100
+    h0_noise: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -131,9 +137,14 @@ def forward(params, stats, spec, inputs, *, train, rng=None, state=None, weights
     # dropout draws from its own stream, split off first, so that it does not depend on
     # whether the weights were drawn here or passed in
     drop_rng = np.random.default_rng(rng.integers(2**63)) if (train and rng is not None) else None
+    noise_rng = np.random.default_rng(rng.integers(2**63)) if (train and rng is not None and spec.h0_noise > 0
+                                                                and state is None) else None
     if qweights is None:
         qweights = draw_weights(params, spec, train=train, rng=rng, weights=weights)
     caches = {}
+    if noise_rng is not None:
+        state = noisy_initial_state(params, spec, inputs_batch(inputs), noise_rng)
+        caches["h0_noise"] = True
     if spec.kind == "char":
         x = embedding.onehot(inputs, spec.n_in, dtype)
     elif spec.kind == "word":
@@ -158,6 +169,23 @@ def forward(params, stats, spec, inputs, *, train, rng=None, state=None, weights
     return logits, final, caches
 
 
+def inputs_batch(inputs):
+    """Batch size B of token ids (T, B) or features (T, B, X)."""
+    return np.shape(inputs)[1]
+
+
+def noisy_initial_state(params, spec, B, rng):
+    """Per layer (h0 + N(0, h0_noise²) per row, c0), each (B, H): see ModelSpec.h0_noise."""
+    dtype = params["out.W"].dtype
+    state = []
+    for k in range(spec.layers):
+        h0 = params[f"rnn{k}.h0"]
+        noise = rng.standard_normal((B, h0.shape[0])).astype(dtype) * dtype.type(spec.h0_noise)
+        c0 = params.get(f"rnn{k}.c0")
+        state.append((h0 + noise, None if c0 is None else np.broadcast_to(c0, (B, c0.shape[0])).copy()))
+    return state
+
+
 def backward(dlogits, caches, spec):
     """Gradients of every parameter (flat dict; quantized matrices get dL/dW^q, the STE)."""
     grads = {}
@@ -172,8 +200,11 @@ def backward(dlogits, caches, spec):
         dx = dropout.backward(dx, caches["drop_out"])
     for k in reversed(range(spec.layers)):
         dx, g = LAYER[spec.cell].backward(dx, caches[f"rnn{k}"])
-        g.pop("h_init", None)
-        g.pop("c_init", None)
+        h_init, c_init = g.pop("h_init", None), g.pop("c_init", None)
+        if caches.get("h0_noise"):          # the initial state was h0 + noise, c0: route back
+            g["h0"] = h_init.sum(axis=0)
+            if c_init is not None:
+                g["c0"] = c_init.sum(axis=0)
         grads.update(prefix(f"rnn{k}.", g))
     if spec.kind == "word":
         dx = dropout.backward(dx, caches["drop_in"])

@@ -9,7 +9,7 @@ paper (DESIGN.md §1, from the official code):
     warpeace    100  64     512   200     Adam 2e-3 → 1e-3
     linux       100  64     512   200     Adam 2e-3 → 1e-3
     text8       180  64     2000  100     Adam 1e-3
-    mnist       784  100    100   200     Adam 4e-3 → 1e-3   (1 pixel per step, last h)
+    mnist       784  100    100   200     Adam 4e-3 → 1e-3   (1 pixel per step, last h, noise 0.1 on h0)
     ptb_word    35   64     300   80      SGD 20, ÷4 on plateau, clip 0.25, dropout 0.5, emb 300
 
 quick: the same models scaled down (H 128, a capped number of minibatches per epoch) so that
@@ -20,7 +20,7 @@ from rbtw.errors import UserError
 from rbtw.train import TASKS, TrainConfig
 
 _CHAR_PAPER = dict(seq_len=100, batch=64, hidden=1000, epochs=50, lr=2e-3)
-_MNIST_PAPER = dict(batch=100, hidden=100, epochs=200, lr=4e-3, lr_end=1e-3, pixels_per_step=1)
+_MNIST_PAPER = dict(batch=100, hidden=100, epochs=200, lr=4e-3, lr_end=1e-3, pixels_per_step=1, h0_noise=0.1)
 _WORD_PAPER = dict(seq_len=35, batch=64, hidden=300, emb=300, epochs=80, optimizer="sgd", lr=20.0,
                    clip_norm=0.25, dropout=0.5, eval_batch=64)
 
@@ -38,7 +38,7 @@ PAPER = {
 _CHAR_QUICK = dict(seq_len=100, batch=64, hidden=128, epochs=3, max_batches=150, eval_max_batches=40,
                    lr=2e-3)
 _MNIST_QUICK = dict(batch=100, hidden=64, epochs=2, max_batches=100, eval_max_batches=20, lr=4e-3,
-                    lr_end=1e-3, pixels_per_step=4)
+                    lr_end=1e-3, pixels_per_step=4, h0_noise=0.1)
 
 QUICK = {
     "default": dict(seq_len=100, batch=64, hidden=128, epochs=10, lr=2e-3, eval_max_batches=None),

@@ -59,6 +59,7 @@ class TrainConfig:
     seq_len: int = 100
     batch: int = 64
     pixels_per_step: int = 1            # sMNIST: 1 pixel per step (784 steps) as in the paper
+    h0_noise: float = 0.0               # std of noise on h0 while training (sMNIST: 0.1, see ModelSpec)
     # optimisation
     epochs: int = 1
     optimizer: str = "adam"
@@ -113,6 +114,7 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.kind != "word" or self.emb > 0, "the word LM needs --emb > 0"),
             (784 % self.pixels_per_step == 0, "pixels per step must divide 784"),
+            (self.h0_noise >= 0, "h0 noise must be non-negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -168,7 +170,7 @@ def model_spec(config, data):
     return models.ModelSpec(
         kind=config.kind, n_in=data.n_in, n_out=data.n_out, cell=config.cell, hidden=config.hidden,
         layers=config.layers, emb=config.emb, dropout=config.dropout, quant=config.quant,
-        stochastic=config.stochastic, bn=config.bn,
+        stochastic=config.stochastic, bn=config.bn, h0_noise=config.h0_noise,
         t_max=784 // config.pixels_per_step if config.kind == "classify" else config.seq_len)
 
 

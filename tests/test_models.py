@@ -124,3 +124,51 @@ def test_param_shapes_describe_init(kind, cell, bn):
     params["out.b"] = np.zeros(7)
     with pytest.raises(ValueError, match="out.b"):
         models.check_params(params, spec)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_h0_noise_gradients(cell, layers):
+    """With noise on h0 the loss is still a function of h0 (the noise is drawn from the seed)."""
+    spec = models.ModelSpec(kind="classify", n_in=3, n_out=4, cell=cell, hidden=3, layers=layers,
+                            quant="ternary", stochastic=True, t_max=4, h0_noise=0.1)
+    params, stats = perturbed_model(spec, 5)
+    rng = np.random.default_rng(6)
+    inputs, targets = small_batch(spec, 3, 4, rng)
+
+    def run():
+        s = {k: v.copy() for k, v in stats.items()}
+        return models.loss_and_grads(params, s, spec, inputs, targets, rng=np.random.default_rng(7))
+
+    value, grads, _ = run()
+    assert run()[0] == value
+    for name, arr in params.items():
+        if name not in models.quantized_names(spec):
+            assert_grad_close(grads[name], numeric_grad(lambda: run()[0], arr), name)
+    # the noise does change the loss: a different seed, a different value
+    s = {k: v.copy() for k, v in stats.items()}
+    other = models.loss_and_grads(params, s, spec, inputs, targets, rng=np.random.default_rng(8))[0]
+    assert other != value
+
+
+def test_h0_noise_keeps_blank_leading_steps_finite():
+    """sMNIST's blank top rows: identical states across the batch make BN's backward blow up
+    (×γ/sqrt(ε) per step); noise on h0 keeps the batch variance away from zero."""
+    spec = models.ModelSpec(kind="classify", n_in=4, n_out=10, hidden=16, quant="binary",
+                            stochastic=True, t_max=40)
+    rng = np.random.default_rng(0)
+    params, stats = models.init(spec, rng)
+    inputs = np.zeros((40, 8, 4), np.float32)
+    inputs[30:] = rng.random((10, 8, 4))                       # 30 blank steps, then "ink"
+    targets = rng.integers(0, 10, size=8)
+
+    def h0_grad(s):
+        st_ = {k: v.copy() for k, v in stats.items()}
+        _, grads, _ = models.loss_and_grads(params, st_, s, inputs, targets, rng=np.random.default_rng(1))
+        return np.abs(grads["rnn0.W_h"]).max()
+
+    with np.errstate(all="ignore"):
+        plain = h0_grad(spec)
+    noisy = h0_grad(models.ModelSpec(**{**spec.to_dict(), "h0_noise": 0.1}))
+    assert np.isfinite(noisy) and noisy < 1e3
+    assert not np.isfinite(plain) or plain > 1e6 * noisy

@@ -16,7 +16,8 @@ that rbtw.cli._open_model builds, batch 1) for an untrained, randomly initialise
 binary BN-LSTM char model (50 symbols, as PTB char): PackedEngine vs DenseEngine (float32).
 
 Threads.  Each thread setting runs in a child process whose environment sets
-OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (read by OpenBLAS when NumPy is imported) and
+OPENBLAS_NUM_THREADS (read by OpenBLAS when NumPy is imported; OMP_NUM_THREADS is left alone,
+it would also size Numba's OpenMP threading layer) and
 NUMBA_NUM_THREADS; the child also calls numba.set_num_threads and, when threadpoolctl is
 installed, threadpool_limits.
 """
@@ -88,6 +89,15 @@ def _limit_threads(n_numba, n_blas):
         return "environment (OPENBLAS_NUM_THREADS)"
     threadpool_limits(n_blas)
     return "threadpoolctl + environment"
+
+
+def _threading_layer():
+    """Numba's threading layer, after running one parallel kernel."""
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "?"
 
 
 def kernel_rows(threads, hidden, runs, min_time):
@@ -168,12 +178,12 @@ def child(args):
     else:
         out = e2e_row(args.numba_threads, args.blas_threads, 100 if args.quick else 300,
                       3 if args.quick else 7)
-    print(json.dumps({"how": how, "result": out}))
+    print(json.dumps({"how": f"{how}; Numba threading layer {_threading_layer()}", "result": out}))
 
 
 def spawn(mode, n_numba, n_blas, args):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n_blas), OMP_NUM_THREADS=str(n_blas),
-               MKL_NUM_THREADS=str(n_blas), NUMBA_NUM_THREADS=str(max(n_numba, 1)),
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n_blas), MKL_NUM_THREADS=str(n_blas),
+               NUMBA_NUM_THREADS=str(max(n_numba, 1)),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode,
            "--numba-threads", str(n_numba), "--blas-threads", str(n_blas),

@@ -43,6 +43,7 @@ KINDS = ("binary", "ternary")
 BATCHES = (1, 64)
 KERNEL_THREADS = (1, 2)
 E2E_THREADS = ((1, 1), (2, 2), (2, 1), (1, 2))    # (numba, OpenBLAS)
+GAP = 0.15          # s of idle time before each timed run when more than one thread is in use
 TARGETS = {(1, "binary"): 5.0, (1, "ternary"): 3.0, (64, "binary"): 1.5, (64, "ternary"): 1.0}
 
 
@@ -67,12 +68,19 @@ def _calibrate(fn, min_time):
         reps = max(2 * reps, int(reps * 1.2 * min_time / max(dt, 1e-9)))
 
 
-def paired_medians(fa, fb, runs, min_time):
-    """Median seconds per call of fa and of fb, their timed runs alternating."""
+def paired_medians(fa, fb, runs, min_time, gap=0.0):
+    """Median seconds per call of fa and of fb, their timed runs alternating.
+
+    gap: seconds of sleep before each timed run, so that the worker threads of the other
+    library (OpenBLAS spins ~2^28 cycles after a call, OpenMP a while too) have gone idle
+    and do not compete with this one for the 2 cores.
+    """
     ra, rb = _calibrate(fa, min_time), _calibrate(fb, min_time)
     ta, tb = [], []
     for _ in range(runs):
+        time.sleep(gap)
         ta.append(_run(fa, ra))
+        time.sleep(gap)
         tb.append(_run(fb, rb))
     return statistics.median(ta), statistics.median(tb)
 
@@ -129,7 +137,8 @@ def kernel_rows(threads, hidden, runs, min_time):
                         WT = W.T
                         blas = lambda: np.matmul(Xb, WT, out=y1)               # sgemm
                         packed = lambda: matmul(pm, Xb, out=y2)
-                    t_blas, t_packed = paired_medians(blas, packed, runs, min_time)
+                    t_blas, t_packed = paired_medians(blas, packed, runs, min_time,
+                                                      gap=GAP if threads > 1 else 0.0)
                     err = float(np.abs(y1 - y2).max() / max(np.abs(y1).max(), 1e-30))
                     rows.append(dict(threads=threads, kind=kind, H=H, X=X, B=B, G=G, K=K,
                                      t_blas=t_blas, t_packed=t_packed, speedup=t_blas / t_packed,
@@ -165,7 +174,8 @@ def e2e_row(n_numba, n_blas, length, runs):
         return lambda: generate(engine, [0], length, rng=np.random.default_rng(0), temperature=1.0)
 
     same = sampler(engines["packed"])() == sampler(engines["dense"])()
-    t_dense, t_packed = paired_medians(sampler(engines["dense"]), sampler(engines["packed"]), runs, 0.0)
+    gap = GAP if max(n_numba, n_blas) > 1 else 0.0
+    t_dense, t_packed = paired_medians(sampler(engines["dense"]), sampler(engines["packed"]), runs, 0.0, gap)
     return dict(numba=n_numba, blas=n_blas, length=length, cps_packed=length / t_packed,
                 cps_dense=length / t_dense, ratio=t_dense / t_packed, same_text=same)
 

@@ -285,6 +285,49 @@ def summary(rows):
     return "\n".join(out)
 
 
+WEIGHTS_PER_PERMUTE = {"binary": 80, "ternary": 48}   # 16 lanes x 5 or 3 columns per look-up
+
+
+def _pick(rows, **key):
+    for r in rows:
+        if all(r[k] == v for k, v in key.items()):
+            return r
+    return None
+
+
+def analysis(rows, e2e):
+    """What limits the kernels, in numbers taken from this run's tables."""
+    out = []
+    for kind in KINDS:
+        per = WEIGHTS_PER_PERMUTE[kind]
+        cases = [r for r in (_pick(rows, threads=1, kind=kind, H=H, X=H, B=B)
+                             for H in (1000, 2048) for B in BATCHES) if r]
+        if not cases:
+            continue
+        rates = ", ".join(f"H={r['H']} B={r['B']}: {r['G'] * r['K'] * r['B'] / r['t_packed'] / 1e9:.0f} G"
+                          f" ({r['G'] * r['K'] * r['B'] / r['t_packed'] / per / 1e9:.2f} G look-ups/s)"
+                          for r in cases)
+        out.append(f"- {kind}, 1 thread, weight×batch-row products per second: {rates}. One 32-entry "
+                   f"look-up (a `vpermi2ps`) covers {per} weights.")
+    big = [r for r in rows if r["threads"] == 1 and r["H"] == 2048 and r["X"] == 2048 and r["B"] == 1]
+    mid = [r for r in rows if r["threads"] == 1 and r["H"] == 1000 and r["X"] == 1000 and r["B"] == 1]
+    if big and mid:
+        out.append(f"- BLAS sgemv streams float32 weights at {min(r['blas_gbs'] for r in big):.0f}–"
+                   f"{max(r['blas_gbs'] for r in big):.0f} GB/s at H = 2048 (64 MB: DRAM) and "
+                   f"{min(r['blas_gbs'] for r in mid):.0f}–{max(r['blas_gbs'] for r in mid):.0f} GB/s at "
+                   f"H = 1000 (16 MB: L3); the packed kernel reads its layout at only "
+                   f"{min(r['packed_gbs'] for r in big + mid):.0f}–{max(r['packed_gbs'] for r in big + mid):.0f}"
+                   f" GB/s, well below L2 bandwidth.")
+    e11, e12 = _pick(e2e, numba=1, blas=1), _pick(e2e, numba=1, blas=2)
+    e21, e22 = _pick(e2e, numba=2, blas=1), _pick(e2e, numba=2, blas=2)
+    if e11 and e12 and e21 and e22:
+        out.append(f"- end to end (chars/s, packed / dense): numba 1 + OpenBLAS 1: {e11['cps_packed']:.0f} / "
+                   f"{e11['cps_dense']:.0f}; numba 1 + OpenBLAS 2: {e12['cps_packed']:.0f} / {e12['cps_dense']:.0f}; "
+                   f"numba 2 + OpenBLAS 1: {e21['cps_packed']:.0f} / {e21['cps_dense']:.0f}; "
+                   f"numba 2 + OpenBLAS 2: {e22['cps_packed']:.0f} / {e22['cps_dense']:.0f}.")
+    return "\n".join(out)
+
+
 def report(args, kernel, e2e, how, load0, load1, started):
     cmd = "python3 bench/kernels.py" + "".join(f" {a}" for a in sys.argv[1:])
     return f"""# Packed binary/ternary kernels vs float32 BLAS
@@ -293,7 +336,8 @@ Produced by `{cmd}` (from the project root) on {started} UTC.
 
 - machine: {machine()}
 - software: {versions()}
-- 1-minute load average: {load0} at the start, {load1} at the end (2 cores shared with other jobs)
+- 1-minute load average: {load0} at the start, {load1} at the end (2 cores shared with
+  other jobs; this benchmark itself adds 1 or 2)
 - threads set by: {how}; each thread setting in its own process
 - timing: median of {args.runs} runs per case, each run ≥ {args.min_time} s of repeated calls, packed and BLAS
   runs alternating in the same process; speed-up = BLAS time / packed time
@@ -317,6 +361,10 @@ then `rbtw.generate.generate` draws {e2e[0]['length']} characters from a 1-chara
 (median of {3 if args.quick else 7} runs). "same text" = both engines drew the same characters.
 
 {e2e_table(e2e)}
+
+## Measured limits
+
+{analysis(kernel, e2e)}
 """
 
 
@@ -346,16 +394,19 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load0 = loadavg()
     kernel, how = [], None
+    loads = []
     for n in KERNEL_THREADS:
         print(f"kernels, {n} thread(s) ...", file=sys.stderr, flush=True)
+        loads.append(f"kernels {n}t {loadavg()}")
         res = spawn("kernels", n, n, args)
         kernel += res["result"]
         how = res["how"]
     e2e = []
     for n_numba, n_blas in E2E_THREADS:
         print(f"end to end, numba {n_numba} / OpenBLAS {n_blas} thread(s) ...", file=sys.stderr, flush=True)
+        loads.append(f"e2e {n_numba}/{n_blas} {loadavg()}")
         e2e.append(spawn("e2e", n_numba, n_blas, args)["result"])
-    text = report(args, kernel, e2e, how, load0, loadavg(), started)
+    text = report(args, kernel, e2e, how, load0, f"{loadavg()} (before each part: {', '.join(loads)})", started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -22,7 +22,9 @@ Products.  With code_j(r) the code of row r (``PackedMatrix.kernel_layout``),
 
 The kernels take 16 rows at a time: one 64-byte load brings 6 codes of 16 rows, and
 ``simd.lookup6`` turns it into 6 two-register permutes (16 look-ups each) and 6 vector
-adds: 480 binary or 288 ternary weights, no multiplication.  For a batch, each batch row
+adds: 480 binary or 288 ternary weights, no multiplication.  Four row blocks go together,
+so each table register load serves 64 rows (the loads repeat otherwise: Numba cannot tell
+LLVM that the tables and y do not alias).  For a batch, each batch row
 has its own tables; four batch rows share each weight load, and the columns are cut into
 blocks so that the tables in use stay in L1.
 
@@ -90,7 +92,27 @@ def _mv_rows(lay, t, y, nw, nc, rb0, rb1):
     """
     full = nc // 6                       # words whose 6 codes all hold real columns
     tail = nc % 6                        # codes in the last, partial word
-    for rb in range(rb0, rb1):
+    s = nw * 16                          # layout stride from one row block to the next
+    rb = rb0
+    while rb + 4 <= rb1:                 # 4 row blocks at once: each table load serves 4
+        b = rb * s
+        a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()
+        for w in range(full):
+            o, p = WORD_TABLES * w, b + 16 * w
+            a0 = vadd(a0, lookup6(t, o, vload_u32(lay, p)))
+            a1 = vadd(a1, lookup6(t, o, vload_u32(lay, p + s)))
+            a2 = vadd(a2, lookup6(t, o, vload_u32(lay, p + 2 * s)))
+            a3 = vadd(a3, lookup6(t, o, vload_u32(lay, p + 3 * s)))
+        if tail:
+            o, p = WORD_TABLES * full, b + 16 * full
+            a0 = vadd(a0, lookup_first(t, o, vload_u32(lay, p), tail))
+            a1 = vadd(a1, lookup_first(t, o, vload_u32(lay, p + s), tail))
+            a2 = vadd(a2, lookup_first(t, o, vload_u32(lay, p + 2 * s), tail))
+            a3 = vadd(a3, lookup_first(t, o, vload_u32(lay, p + 3 * s), tail))
+        vstore(y, 16 * rb, a0); vstore(y, 16 * rb + 16, a1)
+        vstore(y, 16 * rb + 32, a2); vstore(y, 16 * rb + 48, a3)
+        rb += 4
+    for rb in range(rb, rb1):            # the last 0..3 row blocks, one at a time
         base = rb * nw * 16
         acc = vzero()
         for w in range(full):

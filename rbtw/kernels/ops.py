@@ -76,6 +76,9 @@ def matmul(pm: PackedMatrix, X, out=None) -> np.ndarray:
     if b == 0 or pm.rows == 0 or nw == 0:
         out[:] = 0
         return out
+    if b == 1:                                   # one row: the matvec kernel, no batch tile
+        matvec(pm, X[0], out=out[0])             # of 4 (3 of them padding) to fill and scan
+        return out
     tile = lut.BATCH_TILE
     bp = -(-b // tile) * tile                    # batch padded to whole tiles
     if bp != b:

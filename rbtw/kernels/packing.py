@@ -184,7 +184,7 @@ def _to_kernel_layout(q: np.ndarray, kind: str) -> np.ndarray:
     padded[:g, :k] = digits
     codes = padded.reshape(rb * ROW_BLOCK, nw * CODES_PER_WORD, c) @ \
         (base ** np.arange(c, dtype=np.uint32))                           # (RB*16, NW*6)
-    words = codes.reshape(-1, nw, CODES_PER_WORD) << \
+    words = codes.reshape(rb * ROW_BLOCK, nw, CODES_PER_WORD) << \
         (5 * np.arange(CODES_PER_WORD, dtype=np.uint32))
     words = np.bitwise_or.reduce(words, axis=2)                           # (RB*16, NW)
     return np.ascontiguousarray(words.reshape(rb, ROW_BLOCK, nw).transpose(0, 2, 1))

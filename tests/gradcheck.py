@@ -4,19 +4,21 @@ import numpy as np
 
 
 def numeric_grad(f, arr, h=1e-6):
-    """d f() / d arr by central differences; ``arr`` is perturbed in place and restored."""
+    """d f() / d arr by the five-point central difference (error O(h⁴)); ``arr`` is perturbed in
+    place and restored.  BN near a small batch variance is strongly curved: the plain two-point
+    difference (error O(h²)) was off by up to 1e-5 relative there."""
     assert arr.flags.c_contiguous, "perturbing a copy would change nothing"
     g = np.zeros_like(arr, dtype=np.float64)
     flat = arr.reshape(-1)
     gflat = g.reshape(-1)
     for k in range(flat.size):
         old = flat[k]
-        flat[k] = old + h
-        up = f()
-        flat[k] = old - h
-        down = f()
+        values = []
+        for step in (2 * h, h, -h, -2 * h):
+            flat[k] = old + step
+            values.append(f())
         flat[k] = old
-        gflat[k] = (up - down) / (2 * h)
+        gflat[k] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * h)
     return g
 
 

@@ -18,7 +18,7 @@ used when no initial state is passed in.  Initial values: γ = 0.1, β = 0, orth
 import numpy as np
 
 from rbtw.nn import bn as bn_
-from rbtw.nn.cell import bn_step, input_products, orthogonal, quantized_weights, sigmoid
+from rbtw.nn.cell import bn_step, input_grads, input_products, orthogonal, quantized_weights, sigmoid
 
 
 def init_params(spec, rng, dtype=np.float32, gamma0=0.1):
@@ -93,7 +93,7 @@ def backward(dhs, cache, dfinal=None):
     initial state passed in, "h_init" (B, H) instead of "h0").
     """
     x, Wxq, Whq, params, spec, cache_b, steps, had_state = cache
-    T, B, X = x.shape
+    T, B, _ = x.shape
     H = spec.H
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     dnb = np.empty((T, B, spec.G), dtype=dhs.dtype)
@@ -127,8 +127,7 @@ def backward(dhs, cache, dfinal=None):
         db = dnb
         grads["b_b"] += dnb.reshape(T * B, spec.G).sum(axis=0)
     db2 = db.reshape(T * B, spec.G)
-    grads["W_x"] = x.reshape(T * B, X).T @ db2
-    dx = (db2 @ Wxq.T).reshape(T, B, X)
+    grads["W_x"], dx = input_grads(x, db2, Wxq)
     if had_state:
         grads["h_init"] = dh_next
     else:

@@ -128,15 +128,19 @@ def input_products(x, Wxq, params, stats, spec, use_batch, train, t0):
     return bn_.forward(b, params["gamma_b"], None, mean, var, batch=use_batch, eps=spec.eps)
 
 
-def input_matmul(x, Wxq):
-    """x W_x^q for every step in one product: x (T, B, X) -> (T, B, G), a new array.
+def input_matmul(x, Wxq, out=None):
+    """x W_x^q for every step in one product: x (T, B, X) -> (T, B, G), into ``out`` if given.
 
     For a :class:`OneHot` x this is the row gather W_x^q[ids].
     """
-    if isinstance(x, OneHot):
-        return Wxq[x.ids]
     T, B, X = x.shape
-    return (x.reshape(T * B, X) @ Wxq).reshape(T, B, Wxq.shape[1])
+    if out is None:
+        out = np.empty((T, B, Wxq.shape[1]), np.result_type(x.dtype, Wxq.dtype))
+    if isinstance(x, OneHot):
+        np.take(Wxq, x.ids, axis=0, out=out)
+    else:
+        np.matmul(x.reshape(T * B, X), Wxq, out=out.reshape(T * B, Wxq.shape[1]))
+    return out
 
 
 def input_grads(x, db, Wxq):

@@ -29,7 +29,7 @@ forward made the cache.  Inputs may be a (T, B, X) array or an rbtw.nn.embedding
 import numpy as np
 
 from rbtw.nn import bn as bn_
-from rbtw.nn import fused
+from rbtw.nn import fused, workspace
 from rbtw.nn.cell import (bn_step, input_grads, input_matmul, input_products, orthogonal,
                           quantized_weights, sigmoid, stats_view)
 
@@ -249,21 +249,21 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     bn, eps = spec.bn, float(spec.eps)
     gamma_a, beta_a, gamma_b, gamma_c, beta_c = _vectors(params, spec, dt)
 
-    xb = np.ascontiguousarray(input_matmul(x, Wxq), dtype=dt)             # (T, B, G)
+    xb = input_matmul(x, np.asarray(Wxq, dt), out=workspace.empty((T, B, G), dt))  # (T, B, G)
     mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
     if bn:
         fused.bn_seq_forward(xb, mean_b, var_b, inv_b, use_batch, eps)     # xb becomes x̂_b
     mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
     mean_c, var_c, inv_c = _moment_buffers(stats, spec, "c", T, H, t0, use_batch, dt)
 
-    hcat = np.empty((T + 1, B, H), dt)
-    ccat = np.empty((T + 1, B, H), dt)
+    hcat = workspace.empty((T + 1, B, H), dt)
+    ccat = workspace.empty((T + 1, B, H), dt)
     hcat[0], ccat[0] = (params["h0"], params["c0"]) if state is None else state
-    gates = np.empty((T, B, G), dt)
-    tc = np.empty((T, B, H), dt)
-    xa = np.empty((T, B, G) if bn else (T, 0, 0), dt)
-    xc = np.empty((T, B, H) if bn else (T, 0, 0), dt)
-    a = np.empty((B, G), dt)
+    gates = workspace.empty((T, B, G), dt)
+    tc = workspace.empty((T, B, H), dt)
+    xa = workspace.empty((T, B, G) if bn else (T, 0, 0), dt)
+    xc = workspace.empty((T, B, H) if bn else (T, 0, 0), dt)
+    a = workspace.empty((B, G), dt)
     for t in range(T):
         np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
         fused.lstm_step_forward(a, xb[t], gamma_a, beta_a, gamma_b, ccat[t], gamma_c, beta_c, bn,
@@ -290,20 +290,21 @@ def backward_fused(dhs, cache, dfinal=None):
     dgamma_a, dgamma_c, dbeta_c = (grads[k] if bn else zero for k in ("gamma_a", "gamma_c", "beta_c"))
     dbeta_a = grads["beta_a"] if bn else grads["b"]
 
-    dz = np.empty((T, B, G), dt)          # dL/d(input product), before the input BN
-    da = np.empty((T, B, G), dt)          # dL/da_t
+    dz = workspace.empty((T, B, G), dt)   # dL/d(input product), before the input BN
+    da = workspace.empty((T, B, G), dt)   # dL/da_t
     dh_next = np.zeros((B, H), dt)
     dc_next = np.zeros((B, H), dt)
     if dfinal is not None:
         dh_next += dfinal[0]
         dc_next += dfinal[1]
-    dnc = np.empty((B, H), dt)
+    dnc = workspace.empty((B, H), dt)
+    WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
     s1, s2 = np.empty(G, dt), np.empty(G, dt)
     for t in reversed(range(T)):
         fused.lstm_step_backward(dhs[t], dh_next, dc_next, s.ccat[t], s.gates[t], s.xc[t], s.inv_c[t],
                                  s.tc[t], s.xa[t], s.inv_a[t], gamma_a, gamma_c, bn, s.batch, dz[t],
                                  da[t], dgamma_a, dbeta_a, dgamma_c, dbeta_c, dnc, s1, s2)
-        np.matmul(da[t], Whq.T, out=dh_next)                                  # (B, H)
+        np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
 
     grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM
     del da

@@ -205,17 +205,36 @@ def scatter_rows(ids, src, out):
 
 
 @njit(**JIT)
-def lstm_step_forward(a, xb, gamma_a, beta_a, gamma_b, c_prev, gamma_c, beta_c, bn, batch, eps,
-                      mean_a, var_a, inv_a, mean_c, var_c, inv_c, xa, gates, c_new, xc, tc, h_new):
+def input_step(ids, Wxq, xb, bn, batch, eps, mean_b, var_b, inv_b):
+    """The input term of one step, in place in xb (B, G): gathered from the rows ids (B,) of
+    W_x^q when ids is not empty (one-hot input), else xb already holds x_t W_x^q; then, with
+    BN, normalised to x̂_b (mean_b, var_b written or read as in :func:`bn_seq_forward`)."""
+    B, G = xb.shape
+    if ids.shape[0] > 0:
+        for b in range(B):
+            row = ids[b]
+            for j in range(G):
+                xb[b, j] = Wxq[row, j]
+    if bn:
+        if batch:
+            moments(xb, mean_b, var_b)
+        normalise(xb, mean_b, var_b, eps, inv_b, xb)
+
+
+@njit(**JIT)
+def lstm_step_forward(a, ids, Wxq, xb, gamma_a, beta_a, gamma_b, c_prev, gamma_c, beta_c, bn, batch,
+                      eps, mean_a, var_a, inv_a, mean_b, var_b, inv_b, mean_c, var_c, inv_c, xa, gates,
+                      c_new, xc, tc, h_new):
     """One LSTM step after a = h_{t-1} W_h^q (B, G).
 
-    xb (B, G) x̂_b (BN) or b + nothing (no BN).  mean/var_a (G,), mean/var_c (H,) are written
-    (batch) or read (population); inv_a, inv_c receive 1/sqrt(σ² + ε).
-    Writes xa (B, G) x̂_a, gates (B, G) [i f g o], c_new (B, H), xc (B, H) x̂_c, tc (B, H)
-    tanh(BN(c)), h_new (B, H).
+    ids, Wxq, xb: the input term, see :func:`input_step` (xb becomes x̂_b, or stays b without
+    BN).  mean/var_a, _b (G,), mean/var_c (H,) are written (batch) or read (population);
+    inv_* receive 1/sqrt(σ² + ε).  Writes xa (B, G) x̂_a, gates (B, G) [i f g o], c_new (B, H),
+    xc (B, H) x̂_c, tc (B, H) tanh(BN(c)), h_new (B, H).
     """
     B, G = a.shape
     H = G // 4
+    input_step(ids, Wxq, xb, bn, batch, eps, mean_b, var_b, inv_b)
     if bn:
         if batch:
             moments(a, mean_a, var_a)
@@ -252,15 +271,15 @@ def lstm_step_forward(a, xb, gamma_a, beta_a, gamma_b, c_prev, gamma_c, beta_c, 
 
 
 @njit(**JIT)
-def lstm_step_backward(dh_out, dh_next, dc_next, c_prev, gates, xc, inv_c, tc, xa, inv_a,
-                       gamma_a, gamma_c, bn, batch, dz, da, dgamma_a, dbeta_a, dgamma_c, dbeta_c,
-                       dnc, s1, s2):
+def lstm_step_backward(dh_out, dh_next, dc_next, c_prev, gates, xc, inv_c, tc, xa, inv_a, xb, inv_b,
+                       gamma_a, gamma_b, gamma_c, bn, batch, dz, da, dgamma_a, dbeta_a, dgamma_b,
+                       dgamma_c, dbeta_c, dnc, s1, s2, s3):
     """One LSTM step in reverse.
 
     dh_out (B, H) dL/dh_t from above; dh_next (B, H) the recurrent part dL/dh_t from step t+1;
     dc_next (B, H) dL/dc_t from step t+1, overwritten with dL/dc_{t-1}.
-    Writes dz (B, G) dL/dz (= dL/d x̂_b·… before the input BN) and da (B, G) dL/da; accumulates
-    dγ_a, dβ_a (or the bias without BN), dγ_c, dβ_c.  dnc (B, H), s1, s2 (G,) are scratch.
+    Writes da (B, G) dL/da_t and db (B, G) dL/d(x_t W_x^q) into dz; accumulates dγ_a, dβ_a (or
+    the bias without BN), dγ_b, dγ_c, dβ_c.  dnc (B, H), s1, s2, s3 (G,) are scratch.
     """
     B, G = dz.shape
     H = G // 4
@@ -285,6 +304,8 @@ def lstm_step_backward(dh_out, dh_next, dc_next, c_prev, gates, xc, inv_c, tc, x
             dc_next[b, j] = dc * f
     if bn:
         bn_backward_rows(dz, xa, gamma_a, inv_a, batch, da, dgamma_a, dbeta_a, s1, s2)
+        s3[:] = 0
+        bn_backward_rows(dz, xb, gamma_b, inv_b, batch, dz, dgamma_b, s3, s1, s2)
     else:
         for b in range(B):
             for j in range(G):

@@ -32,6 +32,7 @@ from rbtw.nn import bn as bn_
 from rbtw.nn import fused, workspace
 from rbtw.nn.cell import (bn_step, input_grads, input_matmul, input_products, orthogonal,
                           quantized_weights, sigmoid, stats_view)
+from rbtw.nn.embedding import OneHot
 
 
 def init_params(spec, rng, dtype=np.float32, gamma0=0.1):
@@ -249,10 +250,14 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     bn, eps = spec.bn, float(spec.eps)
     gamma_a, beta_a, gamma_b, gamma_c, beta_c = _vectors(params, spec, dt)
 
-    xb = input_matmul(x, np.asarray(Wxq, dt), out=workspace.empty((T, B, G), dt))  # (T, B, G)
+    Wxq = np.ascontiguousarray(Wxq, dtype=dt)
+    xb = workspace.empty((T, B, G), dt)                                      # (T, B, G)
+    if isinstance(x, OneHot):
+        ids = np.ascontiguousarray(x.ids)                                    # gathered per step
+    else:
+        ids = np.zeros((T, 0), np.int64)
+        input_matmul(x, Wxq, out=xb)                                          # one GEMM
     mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
-    if bn:
-        fused.bn_seq_forward(xb, mean_b, var_b, inv_b, use_batch, eps)     # xb becomes x̂_b
     mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
     mean_c, var_c, inv_c = _moment_buffers(stats, spec, "c", T, H, t0, use_batch, dt)
 
@@ -266,9 +271,10 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     a = workspace.empty((B, G), dt)
     for t in range(T):
         np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
-        fused.lstm_step_forward(a, xb[t], gamma_a, beta_a, gamma_b, ccat[t], gamma_c, beta_c, bn,
-                                use_batch, eps, mean_a[t], var_a[t], inv_a[t], mean_c[t], var_c[t],
-                                inv_c[t], xa[t], gates[t], ccat[t + 1], xc[t], tc[t], hcat[t + 1])
+        fused.lstm_step_forward(a, ids[t], Wxq, xb[t], gamma_a, beta_a, gamma_b, ccat[t], gamma_c,
+                                beta_c, bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t], mean_b[t],
+                                var_b[t], inv_b[t], mean_c[t], var_c[t], inv_c[t], xa[t], gates[t],
+                                ccat[t + 1], xc[t], tc[t], hcat[t + 1])
     if bn and train:
         for key, mean, var in (("b", mean_b, var_b), ("a", mean_a, var_a), ("c", mean_c, var_c)):
             _update_running(stats, key, t0, mean, var, spec)
@@ -287,10 +293,11 @@ def backward_fused(dhs, cache, dfinal=None):
     gamma_a, _, gamma_b, gamma_c, _ = _vectors(params, spec, dt)
     grads = {k: np.zeros(v.shape, dt) for k, v in params.items()}
     zero = np.zeros(0, dt)
-    dgamma_a, dgamma_c, dbeta_c = (grads[k] if bn else zero for k in ("gamma_a", "gamma_c", "beta_c"))
+    dgamma_a, dgamma_b, dgamma_c, dbeta_c = (grads[k] if bn else zero
+                                             for k in ("gamma_a", "gamma_b", "gamma_c", "beta_c"))
     dbeta_a = grads["beta_a"] if bn else grads["b"]
 
-    dz = workspace.empty((T, B, G), dt)   # dL/d(input product), before the input BN
+    dz = workspace.empty((T, B, G), dt)   # dL/d(x_t W_x^q)
     da = workspace.empty((T, B, G), dt)   # dL/da_t
     dh_next = np.zeros((B, H), dt)
     dc_next = np.zeros((B, H), dt)
@@ -299,17 +306,16 @@ def backward_fused(dhs, cache, dfinal=None):
         dc_next += dfinal[1]
     dnc = workspace.empty((B, H), dt)
     WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
-    s1, s2 = np.empty(G, dt), np.empty(G, dt)
+    s1, s2, s3 = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
     for t in reversed(range(T)):
         fused.lstm_step_backward(dhs[t], dh_next, dc_next, s.ccat[t], s.gates[t], s.xc[t], s.inv_c[t],
-                                 s.tc[t], s.xa[t], s.inv_a[t], gamma_a, gamma_c, bn, s.batch, dz[t],
-                                 da[t], dgamma_a, dbeta_a, dgamma_c, dbeta_c, dnc, s1, s2)
+                                 s.tc[t], s.xa[t], s.inv_a[t], s.xb[t], s.inv_b[t], gamma_a, gamma_b,
+                                 gamma_c, bn, s.batch, dz[t], da[t], dgamma_a, dbeta_a, dgamma_b,
+                                 dgamma_c, dbeta_c, dnc, s1, s2, s3)
         np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
 
     grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM
     del da
-    if bn:
-        fused.bn_seq_backward(dz, s.xb, gamma_b, s.inv_b, s.batch, grads["gamma_b"], s1, s2)
     grads["W_x"], dx = input_grads(x, dz.reshape(T * B, G), Wxq)
     if s.had_state:
         grads["h_init"], grads["c_init"] = dh_next, dc_next

@@ -123,51 +123,35 @@ def normalise(u, mean, var, eps, inv, xhat):
 
 
 @njit(**JIT)
-def bn_seq_forward(u, mean, var, inv, batch, eps):
-    """Per-step BN of u (T, B, F) in place: u becomes x̂.  batch: mean, var (T, F) are written
-    with the moments of each step; otherwise they are read (population statistics)."""
-    for t in range(u.shape[0]):
-        if batch:
-            moments(u[t], mean[t], var[t])
-        normalise(u[t], mean[t], var[t], eps, inv[t], u[t])
-
-
-@njit(**JIT)
 def bn_backward_rows(dy, xhat, gamma, inv, batch, du, dgamma, dbeta, s1, s2):
-    """BN backward for one step: dy, xhat (B, F) -> du (B, F) (may alias dy); dγ, dβ (F,) are
-    accumulated; s1, s2 (F,) scratch."""
+    """BN backward for one step: dy, xhat (B, F) -> du (B, F); dγ, dβ (F,) are accumulated;
+    s1, s2 (F,) scratch.  du may alias dy, but then the loop does not vectorise.
+
+    With s1 = Σ_B dy, s2 = Σ_B dy ⊙ x̂:  dγ += s2, dβ += s1 and
+    du = γ s (dy − s1/B − x̂ s2/B)   (batch statistics),   du = γ s dy   (population).
+    """
     B, F = dy.shape
     s1[:] = 0
     s2[:] = 0
     for b in range(B):
         for j in range(F):
             g = dy[b, j]
-            dgamma[j] += g * xhat[b, j]
-            dbeta[j] += g
+            s1[j] += g
+            s2[j] += g * xhat[b, j]
+    for j in range(F):
+        dgamma[j] += s2[j]
+        dbeta[j] += s1[j]
     if batch:
-        for b in range(B):
-            for j in range(F):
-                g = gamma[j] * dy[b, j]
-                s1[j] += g
-                s2[j] += g * xhat[b, j]
         for j in range(F):
             s1[j] /= B
             s2[j] /= B
         for b in range(B):
             for j in range(F):
-                du[b, j] = (gamma[j] * dy[b, j] - s1[j] - xhat[b, j] * s2[j]) * inv[j]
+                du[b, j] = gamma[j] * inv[j] * (dy[b, j] - s1[j] - xhat[b, j] * s2[j])
     else:
         for b in range(B):
             for j in range(F):
-                du[b, j] = gamma[j] * dy[b, j] * inv[j]
-
-
-@njit(**JIT)
-def bn_seq_backward(dy, xhat, gamma, inv, batch, dgamma, s1, s2):
-    """Per-step BN backward over (T, B, F), in place on dy (it becomes du); dγ accumulated."""
-    dbeta = np.zeros_like(dgamma)
-    for t in range(dy.shape[0]):
-        bn_backward_rows(dy[t], xhat[t], gamma, inv[t], batch, dy[t], dgamma, dbeta, s1, s2)
+                du[b, j] = gamma[j] * inv[j] * dy[b, j]
 
 
 @njit(**JIT)
@@ -205,109 +189,187 @@ def scatter_rows(ids, src, out):
 
 
 @njit(**JIT)
-def input_step(ids, Wxq, xb, bn, batch, eps, mean_b, var_b, inv_b):
-    """The input term of one step, in place in xb (B, G): gathered from the rows ids (B,) of
-    W_x^q when ids is not empty (one-hot input), else xb already holds x_t W_x^q; then, with
-    BN, normalised to x̂_b (mean_b, var_b written or read as in :func:`bn_seq_forward`)."""
+def input_step(ids, Wxq, braw, scratch, xb, bn, batch, eps, mean_b, var_b, inv_b):
+    """The input term of one step into xb (B, G): x̂_b with BN, else b itself.
+
+    b is gathered from the rows ids (B,) of W_x^q into ``scratch`` when ids is not empty
+    (one-hot input), else it is braw = x_t W_x^q.  mean_b, var_b are written (batch) or read
+    (population).  (Source and destination differ: in-place loops do not vectorise.)
+    """
     B, G = xb.shape
+    src = braw
     if ids.shape[0] > 0:
         for b in range(B):
             row = ids[b]
             for j in range(G):
-                xb[b, j] = Wxq[row, j]
+                scratch[b, j] = Wxq[row, j]
+        src = scratch
     if bn:
         if batch:
-            moments(xb, mean_b, var_b)
-        normalise(xb, mean_b, var_b, eps, inv_b, xb)
+            moments(src, mean_b, var_b)
+        normalise(src, mean_b, var_b, eps, inv_b, xb)
+    else:
+        xb[:, :] = src
 
 
 @njit(**JIT)
-def lstm_step_forward(a, ids, Wxq, xb, gamma_a, beta_a, gamma_b, c_prev, gamma_c, beta_c, bn, batch,
-                      eps, mean_a, var_a, inv_a, mean_b, var_b, inv_b, mean_c, var_c, inv_c, xa, gates,
-                      c_new, xc, tc, h_new):
-    """One LSTM step after a = h_{t-1} W_h^q (B, G).
-
-    ids, Wxq, xb: the input term, see :func:`input_step` (xb becomes x̂_b, or stays b without
-    BN).  mean/var_a, _b (G,), mean/var_c (H,) are written (batch) or read (population);
-    inv_* receive 1/sqrt(σ² + ε).  Writes xa (B, G) x̂_a, gates (B, G) [i f g o], c_new (B, H),
-    xc (B, H) x̂_c, tc (B, H) tanh(BN(c)), h_new (B, H).
-    """
-    B, G = a.shape
-    H = G // 4
-    input_step(ids, Wxq, xb, bn, batch, eps, mean_b, var_b, inv_b)
-    if bn:
-        if batch:
-            moments(a, mean_a, var_a)
-        normalise(a, mean_a, var_a, eps, inv_a, xa)
+def gate_inputs(gates, xa, xb, gamma_a, beta_a, gamma_b):
+    """gates = γ_a x̂_a + β_a + γ_b x̂_b: all (B, G), vectors (G,)."""
+    B, G = gates.shape
     for b in range(B):
-        if bn:
-            for j in range(G):
-                gates[b, j] = gamma_a[j] * xa[b, j] + beta_a[j] + gamma_b[j] * xb[b, j]
-        else:
-            for j in range(G):
-                gates[b, j] = a[b, j] + beta_a[j] + xb[b, j]
+        for j in range(G):
+            gates[b, j] = gamma_a[j] * xa[b, j] + beta_a[j] + gamma_b[j] * xb[b, j]
+
+
+@njit(**JIT)
+def gate_inputs_plain(gates, a, xb, bias):
+    """gates = a + b + bias without BN."""
+    B, G = gates.shape
+    for b in range(B):
+        for j in range(G):
+            gates[b, j] = a[b, j] + bias[j] + xb[b, j]
+
+
+@njit(**JIT)
+def lstm_nonlinearities(z, gates):
+    """gates (B, 4H) = σ(z) on i, f, o and tanh(z) on g."""
+    B, G = gates.shape
+    H = G // 4
+    for b in range(B):
         for j in range(2 * H):
-            gates[b, j] = sigmoid_(gates[b, j])
+            gates[b, j] = sigmoid_(z[b, j])
         for j in range(2 * H, 3 * H):
-            gates[b, j] = tanh_(gates[b, j])
+            gates[b, j] = tanh_(z[b, j])
         for j in range(3 * H, G):
-            gates[b, j] = sigmoid_(gates[b, j])
+            gates[b, j] = sigmoid_(z[b, j])
+
+
+@njit(**JIT)
+def cell_update(gates, c_prev, c_new):
+    """c_t = f ⊙ c_{t-1} + i ⊙ g: gates (B, 4H), c (B, H)."""
+    B, H = c_new.shape
+    for b in range(B):
         for j in range(H):
             c_new[b, j] = gates[b, H + j] * c_prev[b, j] + gates[b, j] * gates[b, 2 * H + j]
-    if bn:
-        if batch:
-            moments(c_new, mean_c, var_c)
-        normalise(c_new, mean_c, var_c, eps, inv_c, xc)
-        for b in range(B):
-            for j in range(H):
-                tc[b, j] = tanh_(gamma_c[j] * xc[b, j] + beta_c[j])
-    else:
-        for b in range(B):
-            for j in range(H):
-                tc[b, j] = tanh_(c_new[b, j])
+
+
+@njit(**JIT)
+def tanh_affine(xc, gamma, beta, tc):
+    """tc = tanh(γ x̂ + β): (B, H)."""
+    B, H = tc.shape
+    for b in range(B):
+        for j in range(H):
+            tc[b, j] = tanh_(gamma[j] * xc[b, j] + beta[j])
+
+
+@njit(**JIT)
+def tanh_plain(c, tc):
+    B, H = tc.shape
+    for b in range(B):
+        for j in range(H):
+            tc[b, j] = tanh_(c[b, j])
+
+
+@njit(**JIT)
+def hidden_out(gates, tc, h_new):
+    """h_t = o ⊙ tc."""
+    B, H = h_new.shape
     for b in range(B):
         for j in range(H):
             h_new[b, j] = gates[b, 3 * H + j] * tc[b, j]
 
 
 @njit(**JIT)
-def lstm_step_backward(dh_out, dh_next, dc_next, c_prev, gates, xc, inv_c, tc, xa, inv_a, xb, inv_b,
-                       gamma_a, gamma_b, gamma_c, bn, batch, dz, da, dgamma_a, dbeta_a, dgamma_b,
-                       dgamma_c, dbeta_c, dnc, s1, s2, s3):
-    """One LSTM step in reverse.
+def lstm_step_forward(a, ids, Wxq, braw, xb, gamma_a, beta_a, gamma_b, c_prev, gamma_c, beta_c, bn,
+                      batch, eps, mean_a, var_a, inv_a, mean_b, var_b, inv_b, mean_c, var_c, inv_c,
+                      xa, gates, c_new, xc, tc, h_new, z):
+    """One LSTM step after a = h_{t-1} W_h^q (B, G).
 
-    dh_out (B, H) dL/dh_t from above; dh_next (B, H) the recurrent part dL/dh_t from step t+1;
-    dc_next (B, H) dL/dc_t from step t+1, overwritten with dL/dc_{t-1}.
-    Writes da (B, G) dL/da_t and db (B, G) dL/d(x_t W_x^q) into dz; accumulates dγ_a, dβ_a (or
-    the bias without BN), dγ_b, dγ_c, dβ_c.  dnc (B, H), s1, s2, s3 (G,) are scratch.
+    ids, Wxq, braw: the input term, see :func:`input_step`; xb (B, G) receives x̂_b (or b
+    without BN).  mean/var_a, _b (G,), mean/var_c (H,) are written (batch) or read
+    (population); inv_* receive 1/sqrt(σ² + ε).  Writes xa (B, G) x̂_a, gates (B, G)
+    [i f g o], c_new (B, H), xc (B, H) x̂_c, tc (B, H) tanh(BN(c)), h_new (B, H); z (B, G) is
+    scratch.
     """
-    B, G = dz.shape
-    H = G // 4
+    input_step(ids, Wxq, braw, z, xb, bn, batch, eps, mean_b, var_b, inv_b)
+    if bn:
+        if batch:
+            moments(a, mean_a, var_a)
+        normalise(a, mean_a, var_a, eps, inv_a, xa)
+        gate_inputs(z, xa, xb, gamma_a, beta_a, gamma_b)
+    else:
+        gate_inputs_plain(z, a, xb, beta_a)
+    lstm_nonlinearities(z, gates)
+    cell_update(gates, c_prev, c_new)
+    if bn:
+        if batch:
+            moments(c_new, mean_c, var_c)
+        normalise(c_new, mean_c, var_c, eps, inv_c, xc)
+        tanh_affine(xc, gamma_c, beta_c, tc)
+    else:
+        tanh_plain(c_new, tc)
+    hidden_out(gates, tc, h_new)
+
+
+@njit(**JIT)
+def output_grads(dh_out, dh_next, gates, tc, dnc, dz, one):
+    """dh = dh_out + dh_next;  d(BN c) = dh ⊙ o ⊙ (1 − tc²) into dnc;  dz_o = dh ⊙ tc ⊙ o(1 − o)."""
+    B, H = dnc.shape
     for b in range(B):
         for j in range(H):
             dh = dh_out[b, j] + dh_next[b, j]
             o = gates[b, 3 * H + j]
             t = tc[b, j]
-            dnc[b, j] = dh * o * (1 - t * t)
-            dz[b, 3 * H + j] = dh * t * o * (1 - o)
-    if bn:
-        bn_backward_rows(dnc, xc, gamma_c, inv_c, batch, dnc, dgamma_c, dbeta_c, s1, s2)
+            dnc[b, j] = dh * o * (one - t * t)
+            dz[b, 3 * H + j] = dh * t * o * (one - o)
+
+
+@njit(**JIT)
+def cell_grads(dnc, dc_next, gates, c_prev, dz, one):
+    """dc = dnc + dc_next;  dz_i, dz_f, dz_g;  dc_next ← dc ⊙ f (dL/dc_{t-1})."""
+    B, H = dnc.shape
     for b in range(B):
         for j in range(H):
             dc = dnc[b, j] + dc_next[b, j]
             i = gates[b, j]
             f = gates[b, H + j]
             g = gates[b, 2 * H + j]
-            dz[b, j] = dc * g * i * (1 - i)
-            dz[b, H + j] = dc * c_prev[b, j] * f * (1 - f)
-            dz[b, 2 * H + j] = dc * i * (1 - g * g)
+            dz[b, j] = dc * g * i * (one - i)
+            dz[b, H + j] = dc * c_prev[b, j] * f * (one - f)
+            dz[b, 2 * H + j] = dc * i * (one - g * g)
             dc_next[b, j] = dc * f
+
+
+@njit(**JIT)
+def copy_and_sum(dz, da, db, dbias):
+    """Without BN: da = db = dz, and the bias gradient accumulates Σ_B dz."""
+    B, G = dz.shape
+    for b in range(B):
+        for j in range(G):
+            da[b, j] = dz[b, j]
+            db[b, j] = dz[b, j]
+            dbias[j] += dz[b, j]
+
+
+@njit(**JIT)
+def lstm_step_backward(dh_out, dh_next, dc_next, c_prev, gates, xc, inv_c, tc, xa, inv_a, xb, inv_b,
+                       gamma_a, gamma_b, gamma_c, bn, batch, da, db, dgamma_a, dbeta_a, dgamma_b,
+                       dgamma_c, dbeta_c, dz, dnc, dc, s1, s2, s3):
+    """One LSTM step in reverse.
+
+    dh_out (B, H) dL/dh_t from above; dh_next (B, H) the recurrent part dL/dh_t from step t+1;
+    dc_next (B, H) dL/dc_t from step t+1, overwritten with dL/dc_{t-1}.
+    Writes da (B, G) dL/da_t and db (B, G) dL/d(x_t W_x^q); accumulates dγ_a, dβ_a (or the bias
+    without BN), dγ_b, dγ_c, dβ_c.  dz (B, G), dnc, dc (B, H), s1, s2, s3 (G,) are scratch.
+    """
+    one = gates.dtype.type(1)
+    output_grads(dh_out, dh_next, gates, tc, dnc, dz, one)
     if bn:
+        bn_backward_rows(dnc, xc, gamma_c, inv_c, batch, dc, dgamma_c, dbeta_c, s1, s2)
+        cell_grads(dc, dc_next, gates, c_prev, dz, one)
         bn_backward_rows(dz, xa, gamma_a, inv_a, batch, da, dgamma_a, dbeta_a, s1, s2)
         s3[:] = 0
-        bn_backward_rows(dz, xb, gamma_b, inv_b, batch, dz, dgamma_b, s3, s1, s2)
+        bn_backward_rows(dz, xb, gamma_b, inv_b, batch, db, dgamma_b, s3, s1, s2)
     else:
-        for b in range(B):
-            for j in range(G):
-                da[b, j] = dz[b, j]
-                dbeta_a[j] += dz[b, j]
+        cell_grads(dnc, dc_next, gates, c_prev, dz, one)
+        copy_and_sum(dz, da, db, dbeta_a)

@@ -251,12 +251,13 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     gamma_a, beta_a, gamma_b, gamma_c, beta_c = _vectors(params, spec, dt)
 
     Wxq = np.ascontiguousarray(Wxq, dtype=dt)
-    xb = workspace.empty((T, B, G), dt)                                      # (T, B, G)
+    xb = workspace.empty((T, B, G), dt)                                      # x̂_b (T, B, G)
     if isinstance(x, OneHot):
         ids = np.ascontiguousarray(x.ids)                                    # gathered per step
+        braw = np.zeros((T, 0, 0), dt)
     else:
         ids = np.zeros((T, 0), np.int64)
-        input_matmul(x, Wxq, out=xb)                                          # one GEMM
+        braw = input_matmul(x, Wxq, out=workspace.empty((T, B, G), dt))      # one GEMM
     mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
     mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
     mean_c, var_c, inv_c = _moment_buffers(stats, spec, "c", T, H, t0, use_batch, dt)
@@ -269,12 +270,13 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     xa = workspace.empty((T, B, G) if bn else (T, 0, 0), dt)
     xc = workspace.empty((T, B, H) if bn else (T, 0, 0), dt)
     a = workspace.empty((B, G), dt)
+    z = workspace.empty((B, G), dt)                                          # scratch
     for t in range(T):
         np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
-        fused.lstm_step_forward(a, ids[t], Wxq, xb[t], gamma_a, beta_a, gamma_b, ccat[t], gamma_c,
-                                beta_c, bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t], mean_b[t],
-                                var_b[t], inv_b[t], mean_c[t], var_c[t], inv_c[t], xa[t], gates[t],
-                                ccat[t + 1], xc[t], tc[t], hcat[t + 1])
+        fused.lstm_step_forward(a, ids[t], Wxq, braw[t], xb[t], gamma_a, beta_a, gamma_b, ccat[t],
+                                gamma_c, beta_c, bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t],
+                                mean_b[t], var_b[t], inv_b[t], mean_c[t], var_c[t], inv_c[t], xa[t],
+                                gates[t], ccat[t + 1], xc[t], tc[t], hcat[t + 1], z)
     if bn and train:
         for key, mean, var in (("b", mean_b, var_b), ("a", mean_a, var_a), ("c", mean_c, var_c)):
             _update_running(stats, key, t0, mean, var, spec)
@@ -297,26 +299,27 @@ def backward_fused(dhs, cache, dfinal=None):
                                              for k in ("gamma_a", "gamma_b", "gamma_c", "beta_c"))
     dbeta_a = grads["beta_a"] if bn else grads["b"]
 
-    dz = workspace.empty((T, B, G), dt)   # dL/d(x_t W_x^q)
+    db = workspace.empty((T, B, G), dt)   # dL/d(x_t W_x^q)
     da = workspace.empty((T, B, G), dt)   # dL/da_t
     dh_next = np.zeros((B, H), dt)
     dc_next = np.zeros((B, H), dt)
     if dfinal is not None:
         dh_next += dfinal[0]
         dc_next += dfinal[1]
-    dnc = workspace.empty((B, H), dt)
+    dz = workspace.empty((B, G), dt)      # scratch
+    dnc, dc = workspace.empty((B, H), dt), workspace.empty((B, H), dt)
     WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
     s1, s2, s3 = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
     for t in reversed(range(T)):
         fused.lstm_step_backward(dhs[t], dh_next, dc_next, s.ccat[t], s.gates[t], s.xc[t], s.inv_c[t],
                                  s.tc[t], s.xa[t], s.inv_a[t], s.xb[t], s.inv_b[t], gamma_a, gamma_b,
-                                 gamma_c, bn, s.batch, dz[t], da[t], dgamma_a, dbeta_a, dgamma_b,
-                                 dgamma_c, dbeta_c, dnc, s1, s2, s3)
+                                 gamma_c, bn, s.batch, da[t], db[t], dgamma_a, dbeta_a, dgamma_b,
+                                 dgamma_c, dbeta_c, dz, dnc, dc, s1, s2, s3)
         np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
 
     grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM
     del da
-    grads["W_x"], dx = input_grads(x, dz.reshape(T * B, G), Wxq)
+    grads["W_x"], dx = input_grads(x, db.reshape(T * B, G), Wxq)
     if s.had_state:
         grads["h_init"], grads["c_init"] = dh_next, dc_next
     else:

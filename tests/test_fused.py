@@ -127,3 +127,33 @@ def test_float32_tanh_approximation():
     z = np.empty(3)
     fused.tanh_array(np.array([-1.0, 0.0, 2.0]), z)
     np.testing.assert_array_equal(z, np.tanh([-1.0, 0.0, 2.0]))
+
+
+def test_workspace_reuses_only_unreferenced_arrays():
+    from rbtw.nn import workspace
+    a = workspace.empty((3, 5), np.float32)
+    b = workspace.empty((3, 5), np.float32)
+    assert a is not b                                  # a is still held
+    view = a[1:]
+    del a
+    c = workspace.empty((3, 5), np.float32)
+    assert c is not view.base                          # a view keeps its base out of circulation
+    del view, b
+    d = workspace.empty((3, 5), np.float32)
+    assert d.shape == (3, 5) and d.dtype == np.float32
+
+
+def test_two_live_passes_do_not_share_buffers():
+    """A second forward pass before the first one's backward must not overwrite its caches."""
+    spec, params, stats, rng = make(np.float32, True, "binary", True, 4, 3, seed=9)
+    Wq = cell.quantized_weights(params, spec, train=True, rng=rng)
+    x1, x2 = (rng.standard_normal((5, 4, 4)).astype(np.float32) for _ in range(2))
+    R = rng.standard_normal((5, 4, 3)).astype(np.float32)
+    (h1, _), c1 = lstm.forward_quantized(x1, Wq[0], Wq[1], params, {k: v.copy() for k, v in stats.items()}, spec, train=True)
+    h1_copy = h1.copy()
+    _, g1 = lstm.backward(R, c1)
+    (h2, _), c2 = lstm.forward_quantized(x2, Wq[0], Wq[1], params, {k: v.copy() for k, v in stats.items()}, spec, train=True)
+    np.testing.assert_array_equal(h1, h1_copy)
+    _, g1_again = lstm.backward(R, c1)
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g1_again[k])

@@ -5,12 +5,13 @@ V vocabulary (one-hot inputs), N = T·B rows.
 
 What stays in BLAS (called from rbtw.nn.lstm, into preallocated buffers):
     a_t = h_{t-1} W_h^q              (B, G)   one GEMM per step
-    dh_{t-1} += da_t W_h^qᵀ          (B, H)   one GEMM per step
+    dh_{t-1} ← da_t W_h^qᵀ           (B, H)   one GEMM per step (the kernel adds dL/dh from above)
     dW_h^q = Σ_t h_{t-1}ᵀ da_t       one GEMM over all N rows after the loop
     b = x W_x^q, dW_x^q = xᵀ db      one GEMM each (a row gather / scatter-add for one-hot x)
 
-Everything else is here, with no temporaries: per-step batch moments, BN apply, gates, cell
-update, the BN of c, h; and in reverse the gate derivatives and both BN backwards:
+Everything else is here, writing into caches and scratch buffers allocated once per pass (none
+per step): per-step batch moments, BN apply, gates, cell update, the BN of c, h; and in reverse
+the gate derivatives and the three BN backwards:
 
     BN:        x̂ = (u − μ)·s,  s = 1/sqrt(σ² + ε),  y = γ x̂ + β
     BN back:   du = s·(γ dy − mean_B(γ dy) − x̂·mean_B(γ dy ⊙ x̂))     (batch statistics)
@@ -22,6 +23,10 @@ Without BN (``bn`` false): z = a + b + β_a (β_a is then the plain bias) and h_
 
 float32 uses a vectorisable rational approximation of tanh (Eigen's, a few ulp); float64 uses
 math.tanh, so the float64 path agrees with the NumPy reference to rounding.
+
+Performance notes: no loop writes to the array it reads from when the two come in as separate
+arguments (an in-place loop fails LLVM's runtime alias check and runs scalar, ~8× slower), and
+the per-step work is split into small loops over few arrays, which vectorise (AVX-512 here).
 """
 
 import math

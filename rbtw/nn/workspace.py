@@ -5,13 +5,14 @@ zero-fills every page on first touch), and a training step of the fused LSTM all
 hundred MB of caches.  :func:`empty` hands out an array from a pool instead, but only one that
 nothing outside the pool refers to any more: a cache that is still alive, or any view of the
 array (a view holds its base), keeps it out of circulation.  So reuse can never alias live data.
+A request that no idle array fits drops all idle arrays before allocating: steady training
+reuses everything, and a change of shape does not pile arrays up.
 """
 
 import sys
 
 import numpy as np
 
-MAX_FREE = 48          # free arrays kept; beyond this the free ones are dropped
 _pool = {}             # (shape, dtype) -> [arrays]
 
 
@@ -39,9 +40,10 @@ def empty(shape, dtype):
     for arr in arrays:
         if _is_free(arr):
             return arr
-    if sum(len(v) for v in _pool.values()) >= MAX_FREE:
-        clear()
-        arrays = _pool.setdefault(key, [])
+    # a new shape (evaluation batches, another model): let go of the idle arrays first, so
+    # the pool holds about one pass's working set rather than one per shape ever seen
+    clear()
+    arrays = _pool.setdefault(key, [])
     arr = np.empty(key[0], key[1])
     arrays.append(arr)
     return arr

@@ -1,4 +1,4 @@
-"""The fused (Numba) BN-LSTM agrees with the NumPy reference: outputs, final state, running
+"""The fused (Numba) BN-LSTM and BN-GRU agree with the NumPy reference: outputs, final state, running
 statistics and every gradient, in float64 (to rounding) and float32; one-hot inputs as a row
 gather agree with the dense one-hot matrix."""
 
@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 
 from rbtw import models
-from rbtw.nn import cell, embedding, fused, lstm
+from rbtw.nn import cell, embedding, fused, gru, lstm
 
 QUANT = [("none", False), ("binary", False), ("ternary", False), ("binary", True), ("ternary", True)]
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
-def make(dt, bn, quant, stochastic, X, H, seed, t_max=4):
-    spec = cell.CellSpec(kind="lstm", X=X, H=H, quant=quant, stochastic=stochastic, bn=bn, t_max=t_max)
+MODULES = {"lstm": lstm, "gru": gru}
+
+
+def make(dt, bn, quant, stochastic, X, H, seed, t_max=4, kind="lstm"):
+    spec = cell.CellSpec(kind=kind, X=X, H=H, quant=quant, stochastic=stochastic, bn=bn, t_max=t_max)
     rng = np.random.default_rng(seed)
-    params = lstm.init_params(spec, rng, dt)
+    params = MODULES[kind].init_params(spec, rng, dt)
     for k, v in params.items():
         if not k.startswith("W_"):
             v += rng.normal(0, 0.3, v.shape).astype(dt)
@@ -29,13 +32,14 @@ def make(dt, bn, quant, stochastic, X, H, seed, t_max=4):
 
 
 def run_both(x, Wq, params, stats, spec, train, state, R, Rf, batch_stats=False, t0=0):
+    mod = MODULES[spec.kind]
     out = []
     for fk in (False, True):
         s = {k: v.copy() for k, v in stats.items()}
-        (hs, fin), cache = lstm.forward_quantized(x, Wq[0], Wq[1], params, s, spec, train=train, state=state,
-                                                  batch_stats=batch_stats, t0=t0, fused_kernels=fk)
-        dx, g = lstm.backward(R, cache, dfinal=Rf)
-        out.append(dict(hs=hs, h=fin[0], c=fin[1], dx=dx, **{"stat " + k: v for k, v in s.items()},
+        (hs, fin), cache = mod.forward_quantized(x, Wq[0], Wq[1], params, s, spec, train=train, state=state,
+                                                 batch_stats=batch_stats, t0=t0, fused_kernels=fk)
+        dx, g = mod.backward(R, cache, dfinal=Rf)
+        out.append(dict(hs=hs, h=fin[0], c=fin[-1], dx=dx, **{"stat " + k: v for k, v in s.items()},
                         **{"grad " + k: v for k, v in g.items()}))
     return out
 
@@ -50,26 +54,29 @@ def assert_same(ref, got, tol):
         assert got[k].dtype == ref[k].dtype, k
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
 @pytest.mark.parametrize("bn", [True, False])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("with_state", [True, False])
 @pytest.mark.parametrize("quant,stochastic", QUANT)
-def test_fused_matches_reference(dt, bn, train, with_state, quant, stochastic):
+def test_fused_matches_reference(kind, dt, bn, train, with_state, quant, stochastic):
     T, B, X, H = 6, 5, 4, 3                       # T > t_max: shared last row of the statistics
-    spec, params, stats, rng = make(dt, bn, quant, stochastic, X, H, seed=3)
+    spec, params, stats, rng = make(dt, bn, quant, stochastic, X, H, seed=3, kind=kind)
     Wq = cell.quantized_weights(params, spec, train=True, rng=rng)
     x = rng.standard_normal((T, B, X)).astype(dt)
-    state = tuple(rng.standard_normal((B, H)).astype(dt) for _ in range(2)) if with_state else None
+    n_state = 2 if kind == "lstm" else 1
+    state = tuple(rng.standard_normal((B, H)).astype(dt) for _ in range(n_state)) if with_state else None
     R = rng.standard_normal((T, B, H)).astype(dt)
-    Rf = [rng.standard_normal((B, H)).astype(dt) for _ in range(2)]
+    Rf = [rng.standard_normal((B, H)).astype(dt) for _ in range(n_state)]
     ref, got = run_both(x, Wq, params, stats, spec, train, state, R, Rf)
     assert_same(ref, got, TOL[dt])
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
-def test_fused_batch_statistics_in_evaluation_and_offset(dt):
-    spec, params, stats, rng = make(dt, True, "binary", True, 3, 4, seed=5)
+def test_fused_batch_statistics_in_evaluation_and_offset(kind, dt):
+    spec, params, stats, rng = make(dt, True, "binary", True, 3, 4, seed=5, kind=kind)
     Wq = cell.quantized_weights(params, spec, train=True, rng=rng)
     x = rng.standard_normal((3, 4, 3)).astype(dt)
     R = rng.standard_normal((3, 4, 4)).astype(dt)
@@ -78,17 +85,19 @@ def test_fused_batch_statistics_in_evaluation_and_offset(dt):
         assert_same(ref, got, TOL[dt])
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
-def test_onehot_input_is_a_row_gather(dt):
-    spec, params, stats, rng = make(dt, True, "ternary", False, 7, 3, seed=1)
+def test_onehot_input_is_a_row_gather(kind, dt):
+    spec, params, stats, rng = make(dt, True, "ternary", False, 7, 3, seed=1, kind=kind)
+    mod = MODULES[kind]
     Wq = cell.quantized_weights(params, spec, train=True, rng=rng)
     ids = rng.integers(0, 7, size=(4, 5))
     R = rng.standard_normal((4, 5, 3)).astype(dt)
     results = []
     for x in (embedding.onehot(ids, 7, dt), embedding.OneHot(ids, 7, dt)):
         s = {k: v.copy() for k, v in stats.items()}
-        (hs, _), cache = lstm.forward_quantized(x, Wq[0], Wq[1], params, s, spec, train=True)
-        dx, g = lstm.backward(R, cache)
+        (hs, _), cache = mod.forward_quantized(x, Wq[0], Wq[1], params, s, spec, train=True)
+        dx, g = mod.backward(R, cache)
         results.append((hs, g))
     (hs0, g0), (hs1, g1) = results
     np.testing.assert_allclose(hs1, hs0, rtol=TOL[dt], atol=TOL[dt])
@@ -98,15 +107,16 @@ def test_onehot_input_is_a_row_gather(dt):
         embedding.OneHot(ids + 7, 7)
 
 
-def test_char_model_fused_matches_reference(monkeypatch):
-    spec = models.ModelSpec(kind="char", n_in=6, n_out=6, hidden=5, layers=2, quant="binary",
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_char_model_fused_matches_reference(monkeypatch, kind):
+    spec = models.ModelSpec(kind="char", n_in=6, n_out=6, cell=kind, hidden=5, layers=2, quant="binary",
                             stochastic=True, t_max=3)
     params, stats = models.init(spec, np.random.default_rng(0), np.float64)
     ids = np.random.default_rng(1).integers(0, 6, size=(5, 4))
     out = []
     for fk in (True, False):
         if not fk:
-            monkeypatch.setattr(lstm, "forward_fused", lstm.forward_reference)
+            monkeypatch.setattr(MODULES[kind], "forward_fused", MODULES[kind].forward_reference)
         s = {k: v.copy() for k, v in stats.items()}
         value, grads, _ = models.loss_and_grads(params, s, spec, ids, ids, rng=np.random.default_rng(2))
         out.append((value, grads, s))

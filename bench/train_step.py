@@ -220,11 +220,18 @@ def child_rss(impl, H):
 
 
 def train_chars_per_second(H, batches, threads):
-    """Run `rbtw train ptb_char` for one capped epoch; chars/s of its training minibatches."""
+    """Run `rbtw train ptb_char` for one capped epoch; chars/s of its training minibatches.
+
+    A one-minibatch run goes first, untimed: it fills Numba's on-disk cache for the argument
+    types the data pipeline produces, so the timed epoch measures training, not compilation.
+    """
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "rbtw.cli", "train", "ptb_char", "--preset", "quick", "--hidden", str(H),
-               "--quant", "binary", "--stochastic", "--epochs", "1", "--max-batches", str(batches),
-               "--eval-max-batches", "1", "--out", out, "--force"]
+        def command(n):
+            return [sys.executable, "-m", "rbtw.cli", "train", "ptb_char", "--preset", "quick", "--hidden",
+                    str(H), "--quant", "binary", "--stochastic", "--epochs", "1", "--max-batches", str(n),
+                    "--eval-max-batches", "1", "--out", out, "--force"]
+        subprocess.run(command(1), env=child_env(threads), capture_output=True, text=True, check=False, cwd=ROOT)
+        cmd = command(batches)
         t = time.time()
         res = subprocess.run(cmd, env=child_env(threads), capture_output=True, text=True, check=False, cwd=ROOT)
         wall = time.time() - t
@@ -270,11 +277,19 @@ def markdown(res, argv):
              f"Command: `python3 bench/train_step.py {' '.join(argv)}`", "",
              f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores; "
              f"{res['machine']['date']}; load average before: {' '.join(res['machine']['loadavg'])}; "
-             f"{', '.join(f'{k} {v}' for k, v in res['versions'].items())}.", "",
+             f"{', '.join(f'{k} {v}' for k, v in res['versions'].items())}.", ""]
+    if res.get("earlier"):
+        e = res["earlier"]
+        lines += [f"Sections not rerun are from `python3 bench/train_step.py {' '.join(e.get('argv') or [])}` "
+                  f"({e['machine']['date']}, load average {' '.join(e['machine']['loadavg'])}).", ""]
+    lines += [
+
              f"One step = forward + backward of a char LM: one-hot V={V}, B={B}, T={T}, one BN-LSTM "
              "layer (binary stochastic W_x, W_h), output layer, softmax cross-entropy.  Median of "
              f"{res['repeats']} runs (seconds).", ""]
     impls = [i for i in IMPLS if any(i in r for r in res["time"].values())]
+    if not res["time"]:
+        lines.append("(no step timings in this run)")
     lines += ["| H | threads | " + " | ".join(impls) + " | vs torch-eager | vs torch-lstm |",
               "|---|---|" + "---|" * len(impls) + "---|---|"]
     for key, r in res["time"].items():
@@ -291,8 +306,8 @@ def markdown(res, argv):
             lines.append(f"| {H} | {impl} | {r['peak_mib']:.0f} | {r['rss_before_mib']:.0f} |")
     if res.get("train"):
         lines += ["", "`rbtw train ptb_char` (binary stochastic, B 64, T 100), one epoch capped to N "
-                  "minibatches; chars/s = N·B·T / the epoch's \"seconds\" in metrics.jsonl (includes one "
-                  "validation minibatch):", "", "| H | threads | batches | epoch s | chars/s | command |",
+                  "minibatches after an untimed one-minibatch run (Numba cache); chars/s = N·B·T / the epoch's "
+                  "\"seconds\" in metrics.jsonl (includes one validation minibatch and the Adam updates):", "", "| H | threads | batches | epoch s | chars/s | command |",
                   "|---|---|---|---|---|---|"]
         for key, r in res["train"].items():
             H, th = key.split("/")
@@ -310,6 +325,9 @@ def main():
     ap.add_argument("--impl", nargs="+", default=list(IMPLS), choices=IMPLS)
     ap.add_argument("--no-train", action="store_true", help="skip the `rbtw train` runs")
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument("--no-time", action="store_true", help="skip the step timings")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the sections of an existing train_step.json that this run skips")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--child", choices=("time", "rss"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -327,7 +345,7 @@ def main():
         print("PyTorch is not installed: the torch rows are skipped", file=sys.stderr)
     res = {"machine": machine(), "versions": versions(), "repeats": args.repeats, "time": {}, "rss": {},
            "train": {}}
-    for H in args.hidden:
+    for H in args.hidden if not args.no_time else []:
         for th in args.threads:
             row = res["time"][f"{H}/{th}"] = {}
             for impl in impls:
@@ -349,6 +367,14 @@ def main():
                 print(f"train H {H} threads {th}: {r['chars_per_second']:.0f} chars/s", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     argv = sys.argv[1:]
+    previous = args.out / "train_step.json"
+    if args.merge and previous.exists():
+        old = json.loads(previous.read_text())
+        for section, skipped in (("time", args.no_time), ("rss", args.no_rss), ("train", args.no_train)):
+            if skipped:
+                res[section] = old.get(section, {})
+        res["earlier"] = {"machine": old.get("machine"), "argv": old.get("argv")}
+    res["argv"] = argv
     (args.out / "train_step.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / "train_step.md").write_text(markdown(res, argv))
     print(markdown(res, argv))

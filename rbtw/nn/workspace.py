@@ -5,8 +5,9 @@ zero-fills every page on first touch), and a training step of the fused LSTM all
 hundred MB of caches.  :func:`empty` hands out an array from a pool instead, but only one that
 nothing outside the pool refers to any more: a cache that is still alive, or any view of the
 array (a view holds its base), keeps it out of circulation.  So reuse can never alias live data.
-A request that no idle array fits drops all idle arrays before allocating: steady training
-reuses everything, and a change of shape does not pile arrays up.
+Idle arrays are kept (steady training then allocates nothing) until they exceed IDLE_LIMIT
+bytes; the next request that none of them fits then drops them all (a change of shape, e.g.
+evaluation batches, does not pile arrays up without bound).
 """
 
 import sys
@@ -14,6 +15,7 @@ import sys
 import numpy as np
 
 _pool = {}             # (shape, dtype) -> [arrays]
+IDLE_LIMIT = 1 << 30   # bytes of idle arrays kept before a miss drops them all
 
 
 def _refs(arr):
@@ -40,13 +42,16 @@ def empty(shape, dtype):
     for arr in arrays:
         if _is_free(arr):
             return arr
-    # a new shape (evaluation batches, another model): let go of the idle arrays first, so
-    # the pool holds about one pass's working set rather than one per shape ever seen
-    clear()
-    arrays = _pool.setdefault(key, [])
+    if idle_bytes() > IDLE_LIMIT:
+        clear()
+        arrays = _pool.setdefault(key, [])
     arr = np.empty(key[0], key[1])
     arrays.append(arr)
     return arr
+
+
+def idle_bytes():
+    return sum(a.nbytes for arrays in _pool.values() for a in arrays if _is_free(a))
 
 
 def clear():

@@ -146,7 +146,7 @@ def forward(params, stats, spec, inputs, *, train, rng=None, state=None, weights
         state = noisy_initial_state(params, spec, inputs_batch(inputs), noise_rng)
         caches["h0_noise"] = True
     if spec.kind == "char":
-        x = embedding.onehot(inputs, spec.n_in, dtype)
+        x = embedding.OneHot(inputs, spec.n_in, dtype)          # never built: a row gather
     elif spec.kind == "word":
         x, caches["emb"] = embedding.forward(inputs, strip("emb.", params))
         x, caches["drop_in"] = dropout.forward(x, spec.dropout, train=train, rng=drop_rng)

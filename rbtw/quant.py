@@ -46,10 +46,16 @@ def binary_deterministic(W, alpha):
     return np.where(W >= 0, alpha, -alpha).astype(W.dtype)
 
 
+def uniforms(W, rng):
+    """U(0, 1) draws shaped like W, in float32 for a float32 W (half the generator's work)."""
+    return rng.random(W.shape, dtype=np.float32 if W.dtype == np.float32 else np.float64)
+
+
 def binary_stochastic(W, alpha, rng):
     """W^q = +α with probability p = clip((W/α + 1)/2, 0, 1), else −α."""
     p = np.clip((W / alpha + 1.0) * 0.5, 0.0, 1.0)
-    return np.where(rng.random(W.shape) < p, alpha, -alpha).astype(W.dtype)
+    a = W.dtype.type(alpha)
+    return np.where(uniforms(W, rng) < p, a, -a)
 
 
 def ternary_deterministic(W, alpha):
@@ -61,7 +67,7 @@ def ternary_deterministic(W, alpha):
 def ternary_stochastic(W, alpha, rng):
     """W^q = α·sign(W)·Bernoulli(clip(|W|/α, 0, 1))."""
     p = np.clip(np.abs(W) / alpha, 0.0, 1.0)
-    keep = rng.random(W.shape) < p
+    keep = uniforms(W, rng) < p
     return np.where(keep, alpha * np.sign(W), 0.0).astype(W.dtype)
 
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from rbtw import quant
 from rbtw.nn import bn as bn_
+from rbtw.nn import fused
+from rbtw.nn.embedding import OneHot
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -114,8 +116,7 @@ def sigmoid(z):
 
 def input_products(x, Wxq, params, stats, spec, use_batch, train, t0):
     """BN_t(x_t W_x^q; γ_b, 0) for every step at once: (T, B, G) and its cache."""
-    T, B, X = x.shape
-    b = (x.reshape(T * B, X) @ Wxq).reshape(T, B, spec.G)  # (T, B, G)
+    b = input_matmul(x, Wxq)  # (T, B, G)
     if not spec.bn:
         return b, None
     if use_batch:
@@ -123,8 +124,36 @@ def input_products(x, Wxq, params, stats, spec, use_batch, train, t0):
         if train:
             bn_.update_stats_seq(stats_view(stats, "b"), t0, mean, var, spec.momentum)
     else:
-        mean, var = bn_.population(stats_view(stats, "b"), t0, T)
+        mean, var = bn_.population(stats_view(stats, "b"), t0, b.shape[0])
     return bn_.forward(b, params["gamma_b"], None, mean, var, batch=use_batch, eps=spec.eps)
+
+
+def input_matmul(x, Wxq, out=None):
+    """x W_x^q for every step in one product: x (T, B, X) -> (T, B, G), into ``out`` if given.
+
+    For a :class:`OneHot` x this is the row gather W_x^q[ids].
+    """
+    T, B, X = x.shape
+    if out is None:
+        out = np.empty((T, B, Wxq.shape[1]), np.result_type(x.dtype, Wxq.dtype))
+    if isinstance(x, OneHot):
+        np.take(Wxq, x.ids, axis=0, out=out)
+    else:
+        np.matmul(x.reshape(T * B, X), Wxq, out=out.reshape(T * B, Wxq.shape[1]))
+    return out
+
+
+def input_grads(x, db, Wxq):
+    """From db (N, G), N = T·B: dL/dW_x^q = xᵀ db (X, G) and dL/dx = db W_x^qᵀ (T, B, X).
+
+    For a :class:`OneHot` x: a scatter-add of the rows of db into W_x^q's rows, and dx None.
+    """
+    if isinstance(x, OneHot):
+        dW = np.zeros(Wxq.shape, dtype=db.dtype)
+        fused.scatter_rows(np.ascontiguousarray(x.ids.reshape(-1)), db, dW)
+        return dW, None
+    T, B, X = x.shape
+    return x.reshape(T * B, X).T @ db, (db @ Wxq.T).reshape(T, B, X)
 
 
 def bn_step(u, key, t, params, stats, spec, use_batch, train):

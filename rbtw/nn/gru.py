@@ -13,12 +13,19 @@ With ``spec.bn`` false: A_t = h_{t-1} W_h^q + b_a and B_t = x_t W_x^q + b_b.
 
 Gradients for "W_x", "W_h" are dL/dW^q (straight-through estimator).  h0 is a learned vector
 used when no initial state is passed in.  Initial values: γ = 0.1, β = 0, orthogonal weights.
+
+The fused implementation (default; rbtw.nn.fused_gru kernels around BLAS products, caches
+allocated once) and the NumPy reference (``forward_reference`` / ``backward_reference``) share
+one interface; :func:`backward` follows whichever forward made the cache.
 """
 
 import numpy as np
 
 from rbtw.nn import bn as bn_
-from rbtw.nn.cell import bn_step, input_products, orthogonal, quantized_weights, sigmoid
+from rbtw.nn import fused, fused_gru, workspace
+from rbtw.nn.embedding import OneHot
+from rbtw.nn.lstm import FusedCache, _moment_buffers, _update_running
+from rbtw.nn.cell import bn_step, input_grads, input_matmul, input_products, orthogonal, quantized_weights, sigmoid
 
 
 def init_params(spec, rng, dtype=np.float32, gamma0=0.1):
@@ -52,8 +59,29 @@ def forward(x, params, stats, spec, *, train, rng=None, state=None, weights="det
                              batch_stats=batch_stats, t0=t0)
 
 
-def forward_quantized(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
-    """The layer with its quantized weights given: see :func:`forward`."""
+def forward_quantized(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0,
+                      fused_kernels=True):
+    """The layer with its quantized weights given: see :func:`forward`.
+
+    ``fused_kernels`` false runs :func:`forward_reference` instead.
+    """
+    run = forward_fused if fused_kernels else forward_reference
+    return run(x, Wxq, Whq, params, stats, spec, train=train, state=state, batch_stats=batch_stats, t0=t0)
+
+
+def backward(dhs, cache, dfinal=None):
+    """Backpropagation through time; dfinal is an optional (dh_T,).
+
+    Returns dx (T, B, X) (None for a OneHot input) and grads keyed like the parameters
+    ("W_x", "W_h" are dL/dW^q; with an initial state passed in, "h_init" (B, H) instead of "h0").
+    """
+    if isinstance(cache[-1], FusedCache):
+        return backward_fused(dhs, cache, dfinal)
+    return backward_reference(dhs, cache, dfinal)
+
+
+def forward_reference(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
+    """The NumPy reference of :func:`forward_quantized`: one step at a time."""
     T, B, _ = x.shape
     H = spec.H
     use_batch = train or batch_stats
@@ -86,14 +114,10 @@ def forward_quantized(x, Wxq, Whq, params, stats, spec, *, train, state=None, ba
     return (hs, (h,)), cache
 
 
-def backward(dhs, cache, dfinal=None):
-    """Backpropagation through time; dfinal is an optional (dh_T,).
-
-    Returns dx (T, B, X) and grads keyed like the parameters ("W_x", "W_h" are dL/dW^q; with an
-    initial state passed in, "h_init" (B, H) instead of "h0").
-    """
+def backward_reference(dhs, cache, dfinal=None):
+    """Backward of :func:`forward_reference`: see :func:`backward`."""
     x, Wxq, Whq, params, spec, cache_b, steps, had_state = cache
-    T, B, X = x.shape
+    T, B, _ = x.shape
     H = spec.H
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     dnb = np.empty((T, B, spec.G), dtype=dhs.dtype)
@@ -127,10 +151,108 @@ def backward(dhs, cache, dfinal=None):
         db = dnb
         grads["b_b"] += dnb.reshape(T * B, spec.G).sum(axis=0)
     db2 = db.reshape(T * B, spec.G)
-    grads["W_x"] = x.reshape(T * B, X).T @ db2
-    dx = (db2 @ Wxq.T).reshape(T, B, X)
+    grads["W_x"], dx = input_grads(x, db2, Wxq)
     if had_state:
         grads["h_init"] = dh_next
     else:
         grads["h0"] += dh_next.sum(axis=0)
+    return dx, grads
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused implementation
+
+
+def _vectors(params, spec, dt):
+    """(γ_a, β_a or b_a, γ_b, b_b) as contiguous dt arrays; empty stand-ins where absent."""
+    def get(name, n=0):
+        return np.ascontiguousarray(params[name], dtype=dt) if name in params else np.zeros(n, dt)
+    if spec.bn:
+        return get("gamma_a"), get("beta_a"), get("gamma_b"), get("b_b")
+    return get("gamma_a"), get("b_a"), get("gamma_b"), get("b_b")
+
+
+def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
+    """:func:`forward_quantized` with the Numba step kernels (rbtw.nn.fused_gru).
+
+    Cache (FusedCache): hcat (T+1, B, H) h_{-1..T-1} and h_T; xb, xa, gates (T, B, G) x̂_b
+    (or b), x̂_a, [r u n]; An (T, B, H) A_n; inv_a, inv_b (T, G).
+    """
+    T, B = x.shape[:2]
+    H, G = spec.H, spec.G
+    dt = np.result_type(x.dtype, Whq.dtype)
+    Whq = np.ascontiguousarray(Whq, dtype=dt)
+    Wxq = np.ascontiguousarray(Wxq, dtype=dt)
+    use_batch = train or batch_stats
+    bn, eps = spec.bn, float(spec.eps)
+    gamma_a, beta_a, gamma_b, bias_b = _vectors(params, spec, dt)
+
+    xb = workspace.empty((T, B, G), dt)                                      # x̂_b (T, B, G)
+    if isinstance(x, OneHot):
+        ids = np.ascontiguousarray(x.ids)                                    # gathered per step
+        braw = np.zeros((T, 0, 0), dt)
+    else:
+        ids = np.zeros((T, 0), np.int64)
+        braw = input_matmul(x, Wxq, out=workspace.empty((T, B, G), dt))      # one GEMM
+    mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
+    mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
+
+    hcat = workspace.empty((T + 1, B, H), dt)
+    hcat[0] = params["h0"] if state is None else state[0]
+    gates = workspace.empty((T, B, G), dt)
+    An = workspace.empty((T, B, H), dt)
+    xa = workspace.empty((T, B, G) if bn else (T, 0, 0), dt)
+    a = workspace.empty((B, G), dt)
+    z = workspace.empty((B, G), dt)                                          # scratch
+    for t in range(T):
+        np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
+        fused_gru.gru_step_forward(a, ids[t], Wxq, braw[t], xb[t], gamma_a, beta_a, gamma_b, bias_b,
+                                   hcat[t], bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t], mean_b[t],
+                                   var_b[t], inv_b[t], xa[t], gates[t], An[t], hcat[t + 1], z)
+    if bn and train:
+        for key, mean, var in (("b", mean_b, var_b), ("a", mean_a, var_a)):
+            _update_running(stats, key, t0, mean, var, spec)
+    store = FusedCache(hcat=hcat, xb=xb, xa=xa, gates=gates, An=An, inv_a=inv_a, inv_b=inv_b,
+                       batch=use_batch, had_state=state is not None, dt=dt)
+    cache = (x, Wxq, Whq, params, spec, store)
+    return (hcat[1:], (hcat[T].copy(),)), cache
+
+
+def backward_fused(dhs, cache, dfinal=None):
+    """Backward of :func:`forward_fused`: see :func:`backward`."""
+    x, Wxq, Whq, params, spec, s = cache
+    T, B = x.shape[:2]
+    H, G, dt, bn = spec.H, spec.G, s.dt, spec.bn
+    dhs = np.ascontiguousarray(dhs, dtype=dt)
+    gamma_a, _, gamma_b, _ = _vectors(params, spec, dt)
+    grads = {k: np.zeros(v.shape, dt) for k, v in params.items()}
+    zero = np.zeros(0, dt)
+    if bn:
+        dgamma_a, dbeta_a, dgamma_b, dbias_b = grads["gamma_a"], grads["beta_a"], grads["gamma_b"], zero
+    else:
+        dgamma_a, dbeta_a, dgamma_b, dbias_b = zero, grads["b_a"], zero, grads["b_b"]
+
+    db = workspace.empty((T, B, G), dt)   # dL/d(x_t W_x^q)
+    da = workspace.empty((T, B, G), dt)   # dL/da_t
+    dh_next = np.zeros((B, H), dt)        # da_{t+1} W_h^qᵀ (+ dL/dh_T at the start)
+    dhu = np.zeros((B, H), dt)            # dh_{t+1} ⊙ u_{t+1}
+    if dfinal is not None:
+        dh_next += dfinal[0]
+    dA, dB = workspace.empty((B, G), dt), workspace.empty((B, G), dt)       # scratch
+    WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
+    s1, s2, s3 = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
+    for t in reversed(range(T)):
+        fused_gru.gru_step_backward(dhs[t], dh_next, dhu, s.hcat[t], s.gates[t], s.An[t], s.xa[t],
+                                    s.inv_a[t], s.xb[t], s.inv_b[t], gamma_a, gamma_b, bn, s.batch, da[t],
+                                    db[t], dgamma_a, dbeta_a, dgamma_b, dbias_b, dA, dB, s1, s2, s3)
+        np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
+
+    grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM
+    del da
+    grads["W_x"], dx = input_grads(x, db.reshape(T * B, G), Wxq)
+    dh0 = dh_next + dhu
+    if s.had_state:
+        grads["h_init"] = dh0
+    else:
+        grads["h0"] += dh0.sum(axis=0)
     return dx, grads

@@ -18,12 +18,21 @@ h0 and c0 are learned vectors used when no initial state is passed in.
 
 Initial values (official code): γ = 0.1 for all three BNs, β = 0 except the forget-gate slice
 of β_a (or of b without BN), which is 1; W_x and W_h (semi-)orthogonal; h0 = c0 = 0.
+
+Two implementations with one interface: the fused one (default, float32 and float64; Numba
+kernels in rbtw.nn.fused, BLAS for the products, every cache preallocated once per pass) and
+the plain NumPy reference (``forward_reference`` / ``backward_reference``, step by step, kept as
+the specification the fused path is tested against).  :func:`backward` follows whichever
+forward made the cache.  Inputs may be a (T, B, X) array or an rbtw.nn.embedding.OneHot.
 """
 
 import numpy as np
 
 from rbtw.nn import bn as bn_
-from rbtw.nn.cell import bn_step, input_products, orthogonal, quantized_weights, sigmoid
+from rbtw.nn import fused, workspace
+from rbtw.nn.cell import (bn_step, input_grads, input_matmul, input_products, orthogonal,
+                          quantized_weights, sigmoid, stats_view)
+from rbtw.nn.embedding import OneHot
 
 
 def init_params(spec, rng, dtype=np.float32, gamma0=0.1):
@@ -68,8 +77,31 @@ def forward(x, params, stats, spec, *, train, rng=None, state=None, weights="det
                              batch_stats=batch_stats, t0=t0)
 
 
-def forward_quantized(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
-    """The layer with its quantized weights given: see :func:`forward`."""
+def forward_quantized(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0,
+                      fused_kernels=True):
+    """The layer with its quantized weights given: see :func:`forward`.
+
+    ``fused_kernels`` false runs :func:`forward_reference` instead.
+    """
+    run = forward_fused if fused_kernels else forward_reference
+    return run(x, Wxq, Whq, params, stats, spec, train=train, state=state, batch_stats=batch_stats, t0=t0)
+
+
+def backward(dhs, cache, dfinal=None):
+    """Backpropagation through time.
+
+    dhs: (T, B, H) gradient of the loss w.r.t. every h_t; dfinal: optional (dh_T, dc_T).
+    Returns dx (T, B, X) (None for a OneHot input) and grads keyed like the parameters
+    ("W_x", "W_h" are dL/dW^q).  When an initial state was passed in, grads also hold "h_init"
+    and "c_init" (B, H) instead of "h0", "c0".
+    """
+    if isinstance(cache[-1], FusedCache):
+        return backward_fused(dhs, cache, dfinal)
+    return backward_reference(dhs, cache, dfinal)
+
+
+def forward_reference(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
+    """The NumPy reference of :func:`forward_quantized`: one step at a time."""
     T, B, _ = x.shape
     H = spec.H
     use_batch = train or batch_stats
@@ -107,16 +139,10 @@ def forward_quantized(x, Wxq, Whq, params, stats, spec, *, train, state=None, ba
     return (hs, (h, c)), cache
 
 
-def backward(dhs, cache, dfinal=None):
-    """Backpropagation through time.
-
-    dhs: (T, B, H) gradient of the loss w.r.t. every h_t; dfinal: optional (dh_T, dc_T).
-    Returns dx (T, B, X) and grads keyed like the parameters ("W_x", "W_h" are dL/dW^q).
-    When an initial state was passed in, grads also hold "h_init" and "c_init" (B, H)
-    instead of "h0", "c0".
-    """
+def backward_reference(dhs, cache, dfinal=None):
+    """Backward of :func:`forward_reference`: see :func:`backward`."""
     x, Wxq, Whq, params, spec, cache_b, steps, had_state = cache
-    T, B, X = x.shape
+    T, B, _ = x.shape
     H = spec.H
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     dnb = np.empty((T, B, spec.G), dtype=dhs.dtype)
@@ -161,9 +187,140 @@ def backward(dhs, cache, dfinal=None):
     else:
         db = dnb
     db2 = db.reshape(T * B, spec.G)
-    grads["W_x"] = x.reshape(T * B, X).T @ db2
-    dx = (db2 @ Wxq.T).reshape(T, B, X)
+    grads["W_x"], dx = input_grads(x, db2, Wxq)
     if had_state:
+        grads["h_init"], grads["c_init"] = dh_next, dc_next
+    else:
+        grads["h0"] += dh_next.sum(axis=0)
+        grads["c0"] += dc_next.sum(axis=0)
+    return dx, grads
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused implementation
+
+
+class FusedCache:
+    """Activations of one fused forward pass, each stored once.
+
+    hcat, ccat (T+1, B, H)  h_{-1..T-1}, c_{-1..T-1} and the final state (row 0: initial state)
+    xb (T, B, G)            x̂_b (BN) or x W_x^q (no BN)
+    xa (T, B, G)            x̂_a;  gates (T, B, G) i, f, g, o after their nonlinearity
+    xc, tc (T, B, H)        x̂_c and tanh(BN(c))
+    inv_a, inv_b (T, G), inv_c (T, H)   1/sqrt(σ² + ε) of each step
+    """
+
+    def __init__(self, **arrays):
+        self.__dict__.update(arrays)
+
+
+def _vectors(params, spec, dt):
+    """(γ_a, β_a, γ_b, γ_c, β_c) as contiguous dt arrays; empty stand-ins without BN (β_a is b)."""
+    def get(name, n):
+        return np.ascontiguousarray(params[name], dtype=dt) if name in params else np.zeros(n, dt)
+    G, H = spec.G, spec.H
+    beta_a = get("beta_a", G) if spec.bn else get("b", G)
+    return get("gamma_a", 0), beta_a, get("gamma_b", 0), get("gamma_c", 0), get("beta_c", 0)
+
+
+def _moment_buffers(stats, spec, key, T, F, t0, use_batch, dt):
+    """mean, var, inv (T, F) for one BN: population rows for evaluation, to be filled otherwise."""
+    if not spec.bn:
+        return np.zeros((T, 0), dt), np.zeros((T, 0), dt), np.zeros((T, 0), dt)
+    if use_batch:
+        mean, var = np.empty((T, F), dt), np.empty((T, F), dt)
+    else:
+        mean, var = (np.ascontiguousarray(v, dtype=dt) for v in bn_.population(stats_view(stats, key), t0, T))
+    return mean, var, np.empty((T, F), dt)
+
+
+def _update_running(stats, key, t0, mean, var, spec):
+    view = stats_view(stats, key)
+    fused.update_running(view["mean"], view["var"], view["count"], t0, mean.astype(view["mean"].dtype),
+                         var.astype(view["var"].dtype), spec.momentum)
+
+
+def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
+    """:func:`forward_quantized` with the Numba step kernels; see rbtw.nn.fused."""
+    T, B = x.shape[:2]
+    H, G = spec.H, spec.G
+    dt = np.result_type(x.dtype, Whq.dtype)
+    Whq = np.ascontiguousarray(Whq, dtype=dt)
+    use_batch = train or batch_stats
+    bn, eps = spec.bn, float(spec.eps)
+    gamma_a, beta_a, gamma_b, gamma_c, beta_c = _vectors(params, spec, dt)
+
+    Wxq = np.ascontiguousarray(Wxq, dtype=dt)
+    xb = workspace.empty((T, B, G), dt)                                      # x̂_b (T, B, G)
+    if isinstance(x, OneHot):
+        ids = np.ascontiguousarray(x.ids)                                    # gathered per step
+        braw = np.zeros((T, 0, 0), dt)
+    else:
+        ids = np.zeros((T, 0), np.int64)
+        braw = input_matmul(x, Wxq, out=workspace.empty((T, B, G), dt))      # one GEMM
+    mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
+    mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
+    mean_c, var_c, inv_c = _moment_buffers(stats, spec, "c", T, H, t0, use_batch, dt)
+
+    hcat = workspace.empty((T + 1, B, H), dt)
+    ccat = workspace.empty((T + 1, B, H), dt)
+    hcat[0], ccat[0] = (params["h0"], params["c0"]) if state is None else state
+    gates = workspace.empty((T, B, G), dt)
+    tc = workspace.empty((T, B, H), dt)
+    xa = workspace.empty((T, B, G) if bn else (T, 0, 0), dt)
+    xc = workspace.empty((T, B, H) if bn else (T, 0, 0), dt)
+    a = workspace.empty((B, G), dt)
+    z = workspace.empty((B, G), dt)                                          # scratch
+    for t in range(T):
+        np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
+        fused.lstm_step_forward(a, ids[t], Wxq, braw[t], xb[t], gamma_a, beta_a, gamma_b, ccat[t],
+                                gamma_c, beta_c, bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t],
+                                mean_b[t], var_b[t], inv_b[t], mean_c[t], var_c[t], inv_c[t], xa[t],
+                                gates[t], ccat[t + 1], xc[t], tc[t], hcat[t + 1], z)
+    if bn and train:
+        for key, mean, var in (("b", mean_b, var_b), ("a", mean_a, var_a), ("c", mean_c, var_c)):
+            _update_running(stats, key, t0, mean, var, spec)
+    store = FusedCache(hcat=hcat, ccat=ccat, xb=xb, xa=xa, gates=gates, xc=xc, tc=tc, inv_a=inv_a,
+                       inv_b=inv_b, inv_c=inv_c, batch=use_batch, had_state=state is not None, dt=dt)
+    cache = (x, Wxq, Whq, params, spec, store)
+    return (hcat[1:], (hcat[T].copy(), ccat[T].copy())), cache
+
+
+def backward_fused(dhs, cache, dfinal=None):
+    """Backward of :func:`forward_fused`: see :func:`backward`."""
+    x, Wxq, Whq, params, spec, s = cache
+    T, B = x.shape[:2]
+    H, G, dt, bn = spec.H, spec.G, s.dt, spec.bn
+    dhs = np.ascontiguousarray(dhs, dtype=dt)
+    gamma_a, _, gamma_b, gamma_c, _ = _vectors(params, spec, dt)
+    grads = {k: np.zeros(v.shape, dt) for k, v in params.items()}
+    zero = np.zeros(0, dt)
+    dgamma_a, dgamma_b, dgamma_c, dbeta_c = (grads[k] if bn else zero
+                                             for k in ("gamma_a", "gamma_b", "gamma_c", "beta_c"))
+    dbeta_a = grads["beta_a"] if bn else grads["b"]
+
+    db = workspace.empty((T, B, G), dt)   # dL/d(x_t W_x^q)
+    da = workspace.empty((T, B, G), dt)   # dL/da_t
+    dh_next = np.zeros((B, H), dt)
+    dc_next = np.zeros((B, H), dt)
+    if dfinal is not None:
+        dh_next += dfinal[0]
+        dc_next += dfinal[1]
+    dz = workspace.empty((B, G), dt)      # scratch
+    dnc, dc = workspace.empty((B, H), dt), workspace.empty((B, H), dt)
+    WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
+    s1, s2, s3 = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
+    for t in reversed(range(T)):
+        fused.lstm_step_backward(dhs[t], dh_next, dc_next, s.ccat[t], s.gates[t], s.xc[t], s.inv_c[t],
+                                 s.tc[t], s.xa[t], s.inv_a[t], s.xb[t], s.inv_b[t], gamma_a, gamma_b,
+                                 gamma_c, bn, s.batch, da[t], db[t], dgamma_a, dbeta_a, dgamma_b,
+                                 dgamma_c, dbeta_c, dz, dnc, dc, s1, s2, s3)
+        np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
+
+    grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM
+    del da
+    grads["W_x"], dx = input_grads(x, db.reshape(T * B, G), Wxq)
+    if s.had_state:
         grads["h_init"], grads["c_init"] = dh_next, dc_next
     else:
         grads["h0"] += dh_next.sum(axis=0)

@@ -101,7 +101,8 @@ def test_emulator_equals_numpy_reference_exactly(H, layers, quant, kind, R, C, f
         x = _inputs(rng, kind, T, 3)
         a, fa = AccelEngine(ex, d).forward_fixed(x, t0=2)
         b, fb = AccelEngine(ex, d, reference=True).forward_fixed(x, t0=2)
-        assert np.array_equal(a, b)
+        t, _ = AccelEngine(ex, d, tiled=True).forward_fixed(x, t0=2)
+        assert np.array_equal(a, b) and np.array_equal(t, b)
         for (ha, ca), (hb, cb) in zip(fa, fb):
             assert np.array_equal(ha, hb) and np.array_equal(ca, cb)
 

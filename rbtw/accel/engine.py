@@ -16,12 +16,12 @@ from rbtw.errors import UserError
 
 
 class AccelEngine:
-    def __init__(self, export, design, reference=False, on_steps=None):
+    def __init__(self, export, design, reference=False, on_steps=None, tiled=False):
         self.export, self.design = export, design
         self.spec = export.spec
         self.kind = self.spec["kind"]
         self.layers = compile_export(export, design)
-        self.reference = reference
+        self.reference, self.tiled = reference, tiled
         self.roms = tables(design)
         self.W_out = export.arrays["out.W"]
         self.b_out = export.arrays["out.b"]
@@ -52,7 +52,7 @@ class AccelEngine:
             if self.reference:
                 x, h, c = reference_layer(layer, self.design, x, s, t0)
             else:
-                x, h, c = emulate_layer(layer, self.design, x, s, t0, self.roms)
+                x, h, c = emulate_layer(layer, self.design, x, s, t0, self.roms, self.tiled)
             final.append((h, c))
         if self.on_steps is not None:
             self.on_steps(x.shape[0] * x.shape[1])

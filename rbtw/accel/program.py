@@ -19,8 +19,8 @@ from rbtw.kernels import PackedMatrix, unpack
 
 @dataclass
 class LayerProgram:
-    Wh: np.ndarray          # (G, H) int32
-    Wx: np.ndarray          # (G, K) int32
+    Wh: np.ndarray          # (G, H) int8 (binary/ternary) or int16/int32 (fp)
+    Wx: np.ndarray          # (G, K)
     one_hot: bool
     fw_h: int
     fw_x: int
@@ -44,12 +44,13 @@ def _weights(export, name, design):
     if design.pe == "fp":
         W = (unpack(m).astype(np.float64) * alpha) if isinstance(m, PackedMatrix) else m.astype(np.float64)
         fw = fixed.weight_frac(float(np.abs(W).max()) if W.size else 0.0, design.weight_bits)
-        return fixed.quantize(W, design.weight_bits, fw).astype(np.int32), fw, (alpha if isinstance(m, PackedMatrix) else 1.0)
+        dtype = np.int16 if design.weight_bits <= 16 else np.int32
+        return fixed.quantize(W, design.weight_bits, fw).astype(dtype), fw, (alpha if isinstance(m, PackedMatrix) else 1.0)
     if not isinstance(m, PackedMatrix):
         raise UserError(f"a full-precision export runs on the fp12 design only, not on {design.name}")
     if m.kind == "ternary" and design.pe == "binary":
         raise UserError(f"a ternary export needs ternary (or fp12) PEs; the {design.name} design has binary PEs")
-    return unpack(m).astype(np.int32), 0, 1.0
+    return unpack(m).astype(np.int8), 0, 1.0
 
 
 def compile_layer(export, k, design, one_hot):

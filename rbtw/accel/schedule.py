@@ -25,6 +25,9 @@ Schedule of one layer in one step (the tile loop of rbtw.accel.datapath):
 With the default SRAM width (one tile per cycle), tile cycles are ceil(G/R)·ceil(K_eff/C)
 per matrix.  ``simulate`` walks the loop; ``closed_form`` counts it arithmetically.
 Cycles do not depend on the data: ternary zero-skipping saves energy, not cycles.
+Adding PEs never adds cycles, with one exception we keep because it is real: more columns
+deepen the adder tree, so when extra columns save no tile (e.g. C already ≥ K_eff) the
+fill grows by ceil(log2 C') − ceil(log2 C) cycles per layer.  Adding rows never adds cycles.
 
 Energy per step (pJ): PE operations (fp: one wb×act multiply + one acc-wide add per weight;
 binary: an act-wide conditional negate + an acc-wide add per weight; ternary: the same per

@@ -389,7 +389,7 @@ def _fixed_metric(export, design, data, config, max_batches, label):
 @click.option("--clock-mhz", type=click.FloatRange(0, min_open=True), default=500.0, show_default=True)
 @click.option("--dram-gbps", type=click.FloatRange(0, min_open=True), default=12.8, show_default=True)
 @click.option("--act-frac", type=click.IntRange(1, 20), default=12, show_default=True,
-              help="fraction bits of h and x (activation width = frac + 4)")
+              help="fraction bits of h, x and c (h, x width = frac + 4)")
 @click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
 @click.option("--steps", type=click.IntRange(1), default=None, help="emulate at least this many time steps (default: the whole split)")
 @click.option("--text", "text_file", type=click.Path(dir_okay=False, exists=True), help="run on this UTF-8 text (char LMs)")
@@ -407,7 +407,7 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
         raise UserError(f"the accelerator emulator runs LSTM exports only; {export.spec['cell'].upper()} is not supported yet")
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
-              act_frac=act_frac, act_bits=act_frac + 4)
+              act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac)
     design = dm.preset(design_name, **kw)
     data = _emulation_data(export, config, data_dir, text_file)
     B = config.eval_batch or config.batch

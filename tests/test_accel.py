@@ -18,6 +18,7 @@ from rbtw.export import write_export
 from rbtw.infer import PackedEngine
 
 SETTINGS = settings(deadline=None, max_examples=25)
+MANY = settings(deadline=None, max_examples=150)
 
 
 def _mats(draw_shapes, one_hot_first):
@@ -33,7 +34,7 @@ def _mats(draw_shapes, one_hot_first):
 shapes = st.lists(st.tuples(st.integers(1, 40).map(lambda h: 4 * h), st.integers(1, 70)), min_size=1, max_size=3)
 
 
-@SETTINGS
+@MANY
 @given(shapes=shapes, one_hot=st.booleans(), R=st.integers(1, 40), C=st.integers(1, 40),
        sram_kb=st.sampled_from([0, 0.05, 0.3, 1, 4, 64]), width=st.one_of(st.none(), st.integers(1, 3000)),
        kind=st.sampled_from(dm.PRESETS[:3]), gbps=st.floats(0.1, 50))
@@ -44,7 +45,7 @@ def test_closed_form_equals_the_tile_loop(shapes, one_hot, R, C, sram_kb, width,
     assert schedule.closed_form(mats, hidden, d) == schedule.simulate(mats, hidden, d)
 
 
-@SETTINGS
+@MANY
 @given(shapes=shapes, one_hot=st.booleans(), R=st.integers(1, 30), C=st.integers(1, 30),
        dR=st.integers(0, 10), dC=st.integers(0, 10), sram_kb=st.sampled_from([0, 0.3, 2, 64]),
        kind=st.sampled_from(dm.PRESETS[:3]))
@@ -195,3 +196,14 @@ def test_cli_emulate_gru_is_not_supported_yet(tmp_path):
     write_export(path, random_export(np.random.default_rng(2), cell="gru", quant="ternary"))
     r = CliRunner().invoke(main, ["emulate", str(path)])
     assert r.exit_code == 2 and "GRU is not supported yet" in r.output
+
+
+def test_ternary_pes_skip_zero_weights_and_spend_less():
+    rng = np.random.default_rng(4)
+    ex = random_export(rng, hidden=32, quant="ternary", kind="classify", n_in=20)
+    nnz = sum(int(np.count_nonzero(AccelEngine(ex, dm.preset("ternary")).layers[0].__dict__[w])) for w in ("Wh", "Wx"))
+    d = dm.preset("ternary")
+    pe = schedule.costs(ex, d)["energy_parts_nj"]["pe"]
+    per_op = schedule.tech.add_energy(d.act_bits) + schedule.tech.add_energy(d.acc_bits)
+    assert pe == pytest.approx(nnz * per_op / 1e3)
+    assert nnz < 4 * 32 * (32 + 20)

@@ -87,17 +87,21 @@ def why(export):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--export", default="/tmp/accel2-run/model.rbtw")
+    ap.add_argument("--export", action="append", help="trained export(s) for --compare; the first "
+                    "(binary) also feeds the speed-up paragraph (default /tmp/accel2-run/model.rbtw)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/accel.md"))
     args = ap.parse_args()
+    exports = args.export or ["/tmp/accel2-run/model.rbtw"]
     load0 = Path("/proc/loadavg").read_text().strip()
     rows = speed_rows()
     load1 = Path("/proc/loadavg").read_text().strip()
-    cmd = [sys.executable, "-m", "rbtw.cli", "emulate", args.export, "--compare", "--steps", "20000"]
-    compare = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    compares = []
+    for path in exports:
+        cmd = [sys.executable, "-m", "rbtw.cli", "emulate", path, "--compare", "--steps", "20000"]
+        compares.append((cmd, subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})))
     lines = ["# Accelerator emulator: speed and the fp12 / binary / ternary comparison", "",
-             f"Command: `PYTHONPATH=$PWD python3 bench/accel.py --export {args.export}`", "",
+             "Command: `PYTHONPATH=$PWD python3 bench/accel.py " + " ".join(f"--export {p}" for p in exports) + "`", "",
              f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
              f"2 shared cores; /proc/loadavg before `{load0}`, after `{load1}`.", "",
              "## Throughput (batch 1, random-initialised binary char-LM exports, median of "
@@ -105,12 +109,14 @@ def main():
              "| H | T | emulated design | emulator steps/s | PackedEngine steps/s | ratio |", "|---|---|---|---|---|---|"]
     for H, T, name, emu, packed in rows:
         lines.append(f"| {H} | {T} | {name} | {emu:,.0f} | {packed:,.0f} | {emu / packed:.2f}× |")
-    lines += ["", "## --compare on a small trained model", "",
-              f"`{' '.join(['rbtw'] + cmd[3:])}` (binary BN-LSTM, H = 128, ptb_char, 1 epoch of 100 batches)", "",
-              "```"] + compare.stdout.rstrip().splitlines() + ["```", ""]
-    lines += why(read_export(args.export))
-    if compare.returncode:
-        lines += ["stderr:", "```", compare.stderr, "```"]
+    for cmd, compare in compares:
+        lines += ["", "## --compare on a small trained model", "",
+                  f"`{' '.join(['rbtw'] + cmd[3:])}` (BN-LSTM, H = 128, ptb_char, trained 1 epoch of 100 batches: "
+                  "`rbtw train ptb_char --quant QUANT --stochastic --hidden 128 --epochs 1 --max-batches 100`, "
+                  "then `rbtw export`)", "", "```"] + compare.stdout.rstrip().splitlines() + ["```", ""]
+        if compare.returncode:
+            lines += ["stderr:", "```", compare.stderr, "```"]
+    lines += why(read_export(exports[0]))
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

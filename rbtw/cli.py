@@ -382,7 +382,8 @@ def _fixed_metric(export, design, data, config, max_batches, label):
 @main.command()
 @click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
 @click.option("--design", "design_name", type=click.Choice(["fp12", "binary", "ternary", "binary-eq", "ternary-eq"]),
-              default="binary", show_default=True, help="PE type; -eq: more PEs in the fp12 array's area")
+              default=None, help="PE type; -eq: more PEs in the fp12 array's area "
+                                 "(default: the export's own: binary, ternary, or fp12 for full precision)")
 @click.option("--rows", type=click.IntRange(1), default=16, show_default=True, help="PE array rows R")
 @click.option("--cols", type=click.IntRange(1), default=16, show_default=True, help="PE array columns C")
 @click.option("--sram-kb", type=click.FloatRange(0), default=64.0, show_default=True, help="weight SRAM, KiB")
@@ -408,6 +409,7 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
               act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac)
+    design_name = design_name or {"binary": "binary", "ternary": "ternary"}.get(export.spec["quant"], "fp12")
     design = dm.preset(design_name, **kw)
     data = _emulation_data(export, config, data_dir, text_file)
     B = config.eval_batch or config.batch

@@ -207,3 +207,24 @@ def test_ternary_pes_skip_zero_weights_and_spend_less():
     per_op = schedule.tech.add_energy(d.act_bits) + schedule.tech.add_energy(d.acc_bits)
     assert pe == pytest.approx(nnz * per_op / 1e3)
     assert nnz < 4 * 32 * (32 + 20)
+
+
+def test_threaded_rows_of_a_large_matrix_equal_the_reference():
+    ex = random_export(np.random.default_rng(5), hidden=512, quant="ternary", kind="classify", n_in=8, t_max=2)
+    d = dm.preset("ternary")
+    x = np.random.default_rng(6).random((3, 1, 8)).astype(np.float32)
+    a, _ = AccelEngine(ex, d).forward_fixed(x)
+    b, _ = AccelEngine(ex, d, reference=True).forward_fixed(x)
+    assert np.array_equal(a, b)
+
+
+def test_cli_default_design_follows_the_export(tmp_path):
+    path = tmp_path / "t.rbtw"
+    ex = random_export(np.random.default_rng(7), hidden=8, quant="ternary", kind="char", n_in=3)
+    ex.manifest["vocab"] = list("ab ")
+    write_export(path, ex)
+    text = tmp_path / "t.txt"
+    text.write_text("ab ba " * 50, encoding="utf-8")
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("design ternary:") and "| ternary-eq |" in r.output and "| binary |" not in r.output

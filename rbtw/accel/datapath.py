@@ -26,14 +26,18 @@ Two loop nests compute the products.  ``tiled=True`` walks the PE array's schedu
 stripes of R rows, tiles of C columns, an adder-tree partial sum per row and tile, the
 accumulator saturating after each tile.  The default walks each row's columns in one loop
 and saturates once: by the bound above the two give the same integers (tests check it),
-and the long inner loop vectorises, about 10× faster than C-wide tiles.  The cycle count of
+and the long inner loop vectorises, about 10× faster than C-wide tiles.  Matrices of at
+least 2^20 weights share their rows among Numba's threads, as the packed kernels do.  The cycle count of
 the tile loop is in rbtw.accel.schedule, so the fast nest loses nothing but time.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from rbtw.accel import fixed
+
+# Same threshold as the packed kernels (rbtw.kernels.ops): below it one thread is faster.
+PARALLEL_MIN_WORK = 1 << 20
 
 # indices into the integer parameter vector handed to the kernel
 (_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED) = range(17)
@@ -107,10 +111,23 @@ def _row_product(W, v, acc_bits, out):
         out[g] = _sat(s, acc_bits)
 
 
+@njit(cache=True, parallel=True)
+def _row_product_threads(W, v, acc_bits, out):
+    """_row_product with the rows shared among threads (for large matrices)."""
+    G, K = W.shape
+    for g in prange(G):
+        s = np.int64(0)
+        for c in range(K):
+            s += W[g, c] * v[c]
+        out[g] = _sat(s, acc_bits)
+
+
 @njit(cache=True)
 def _product(W, v, prm, out):
     if prm[_TILED]:
         _tiled_product(W, v, prm[_R], prm[_C], prm[_ACC], out)
+    elif W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+        _row_product_threads(W, v, prm[_ACC], out)
     else:
         _row_product(W, v, prm[_ACC], out)
 

@@ -392,8 +392,10 @@ def _fixed_metric(export, design, data, config, max_batches, label):
 @click.option("--act-frac", type=click.IntRange(1, 20), default=12, show_default=True,
               help="fraction bits of h, x and c (h, x width = frac + 4)")
 @click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
-@click.option("--steps", type=click.IntRange(1), default=None, help="emulate at least this many time steps (default: the whole split)")
-@click.option("--text", "text_file", type=click.Path(dir_okay=False, exists=True), help="run on this UTF-8 text (char LMs)")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="emulate at least this many time steps (default: the whole split)")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False, exists=True),
+              help="run on this UTF-8 text (char LMs)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps, act_frac, compare, steps,
             text_file, data_dir):
@@ -405,7 +407,8 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     from rbtw.train import TrainConfig, evaluate_engine, metric_name
     export = read_export(export_path)
     if export.spec["cell"] != "lstm":
-        raise UserError(f"the accelerator emulator runs LSTM exports only; {export.spec['cell'].upper()} is not supported yet")
+        raise UserError(f"the accelerator emulator runs LSTM exports only; "
+                        f"{export.spec['cell'].upper()} is not supported yet")
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
               act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac)

@@ -12,7 +12,10 @@ BN scales and shifts, sigmoid/tanh (ROM + linear interpolation) and the cell upd
 Fixed-point formats (see rbtw.accel.fixed): activations h, x at (act_bits, act_frac);
 cell c at (cell_bits, cell_frac); pre-activations z and BN shifts at (pp_bits, pp_frac);
 BN scales at (scale_bits, scale_frac); fp12 weights at weight_bits with per-matrix fraction
-bits; accumulators acc_bits wide.
+bits; accumulators acc_bits wide (default 32 for add/subtract PEs, 40 for fp12; loading a
+model checks that no partial sum can overflow them, rbtw.accel.program.check_accumulator).
+Defaults: h, x Q3.12 in 16 bits, c 20 bits with 12 fraction bits, z and shifts 24 bits with
+12, scales 24 bits with 16 (small BN scales α·γ/σ need the extra fraction bits).
 
 Presets: ``fp12`` (12-bit weights, multiply-accumulate PEs), ``binary`` and ``ternary``
 (add/subtract PEs; 1- and 2-bit weights), and equal-area ``binary-eq``/``ternary-eq``: the

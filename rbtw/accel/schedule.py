@@ -36,6 +36,10 @@ energy/bit + post-processing (per hidden unit 17 multiplies and 20 additions pp_
 8 BN scales/adds of the 4 gates, 5 ROM interpolations, 2 cell products, the s_c scale and
 o·tanh).  Area: PEs × PE area + P × lane area + SRAM bits × area/bit.
 
+A one-hot input reads one column of W_x: R weights per cycle from SRAM, or for off-chip rows
+only that column's bits from DRAM (we ignore DRAM burst granularity), and costs no PE
+operations.
+
 Memory: weight bits = Σ G·K·wb.  α needs no storage of its own: it is folded into the
 per-step scales.  BN tables: rows × (2G + 2H) scales at scale_bits + rows × (G + H) shifts at
 pp_bits, held in a separate table memory (not in the weight SRAM).

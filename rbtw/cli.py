@@ -399,16 +399,13 @@ def _fixed_metric(export, design, data, config, max_batches, label):
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps, act_frac, compare, steps,
             text_file, data_dir):
-    """Run an export on an emulated binary/ternary LSTM accelerator: cycles, memory, energy, area."""
+    """Run an export on an emulated binary/ternary LSTM/GRU accelerator: cycles, memory, energy, area."""
     from rbtw.accel import design as dm
     from rbtw.accel import report, schedule
     from rbtw.export import read_export
     from rbtw.infer import PackedEngine
     from rbtw.train import TrainConfig, evaluate_engine, metric_name
     export = read_export(export_path)
-    if export.spec["cell"] != "lstm":
-        raise UserError(f"the accelerator emulator runs LSTM exports only; "
-                        f"{export.spec['cell'].upper()} is not supported yet")
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
               act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac)

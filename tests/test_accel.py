@@ -72,6 +72,8 @@ def test_matched_array_closed_form_by_hand():
        kind=st.sampled_from(["char", "word", "classify"]), seed=st.integers(0, 2 ** 16))
 def test_weight_memory_is_weights_times_bits(H, layers, quant, kind, seed):
     ex = random_export(np.random.default_rng(seed), hidden=H, layers=layers, quant=quant, kind=kind, n_in=7)
+    gx = random_export(np.random.default_rng(seed), hidden=H, layers=layers, quant=quant, kind=kind, n_in=7,
+                       cell="gru")
     names = ["fp12"] + ([quant, f"{quant}-eq"] if quant != "none" else [])
     n_weights = sum(4 * H * (H + (H if k else (6 if kind == "word" else 7))) for k in range(layers))
     rows = ex.arrays["rnn0.scale_h"].shape[0]
@@ -80,6 +82,9 @@ def test_weight_memory_is_weights_times_bits(H, layers, quant, kind, seed):
         c = schedule.costs(ex, d)
         assert c["weight_bits"] == n_weights * d.weight_bits          # α is folded into the scales
         assert c["table_bits"] == layers * rows * (10 * H * d.scale_bits + 5 * H * d.pp_bits)
+        g = schedule.costs(gx, d)
+        assert g["weight_bits"] == n_weights * 3 // 4 * d.weight_bits
+        assert g["table_bits"] == layers * rows * 6 * H * (d.scale_bits + d.pp_bits)
     if quant == "binary":
         assert schedule.costs(ex, dm.preset("fp12"))["weight_bits"] == 12 * schedule.costs(ex, dm.preset("binary"))["weight_bits"]
 
@@ -93,10 +98,11 @@ def _inputs(rng, kind, T, B, n_in=12):
 @SETTINGS
 @given(H=st.integers(1, 20), layers=st.integers(1, 2), quant=st.sampled_from(["binary", "ternary", "none"]),
        kind=st.sampled_from(["char", "word", "classify"]), R=st.integers(1, 20), C=st.integers(1, 20),
-       frac=st.integers(4, 14), seed=st.integers(0, 2 ** 16), T=st.integers(1, 12), bn=st.booleans())
-def test_emulator_equals_numpy_reference_exactly(H, layers, quant, kind, R, C, frac, seed, T, bn):
+       frac=st.integers(4, 14), seed=st.integers(0, 2 ** 16), T=st.integers(1, 12), bn=st.booleans(),
+       cell=st.sampled_from(["lstm", "gru"]))
+def test_emulator_equals_numpy_reference_exactly(H, layers, quant, kind, R, C, frac, seed, T, bn, cell):
     rng = np.random.default_rng(seed)
-    ex = random_export(rng, hidden=H, layers=layers, quant=quant, kind=kind, bn=bn)
+    ex = random_export(rng, hidden=H, layers=layers, quant=quant, kind=kind, bn=bn, cell=cell)
     for name in (["fp12"] if quant == "none" else ["fp12", "ternary"] + (["binary"] if quant == "binary" else [])):
         d = dm.preset(name, rows=R, cols=C, act_frac=frac, act_bits=frac + 4, cell_frac=frac)
         x = _inputs(rng, kind, T, 3)
@@ -108,10 +114,11 @@ def test_emulator_equals_numpy_reference_exactly(H, layers, quant, kind, R, C, f
             assert np.array_equal(ha, hb) and np.array_equal(ca, cb)
 
 
-@pytest.mark.parametrize("quant,kind", [("binary", "char"), ("ternary", "word"), ("none", "classify")])
-def test_outputs_approach_the_float_engine_as_fraction_bits_grow(quant, kind):
+@pytest.mark.parametrize("quant,kind,cell", [("binary", "char", "lstm"), ("ternary", "word", "lstm"),
+                                             ("none", "classify", "lstm"), ("ternary", "char", "gru")])
+def test_outputs_approach_the_float_engine_as_fraction_bits_grow(quant, kind, cell):
     rng = np.random.default_rng(3)
-    ex = random_export(rng, hidden=24, layers=2, quant=quant, kind=kind)
+    ex = random_export(rng, hidden=24, layers=2, quant=quant, kind=kind, cell=cell)
     x = _inputs(rng, kind, 15, 4)
     ref, _ = PackedEngine(ex).forward(x)
     errors = []
@@ -129,11 +136,8 @@ def test_fixed_quantize_rounds_half_up_and_saturates():
     assert fixed.quantize([0.5 / 4, -0.5 / 4, 100, -100], 8, 2).tolist() == [1, 0, 127, -128]
 
 
-def test_gru_and_mismatched_designs_are_user_errors():
+def test_mismatched_designs_are_user_errors():
     rng = np.random.default_rng(0)
-    gru = random_export(rng, cell="gru", quant="binary")
-    with pytest.raises(UserError, match="GRU is not supported yet"):
-        AccelEngine(gru, dm.preset("binary"))
     with pytest.raises(UserError, match="ternary"):
         AccelEngine(random_export(rng, quant="ternary"), dm.preset("binary"))
     with pytest.raises(UserError, match="fp12"):
@@ -191,22 +195,16 @@ def test_cli_emulate_bad_input_is_one_line(export_file, args, message, tmp_path)
     assert r.output.count("\n") == 1 and r.output.startswith("error:")
 
 
-def test_cli_emulate_gru_is_not_supported_yet(tmp_path):
+def test_cli_emulate_runs_a_gru(tmp_path):
     path = tmp_path / "g.rbtw"
-    write_export(path, random_export(np.random.default_rng(2), cell="gru", quant="ternary"))
-    r = CliRunner().invoke(main, ["emulate", str(path)])
-    assert r.exit_code == 2 and "GRU is not supported yet" in r.output
-
-
-def test_ternary_pes_skip_zero_weights_and_spend_less():
-    rng = np.random.default_rng(4)
-    ex = random_export(rng, hidden=32, quant="ternary", kind="classify", n_in=20)
-    nnz = sum(int(np.count_nonzero(AccelEngine(ex, dm.preset("ternary")).layers[0].__dict__[w])) for w in ("Wh", "Wx"))
-    d = dm.preset("ternary")
-    pe = schedule.costs(ex, d)["energy_parts_nj"]["pe"]
-    per_op = schedule.tech.add_energy(d.act_bits) + schedule.tech.add_energy(d.acc_bits)
-    assert pe == pytest.approx(nnz * per_op / 1e3)
-    assert nnz < 4 * 32 * (32 + 20)
+    ex = random_export(np.random.default_rng(2), cell="gru", quant="ternary", n_in=3)
+    ex.manifest["vocab"] = list("ab ")
+    write_export(path, ex)
+    text = tmp_path / "t.txt"
+    text.write_text("ab ba " * 50, encoding="utf-8")
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+    assert r.exit_code == 0, r.output
+    assert "| ternary-eq |" in r.output
 
 
 def test_threaded_rows_of_a_large_matrix_equal_the_reference():

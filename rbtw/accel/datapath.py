@@ -1,4 +1,4 @@
-"""The emulator: the accelerator's fixed-point LSTM datapath, tile by tile, in Numba.
+"""The emulator: the accelerator's fixed-point LSTM and GRU datapath, tile by tile, in Numba.
 
 Dimension legend: T steps, B sequences (run one after another, as the hardware would),
 G = 4H gate rows, K layer inputs, H hidden, R×C PE array.  F = act_frac, Fc = cell_frac,
@@ -15,6 +15,12 @@ Per step t (table row r = min(t, rows − 1)):
     c      = sat_c(rshift(f·c, F) + rshift(i·g, 2F−Fc))      frac Fc
     u      = sat_pp(rshift(s_c[r]·c, S+Fc−P) + k_c[r])       frac P
     h      = sat_act(rshift(o·tanĥ(u), F))                   frac F
+
+GRU (G = 3H; k_a, k_b the shifts of the hidden and input halves):
+
+    A = sat_pp(rshift(s_h·a_h, ·) + k_a),   B = sat_pp(rshift(s_x·a_x, ·) + k_b)   frac P
+    r = σ̂(A_r + B_r),  u = σ̂(A_u + B_u),  n = tanĥ(B_n + rshift(r·A_n, F))       frac F
+    h = sat_act(rshift((2^F − u)·n + u·h, F))
 
 Binary/ternary PEs add or subtract h[c] (ternary skips zeros): W·h is written as a product
 with W in {−1, 0, +1}, which is the same integer.  The accumulator saturates to acc_bits at
@@ -40,14 +46,14 @@ from rbtw.accel import fixed
 PARALLEL_MIN_WORK = 1 << 20
 
 # indices into the integer parameter vector handed to the kernel
-(_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED) = range(17)
+(_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED, _GRU) = range(18)
 
 
 def kernel_params(design, layer, tiled=False):
     return np.array([design.rows, design.cols, design.acc_bits, design.act_bits, design.act_frac,
                      design.cell_bits, design.cell_frac, design.pp_bits, design.pp_frac, design.scale_frac,
                      layer.fw_h, layer.fw_x, design.seg_frac, design.sig_range, design.tanh_range,
-                     int(layer.one_hot), int(tiled)], dtype=np.int64)
+                     int(layer.one_hot), int(tiled), int(layer.gru)], dtype=np.int64)
 
 
 def tables(design):
@@ -133,7 +139,27 @@ def _product(W, v, prm, out):
 
 
 @njit(cache=True)
-def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh):
+def _gru_update(ah, ax, sh, sx, ka, kb, h, prm, sig, tnh, sh_h, sh_x):
+    """GRU post-processing of one step (see module docstring); updates h in place."""
+    H = h.shape[0]
+    F, P, PB, SEG = prm[_F], prm[_P], prm[_PB], prm[_SEG]
+    one = np.int64(1) << F
+    for n in range(H):
+        gr, gu, gn = n, H + n, 2 * H + n
+        a_r = _sat(_rshift(sh[gr] * ah[gr], sh_h) + ka[gr], PB)
+        a_u = _sat(_rshift(sh[gu] * ah[gu], sh_h) + ka[gu], PB)
+        a_n = _sat(_rshift(sh[gn] * ah[gn], sh_h) + ka[gn], PB)
+        b_r = _sat(_rshift(sx[gr] * ax[gr], sh_x) + kb[gr], PB)
+        b_u = _sat(_rshift(sx[gu] * ax[gu], sh_x) + kb[gu], PB)
+        b_n = _sat(_rshift(sx[gn] * ax[gn], sh_x) + kb[gn], PB)
+        r = _act(_sat(a_r + b_r, PB), sig, prm[_SIGR], P, SEG)
+        u = _act(_sat(a_u + b_u, PB), sig, prm[_SIGR], P, SEG)
+        nn = _act(_sat(b_n + _rshift(r * a_n, F), PB), tnh, prm[_TANR], P, SEG)
+        h[n] = _sat(_rshift((one - u) * nn + u * h[n], F), prm[_ACT])
+
+
+@njit(cache=True)
+def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb):
     """Run one LSTM layer; X (T, B, K) int64 (or ids (T, B) for one-hot input).
 
     Returns hs (T, B, H), h (B, H), c (B, H), all int64.
@@ -163,6 +189,10 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh):
                     ax[g] = Wx[g, col]
             else:
                 _product(Wx, X[j, b], prm, ax)
+            if prm[_GRU]:
+                _gru_update(ah, ax, sh[row], sx[row], k[row], kb[row], h, prm, sig, tnh, sh_h, sh_x)
+                hs[j, b] = h
+                continue
             for g in range(G):
                 z[g] = _sat(_rshift(sh[row, g] * ah[g], sh_h) + _rshift(sx[row, g] * ax[g], sh_x)
                             + k[row, g], prm[_PB])
@@ -192,4 +222,4 @@ def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False):
     h, c = state
     return run_layer(layer.Wh, layer.Wx, X, ids, layer.sh, layer.sx, layer.k, layer.sc, layer.kc,
                      np.ascontiguousarray(h, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
-                     t0, prm, sig, tnh)
+                     t0, prm, sig, tnh, layer.kb if layer.gru else layer.k)

@@ -1,4 +1,4 @@
-"""AccelEngine: an export run on the emulated accelerator, with the PackedEngine interface.
+"""AccelEngine: an LSTM or GRU export run on the emulated accelerator, PackedEngine interface.
 
 The recurrent layers run on the fixed-point datapath (emulator, or the NumPy reference with
 ``reference=True``); the output layer (H → V logits) runs in float on the host, as does the

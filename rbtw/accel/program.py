@@ -30,7 +30,9 @@ class LayerProgram:
     sc: np.ndarray          # (rows, H) at scale_frac
     kc: np.ndarray          # (rows, H) at pp_frac
     h0: np.ndarray          # (H,) at act_frac
-    c0: np.ndarray          # (H,) at cell_frac
+    c0: np.ndarray          # (H,) at cell_frac (GRU: zeros, unused)
+    gru: bool = False
+    kb: np.ndarray = None   # GRU: (rows, G) shift of the input half at pp_frac (k holds k_a)
 
     @property
     def H(self):
@@ -59,13 +61,18 @@ def compile_layer(export, k, design, one_hot):
     Wh, fw_h, dh = _weights(export, p + "W_h", design)
     Wx, fw_x, dx = _weights(export, p + "W_x", design)
     sb, sf, pb, pf = design.scale_bits, design.scale_frac, design.pp_bits, design.pp_frac
+    H = Wh.shape[1]
+    gru = export.spec["cell"] == "gru"
+    rows = A[p + "scale_h"].shape[0]
     return LayerProgram(
         Wh=Wh, Wx=Wx, one_hot=one_hot, fw_h=fw_h, fw_x=fw_x,
         sh=fixed.quantize(A[p + "scale_h"] / dh, sb, sf), sx=fixed.quantize(A[p + "scale_x"] / dx, sb, sf),
-        k=fixed.quantize(A[p + "shift"], pb, pf),
-        sc=fixed.quantize(A[p + "scale_c"], sb, sf), kc=fixed.quantize(A[p + "shift_c"], pb, pf),
+        k=fixed.quantize(A[p + ("shift_a" if gru else "shift")], pb, pf),
+        sc=np.zeros((rows, H), np.int64) if gru else fixed.quantize(A[p + "scale_c"], sb, sf),
+        kc=np.zeros((rows, H), np.int64) if gru else fixed.quantize(A[p + "shift_c"], pb, pf),
         h0=fixed.quantize(A[p + "h0"], design.act_bits, design.act_frac),
-        c0=fixed.quantize(A[p + "c0"], design.cell_bits, design.cell_frac))
+        c0=np.zeros(H, np.int64) if gru else fixed.quantize(A[p + "c0"], design.cell_bits, design.cell_frac),
+        gru=gru, kb=fixed.quantize(A[p + "shift_b"], pb, pf) if gru else None)
 
 
 def check_accumulator(layer, design):
@@ -81,10 +88,8 @@ def check_accumulator(layer, design):
 
 
 def compile_export(export, design):
-    """The per-layer programs of an LSTM export on ``design`` (UserError for a GRU)."""
+    """The per-layer programs of an LSTM or GRU export on ``design``."""
     spec = export.spec
-    if spec["cell"] != "lstm":
-        raise UserError(f"the accelerator emulator runs LSTM exports only; {spec['cell'].upper()} is not supported yet")
     layers = [compile_layer(export, k, design, one_hot=(k == 0 and spec["kind"] == "char"))
               for k in range(spec["layers"])]
     for layer in layers:

@@ -51,6 +51,10 @@ def reference_layer(layer, d, x, state, t0=0):
         r = min(t0 + j, layer.sh.shape[0] - 1)
         ah = _clip(h @ Wh.T, d.acc_bits)                    # (B, G)
         ax = Wx.T[x[j]] if layer.one_hot else _clip(np.asarray(x[j], dtype=np.int64) @ Wx.T, d.acc_bits)
+        if layer.gru:
+            h = _gru_step(layer, d, ah, ax, h, r, Fx, sig, tnh)
+            hs[j] = h
+            continue
         z = _clip(_shr(layer.sh[r] * ah, S + F + layer.fw_h - P)
                   + _shr(layer.sx[r] * ax, S + Fx + layer.fw_x - P) + layer.k[r], d.pp_bits)
         i = _interp(z[:, :H], sig, d.sig_range, P, d.seg_frac)
@@ -62,3 +66,15 @@ def reference_layer(layer, d, x, state, t0=0):
         h = _clip(_shr(o * _interp(u, tnh, d.tanh_range, P, d.seg_frac), F), d.act_bits)
         hs[j] = h
     return hs, h, c
+
+
+def _gru_step(layer, d, ah, ax, h, r, Fx, sig, tnh):
+    F, P, S = d.act_frac, d.pp_frac, d.scale_frac
+    H = h.shape[1]
+    A = _clip(_shr(layer.sh[r] * ah, S + F + layer.fw_h - P) + layer.k[r], d.pp_bits)      # (B, 3H)
+    Bx = _clip(_shr(layer.sx[r] * ax, S + Fx + layer.fw_x - P) + layer.kb[r], d.pp_bits)
+    gate = _clip(A[:, :2 * H] + Bx[:, :2 * H], d.pp_bits)
+    rr = _interp(gate[:, :H], sig, d.sig_range, P, d.seg_frac)
+    u = _interp(gate[:, H:], sig, d.sig_range, P, d.seg_frac)
+    n = _interp(_clip(Bx[:, 2 * H:] + _shr(rr * A[:, 2 * H:], F), d.pp_bits), tnh, d.tanh_range, P, d.seg_frac)
+    return _clip(_shr(((1 << F) - u) * n + u * h, F), d.act_bits)

@@ -1,6 +1,6 @@
-"""Cycles, memory, energy and area of one time step of an LSTM export on a design.
+"""Cycles, memory, energy and area of one time step of an LSTM or GRU export on a design.
 
-Dimension legend: per layer, matrices W_h (G × H) and W_x (G × K), G = 4H; K_eff = K, or 1
+Dimension legend: per layer, matrices W_h (G × H) and W_x (G × K), G = 4H (GRU: 3H); K_eff = K, or 1
 for a one-hot input (char LM: Q_x·x is a column read — the array reads R weights of one
 column per cycle and adds nothing); R×C array, wb weight bits, P post-processing lanes.
 
@@ -34,15 +34,16 @@ binary: an act-wide conditional negate + an acc-wide add per weight; ternary: th
 NON-ZERO weight) + SRAM reads (bits/64 × 64-bit read energy at the SRAM's size) + DRAM bits ×
 energy/bit + post-processing (per hidden unit 17 multiplies and 20 additions pp_bits wide:
 8 BN scales/adds of the 4 gates, 5 ROM interpolations, 2 cell products, the s_c scale and
-o·tanh).  Area: PEs × PE area + P × lane area + SRAM bits × area/bit.
+o·tanh; GRU: 12 and 17 — 6 BN scales/adds, r·A_n, 3 ROM interpolations, the two gate sums
+and (1 − u)·n + u·h).  Area: PEs × PE area + P × lane area + SRAM bits × area/bit.
 
 A one-hot input reads one column of W_x: R weights per cycle from SRAM, or for off-chip rows
 only that column's bits from DRAM (we ignore DRAM burst granularity), and costs no PE
 operations.
 
 Memory: weight bits = Σ G·K·wb.  α needs no storage of its own: it is folded into the
-per-step scales.  BN tables: rows × (2G + 2H) scales at scale_bits + rows × (G + H) shifts at
-pp_bits, held in a separate table memory (not in the weight SRAM).
+per-step scales.  BN tables: LSTM rows × (2G + 2H) scales at scale_bits + rows × (G + H)
+shifts at pp_bits; GRU rows × 2G scales + rows × 2G shifts; held in a separate table memory (not in the weight SRAM).
 """
 
 import math
@@ -52,6 +53,10 @@ import numpy as np
 
 from rbtw.accel import design as design_mod
 from rbtw.accel import tech
+
+
+# post-processing (multiplies, additions) per hidden unit, see the module docstring
+PP_OPS = {"lstm": (17, 20), "gru": (12, 17)}
 
 
 @dataclass
@@ -174,7 +179,9 @@ def costs(export, d):
     wb = d.weight_bits
     weight_bits = sum(m.G * m.K * wb for m in mats)
     rows = export.arrays["rnn0.scale_h"].shape[0]
-    table_bits = sum(rows * ((2 * m.G + 2 * H) * d.scale_bits + (m.G + H) * d.pp_bits)
+    gru = export.spec["cell"] == "gru"
+    table_bits = sum(rows * ((2 * m.G * (d.scale_bits + d.pp_bits)) if gru else
+                             ((2 * m.G + 2 * H) * d.scale_bits + (m.G + H) * d.pp_bits))
                      for m, H in zip(mats[::2], hidden))
     on_bits = sum(n * m.K_eff * wb for n, m in zip(on, mats))              # read per step
     off_bits = sum((m.G - n) * m.K_eff * wb for n, m in zip(on, mats))
@@ -189,7 +196,8 @@ def costs(export, d):
     e_pe = ops * op
     e_sram = on_bits / 64 * tech.sram_read64_energy(d.sram_bits / 8)
     e_dram = off_bits * d.dram_energy_per_bit
-    e_pp = pp_ops * (17 * tech.mul_energy(d.pp_bits, d.pp_bits) + 20 * tech.add_energy(d.pp_bits))
+    n_mul, n_add = PP_OPS["gru" if gru else "lstm"]
+    e_pp = pp_ops * (n_mul * tech.mul_energy(d.pp_bits, d.pp_bits) + n_add * tech.add_energy(d.pp_bits))
     area_pe = d.pes * d.pe_area()
     area = area_pe + d.pp_lanes * d.pp_lane_area() + tech.sram_area(d.sram_bits)
     clock = d.clock_mhz * 1e6

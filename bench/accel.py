@@ -117,8 +117,8 @@ def main():
                   f"`{' '.join(['rbtw'] + cmd[3:])}` (BN-LSTM, H = 128, ptb_char, trained 1 epoch of 100 batches: "
                   "`rbtw train ptb_char --quant QUANT --stochastic --hidden 128 --epochs 1 --max-batches 100`, "
                   "then `rbtw export`)", "", "```"] + compare.stdout.rstrip().splitlines() + ["```", ""]
-        if compare.returncode:
-            lines += ["stderr:", "```", compare.stderr, "```"]
+        if compare.returncode or not compare.stdout.strip():
+            lines += [f"exit status {compare.returncode}; stderr:", "```", compare.stderr, "```"]
     lines += why(read_export(exports[0]))
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -338,6 +338,119 @@ def export_(checkpoint, out):
 
 
 # ---------------------------------------------------------------------------------------------
+# emulate: the accelerator model (issue 5)
+
+
+def _emulation_data(export, config, data_dir, text_file):
+    """The test split of the export's task, or --text FILE (char LMs) as a test split."""
+    from rbtw.train import TaskData, load_task_data
+    if text_file is None:
+        data = load_task_data(config, data_dir)
+        if data.vocab is not None and data.vocab != export.manifest.get("vocab"):
+            raise UserError("the model's vocabulary does not match the data set")
+        return data
+    if config.kind != "char":
+        raise UserError("--text needs a character-level language model")
+    try:
+        text = Path(text_file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{text_file} is not UTF-8 text (byte {e.start})") from None
+    vocab = export.manifest["vocab"]
+    ids = np.array(_encode_prime(text, vocab, "char"), dtype=np.int64)
+    return TaskData("char", ids[:0], ids[:0], ids, vocab=vocab)
+
+
+def _fixed_metric(export, design, data, config, max_batches, label):
+    from rbtw.accel.engine import AccelEngine
+    from rbtw.train import evaluate_engine, metric_name
+    B = config.eval_batch or config.batch
+    total = sum(1 for _ in data.batches("test", config, batch=B))
+    total = min(total, max_batches) if max_batches else total
+    bar = None
+    if sys.stderr.isatty() and total > 1:
+        bar = click.progressbar(length=total, label=label, file=sys.stderr)
+        bar.__enter__()
+    try:
+        engine = AccelEngine(export, design, on_steps=(lambda n: bar.update(1)) if bar else None)
+        result = evaluate_engine(engine, data, "test", config, max_batches=max_batches)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    return result[metric_name(config.kind)]
+
+
+@main.command()
+@click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
+@click.option("--design", "design_name", type=click.Choice(["fp12", "binary", "ternary", "binary-eq", "ternary-eq"]),
+              default=None, help="PE type; -eq: more PEs in the fp12 array's area "
+                                 "(default: the export's own: binary, ternary, or fp12 for full precision)")
+@click.option("--rows", type=click.IntRange(1), default=16, show_default=True, help="PE array rows R")
+@click.option("--cols", type=click.IntRange(1), default=16, show_default=True, help="PE array columns C")
+@click.option("--sram-kb", type=click.FloatRange(0), default=64.0, show_default=True, help="weight SRAM, KiB")
+@click.option("--clock-mhz", type=click.FloatRange(0, min_open=True), default=500.0, show_default=True)
+@click.option("--dram-gbps", type=click.FloatRange(0, min_open=True), default=12.8, show_default=True)
+@click.option("--act-frac", type=click.IntRange(1, 20), default=12, show_default=True,
+              help="fraction bits of h, x and c (h, x width = frac + 4)")
+@click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="emulate at least this many time steps (default: the whole split)")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False, exists=True),
+              help="run on this UTF-8 text (char LMs)")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps, act_frac, compare, steps,
+            text_file, data_dir):
+    """Run an export on an emulated binary/ternary LSTM/GRU accelerator: cycles, memory, energy, area."""
+    from rbtw.accel import design as dm
+    from rbtw.accel import report, schedule
+    from rbtw.export import read_export
+    from rbtw.infer import PackedEngine
+    from rbtw.train import TrainConfig, evaluate_engine, metric_name
+    export = read_export(export_path)
+    config = TrainConfig.from_dict(export.manifest["config"])
+    kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
+              act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac)
+    design_name = design_name or {"binary": "binary", "ternary": "ternary"}.get(export.spec["quant"], "fp12")
+    design = dm.preset(design_name, **kw)
+    data = _emulation_data(export, config, data_dir, text_file)
+    B = config.eval_batch or config.batch
+    max_batches = -(-steps // (B * config.seq_len)) if steps else None
+    name = metric_name(config.kind)
+    c = schedule.costs(export, design)
+    mats = schedule.model_matrices(export)
+    walked = schedule.simulate(mats, [export.spec["hidden"]] * export.spec["layers"], design)
+    fixed_value = _fixed_metric(export, design, data, config, max_batches, f"emulating {design.name}")
+    float_value = evaluate_engine(PackedEngine(export), data, "test", config, max_batches=max_batches)[name]
+    parts = c["energy_parts_nj"]
+    click.echo(f"design {design.name}: {design.rows}×{design.cols} = {design.pes} PEs, SRAM {sram_kb:g} KiB, "
+               f"DRAM {dram_gbps:g} GB/s, {clock_mhz:g} MHz")
+    click.echo(f"cycles/step {walked:,} (closed form {c['cycles']:,})  latency {c['latency_us']:.3f} µs  "
+               f"throughput {c['steps_per_s']:,.0f} steps/s")
+    on = "all on chip" if c["fits"] else f"{c['on_chip_bits'] / c['weight_bits']:.0%} on chip, " \
+                                         f"{c['off_chip_bits_per_step']:,} bits/step from DRAM"
+    click.echo(f"weight memory {c['weight_bits']:,} bits ({c['weight_bits'] / 8192:.1f} KiB, {on}); "
+               f"BN tables {c['table_bits']:,} bits")
+    click.echo(f"energy/step {c['energy_nj']:.1f} nJ (PE {parts['pe']:.1f}, SRAM {parts['sram']:.1f}, "
+               f"DRAM {parts['dram']:.1f}, post-processing {parts['pp']:.1f})")
+    click.echo(f"area {c['area_mm2']:.3f} mm² (PE array {c['pe_area_mm2']:.3f})")
+    click.echo(f"test {name}: fixed point {fixed_value:.4f}, float {float_value:.4f}")
+    if compare:
+        designs = report.compare_designs(export, **kw)
+        rows_ = report.figures(export, designs)
+        metrics, by_pe = {}, {design.pe == "fp": fixed_value}
+        for d in designs:
+            key = d.pe == "fp"        # binary and ternary PEs compute the same integers
+            if key not in by_pe:
+                by_pe[key] = _fixed_metric(export, d, data, config, max_batches, f"emulating {d.name}")
+            metrics[d.name] = by_pe[key]
+        click.echo("")
+        for line in report.table(rows_, name, metrics):
+            click.echo(line)
+        click.echo(f"(float {name} {float_value:.4f})")
+        for line in report.explain(rows_):
+            click.echo(line)
+
+
+# ---------------------------------------------------------------------------------------------
 # reproduce, plot
 
 

@@ -1,0 +1,225 @@
+"""The emulator: the accelerator's fixed-point LSTM and GRU datapath, tile by tile, in Numba.
+
+Dimension legend: T steps, B sequences (run one after another, as the hardware would),
+G = 4H gate rows, K layer inputs, H hidden, R×C PE array.  F = act_frac, Fc = cell_frac,
+P = pp_frac, S = scale_frac, fw = weight fraction bits (0 for binary/ternary).
+rshift = rounding right shift, sat_b = saturation to b bits (rbtw.accel.fixed).
+
+Per step t (table row r = min(t, rows − 1)):
+
+    a_h[g] = Σ_tiles Σ_{c in tile} W_h[g, c] · h[c]          frac F + fw_h   (acc_bits, saturating
+    a_x[g] = Σ_tiles Σ_{c in tile} W_x[g, c] · x[c]          frac F + fw_x    after every tile)
+             (one-hot x: a_x = W_x[:, id], frac fw_x: a column read, no arithmetic)
+    z      = sat_pp(rshift(s_h[r]·a_h, S+F+fw_h−P) + rshift(s_x[r]·a_x, S+Fx+fw_x−P) + k[r])   frac P
+    i,f,o  = σ̂(z),  g = tanĥ(z)                              frac F (ROM + linear interpolation)
+    c      = sat_c(rshift(f·c, F) + rshift(i·g, 2F−Fc))      frac Fc
+    u      = sat_pp(rshift(s_c[r]·c, S+Fc−P) + k_c[r])       frac P
+    h      = sat_act(rshift(o·tanĥ(u), F))                   frac F
+
+GRU (G = 3H; k_a, k_b the shifts of the hidden and input halves):
+
+    A = sat_pp(rshift(s_h·a_h, ·) + k_a),   B = sat_pp(rshift(s_x·a_x, ·) + k_b)   frac P
+    r = σ̂(A_r + B_r),  u = σ̂(A_u + B_u),  n = tanĥ(B_n + rshift(r·A_n, F))       frac F
+    h = sat_act(rshift((2^F − u)·n + u·h, F))
+
+Binary/ternary PEs add or subtract h[c] (ternary skips zeros): W·h is written as a product
+with W in {−1, 0, +1}, which is the same integer.  The accumulator saturates to acc_bits at
+every tile; the program loader refuses designs whose accumulator could overflow (it bounds
+every partial sum by max_g Σ_c |W[g, c]| · max|x|), so the saturation never fires and a
+whole-row sum (the NumPy reference) agrees exactly.
+
+Two loop nests compute the products.  ``tiled=True`` walks the PE array's schedule literally:
+stripes of R rows, tiles of C columns, an adder-tree partial sum per row and tile, the
+accumulator saturating after each tile.  The default walks each row's columns in one loop
+and saturates once: by the bound above the two give the same integers (tests check it),
+and the long inner loop vectorises, about 10× faster than C-wide tiles.  Matrices of at
+least 2^20 weights share their rows among Numba's threads, as the packed kernels do.  The cycle count of
+the tile loop is in rbtw.accel.schedule, so the fast nest loses nothing but time.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from rbtw.accel import fixed
+
+# Same threshold as the packed kernels (rbtw.kernels.ops): below it one thread is faster.
+PARALLEL_MIN_WORK = 1 << 20
+
+# indices into the integer parameter vector handed to the kernel
+(_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED, _GRU) = range(18)
+
+
+def kernel_params(design, layer, tiled=False):
+    return np.array([design.rows, design.cols, design.acc_bits, design.act_bits, design.act_frac,
+                     design.cell_bits, design.cell_frac, design.pp_bits, design.pp_frac, design.scale_frac,
+                     layer.fw_h, layer.fw_x, design.seg_frac, design.sig_range, design.tanh_range,
+                     int(layer.one_hot), int(tiled), int(layer.gru)], dtype=np.int64)
+
+
+def tables(design):
+    """(sigmoid ROM, tanh ROM) int64 at the activation format."""
+    return (fixed.act_table("sigmoid", design.sig_range, design.seg_frac, design.act_bits, design.act_frac),
+            fixed.act_table("tanh", design.tanh_range, design.seg_frac, design.act_bits, design.act_frac))
+
+
+@njit(cache=True)
+def _rshift(v, n):
+    if n > 0:
+        return (v + (np.int64(1) << (n - 1))) >> n
+    return v << (-n)
+
+
+@njit(cache=True)
+def _sat(v, bits):
+    hi = (np.int64(1) << (bits - 1)) - 1
+    lo = -(np.int64(1) << (bits - 1))
+    return min(max(v, lo), hi)
+
+
+@njit(cache=True)
+def _act(z, rom, range_log2, P, seg):
+    """ROM lookup with linear interpolation; z at frac P, result at the ROM's format."""
+    Rq = np.int64(1) << (range_log2 + P)
+    u = min(max(z, -Rq), Rq) + Rq
+    d = P - seg
+    idx = u >> d
+    if idx >= rom.shape[0] - 1:
+        return rom[rom.shape[0] - 1]
+    rem = u - (idx << d)
+    return rom[idx] + _rshift((rom[idx + 1] - rom[idx]) * rem, d)
+
+
+@njit(cache=True)
+def _tiled_product(W, v, R, C, acc_bits, out):
+    """out[g] = Σ_c W[g, c] v[c], tile by tile (R rows × C columns), accumulator saturating."""
+    G, K = W.shape
+    for r0 in range(0, G, R):
+        r1 = min(r0 + R, G)
+        for g in range(r0, r1):
+            out[g] = 0
+        for c0 in range(0, K, C):
+            c1 = min(c0 + C, K)
+            for g in range(r0, r1):
+                s = np.int64(0)                       # one row of the adder tree
+                for c in range(c0, c1):
+                    s += W[g, c] * v[c]
+                out[g] = _sat(out[g] + s, acc_bits)
+
+
+@njit(cache=True)
+def _row_product(W, v, acc_bits, out):
+    """out[g] = sat(Σ_c W[g, c] v[c]): the same value as the tile loop (see module docstring)."""
+    G, K = W.shape
+    for g in range(G):
+        s = np.int64(0)
+        for c in range(K):
+            s += W[g, c] * v[c]
+        out[g] = _sat(s, acc_bits)
+
+
+@njit(cache=True, parallel=True)
+def _row_product_threads(W, v, acc_bits, out):
+    """_row_product with the rows shared among threads (for large matrices)."""
+    G, K = W.shape
+    for g in prange(G):
+        s = np.int64(0)
+        for c in range(K):
+            s += W[g, c] * v[c]
+        out[g] = _sat(s, acc_bits)
+
+
+@njit(cache=True)
+def _product(W, v, prm, out):
+    if prm[_TILED]:
+        _tiled_product(W, v, prm[_R], prm[_C], prm[_ACC], out)
+    elif W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+        _row_product_threads(W, v, prm[_ACC], out)
+    else:
+        _row_product(W, v, prm[_ACC], out)
+
+
+@njit(cache=True)
+def _gru_update(ah, ax, sh, sx, ka, kb, h, prm, sig, tnh, sh_h, sh_x):
+    """GRU post-processing of one step (see module docstring); updates h in place."""
+    H = h.shape[0]
+    F, P, PB, SEG = prm[_F], prm[_P], prm[_PB], prm[_SEG]
+    one = np.int64(1) << F
+    for n in range(H):
+        gr, gu, gn = n, H + n, 2 * H + n
+        a_r = _sat(_rshift(sh[gr] * ah[gr], sh_h) + ka[gr], PB)
+        a_u = _sat(_rshift(sh[gu] * ah[gu], sh_h) + ka[gu], PB)
+        a_n = _sat(_rshift(sh[gn] * ah[gn], sh_h) + ka[gn], PB)
+        b_r = _sat(_rshift(sx[gr] * ax[gr], sh_x) + kb[gr], PB)
+        b_u = _sat(_rshift(sx[gu] * ax[gu], sh_x) + kb[gu], PB)
+        b_n = _sat(_rshift(sx[gn] * ax[gn], sh_x) + kb[gn], PB)
+        r = _act(_sat(a_r + b_r, PB), sig, prm[_SIGR], P, SEG)
+        u = _act(_sat(a_u + b_u, PB), sig, prm[_SIGR], P, SEG)
+        nn = _act(_sat(b_n + _rshift(r * a_n, F), PB), tnh, prm[_TANR], P, SEG)
+        h[n] = _sat(_rshift((one - u) * nn + u * h[n], F), prm[_ACT])
+
+
+@njit(cache=True)
+def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb):
+    """Run one LSTM layer; X (T, B, K) int64 (or ids (T, B) for one-hot input).
+
+    Returns hs (T, B, H), h (B, H), c (B, H), all int64.
+    """
+    G, H = Wh.shape
+    T, B = ids.shape if prm[_ONEHOT] else X.shape[:2]
+    F, Fc, P, S = prm[_F], prm[_FC], prm[_P], prm[_S]
+    Fx = 0 if prm[_ONEHOT] else F
+    sh_h = S + F + prm[_FWH] - P
+    sh_x = S + Fx + prm[_FWX] - P
+    sh_c = S + Fc - P
+    hs = np.empty((T, B, H), dtype=np.int64)
+    hout = np.empty((B, H), dtype=np.int64)
+    cout = np.empty((B, H), dtype=np.int64)
+    ah = np.empty(G, dtype=np.int64)
+    ax = np.empty(G, dtype=np.int64)
+    z = np.empty(G, dtype=np.int64)
+    for b in range(B):
+        h = h0[b].copy()
+        c = c0[b].copy()
+        for j in range(T):
+            row = min(t0 + j, sh.shape[0] - 1)
+            _product(Wh, h, prm, ah)
+            if prm[_ONEHOT]:
+                col = ids[j, b]
+                for g in range(G):
+                    ax[g] = Wx[g, col]
+            else:
+                _product(Wx, X[j, b], prm, ax)
+            if prm[_GRU]:
+                _gru_update(ah, ax, sh[row], sx[row], k[row], kb[row], h, prm, sig, tnh, sh_h, sh_x)
+                hs[j, b] = h
+                continue
+            for g in range(G):
+                z[g] = _sat(_rshift(sh[row, g] * ah[g], sh_h) + _rshift(sx[row, g] * ax[g], sh_x)
+                            + k[row, g], prm[_PB])
+            for n in range(H):                         # post-processing lanes
+                i = _act(z[n], sig, prm[_SIGR], P, prm[_SEG])
+                f = _act(z[H + n], sig, prm[_SIGR], P, prm[_SEG])
+                gg = _act(z[2 * H + n], tnh, prm[_TANR], P, prm[_SEG])
+                o = _act(z[3 * H + n], sig, prm[_SIGR], P, prm[_SEG])
+                c[n] = _sat(_rshift(f * c[n], F) + _rshift(i * gg, 2 * F - Fc), prm[_CB])
+                u = _sat(_rshift(sc[row, n] * c[n], sh_c) + kc[row, n], prm[_PB])
+                h[n] = _sat(_rshift(o * _act(u, tnh, prm[_TANR], P, prm[_SEG]), F), prm[_ACT])
+            hs[j, b] = h
+        hout[b] = h
+        cout[b] = c
+    return hs, hout, cout
+
+
+def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False):
+    """Python entry: x (T, B, K) int64 or ids (T, B); state (h (B, H), c (B, H)) int64."""
+    sig, tnh = roms if roms is not None else tables(design)
+    prm = kernel_params(design, layer, tiled)
+    if layer.one_hot:
+        ids, X = np.ascontiguousarray(x, dtype=np.int64), np.zeros((1, 1, 1), dtype=np.int64)
+    else:
+        X = np.ascontiguousarray(x, dtype=np.int64)
+        ids = np.zeros((1, 1), dtype=np.int64)
+    h, c = state
+    return run_layer(layer.Wh, layer.Wx, X, ids, layer.sh, layer.sx, layer.k, layer.sc, layer.kc,
+                     np.ascontiguousarray(h, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
+                     t0, prm, sig, tnh, layer.kb if layer.gru else layer.k)

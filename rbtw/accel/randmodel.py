@@ -1,0 +1,32 @@
+"""Random-initialised exports for tests and benchmarks (no training, no data needed).
+
+Population statistics are set to what random ±1 products of activations in [−1, 1] give
+(mean 0, variance ≈ K/3 times α²), so the folded scales are of a realistic size.
+"""
+
+import numpy as np
+
+from rbtw.export import build_export
+
+
+def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in=12, n_out=None,
+                  emb=6, t_max=8, bn=True, cell="lstm", task=None):
+    from rbtw.models import ModelSpec, init
+    from rbtw.train import TrainConfig
+    task = task or {"char": "ptb_char", "word": "ptb_word", "classify": "mnist"}[kind]
+    spec = ModelSpec(kind=kind, n_in=n_in, n_out=n_out or n_in, cell=cell, hidden=hidden, layers=layers,
+                     emb=emb if kind == "word" else 0, quant=quant, stochastic=False, bn=bn, t_max=t_max)
+    params, stats = init(spec, rng)
+    for name in list(params):
+        if name.endswith(("gamma_a", "gamma_b", "gamma_c")):
+            params[name] = (0.1 + 0.2 * rng.random(params[name].shape)).astype(np.float32)
+        elif name.endswith(("beta_a", "beta_c", ".b", "h0", "c0")):
+            params[name] = (0.2 * rng.standard_normal(params[name].shape)).astype(np.float32)
+    for name, v in stats.items():
+        if "var_" in name:
+            stats[name] = (0.5 + rng.random(v.shape) * (hidden / 3)).astype(np.float32)
+        elif "mean_" in name:
+            stats[name] = (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
+    config = TrainConfig(task=task, hidden=hidden, layers=layers, quant=quant, cell=cell, bn=bn,
+                         emb=spec.emb, seq_len=t_max).to_dict()
+    return build_export({"spec": spec.to_dict(), "config": config}, params, stats)

@@ -1,0 +1,228 @@
+"""Accelerator emulator: cycle counts, memory, bit-exact fixed point, approach to float, CLI."""
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rbtw.accel import design as dm
+from rbtw.accel import fixed, schedule
+from rbtw.accel.engine import AccelEngine
+from rbtw.accel.randmodel import random_export
+from rbtw.cli import main
+from rbtw.errors import UserError
+from rbtw.export import write_export
+from rbtw.infer import PackedEngine
+
+SETTINGS = settings(deadline=None, max_examples=25)
+MANY = settings(deadline=None, max_examples=150)
+
+
+def _mats(draw_shapes, one_hot_first):
+    out = []
+    for k, (G, K) in enumerate(draw_shapes):
+        H = G // 4
+        out.append(schedule.Matrix(f"rnn{k}.W_h", G, H, H, G * H))
+        oh = one_hot_first and k == 0
+        out.append(schedule.Matrix(f"rnn{k}.W_x", G, K, 1 if oh else K, G * K))
+    return out
+
+
+shapes = st.lists(st.tuples(st.integers(1, 40).map(lambda h: 4 * h), st.integers(1, 70)), min_size=1, max_size=3)
+
+
+@MANY
+@given(shapes=shapes, one_hot=st.booleans(), R=st.integers(1, 40), C=st.integers(1, 40),
+       sram_kb=st.sampled_from([0, 0.05, 0.3, 1, 4, 64]), width=st.one_of(st.none(), st.integers(1, 3000)),
+       kind=st.sampled_from(dm.PRESETS[:3]), gbps=st.floats(0.1, 50))
+def test_closed_form_equals_the_tile_loop(shapes, one_hot, R, C, sram_kb, width, kind, gbps):
+    d = dm.preset(kind, rows=R, cols=C, sram_kb=sram_kb, dram_gbps=gbps).with_(sram_width=width)
+    mats = _mats(shapes, one_hot)
+    hidden = [G // 4 for G, _ in shapes]
+    assert schedule.closed_form(mats, hidden, d) == schedule.simulate(mats, hidden, d)
+
+
+@MANY
+@given(shapes=shapes, one_hot=st.booleans(), R=st.integers(1, 30), C=st.integers(1, 30),
+       dR=st.integers(0, 10), dC=st.integers(0, 10), sram_kb=st.sampled_from([0, 0.3, 2, 64]),
+       kind=st.sampled_from(dm.PRESETS[:3]))
+def test_cycles_never_increase_when_pes_are_added(shapes, one_hot, R, C, dR, dC, sram_kb, kind):
+    mats = _mats(shapes, one_hot)
+    hidden = [G // 4 for G, _ in shapes]
+    small = dm.preset(kind, rows=R, cols=C, sram_kb=sram_kb)
+    big = dm.preset(kind, rows=R + dR, cols=C + dC, sram_kb=sram_kb)
+    fill = math.ceil(math.log2(C + dC)) - math.ceil(math.log2(C))   # a deeper adder tree is latency
+    assert schedule.closed_form(mats, hidden, big) <= schedule.closed_form(mats, hidden, small) + fill * len(shapes)
+    if dC == 0:
+        assert schedule.closed_form(mats, hidden, big) <= schedule.closed_form(mats, hidden, small)
+
+
+def test_matched_array_closed_form_by_hand():
+    # H = 8, G = 32, one-hot W_x: 2×2 tiles... R=16, C=8: W_h 2×1 tiles, W_x 2 column reads
+    mats = _mats([(32, 20)], one_hot_first=True)
+    d = dm.preset("binary", rows=16, cols=8)
+    assert schedule.simulate(mats, [8], d) == 2 + 2 + (3 + dm.FIXED_STAGES) + (2 + dm.PP_LATENCY)
+
+
+@SETTINGS
+@given(H=st.integers(2, 24), layers=st.integers(1, 2), quant=st.sampled_from(["binary", "ternary", "none"]),
+       kind=st.sampled_from(["char", "word", "classify"]), seed=st.integers(0, 2 ** 16))
+def test_weight_memory_is_weights_times_bits(H, layers, quant, kind, seed):
+    ex = random_export(np.random.default_rng(seed), hidden=H, layers=layers, quant=quant, kind=kind, n_in=7)
+    gx = random_export(np.random.default_rng(seed), hidden=H, layers=layers, quant=quant, kind=kind, n_in=7,
+                       cell="gru")
+    names = ["fp12"] + ([quant, f"{quant}-eq"] if quant != "none" else [])
+    n_weights = sum(4 * H * (H + (H if k else (6 if kind == "word" else 7))) for k in range(layers))
+    rows = ex.arrays["rnn0.scale_h"].shape[0]
+    for name in names:
+        d = dm.preset(name)
+        c = schedule.costs(ex, d)
+        assert c["weight_bits"] == n_weights * d.weight_bits          # α is folded into the scales
+        assert c["table_bits"] == layers * rows * (10 * H * d.scale_bits + 5 * H * d.pp_bits)
+        g = schedule.costs(gx, d)
+        assert g["weight_bits"] == n_weights * 3 // 4 * d.weight_bits
+        assert g["table_bits"] == layers * rows * 6 * H * (d.scale_bits + d.pp_bits)
+    if quant == "binary":
+        assert schedule.costs(ex, dm.preset("fp12"))["weight_bits"] == 12 * schedule.costs(ex, dm.preset("binary"))["weight_bits"]
+
+
+def _inputs(rng, kind, T, B, n_in=12):
+    if kind == "classify":
+        return rng.random((T, B, n_in)).astype(np.float32)
+    return rng.integers(0, n_in, size=(T, B))
+
+
+@SETTINGS
+@given(H=st.integers(1, 20), layers=st.integers(1, 2), quant=st.sampled_from(["binary", "ternary", "none"]),
+       kind=st.sampled_from(["char", "word", "classify"]), R=st.integers(1, 20), C=st.integers(1, 20),
+       frac=st.integers(4, 14), seed=st.integers(0, 2 ** 16), T=st.integers(1, 12), bn=st.booleans(),
+       cell=st.sampled_from(["lstm", "gru"]))
+def test_emulator_equals_numpy_reference_exactly(H, layers, quant, kind, R, C, frac, seed, T, bn, cell):
+    rng = np.random.default_rng(seed)
+    ex = random_export(rng, hidden=H, layers=layers, quant=quant, kind=kind, bn=bn, cell=cell)
+    for name in (["fp12"] if quant == "none" else ["fp12", "ternary"] + (["binary"] if quant == "binary" else [])):
+        d = dm.preset(name, rows=R, cols=C, act_frac=frac, act_bits=frac + 4, cell_frac=frac)
+        x = _inputs(rng, kind, T, 3)
+        a, fa = AccelEngine(ex, d).forward_fixed(x, t0=2)
+        b, fb = AccelEngine(ex, d, reference=True).forward_fixed(x, t0=2)
+        t, _ = AccelEngine(ex, d, tiled=True).forward_fixed(x, t0=2)
+        assert np.array_equal(a, b) and np.array_equal(t, b)
+        for (ha, ca), (hb, cb) in zip(fa, fb):
+            assert np.array_equal(ha, hb) and np.array_equal(ca, cb)
+
+
+@pytest.mark.parametrize("quant,kind,cell", [("binary", "char", "lstm"), ("ternary", "word", "lstm"),
+                                             ("none", "classify", "lstm"), ("ternary", "char", "gru")])
+def test_outputs_approach_the_float_engine_as_fraction_bits_grow(quant, kind, cell):
+    rng = np.random.default_rng(3)
+    ex = random_export(rng, hidden=24, layers=2, quant=quant, kind=kind, cell=cell)
+    x = _inputs(rng, kind, 15, 4)
+    ref, _ = PackedEngine(ex).forward(x)
+    errors = []
+    for frac, seg in ((6, 1), (9, 3), (12, 5), (16, 7)):
+        d = dm.preset("fp12" if quant == "none" else quant, act_frac=frac, act_bits=frac + 4, cell_frac=frac,
+                      pp_frac=frac + 2, pp_bits=frac + 14, scale_frac=frac + 6, scale_bits=frac + 14,
+                      seg_frac=seg, sig_range=4, tanh_range=3)
+        out, _ = AccelEngine(ex, d).forward(x)
+        errors.append(float(np.abs(out - ref).max()))
+    assert errors[-1] < 2e-4 * max(1.0, float(np.abs(ref).max()))
+    assert errors[-1] < errors[0] / 20
+
+
+def test_fixed_quantize_rounds_half_up_and_saturates():
+    assert fixed.quantize([0.5 / 4, -0.5 / 4, 100, -100], 8, 2).tolist() == [1, 0, 127, -128]
+
+
+def test_mismatched_designs_are_user_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(UserError, match="ternary"):
+        AccelEngine(random_export(rng, quant="ternary"), dm.preset("binary"))
+    with pytest.raises(UserError, match="fp12"):
+        AccelEngine(random_export(rng, quant="none"), dm.preset("ternary"))
+    with pytest.raises(UserError, match="overflow"):
+        AccelEngine(random_export(rng, quant="binary", hidden=64), dm.preset("binary", acc_bits=12))
+
+
+def test_equal_area_design_has_the_fp12_array_area():
+    fp, eq = dm.preset("fp12", rows=8, cols=8), dm.preset("binary-eq", rows=8, cols=8)
+    assert eq.cols == 8 and eq.rows > 8
+    assert eq.pes * eq.pe_area() <= fp.pes * fp.pe_area() < (eq.pes + eq.cols) * eq.pe_area()
+
+
+@pytest.fixture(scope="module")
+def export_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("accel") / "m.rbtw"
+    ex = random_export(np.random.default_rng(1), hidden=16, quant="binary", kind="char", n_in=4)
+    ex.manifest["vocab"] = list("abc ")
+    write_export(path, ex)
+    text = path.parent / "t.txt"
+    text.write_text("abc cab " * 100, encoding="utf-8")
+    return path, text
+
+
+def test_cli_emulate_and_compare(export_file):
+    path, text = export_file
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--rows", "8", "--cols", "4"])
+    assert r.exit_code == 0, r.output
+    assert "cycles/step" in r.output and "test bpc: fixed point" in r.output
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare", "--steps", "100"])
+    assert r.exit_code == 0, r.output
+    assert "| binary-eq |" in r.output and "= 12.0×" in r.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--rows", "0"], "--rows"),
+    (["--design", "ternary-eq"], None),
+    (["--text", "BAD"], "characters not in the model's vocabulary"),
+])
+def test_cli_emulate_bad_input_is_one_line(export_file, args, message, tmp_path):
+    path, text = export_file
+    if message is None:
+        r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), *args])
+        assert r.exit_code == 0, r.output            # binary weights run on ternary PEs
+        return
+    if args[0] == "--text":
+        bad = tmp_path / "bad.txt"
+        bad.write_text("xyz", encoding="utf-8")
+        args = ["--text", str(bad)]
+    else:
+        args = args + ["--text", str(text)]
+    r = CliRunner().invoke(main, ["emulate", str(path), *args])
+    assert r.exit_code == 2
+    assert r.output.count("\n") == 1 and r.output.startswith("error:")
+
+
+def test_cli_emulate_runs_a_gru(tmp_path):
+    path = tmp_path / "g.rbtw"
+    ex = random_export(np.random.default_rng(2), cell="gru", quant="ternary", n_in=3)
+    ex.manifest["vocab"] = list("ab ")
+    write_export(path, ex)
+    text = tmp_path / "t.txt"
+    text.write_text("ab ba " * 50, encoding="utf-8")
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+    assert r.exit_code == 0, r.output
+    assert "| ternary-eq |" in r.output
+
+
+def test_threaded_rows_of_a_large_matrix_equal_the_reference():
+    ex = random_export(np.random.default_rng(5), hidden=512, quant="ternary", kind="classify", n_in=8, t_max=2)
+    d = dm.preset("ternary")
+    x = np.random.default_rng(6).random((3, 1, 8)).astype(np.float32)
+    a, _ = AccelEngine(ex, d).forward_fixed(x)
+    b, _ = AccelEngine(ex, d, reference=True).forward_fixed(x)
+    assert np.array_equal(a, b)
+
+
+def test_cli_default_design_follows_the_export(tmp_path):
+    path = tmp_path / "t.rbtw"
+    ex = random_export(np.random.default_rng(7), hidden=8, quant="ternary", kind="char", n_in=3)
+    ex.manifest["vocab"] = list("ab ")
+    write_export(path, ex)
+    text = tmp_path / "t.txt"
+    text.write_text("ab ba " * 50, encoding="utf-8")
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("design ternary:") and "| ternary-eq |" in r.output and "| binary |" not in r.output

@@ -8,6 +8,7 @@ RUNS runs after a warm-up.  Both engines run the same export and the same ids.
 """
 
 import argparse
+import math
 import platform
 import statistics
 import subprocess
@@ -59,7 +60,9 @@ def speed_rows():
 def why(export):
     """The speed-up paragraph, every number taken from the emulator's cost model."""
     small = {r["design"]: r for r in report.figures(export, report.compare_designs(export))}
-    big_rows = report.figures(export, report.compare_designs(export, sram_kb=256))
+    fp_kib = small["fp12"]["weight_bits"] / 8 / 1024
+    big_kb = 2 ** math.ceil(math.log2(fp_kib))           # the smallest power-of-two SRAM that holds fp12
+    big_rows = report.figures(export, report.compare_designs(export, sram_kb=big_kb))
     big = {r["design"]: r for r in big_rows}
     fp, b, eq = small["fp12"], small["binary"], small["binary-eq"]
     d_fp, d_b = dm.preset("fp12"), dm.preset("binary")
@@ -72,29 +75,40 @@ def why(export):
         f"only {fp['on_chip_bits']:,} fit, so {fp['off_chip_bits_per_step']:,} bits stream from DRAM every step at "
         f"{d_fp.dram_bits_per_cycle} bits/cycle (12.8 GB/s at 500 MHz): the step waits for DRAM, and DRAM is "
         f"also {fp['energy_parts_nj']['dram'] / fp['energy_nj']:.0%} of fp12's {fp['energy_nj']:,.0f} nJ per step "
-        f"(binary: {b['energy_nj']:.0f} nJ). Give the fp12 design a 256 KiB SRAM and the same-array speed-up "
+        f"(binary: {b['energy_nj']:.0f} nJ). Give the fp12 design a {big_kb} KiB SRAM and the same-array speed-up "
         f"drops to {big['fp12']['cycles'] / big['binary']['cycles']:.2f}×: binary weights alone do not make the "
         f"arithmetic faster. What remains is area: an add/subtract PE ({d_b.pe_area():.0f} µm², from Horowitz's "
         f"adder figures) is {d_fp.pe_area() / d_b.pe_area():.1f}× smaller than a 12×16-bit multiply-accumulate PE "
         f"({d_fp.pe_area():.0f} µm²), so the fp12 array's area holds {eq['pes']} binary PEs instead of 256, and the "
         f"equal-area binary design is {fp['cycles'] / eq['cycles']:.1f}× faster than fp12 with 64 KiB "
-        f"({big['fp12']['cycles'] / big['binary-eq']['cycles']:.1f}× when fp12 fits in 256 KiB). The paper's "
+        f"({big['fp12']['cycles'] / big['binary-eq']['cycles']:.1f}× when fp12 fits in {big_kb} KiB). The paper's "
         f"\"up to 10×\" is this combination: ~{d_fp.pe_area() / d_b.pe_area():.1f}× more PEs per area times "
         f"whatever the DRAM traffic of the full-precision weights costs; the emulator attributes "
         f"{fp['cycles'] / b['cycles']:.1f}× to memory and {b['cycles'] / eq['cycles']:.1f}× to area for this "
         f"model, with fixed costs (pipeline fill, post-processing over H/4 lanes) capping the area gain below "
         f"the PE ratio.")
-    return ["## fp12 vs binary with a 256 KiB SRAM (fp12 weights fit on chip)", ""] + report.table(big_rows) + [
+    return [f"## fp12 vs binary with a {big_kb} KiB SRAM (fp12 weights fit on chip)", ""] + report.table(big_rows) + [
         "", text, ""]
+
+
+def describe(path):
+    """One line on how the export was trained, from its manifest."""
+    m = read_export(path).manifest
+    c, model = m["config"], m["model"]
+    return (f"{m['task']}, {model['cell'].upper()} H = {model['hidden']}, {model['quant']}"
+            f"{' stochastic' if model['stochastic'] else ''}, BN {'on' if model['bn'] else 'off'}; trained "
+            f"{c['epochs']} epoch(s) of {c['max_batches'] or 'all'} minibatches of {c['batch']}×{c['seq_len']}")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--export", action="append", help="trained export(s) for --compare; the first "
-                    "(binary) also feeds the speed-up paragraph (default /tmp/accel2-run/model.rbtw)")
+                    "(binary) also feeds the speed-up paragraph")
     ap.add_argument("--out", default=str(ROOT / "bench/results/accel.md"))
     args = ap.parse_args()
-    exports = args.export or ["/tmp/accel2-run/model.rbtw"]
+    if not args.export:
+        ap.error("give at least one --export (a binary model first), e.g. from `rbtw export`")
+    exports = args.export
     load0 = Path("/proc/loadavg").read_text().strip()
     rows = speed_rows()
     load1 = Path("/proc/loadavg").read_text().strip()
@@ -113,10 +127,9 @@ def main():
     for H, T, name, emu, packed in rows:
         lines.append(f"| {H} | {T} | {name} | {emu:,.0f} | {packed:,.0f} | {emu / packed:.2f}× |")
     for cmd, compare in compares:
-        lines += ["", "## --compare on a small trained model", "",
-                  f"`{' '.join(['rbtw'] + cmd[3:])}` (BN-LSTM, H = 128, ptb_char, trained 1 epoch of 100 batches: "
-                  "`rbtw train ptb_char --quant QUANT --stochastic --hidden 128 --epochs 1 --max-batches 100`, "
-                  "then `rbtw export`)", "", "```"] + compare.stdout.rstrip().splitlines() + ["```", ""]
+        lines += ["", "## --compare on a trained model", "",
+                  f"`{' '.join(['rbtw'] + cmd[3:])}` ({describe(cmd[4])})",
+                  "", "```"] + compare.stdout.rstrip().splitlines() + ["```", ""]
         if compare.returncode or not compare.stdout.strip():
             lines += [f"exit status {compare.returncode}; stderr:", "```", compare.stderr, "```"]
     lines += why(read_export(exports[0]))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rbtw.accel import design as dm
-from rbtw.accel import fixed, schedule
+from rbtw.accel import datapath, fixed, schedule
 from rbtw.accel.engine import AccelEngine
 from rbtw.accel.randmodel import random_export
 from rbtw.cli import main
@@ -214,6 +214,35 @@ def test_threaded_rows_of_a_large_matrix_equal_the_reference():
     a, _ = AccelEngine(ex, d).forward_fixed(x)
     b, _ = AccelEngine(ex, d, reference=True).forward_fixed(x)
     assert np.array_equal(a, b)
+
+
+@SETTINGS
+@given(H=st.integers(1, 70), quant=st.sampled_from(["binary", "ternary"]), frac=st.integers(4, 20),
+       kind=st.sampled_from(["word", "classify"]), cell=st.sampled_from(["lstm", "gru"]), seed=st.integers(0, 2 ** 16))
+def test_packed_products_equal_the_integer_loop(H, quant, frac, kind, cell, seed):
+    """The float32 accumulate-only products (h split into high and low bytes) give the integer
+    loop's results exactly, from any state in the activation range."""
+    rng = np.random.default_rng(seed)
+    ex = random_export(rng, hidden=H, layers=2, quant=quant, kind=kind, cell=cell)
+    d = dm.preset(quant, act_frac=frac, act_bits=frac + 4, cell_frac=frac, cell_bits=frac + 6)
+    engine = AccelEngine(ex, d)
+    x = engine._inputs(_inputs(rng, kind, 5, 2))
+    lim = 1 << (d.act_bits - 1)
+    for layer in engine.layers:
+        assert layer.pm_h is not None and datapath.exact_split(layer.H, d.act_bits)
+        state = (rng.integers(-lim, lim, size=(2, layer.H)), np.broadcast_to(layer.c0, (2, layer.H)).copy())
+        fast = datapath.emulate_layer(layer, d, x, state, packed=True)
+        slow = datapath.emulate_layer(layer, d, x, state, packed=False)
+        for a, b in zip(fast, slow):
+            assert np.array_equal(a, b)
+        x = slow[0]
+
+
+def test_exact_split_bounds_float32_sums():
+    # 16-bit activations: hi in [-128, 127], lo in [0, 255]; sums below 2^24 up to K = 65,793
+    assert datapath.exact_split(65_793, 16) and not datapath.exact_split(65_794, 16)
+    # 24-bit activations: hi up to 2^15, so K < 512
+    assert datapath.exact_split(511, 24) and not datapath.exact_split(512, 24)
 
 
 def test_cli_default_design_follows_the_export(tmp_path):

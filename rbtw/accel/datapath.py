@@ -35,12 +35,22 @@ and saturates once: by the bound above the two give the same integers (tests che
 and the long inner loop vectorises, about 10× faster than C-wide tiles.  Matrices of at
 least 2^20 weights share their rows among Numba's threads, as the packed kernels do.  The cycle count of
 the tile loop is in rbtw.accel.schedule, so the fast nest loses nothing but time.
+
+The binary and ternary matrices of an export (on any design) go faster still through the
+accumulate-only kernels of rbtw.kernels, which read 1–2 bits a weight instead of a byte and add in float32.  float32 adds
+integers exactly while every partial sum stays below 2^24, so v is split into
+v = 2^8·hi + lo (lo = v & 255 in [0, 255], hi = v >> 8) and Q·v = 2^8·(Q·hi) + Q·lo, both
+products exact when K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``); otherwise
+the integer loop runs.  Tests check all three nests against each other and the reference.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from rbtw.accel import fixed
+from rbtw.kernels import lut
+from rbtw.kernels.ops import PARALLEL_MIN_WORK as _KERNEL_MIN_WORK
 
 # Same threshold as the packed kernels (rbtw.kernels.ops): below it one thread is faster.
 PARALLEL_MIN_WORK = 1 << 20
@@ -138,6 +148,41 @@ def _product(W, v, prm, out):
         _row_product(W, v, prm[_ACC], out)
 
 
+SPLIT = 8                  # v = 2^SPLIT·hi + lo for the float32 kernels
+FLOAT32_EXACT = 1 << 24    # float32 holds every integer of magnitude up to this
+
+
+def exact_split(K, act_bits):
+    """True when Q·hi and Q·lo (module docstring) are exact in float32 for K columns."""
+    hi_max = 1 << max(act_bits - 1 - SPLIT, 0)
+    return K * max(hi_max, (1 << SPLIT) - 1) < FLOAT32_EXACT
+
+
+@njit(cache=True)
+def _packed_product(lay, nw, ternary, chunks, v, acc_bits, xs, ys, out):
+    """out[g] = sat(Σ_c Q[g, c] v[c]) with the packed kernels; xs (2, K), ys (2, 16·ceil(G/16)) float32."""
+    K = v.shape[0]
+    for c in range(K):
+        xs[0, c] = np.float32(v[c] >> SPLIT)
+        xs[1, c] = np.float32(v[c] & ((1 << SPLIT) - 1))
+    for part in range(2):
+        if chunks > 1:
+            lut.matvec_parallel(lay, xs[part], ys[part], nw, ternary, chunks)
+        else:
+            lut.matvec_serial(lay, xs[part], ys[part], nw, ternary)
+    for g in range(out.shape[0]):
+        out[g] = _sat((np.int64(ys[0, g]) << SPLIT) + np.int64(ys[1, g]), acc_bits)
+
+
+@njit(cache=True)
+def _any_product(W, lay, nw, ternary, chunks, v, prm, xs, ys, out):
+    """The packed nest when the layer has one for W (nw > 0), else :func:`_product`."""
+    if nw > 0 and not prm[_TILED]:
+        _packed_product(lay, nw, ternary, chunks, v, prm[_ACC], xs, ys, out)
+    else:
+        _product(W, v, prm, out)
+
+
 @njit(cache=True)
 def _gru_update(ah, ax, sh, sx, ka, kb, h, prm, sig, tnh, sh_h, sh_x):
     """GRU post-processing of one step (see module docstring); updates h in place."""
@@ -159,12 +204,19 @@ def _gru_update(ah, ax, sh, sx, ka, kb, h, prm, sig, tnh, sh_h, sh_x):
 
 
 @njit(cache=True)
-def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb):
+def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, lay_h, lay_x, pk):
     """Run one LSTM layer; X (T, B, K) int64 (or ids (T, B) for one-hot input).
 
-    Returns hs (T, B, H), h (B, H), c (B, H), all int64.
+    lay_h, lay_x: packed kernel words of W_h, W_x; pk = (nw_h, nw_x, ternary_h, ternary_x, chunks_h,
+    chunks_x), nw 0 where the integer loop is to run.  Returns hs (T, B, H), h (B, H), c (B, H), all int64.
     """
     G, H = Wh.shape
+    K = Wx.shape[1]
+    nw_h, nw_x, tern_h, tern_x, ch_h, ch_x = pk[0], pk[1], pk[2] != 0, pk[3] != 0, pk[4], pk[5]
+    GP = 16 * ((G + 15) // 16)
+    xs_h = np.empty((2, H), dtype=np.float32)
+    xs_x = np.empty((2, K), dtype=np.float32)
+    ys = np.empty((2, GP), dtype=np.float32)
     T, B = ids.shape if prm[_ONEHOT] else X.shape[:2]
     F, Fc, P, S = prm[_F], prm[_FC], prm[_P], prm[_S]
     Fx = 0 if prm[_ONEHOT] else F
@@ -182,13 +234,13 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb):
         c = c0[b].copy()
         for j in range(T):
             row = min(t0 + j, sh.shape[0] - 1)
-            _product(Wh, h, prm, ah)
+            _any_product(Wh, lay_h, nw_h, tern_h, ch_h, h, prm, xs_h, ys, ah)
             if prm[_ONEHOT]:
                 col = ids[j, b]
                 for g in range(G):
                     ax[g] = Wx[g, col]
             else:
-                _product(Wx, X[j, b], prm, ax)
+                _any_product(Wx, lay_x, nw_x, tern_x, ch_x, X[j, b], prm, xs_x, ys, ax)
             if prm[_GRU]:
                 _gru_update(ah, ax, sh[row], sx[row], k[row], kb[row], h, prm, sig, tnh, sh_h, sh_x)
                 hs[j, b] = h
@@ -210,8 +262,19 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb):
     return hs, hout, cout
 
 
-def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False):
-    """Python entry: x (T, B, K) int64 or ids (T, B); state (h (B, H), c (B, H)) int64."""
+def _kernel_words(pm, act_bits):
+    """(kernel words, words per row, ternary, threads) of a packed matrix whose split products are
+    exact; words per row 0 (the integer loop) otherwise."""
+    if pm is None or not exact_split(pm.cols, act_bits) or pm.rows * pm.cols == 0:
+        return np.zeros(1, np.uint32), 0, 0, 1
+    chunks = numba.get_num_threads() if pm.rows * pm.cols >= _KERNEL_MIN_WORK else 1
+    return pm.kernel_words(), pm.kernel_layout().shape[1], int(pm.kind == "ternary"), chunks
+
+
+def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True):
+    """Python entry: x (T, B, K) int64 or ids (T, B); state (h (B, H), c (B, H)) int64.
+
+    ``packed`` false keeps binary/ternary products in the integer loop (for tests)."""
     sig, tnh = roms if roms is not None else tables(design)
     prm = kernel_params(design, layer, tiled)
     if layer.one_hot:
@@ -220,6 +283,10 @@ def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False):
         X = np.ascontiguousarray(x, dtype=np.int64)
         ids = np.zeros((1, 1), dtype=np.int64)
     h, c = state
+    lay_h, nw_h, tern_h, ch_h = _kernel_words(layer.pm_h if packed else None, design.act_bits)
+    lay_x, nw_x, tern_x, ch_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x,
+                                              design.act_bits)
+    pk = np.array([nw_h, nw_x, tern_h, tern_x, ch_h, ch_x], dtype=np.int64)
     return run_layer(layer.Wh, layer.Wx, X, ids, layer.sh, layer.sx, layer.k, layer.sc, layer.kc,
                      np.ascontiguousarray(h, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
-                     t0, prm, sig, tnh, layer.kb if layer.gru else layer.k)
+                     t0, prm, sig, tnh, layer.kb if layer.gru else layer.k, lay_h, lay_x, pk)

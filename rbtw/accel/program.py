@@ -33,6 +33,8 @@ class LayerProgram:
     c0: np.ndarray          # (H,) at cell_frac (GRU: zeros, unused)
     gru: bool = False
     kb: np.ndarray = None   # GRU: (rows, G) shift of the input half at pp_frac (k holds k_a)
+    pm_h: PackedMatrix = None  # the export's packed W_h / W_x (binary, ternary), for the fast products
+    pm_x: PackedMatrix = None
 
     @property
     def H(self):
@@ -40,39 +42,50 @@ class LayerProgram:
 
 
 def _weights(export, name, design):
-    """(integer matrix (G, K) int32, fraction bits, factor the scales are divided by)."""
+    """(integer matrix (G, K), its fraction bits).  α of a packed matrix is already folded into
+    the export's BN scales, so its integers Q go to every design as they are."""
     m = export.matrix(name)
-    alpha = export.alpha(name)
     if design.pe == "fp":
-        W = (unpack(m).astype(np.float64) * alpha) if isinstance(m, PackedMatrix) else m.astype(np.float64)
-        fw = fixed.weight_frac(float(np.abs(W).max()) if W.size else 0.0, design.weight_bits)
         dtype = np.int16 if design.weight_bits <= 16 else np.int32
-        return fixed.quantize(W, design.weight_bits, fw).astype(dtype), fw, (alpha if isinstance(m, PackedMatrix) else 1.0)
+        if isinstance(m, PackedMatrix):
+            # a binary/ternary model on the MAC design: the same integers Q (fraction 0) with α
+            # folded into the BN scales, as on the binary/ternary designs; stored at weight_bits
+            return unpack(m).astype(dtype), 0
+        W = m.astype(np.float64)
+        fw = fixed.weight_frac(float(np.abs(W).max()) if W.size else 0.0, design.weight_bits)
+        return fixed.quantize(W, design.weight_bits, fw).astype(dtype), fw
     if not isinstance(m, PackedMatrix):
         raise UserError(f"a full-precision export runs on the fp12 design only, not on {design.name}")
     if m.kind == "ternary" and design.pe == "binary":
         raise UserError(f"a ternary export needs ternary (or fp12) PEs; the {design.name} design has binary PEs")
-    return unpack(m).astype(np.int8), 0, 1.0
+    return unpack(m).astype(np.int8), 0
 
 
 def compile_layer(export, k, design, one_hot):
     p = f"rnn{k}."
     A = export.arrays
-    Wh, fw_h, dh = _weights(export, p + "W_h", design)
-    Wx, fw_x, dx = _weights(export, p + "W_x", design)
+    Wh, fw_h = _weights(export, p + "W_h", design)
+    Wx, fw_x = _weights(export, p + "W_x", design)
     sb, sf, pb, pf = design.scale_bits, design.scale_frac, design.pp_bits, design.pp_frac
     H = Wh.shape[1]
     gru = export.spec["cell"] == "gru"
     rows = A[p + "scale_h"].shape[0]
     return LayerProgram(
         Wh=Wh, Wx=Wx, one_hot=one_hot, fw_h=fw_h, fw_x=fw_x,
-        sh=fixed.quantize(A[p + "scale_h"] / dh, sb, sf), sx=fixed.quantize(A[p + "scale_x"] / dx, sb, sf),
+        sh=fixed.quantize(A[p + "scale_h"], sb, sf), sx=fixed.quantize(A[p + "scale_x"], sb, sf),
         k=fixed.quantize(A[p + ("shift_a" if gru else "shift")], pb, pf),
         sc=np.zeros((rows, H), np.int64) if gru else fixed.quantize(A[p + "scale_c"], sb, sf),
         kc=np.zeros((rows, H), np.int64) if gru else fixed.quantize(A[p + "shift_c"], pb, pf),
         h0=fixed.quantize(A[p + "h0"], design.act_bits, design.act_frac),
         c0=np.zeros(H, np.int64) if gru else fixed.quantize(A[p + "c0"], design.cell_bits, design.cell_frac),
-        gru=gru, kb=fixed.quantize(A[p + "shift_b"], pb, pf) if gru else None)
+        gru=gru, kb=fixed.quantize(A[p + "shift_b"], pb, pf) if gru else None,
+        pm_h=_packed(export, p + "W_h"), pm_x=_packed(export, p + "W_x"))
+
+
+def _packed(export, name):
+    """The export's packed matrix (any design runs its integers Q), or None for a float one."""
+    m = export.matrix(name)
+    return m if isinstance(m, PackedMatrix) else None
 
 
 def check_accumulator(layer, design):

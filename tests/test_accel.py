@@ -195,14 +195,18 @@ def test_cli_emulate_bad_input_is_one_line(export_file, args, message, tmp_path)
     assert r.output.count("\n") == 1 and r.output.startswith("error:")
 
 
-def test_cli_emulate_runs_a_gru(tmp_path):
-    path = tmp_path / "g.rbtw"
-    ex = random_export(np.random.default_rng(2), cell="gru", quant="ternary", n_in=3)
+def _emulate_compare(tmp_path, ex):
+    """`rbtw emulate EXPORT --text T --compare` on a 3-symbol char export; the CliRunner result."""
+    path = tmp_path / "m.rbtw"
     ex.manifest["vocab"] = list("ab ")
     write_export(path, ex)
     text = tmp_path / "t.txt"
     text.write_text("ab ba " * 50, encoding="utf-8")
-    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+    return CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+
+
+def test_cli_emulate_runs_a_gru(tmp_path):
+    r = _emulate_compare(tmp_path, random_export(np.random.default_rng(2), cell="gru", quant="ternary", n_in=3))
     assert r.exit_code == 0, r.output
     assert "| ternary-eq |" in r.output
 
@@ -246,12 +250,7 @@ def test_exact_split_bounds_float32_sums():
 
 
 def test_cli_default_design_follows_the_export(tmp_path):
-    path = tmp_path / "t.rbtw"
-    ex = random_export(np.random.default_rng(7), hidden=8, quant="ternary", kind="char", n_in=3)
-    ex.manifest["vocab"] = list("ab ")
-    write_export(path, ex)
-    text = tmp_path / "t.txt"
-    text.write_text("ab ba " * 50, encoding="utf-8")
-    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--compare"])
+    r = _emulate_compare(tmp_path, random_export(np.random.default_rng(7), hidden=8, quant="ternary", kind="char",
+                                                 n_in=3))
     assert r.exit_code == 0, r.output
     assert r.output.startswith("design ternary:") and "| ternary-eq |" in r.output and "| binary |" not in r.output

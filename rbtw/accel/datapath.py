@@ -28,32 +28,28 @@ every tile; the program loader refuses designs whose accumulator could overflow 
 every partial sum by max_g Σ_c |W[g, c]| · max|x|), so the saturation never fires and a
 whole-row sum (the NumPy reference) agrees exactly.
 
-Two loop nests compute the products.  ``tiled=True`` walks the PE array's schedule literally:
-stripes of R rows, tiles of C columns, an adder-tree partial sum per row and tile, the
-accumulator saturating after each tile.  The default walks each row's columns in one loop
-and saturates once: by the bound above the two give the same integers (tests check it),
-and the long inner loop vectorises, about 10× faster than C-wide tiles.  Matrices of at
-least 2^20 weights share their rows among Numba's threads, as the packed kernels do.  The cycle count of
-the tile loop is in rbtw.accel.schedule, so the fast nest loses nothing but time.
-
-The binary and ternary matrices of an export (on any design) go faster still through the
-accumulate-only kernels of rbtw.kernels, which read 1–2 bits a weight instead of a byte and add in float32.  float32 adds
-integers exactly while every partial sum stays below 2^24, so v is split into
-v = 2^8·hi + lo (lo = v & 255 in [0, 255], hi = v >> 8) and Q·v = 2^8·(Q·hi) + Q·lo, both
-products exact when K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``); otherwise
-the integer loop runs.  Tests check all three nests against each other and the reference.
+Three loop nests compute the products.  ``tiled=True`` walks the PE array's schedule
+literally: stripes of R rows, tiles of C columns, an adder-tree partial sum per row and tile,
+the accumulator saturating after each tile.  The integer row loop walks each row's columns in
+one loop and saturates once: by the bound above the two give the same integers, and the long
+inner loop vectorises, about 10× faster than C-wide tiles.  The binary and ternary matrices of
+an export (on any design) go faster still through the accumulate-only kernels of rbtw.kernels,
+which read 1–2 bits a weight instead of a byte and add in float32.  float32 adds integers
+exactly while every partial sum stays below 2^24, so v is split into v = 2^8·hi + lo
+(lo = v & 255 in [0, 255], hi = v >> 8) and Q·v = 2^8·(Q·hi) + Q·lo, both products exact when
+K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``); otherwise the integer loop runs.
+Large products share their rows among Numba's threads by the packed kernels' rule
+(rbtw.kernels.ops.threads_for).  Tests check the three nests against each other and the
+reference.  The cycle count of the tile loop is in rbtw.accel.schedule, so the fast nests lose
+nothing but time.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from rbtw.accel import fixed
 from rbtw.kernels import lut
-from rbtw.kernels.ops import PARALLEL_MIN_WORK as _KERNEL_MIN_WORK
-
-# Same threshold as the packed kernels (rbtw.kernels.ops): below it one thread is faster.
-PARALLEL_MIN_WORK = 1 << 20
+from rbtw.kernels.ops import threads_for
 
 # indices into the integer parameter vector handed to the kernel
 (_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED, _GRU) = range(18)
@@ -117,35 +113,21 @@ def _tiled_product(W, v, R, C, acc_bits, out):
 
 
 @njit(cache=True)
-def _row_product(W, v, acc_bits, out):
-    """out[g] = sat(Σ_c W[g, c] v[c]): the same value as the tile loop (see module docstring)."""
-    G, K = W.shape
-    for g in range(G):
+def _row_product(W, v, acc_bits, out, g0, g1):
+    """out[g] = sat(Σ_c W[g, c] v[c]) for rows g0 ≤ g < g1: the tile loop's value (module docstring)."""
+    for g in range(g0, g1):
         s = np.int64(0)
-        for c in range(K):
+        for c in range(W.shape[1]):
             s += W[g, c] * v[c]
         out[g] = _sat(s, acc_bits)
 
 
 @njit(cache=True, parallel=True)
-def _row_product_threads(W, v, acc_bits, out):
-    """_row_product with the rows shared among threads (for large matrices)."""
-    G, K = W.shape
-    for g in prange(G):
-        s = np.int64(0)
-        for c in range(K):
-            s += W[g, c] * v[c]
-        out[g] = _sat(s, acc_bits)
-
-
-@njit(cache=True)
-def _product(W, v, prm, out):
-    if prm[_TILED]:
-        _tiled_product(W, v, prm[_R], prm[_C], prm[_ACC], out)
-    elif W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
-        _row_product_threads(W, v, prm[_ACC], out)
-    else:
-        _row_product(W, v, prm[_ACC], out)
+def _row_product_threads(W, v, acc_bits, out, chunks):
+    """_row_product with the rows in ``chunks`` contiguous parts shared among threads."""
+    G = W.shape[0]
+    for i in prange(chunks):
+        _row_product(W, v, acc_bits, out, i * G // chunks, (i + 1) * G // chunks)
 
 
 SPLIT = 8                  # v = 2^SPLIT·hi + lo for the float32 kernels
@@ -175,12 +157,17 @@ def _packed_product(lay, nw, ternary, chunks, v, acc_bits, xs, ys, out):
 
 
 @njit(cache=True)
-def _any_product(W, lay, nw, ternary, chunks, v, prm, xs, ys, out):
-    """The packed nest when the layer has one for W (nw > 0), else :func:`_product`."""
-    if nw > 0 and not prm[_TILED]:
+def _product(W, lay, nw, ternary, chunks, v, prm, xs, ys, out):
+    """out = sat(W v) by one of the three nests: tiled if asked, packed when the layer has packed
+    words for W (nw > 0), else the integer row loop, on ``chunks`` threads."""
+    if prm[_TILED]:
+        _tiled_product(W, v, prm[_R], prm[_C], prm[_ACC], out)
+    elif nw > 0:
         _packed_product(lay, nw, ternary, chunks, v, prm[_ACC], xs, ys, out)
+    elif chunks > 1:
+        _row_product_threads(W, v, prm[_ACC], out, chunks)
     else:
-        _product(W, v, prm, out)
+        _row_product(W, v, prm[_ACC], out, 0, W.shape[0])
 
 
 @njit(cache=True)
@@ -208,7 +195,7 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
     """Run one LSTM layer; X (T, B, K) int64 (or ids (T, B) for one-hot input).
 
     lay_h, lay_x: packed kernel words of W_h, W_x; pk = (nw_h, nw_x, ternary_h, ternary_x, chunks_h,
-    chunks_x), nw 0 where the integer loop is to run.  Returns hs (T, B, H), h (B, H), c (B, H), all int64.
+    chunks_x): words per row (0 where the integer loop is to run) and threads of each product.  Returns hs (T, B, H), h (B, H), c (B, H), all int64.
     """
     G, H = Wh.shape
     K = Wx.shape[1]
@@ -234,13 +221,13 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
         c = c0[b].copy()
         for j in range(T):
             row = min(t0 + j, sh.shape[0] - 1)
-            _any_product(Wh, lay_h, nw_h, tern_h, ch_h, h, prm, xs_h, ys, ah)
+            _product(Wh, lay_h, nw_h, tern_h, ch_h, h, prm, xs_h, ys, ah)
             if prm[_ONEHOT]:
                 col = ids[j, b]
                 for g in range(G):
                     ax[g] = Wx[g, col]
             else:
-                _any_product(Wx, lay_x, nw_x, tern_x, ch_x, X[j, b], prm, xs_x, ys, ax)
+                _product(Wx, lay_x, nw_x, tern_x, ch_x, X[j, b], prm, xs_x, ys, ax)
             if prm[_GRU]:
                 _gru_update(ah, ax, sh[row], sx[row], k[row], kb[row], h, prm, sig, tnh, sh_h, sh_x)
                 hs[j, b] = h
@@ -263,12 +250,11 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
 
 
 def _kernel_words(pm, act_bits):
-    """(kernel words, words per row, ternary, threads) of a packed matrix whose split products are
-    exact; words per row 0 (the integer loop) otherwise."""
+    """(kernel words, words per row, ternary) of a packed matrix whose split products are exact;
+    words per row 0 (the integer loop) otherwise."""
     if pm is None or not exact_split(pm.cols, act_bits) or pm.rows * pm.cols == 0:
-        return np.zeros(1, np.uint32), 0, 0, 1
-    chunks = numba.get_num_threads() if pm.rows * pm.cols >= _KERNEL_MIN_WORK else 1
-    return pm.kernel_words(), pm.kernel_layout().shape[1], int(pm.kind == "ternary"), chunks
+        return np.zeros(1, np.uint32), 0, 0
+    return pm.kernel_words(), pm.kernel_layout().shape[1], int(pm.kind == "ternary")
 
 
 def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True):
@@ -283,10 +269,10 @@ def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=
         X = np.ascontiguousarray(x, dtype=np.int64)
         ids = np.zeros((1, 1), dtype=np.int64)
     h, c = state
-    lay_h, nw_h, tern_h, ch_h = _kernel_words(layer.pm_h if packed else None, design.act_bits)
-    lay_x, nw_x, tern_x, ch_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x,
-                                              design.act_bits)
-    pk = np.array([nw_h, nw_x, tern_h, tern_x, ch_h, ch_x], dtype=np.int64)
+    lay_h, nw_h, tern_h = _kernel_words(layer.pm_h if packed else None, design.act_bits)
+    lay_x, nw_x, tern_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x, design.act_bits)
+    pk = np.array([nw_h, nw_x, tern_h, tern_x, threads_for(layer.Wh.size), threads_for(layer.Wx.size)],
+                  dtype=np.int64)
     return run_layer(layer.Wh, layer.Wx, X, ids, layer.sh, layer.sx, layer.k, layer.sc, layer.kc,
                      np.ascontiguousarray(h, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
                      t0, prm, sig, tnh, layer.kb if layer.gru else layer.k, lay_h, lay_x, pk)

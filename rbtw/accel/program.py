@@ -2,10 +2,11 @@
 
 Dimension legend: G = 4H gate rows, K inputs of a layer, H hidden, rows = BN table rows.
 
-binary/ternary PEs hold Q (±1 / −1,0,+1) and the scales s_h, s_x of the export (α folded in).
-fp PEs hold W = α·Q (or the dense matrix of a full-precision export) as weight_bits fixed
-point with per-matrix fraction bits fw = weight_bits − 1 − ceil(log2 max|W|), and the scales
-s/α.  The emulator (datapath) and the NumPy reference both execute this program.
+A binary/ternary export's matrices go to every design as their integers Q (±1 / −1,0,+1),
+with the export's scales s_h, s_x (α folded in); fp PEs store them at weight_bits.  A
+full-precision export's matrices W run on fp PEs only, as weight_bits fixed point with
+per-matrix fraction bits fw = weight_bits − 1 − ceil(log2 max|W|).  The emulator (datapath)
+and the NumPy reference both execute this program.
 """
 
 from dataclasses import dataclass
@@ -45,20 +46,16 @@ def _weights(export, name, design):
     """(integer matrix (G, K), its fraction bits).  α of a packed matrix is already folded into
     the export's BN scales, so its integers Q go to every design as they are."""
     m = export.matrix(name)
-    if design.pe == "fp":
-        dtype = np.int16 if design.weight_bits <= 16 else np.int32
-        if isinstance(m, PackedMatrix):
-            # a binary/ternary model on the MAC design: the same integers Q (fraction 0) with α
-            # folded into the BN scales, as on the binary/ternary designs; stored at weight_bits
-            return unpack(m).astype(dtype), 0
-        W = m.astype(np.float64)
-        fw = fixed.weight_frac(float(np.abs(W).max()) if W.size else 0.0, design.weight_bits)
-        return fixed.quantize(W, design.weight_bits, fw).astype(dtype), fw
-    if not isinstance(m, PackedMatrix):
+    dtype = np.int8 if design.pe != "fp" else np.int16 if design.weight_bits <= 16 else np.int32
+    if isinstance(m, PackedMatrix):
+        if m.kind == "ternary" and design.pe == "binary":
+            raise UserError(f"a ternary export needs ternary (or fp12) PEs; the {design.name} design has binary PEs")
+        return unpack(m).astype(dtype), 0
+    if design.pe != "fp":
         raise UserError(f"a full-precision export runs on the fp12 design only, not on {design.name}")
-    if m.kind == "ternary" and design.pe == "binary":
-        raise UserError(f"a ternary export needs ternary (or fp12) PEs; the {design.name} design has binary PEs")
-    return unpack(m).astype(np.int8), 0
+    W = m.astype(np.float64)
+    fw = fixed.weight_frac(float(np.abs(W).max()) if W.size else 0.0, design.weight_bits)
+    return fixed.quantize(W, design.weight_bits, fw).astype(dtype), fw
 
 
 def compile_layer(export, k, design, one_hot):

@@ -22,7 +22,8 @@ from .packing import PackedMatrix
 PARALLEL_MIN_WORK = 1 << 20
 
 
-def _threads(work: int) -> int:
+def threads_for(work: int) -> int:
+    """Threads for a product of ``work`` weights × batch rows: all of Numba's, or 1 below the threshold."""
     return numba.get_num_threads() if work >= PARALLEL_MIN_WORK else 1
 
 
@@ -56,7 +57,7 @@ def matvec(pm: PackedMatrix, x, out=None) -> np.ndarray:
     y = out if direct else np.empty(16 * nrb, dtype=np.float32)
     lay = pm.kernel_words()
     ternary = pm.kind == "ternary"
-    n = _threads(pm.rows * pm.cols)
+    n = threads_for(pm.rows * pm.cols)
     if n > 1:
         lut.matvec_parallel(lay, x, y, nw, ternary, n)
     else:
@@ -86,7 +87,7 @@ def matmul(pm: PackedMatrix, X, out=None) -> np.ndarray:
     direct = pm.rows == 16 * nrb and bp == b and out.flags.c_contiguous
     y = out if direct else np.empty((bp, 16 * nrb), dtype=np.float32)
     lay = pm.kernel_words()
-    n = _threads(pm.rows * pm.cols * b)
+    n = threads_for(pm.rows * pm.cols * b)
     lut.matmul_kernel(lay, X, y, nw, pm.kind == "ternary", n)
     if not direct:
         out[:] = y[:b, :pm.rows]

@@ -1,0 +1,59 @@
+"""An exclusive lock on a run directory, held for the life of a training process.
+
+``DIR/.lock`` is locked with ``fcntl.flock``; the operating system releases the lock when the
+holder exits in any way (normal return, exception, SIGKILL, a lost machine's NFS client), so a
+stale lock of a dead process never blocks a later run.  The holder's pid and host are written
+into the file for the error message only; they play no part in the locking.
+
+    with RunLock(run_dir):           # raises RunBusy at once if another process holds it
+        ...train...
+"""
+
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from rbtw.errors import UserError
+
+LOCK_NAME = ".lock"
+
+
+class RunBusy(UserError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """Exclusive, non-blocking lock on ``run_dir`` (created if missing)."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd = None
+
+    def acquire(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunBusy(f"{self.path.parent} is in use by {holder}; "
+                          "wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False

@@ -15,7 +15,16 @@ SGD: W ← W − lr·g, after scaling all gradients together so that their globa
 most ``clip_norm`` (word-level PTB: lr 20, clip 0.25, lr ÷ 4 when validation stops improving).
 
 Schedules: :func:`geometric` decays from lr0 to lr_end over the epochs (2e-3 → 1e-3 in the
-paper's presets); :class:`Plateau` divides the rate by a factor when a metric stops improving.
+paper's presets); :class:`Plateau` divides the rate by a factor when a metric stops improving;
+:func:`warmdown` multiplies either by a per-minibatch factor that falls from 1 to ``to`` over
+the last ``frac`` of a run's S minibatches (s = 0 … S − 1, s0 = (1 − frac)·S):
+
+    p(s) = clip((s + 1 − s0) / (S − s0), 0, 1)          p = 1 at the last minibatch
+    cosine: factor = to + (1 − to)·½·(1 + cos(π·p))
+    linear: factor = 1 − (1 − to)·p
+
+so a budgeted run ends at a small rate whatever its length (a constant rate leaves it short of
+the optimum it is circling).
 """
 
 import math
@@ -121,6 +130,22 @@ def geometric(lr0, lr_end, epochs, epoch):
         return lr0
     frac = min(epoch, epochs - 1) / (epochs - 1)
     return lr0 * (lr_end / lr0) ** frac
+
+
+WARMDOWNS = ("none", "cosine", "linear")
+
+
+def warmdown(kind, step, total, frac=0.25, to=0.01):
+    """Factor on the rate at minibatch ``step`` (0-based) of ``total`` (see the module docstring)."""
+    if kind == "none" or total <= 0 or frac <= 0:
+        return 1.0
+    if kind not in WARMDOWNS:
+        raise ValueError(f"unknown warm-down {kind!r}")
+    s0 = (1.0 - frac) * total
+    p = min(max((step + 1 - s0) / (total - s0), 0.0), 1.0)
+    if kind == "cosine":
+        return to + (1.0 - to) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return 1.0 - (1.0 - to) * p
 
 
 class Plateau:

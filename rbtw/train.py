@@ -69,6 +69,9 @@ class TrainConfig:
     step_clip: bool | None = None       # clip Adam steps of W_x, W_h to ±α; None: binary only
     adam_reset: int | None = 500        # reset Adam every N minibatches (and at every epoch)
     plateau_factor: float = 4.0         # SGD: divide the rate when validation stops improving
+    lr_warmdown: str = "none"           # per-minibatch decay at the end of the run: none, cosine, linear
+    lr_warmdown_frac: float = 0.25      # ... over this fraction of all minibatches of the run
+    lr_warmdown_to: float = 0.01        # ... down to this fraction of the epoch's rate
     max_batches: int | None = None      # cap on training minibatches per epoch (budgets)
     # evaluation
     eval_batch: int | None = None
@@ -115,6 +118,9 @@ class TrainConfig:
             (self.kind != "word" or self.emb > 0, "the word LM needs --emb > 0"),
             (784 % self.pixels_per_step == 0, "pixels per step must divide 784"),
             (self.h0_noise >= 0, "h0 noise must be non-negative"),
+            (self.lr_warmdown in optim.WARMDOWNS, f"unknown warm-down {self.lr_warmdown!r}; choose none, cosine or linear"),
+            (0.0 < self.lr_warmdown_frac <= 1.0, "the warm-down fraction must be in (0, 1]"),
+            (0.0 <= self.lr_warmdown_to <= 1.0, "the warm-down end factor must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -332,6 +338,14 @@ class Run:
             return self.plateau.lr
         return optim.geometric(c.lr, c.lr_end, c.epochs, epoch)
 
+    def lr_at(self, epoch, batch_index):
+        """The rate for minibatch ``batch_index`` of ``epoch``: the epoch's rate times the warm-down."""
+        c = self.config
+        total = c.epochs * self.n_batches()
+        step = epoch * self.n_batches() + batch_index
+        return self.lr_for_epoch(epoch) * optim.warmdown(c.lr_warmdown, step, total, c.lr_warmdown_frac,
+                                                         c.lr_warmdown_to)
+
     def epoch_batches(self, epoch):
         """The minibatches of an epoch: their order depends on (seed, epoch) only."""
         rng = np.random.default_rng([self.config.seed, 3, epoch])
@@ -393,6 +407,7 @@ class Run:
         for k, (inputs, targets) in enumerate(self.epoch_batches(self.epoch)):
             if k < self.batch_index:
                 continue  # resumed mid-epoch: these were done before the interruption
+            lr = self.opt.lr = self.lr_at(self.epoch, k)
             loss = self.train_batch(inputs, targets)
             losses.append(loss)
             self.batch_index = k + 1

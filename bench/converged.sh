@@ -1,52 +1,64 @@
 #!/bin/bash
 # The converged PTB-character study: BN-LSTM H 256, T 100, B 64, every minibatch of every epoch
-# (784 a epoch), 10 epochs, Adam 2e-3, one BLAS thread per run, two runs at a time.
+# (784 an epoch), 10 epochs, Adam 2e-3, one BLAS thread per run, two runs at a time.
 #
-#     bash bench/converged.sh pilot [OUT]             ternary seed 0: constant rate vs cosine warm-down
-#     bash bench/converged.sh study SCHEDULE [OUT]    fp, ternary, binary x seeds 0-2, BinaryConnect seed 0
+# Every schedule compared here keeps the rate constant for the first 7 epochs (the cosine
+# warm-down covers the last 30 % of the 7,840 minibatches), so each (variant, seed) trains
+# those 7 epochs once, as a prefix run, and each schedule is a branch of it
+# (rbtw.train.branch, tested to continue bit for bit like a run started with that schedule):
 #
-# SCHEDULE is "constant" or "cosine" (the pilot's winner on the validation split).  Re-running
-# a phase continues unfinished runs from their checkpoints and skips finished ones.  A run that
-# already exists under the same name (e.g. the pilot's ternary seed 0) is reused, not retrained.
+#     bash bench/converged.sh prefix [OUT]                   7 constant-rate epochs, every run
+#     bash bench/converged.sh arms "constant cosine" RUNS [OUT]   branch + 3 more epochs
+#
+# RUNS is a space-separated list such as "ternary-s0" or "all".  The pilot is
+#     bash bench/converged.sh arms "constant cosine" ternary-s0
+# judged on validation BPC; the study then runs the winner on every run.  Re-running a phase
+# continues unfinished runs from their checkpoints and skips finished ones.
 # Afterwards: python3 bench/converged.py OUT  (conventions, intervals, converged.json, plots).
 set -euo pipefail
-phase=${1:?pilot or study}
-if [ "$phase" = study ]; then schedule=${2:?constant or cosine}; out=${3:-/work/runs/converged}
+phase=${1:?prefix or arms}
+if [ "$phase" = arms ]; then schedules=${2:?schedules}; runs=${3:?runs}; out=${4:-/work/runs/converged}
 else out=${2:-/work/runs/converged}; fi
-mkdir -p "$out"
+mkdir -p "$out/prefix"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
-common="train ptb_char --preset quick --hidden 256 --seq-len 100 --batch 64 --epochs 10 --max-batches 0 --eval-max-batches 0 --lr 2e-3"
+export out
+ALL="ternary-s0 fp-s0 binary-s0 ternary-s1 fp-s1 binary-s1 ternary-s2 fp-s2 binary-s2 binaryconnect-s0"
+[ "${runs:-all}" = all ] && runs=$ALL
 
-sched_args() {  # constant | cosine
-  if [ "$1" = cosine ]; then echo "--lr-warmdown cosine --lr-warmdown-frac 0.3 --lr-warmdown-to 0.02"
-  else echo "--lr-warmdown none"; fi
-}
-variant_args() {
-  case $1 in
-    fp) echo "--quant fp --bn" ;;
-    ternary) echo "--quant ternary --stochastic --bn" ;;
-    binary) echo "--quant binary --stochastic --bn" ;;
-    binaryconnect) echo "--quant binary --stochastic --no-bn" ;;
+train_prefix() {  # NAME (VARIANT-sSEED)
+  local name=$1 variant=${1%-s*} seed=${1##*-s} dir="$out/prefix/$1" args
+  case $variant in
+    fp) args="--quant fp --bn" ;;
+    ternary) args="--quant ternary --stochastic --bn" ;;
+    binary) args="--quant binary --stochastic --bn" ;;
+    binaryconnect) args="--quant binary --stochastic --no-bn" ;;
   esac
+  if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "prefix $name: finished"; return 0; fi
+  local mode=--force; [ -f "$dir/checkpoint.npz" ] && mode=--resume
+  echo "prefix $name: start ($mode) $(date -u +%H:%M:%S)"
+  nice -n 19 python3 -m rbtw.cli train ptb_char --preset quick --hidden 256 --seq-len 100 --batch 64 \
+      --epochs 7 --max-batches 0 --eval-max-batches 0 --lr 2e-3 --lr-warmdown none $args --seed "$seed" \
+      --out "$dir" $mode >> "$out/prefix/$name.log" 2>&1 || { echo "prefix $name: FAILED"; return 1; }
+  echo "prefix $name: done $(date -u +%H:%M:%S)"
 }
-one_run() {  # NAME VARIANT SEED SCHEDULE
-  local dir="$out/$1"
-  if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "$1: finished"; return 0; fi
-  local mode=--force
-  [ -f "$dir/checkpoint.npz" ] && mode=--resume
-  echo "$1: start ($mode) $(date -u +%H:%M:%S)"
-  nice -n 19 python3 -m rbtw.cli $common $(variant_args "$2") --seed "$3" $(sched_args "$4") \
-      --out "$dir" $mode >> "$out/$1.log" 2>&1 || echo "$1: FAILED (see $out/$1.log)"
-  echo "$1: done $(date -u +%H:%M:%S)"
+train_arm() {  # NAME SCHEDULE
+  local name=$1 schedule=$2 variant=${1%-s*} seed=${1##*-s}
+  local dir="$out/$variant-$schedule-s$seed"
+  if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "$dir: finished"; return 0; fi
+  if [ ! -f "$dir/checkpoint.npz" ]; then
+    grep -qs '"event": "test"' "$out/prefix/$name/metrics.jsonl" || { echo "$dir: prefix not finished"; return 1; }
+    local warm='lr_warmdown="none"'
+    [ "$schedule" = cosine ] && warm='lr_warmdown="cosine", lr_warmdown_frac=0.3, lr_warmdown_to=0.02'
+    python3 -c "from rbtw.train import branch; branch('$out/prefix/$name', '$dir', epochs=10, $warm)"
+  fi
+  echo "$dir: start $(date -u +%H:%M:%S)"
+  nice -n 19 python3 -m rbtw.cli train ptb_char --resume --out "$dir" >> "$dir.log" 2>&1 || { echo "$dir: FAILED"; return 1; }
+  echo "$dir: done $(date -u +%H:%M:%S)"
 }
-export -f one_run sched_args variant_args; export out common
+export -f train_prefix train_arm
 
-if [ "$phase" = pilot ]; then
-  printf '%s\n' "ternary-constant-s0 ternary 0 constant" "ternary-cosine-s0 ternary 0 cosine" |
-    xargs -P 2 -L 1 bash -c 'one_run "$@"' _
+if [ "$phase" = prefix ]; then
+  printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {}'
 else
-  jobs=()
-  for seed in 0 1 2; do for v in fp ternary binary; do jobs+=("$v-$schedule-s$seed $v $seed $schedule"); done; done
-  jobs+=("binaryconnect-$schedule-s0 binaryconnect 0 $schedule")
-  printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'one_run "$@"' _
+  for r in $runs; do for s in $schedules; do echo "$r $s"; done; done | xargs -P 2 -L 1 bash -c 'train_arm "$@"' _
 fi

@@ -441,3 +441,51 @@ class Run:
                     **{f"test_{name}": test[name]}, eval_weights=self.config.eval_weights,
                     eval_stats=self.config.eval_stats)
         return test
+
+
+# ---------------------------------------------------------------------------------------------
+# branching a run
+
+BRANCHABLE = ("epochs", "lr_warmdown", "lr_warmdown_frac", "lr_warmdown_to")
+
+
+def branch(src_dir, dst_dir, **changes):
+    """Copy the run in ``src_dir`` to ``dst_dir`` with a longer budget or another warm-down.
+
+    The copy continues (``Run(None, dst_dir, resume=True)``) exactly as if it had been started
+    with the new settings, because the settings may only change what lies ahead: the epochs
+    (not fewer than are done) and the warm-down, whose decay must start at or after the
+    minibatches already trained under both the old and the new settings.  Two schedules that
+    share their first S minibatches can so share one run of them.  Test events are dropped
+    from the copied metrics log.  Returns the new TrainConfig.
+    """
+    from rbtw.fileio import atomic_open
+    src, dst = Path(src_dir), Path(dst_dir)
+    unknown = set(changes) - set(BRANCHABLE)
+    if unknown:
+        raise UserError(f"a branch may change only {', '.join(BRANCHABLE)}, not {', '.join(sorted(unknown))}")
+    if (dst / "checkpoint.npz").exists():
+        raise UserError(f"{dst} already holds a checkpoint")
+    ckpt = load_checkpoint(src / "checkpoint.npz")
+    old = TrainConfig.from_dict(ckpt.meta["config"])
+    new = TrainConfig.from_dict(dict(old.to_dict(), **changes)).validate()
+    done = ckpt.meta["step"]
+    n = done // max(ckpt.meta["epoch"], 1) if ckpt.meta["batch_index"] == 0 else None
+    if n is None or ckpt.meta["epoch"] == 0:
+        raise UserError("a run can be branched only at the end of an epoch")
+    if new.epochs < ckpt.meta["epoch"]:
+        raise UserError(f"the run has done {ckpt.meta['epoch']} epochs; a branch cannot have fewer")
+    if new.lr_end is not None and new.epochs != old.epochs:
+        raise UserError("the geometric --lr-end decay depends on the epochs: it cannot be branched")
+    for cfg in (old, new):
+        if cfg.lr_warmdown != "none" and (1 - cfg.lr_warmdown_frac) * cfg.epochs * n < done:
+            raise UserError(f"the warm-down of {cfg.lr_warmdown_frac} of {cfg.epochs} epochs would have "
+                            f"started before minibatch {done}: branch earlier or shorten the warm-down")
+    meta = dict(ckpt.meta, config=new.to_dict())
+    save_checkpoint(dst / "checkpoint.npz", meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    with atomic_open(dst / "config.json", "w") as f:
+        json.dump(new.to_dict(), f, indent=2)
+    lines = (src / "metrics.jsonl").read_text().splitlines() if (src / "metrics.jsonl").exists() else []
+    with atomic_open(dst / "metrics.jsonl", "w") as f:
+        f.writelines(line + "\n" for line in lines if line.strip() and json.loads(line).get("event") != "test")
+    return new

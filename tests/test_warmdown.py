@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from rbtw import optim, train
+from rbtw.checkpoint import load_checkpoint
 from rbtw.errors import UserError
 
 ALICE = Path(__file__).resolve().parents[1] / "data" / "carroll-alice.txt"
@@ -41,11 +42,15 @@ def test_warmdown_options_outside_their_domain_are_user_errors(field, value):
         train.TrainConfig(**{field: value}).validate()
 
 
-def test_trainer_applies_the_warmdown_per_minibatch(tmp_path):
+def _alice_task():
     text = ALICE.read_text(encoding="utf-8")[:6000]
     vocab = sorted(set(text))
     ids = np.array([vocab.index(c) for c in text], dtype=np.int32)
-    data = train.TaskData("char", ids[:5000], ids[5000:5500], ids[5500:], vocab=vocab)
+    return train.TaskData("char", ids[:5000], ids[5000:5500], ids[5500:], vocab=vocab)
+
+
+def test_trainer_applies_the_warmdown_per_minibatch(tmp_path):
+    data = _alice_task()
     config = train.TrainConfig(hidden=8, seq_len=20, batch=8, epochs=2, max_batches=10, lr=1e-2,
                                lr_warmdown="linear", lr_warmdown_frac=0.5, lr_warmdown_to=0.1, log_every=1)
     train.Run(config, tmp_path, data=data, log=lambda line: None).run()
@@ -54,3 +59,33 @@ def test_trainer_applies_the_warmdown_per_minibatch(tmp_path):
     expected = [1e-2 * optim.warmdown("linear", s, 20, 0.5, 0.1) for s in range(20)]
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
     assert rates[9] == 1e-2 and rates[-1] == pytest.approx(1e-3)
+
+
+def test_a_branch_continues_exactly_like_a_run_started_with_its_schedule(tmp_path):
+    data = _alice_task()
+    base = dict(hidden=8, seq_len=20, batch=8, max_batches=4, lr=1e-2, quant="ternary", stochastic=True,
+                log_every=1)
+    direct = train.TrainConfig(epochs=5, lr_warmdown="cosine", lr_warmdown_frac=0.4, **base)
+    train.Run(direct, tmp_path / "direct", data=data, log=lambda line: None).run()
+    train.Run(train.TrainConfig(epochs=3, **base), tmp_path / "prefix", data=data, log=lambda line: None).run()
+    train.branch(tmp_path / "prefix", tmp_path / "branch", epochs=5, lr_warmdown="cosine", lr_warmdown_frac=0.4)
+    branched = train.Run(None, tmp_path / "branch", data=data, resume=True, log=lambda line: None)
+    assert branched.config == direct
+    branched.run()
+    a = load_checkpoint(tmp_path / "direct" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "branch" / "checkpoint.npz")
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+    log = [json.loads(line) for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in log].count("test") == 1 and [e["event"] for e in log].count("epoch") == 5
+
+
+def test_a_branch_may_not_rewrite_the_past(tmp_path):
+    data = _alice_task()
+    cfg = train.TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=3, log_every=100)
+    train.Run(cfg, tmp_path / "prefix", data=data, log=lambda line: None).run()
+    for changes in (dict(epochs=4, lr_warmdown="cosine", lr_warmdown_frac=0.5),  # decay would start at 8 < 12
+                    dict(epochs=2), dict(hidden=16)):
+        with pytest.raises(UserError):
+            train.branch(tmp_path / "prefix", tmp_path / "b", **changes)
+    assert not (tmp_path / "b" / "checkpoint.npz").exists()

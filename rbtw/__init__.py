@@ -1,3 +1,30 @@
-"""rbtw: Learning Recurrent Binary/Ternary Weights (Ardakani et al., ICLR 2019) in NumPy and Numba."""
+"""rbtw: Learning Recurrent Binary/Ternary Weights (Ardakani et al., ICLR 2019) in NumPy and Numba.
+
+The Python API (rbtw.api):
+
+    load(path, engine=None)          a checkpoint (.npz) or an export (.rbtw) -> Model
+    Model.sample(prime, length, temperature, seed) -> str;  Model.evaluate(text or ids) -> dict
+    train(config or fields, out=...)  -> TrainResult (run directory, test metric, epoch records)
+    TrainConfig                      every setting of a run (rbtw.train.TrainConfig)
+    UserError                        what the API raises for anything the caller can fix
+
+``import rbtw`` loads only the standard library; NumPy, Numba and the engines load on first
+use.  ``rbtw.train`` is both the training module and the train function: the module is
+callable (see rbtw.train).
+"""
+
+from rbtw.api import Model, TrainResult, load
+from rbtw.errors import UserError
 
 __version__ = "0.1.0"
+
+__all__ = ["Model", "TrainConfig", "TrainResult", "UserError", "load", "train"]
+
+
+def __getattr__(name):
+    """``rbtw.train`` and ``rbtw.TrainConfig`` import the training module on first use."""
+    if name in ("train", "TrainConfig"):
+        import importlib
+        module = importlib.import_module("rbtw.train")
+        return module if name == "train" else module.TrainConfig
+    raise AttributeError(f"module 'rbtw' has no attribute {name!r}")

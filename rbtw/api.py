@@ -167,9 +167,9 @@ class Model:
 
         data   None: the ``split`` ("valid" or "test") of the data set it was trained on;
                a str: that text (language models); a sequence of ids: those tokens.
-        Char LMs read the text in segments of the training sequence length T (each from the
-        initial state; one segment of the whole text when it is shorter than T + 1 symbols),
-        word LMs as contiguous streams with the state carried.
+        Char LMs read the text in segments of the training sequence length T, each from the
+        initial state (a remainder shorter than T is not scored; a text shorter than T + 1
+        symbols is one segment), word LMs as contiguous streams with the state carried.
         """
         from rbtw.train import TaskData, evaluate_engine, load_task_data
         if split not in ("valid", "test"):

@@ -172,18 +172,17 @@ class Model:
         from rbtw.train import TaskData, evaluate_engine, load_task_data
         if split not in ("valid", "test"):
             raise UserError(f"unknown split {split!r}; choose valid or test")
-        config = self.config
         if data is None:
+            config, part, label = self.config, split, split
             task_data = load_task_data(config, data_dir)
             if task_data.vocab is not None and task_data.vocab != self.vocab:
                 raise UserError("the model's vocabulary does not match the data set")
         else:
             ids = self._ids(data)
+            config, part, label = self._fit_config(len(ids)), "test", "given"
             task_data = TaskData(self.kind, ids[:0], ids[:0], ids, vocab=self.vocab)
-            config, split = self._fit_config(len(ids)), "given"
-        result = evaluate_engine(self.engine, task_data, "test" if data is not None else split,
-                                 config, max_batches=max_batches)
-        result.update(split=split, engine=self.engine_name, eval_weights=config.eval_weights,
+        result = evaluate_engine(self.engine, task_data, part, config, max_batches=max_batches)
+        result.update(split=label, engine=self.engine_name, eval_weights=config.eval_weights,
                       eval_stats=config.eval_stats)
         return result
 

@@ -190,3 +190,20 @@ def test_word_vocabulary_maps_unknown_words_to_unk_when_it_has_one():
     with pytest.raises(UserError, match="dog"):
         api.encode("the dog", ["the", "cat"], "word")
     assert api.decode([1, 2], vocab, "word") == "the cat"
+
+
+def test_a_word_model_samples_words_and_scores_a_short_text(tmp_path):
+    from rbtw import train as train_module
+    rng = np.random.default_rng(5)
+    vocab = ["<unk>"] + [f"w{k}" for k in range(29)]
+    stream = rng.integers(0, 30, size=3000).astype(np.int32)
+    data = train_module.TaskData("word", stream[:2400], stream[2400:2700], stream[2700:], vocab=vocab)
+    config = rbtw.TrainConfig(task="ptb_word", hidden=8, emb=8, seq_len=10, batch=4, epochs=1, max_batches=2,
+                              eval_max_batches=1, log_every=1000)
+    train_module.Run(config, tmp_path, data=data, log=quiet).run()
+    model = rbtw.load(tmp_path / "checkpoint.npz")
+    assert model.metric == "perplexity" and model.vocab == vocab
+    text = model.sample("w1 w2", length=5, seed=0)
+    assert text.startswith("w1 w2 ") and len(text.split()) == 7 and set(text.split()) <= set(vocab)
+    result = model.evaluate("w1 w2 nosuchword w3 w4")          # 5 words: B shrinks to 2 columns
+    assert result["n"] == 2 and result["perplexity"] == pytest.approx(np.exp(result["loss"]))

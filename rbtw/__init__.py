@@ -1,3 +1,28 @@
-"""rbtw: Learning Recurrent Binary/Ternary Weights (Ardakani et al., ICLR 2019) in NumPy and Numba."""
+"""rbtw: Learning Recurrent Binary/Ternary Weights (Ardakani et al., ICLR 2019) in NumPy and Numba.
+
+The Python API (rbtw.api):
+
+    load(path, engine=None)          a checkpoint (.npz) or an export (.rbtw) -> Model
+    Model.sample(prime, length, temperature, seed) -> str;  Model.evaluate(text or ids) -> dict
+    fit(config or fields, out=...)    -> TrainResult (run directory, test metric, epoch records)
+    TrainConfig                      every setting of a run (rbtw.train.TrainConfig)
+    UserError                        what the API raises for anything the caller can fix
+
+``import rbtw`` loads only the standard library; NumPy, Numba and the engines load on first
+use.  (The API's trainer is ``fit`` because ``rbtw.train`` is the training module.)
+"""
+
+from rbtw.api import Model, TrainResult, fit, load
+from rbtw.errors import UserError
 
 __version__ = "0.1.0"
+
+__all__ = ["Model", "TrainConfig", "TrainResult", "UserError", "fit", "load"]
+
+
+def __getattr__(name):
+    """``rbtw.TrainConfig`` imports the training module on first use."""
+    if name == "TrainConfig":
+        from rbtw.train import TrainConfig
+        return TrainConfig
+    raise AttributeError(f"module 'rbtw' has no attribute {name!r}")

@@ -66,7 +66,7 @@ def main():
 # ---------------------------------------------------------------------------------------------
 # train
 
-TASK_NAMES = ["default", "ptb_char", "warpeace", "linux", "text8", "ptb_word", "mnist", "pmnist"]
+TASK_NAMES = ["default", "ptb_char", "warpeace", "linux", "text8", "ptb_word", "mnist", "pmnist", "text"]
 
 # TrainConfig fields settable from the command line: (option, field, type, help)
 _VALUE_OPTIONS = [
@@ -115,7 +115,7 @@ def _config_options(f):
 
 
 def default_run_dir(config):
-    parts = [config.task, config.cell, config.quant]
+    parts = [config.task if config.task != "text" else f"text-{Path(config.text_file).stem}", config.cell, config.quant]
     if config.quant != "none":
         parts.append("stoch" if config.stochastic else "det")
     if not config.bn:
@@ -145,23 +145,48 @@ class _EpochBar:
             self.bar = None
 
 
+class _SplitType(click.ParamType):
+    """Three train/valid/test shares such as 90/5/5 or 0.8,0.1,0.1, scaled to sum to 1."""
+
+    name = "TRAIN/VALID/TEST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        try:
+            parts = [float(x) for x in value.replace(",", "/").split("/")]
+        except ValueError:
+            parts = []
+        if len(parts) != 3 or min(parts) <= 0:
+            self.fail(f"{value!r} is not three positive shares such as 90/5/5", param, ctx)
+        return [x / sum(parts) for x in parts]
+
+
 @main.command()
 @click.argument("task", type=click.Choice(TASK_NAMES))
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
               help="settings to start from")
 @_config_options
+@click.option("--file", "text_file", type=click.Path(dir_okay=False), default=None,
+              help="task text: the UTF-8 file to train a character LM on")
+@click.option("--split", "text_split", type=_SplitType(), default=None,
+              help="task text: train/valid/test shares of the file  [default: 90/5/5]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run directory (default runs/TASK-CELL-QUANT...)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
 @click.option("--force", is_flag=True, help="start afresh even if --out holds a checkpoint")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="data cache (default $RBTW_DATA or ~/.cache/rbtw)")
 def train(task, preset, out_dir, resume, force, data_dir, **options):
-    """Train a model on TASK and report its test metric."""
+    """Train a model on TASK and report its test metric.
+
+    TASK text trains a character LM on your own UTF-8 file: rbtw train text --file PATH.
+    """
     from rbtw.presets import build_config
     from rbtw.train import Run, metric_name
 
     if options.get("quant") == "fp":
         options["quant"] = "none"
-    config = build_config(task, preset, **options)
+    # a resumed run keeps its own configuration: build one only to name the default directory
+    config = None if resume and out_dir else build_config(task, preset, **options)
     out = Path(out_dir) if out_dir else default_run_dir(config)
     if (out / "checkpoint.npz").exists() and not (resume or force):
         raise UserError(f"{out} already holds a checkpoint: pass --resume to continue it or --force to start over")
@@ -185,52 +210,8 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
 
 
 def _load(checkpoint):
-    from rbtw.checkpoint import load_checkpoint
-    from rbtw.models import ModelSpec, check_params
-    ckpt = load_checkpoint(checkpoint)
-    try:
-        spec = ModelSpec.from_dict(ckpt.meta["spec"])
-        check_params(ckpt.params, spec)
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{checkpoint} does not describe a consistent model: {e}") from None
-    return ckpt, spec
-
-
-class _Model:
-    """A checkpoint or an export opened for inference: an engine plus what goes with it."""
-
-    def __init__(self, engine, config, vocab):
-        self.engine, self.config, self.vocab = engine, config, vocab
-
-
-def _open_model(path, engine_name, weights=None, stats=None):
-    """Open PATH (checkpoint or packed export) on the dense or packed engine."""
-    from rbtw.export import build_export, is_export, read_export
-    from rbtw.infer import PackedEngine
-    from rbtw.models import DenseEngine
-    from rbtw.train import TrainConfig
-
-    packed = engine_name == "packed" or is_export(path)
-    if packed and (weights not in (None, "deterministic") or stats not in (None, "population")):
-        raise UserError("the packed engine runs deterministic weights with population statistics only")
-    if is_export(path):
-        if engine_name == "dense":
-            raise UserError(f"{path} is a packed export: it runs on the packed engine only")
-        export = read_export(path)
-        config = TrainConfig.from_dict(export.manifest["config"])
-        return _Model(PackedEngine(export), config, export.manifest.get("vocab"))
-    ckpt, spec = _load(path)
-    config = TrainConfig.from_dict(ckpt.meta["config"])
-    config.eval_weights = weights or config.eval_weights
-    config.eval_stats = stats or config.eval_stats
-    if packed:
-        config.eval_weights, config.eval_stats = "deterministic", "population"
-        engine = PackedEngine(build_export(ckpt.meta, ckpt.params, ckpt.stats))
-    else:
-        engine = DenseEngine(ckpt.params, ckpt.stats, spec, weights=config.eval_weights,
-                             batch_stats=config.eval_stats == "batch",
-                             rng=np.random.default_rng([config.seed, 7919]))
-    return _Model(engine, config, ckpt.meta.get("vocab"))
+    from rbtw.api import read_checkpoint
+    return read_checkpoint(checkpoint)
 
 
 _ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), default=None,
@@ -247,43 +228,30 @@ _ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), defau
 @click.option("--eval-stats", type=click.Choice(["population", "batch"]), default=None,
               help="BN statistics to evaluate with (default: the run's setting)")
 @click.option("--max-batches", type=click.IntRange(1), default=None, help="evaluate only this many minibatches")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False),
+              help="evaluate on this whole UTF-8 file instead of a split (language models)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, data_dir, as_json):
-    """Evaluate a checkpoint or an export on the valid or test split."""
-    from rbtw.train import evaluate_engine, load_task_data, metric_name
-    model = _open_model(model_path, engine, eval_weights, eval_stats)
-    config = model.config
-    data = load_task_data(config, data_dir)
-    if data.vocab is not None and data.vocab != model.vocab:
-        raise UserError("the model's vocabulary does not match the data set")
-    result = evaluate_engine(model.engine, data, split, config, max_batches=max_batches)
-    engine_name = "packed" if type(model.engine).__name__ == "PackedEngine" else "dense"
-    result.update(split=split, engine=engine_name, eval_weights=config.eval_weights, eval_stats=config.eval_stats)
+def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text_file, data_dir, as_json):
+    """Evaluate a checkpoint or an export on the valid or test split, or on a text (--text)."""
+    from rbtw.api import load
+    from rbtw.data.corpus import read_text_file
+    model = load(model_path, engine=engine, weights=eval_weights, stats=eval_stats)
+    text = read_text_file(text_file).decode("utf-8") if text_file else None
+    result = model.evaluate(text, split=split, max_batches=max_batches, data_dir=data_dir)
+    where = text_file if text_file else split
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(dict(result, split=where)))
     else:
-        name = metric_name(config.kind)
-        click.echo(f"{split} {name} {result[name]:.4f}  (loss {result['loss']:.4f} nats over {result['n']:,} "
-                   f"predictions; {engine_name} engine, weights {config.eval_weights}, "
-                   f"{config.eval_stats} statistics)")
+        name = model.metric
+        click.echo(f"{where} {name} {result[name]:.4f}  (loss {result['loss']:.4f} nats over {result['n']:,} "
+                   f"predictions; {model.engine_name} engine, weights {result['eval_weights']}, "
+                   f"{result['eval_stats']} statistics)")
 
 
 def _encode_prime(text, vocab, level):
-    if level == "word":
-        tokens = text.split()
-        index = {w: i for i, w in enumerate(vocab)}
-        unknown = [w for w in tokens if w not in index]
-        if unknown:
-            tokens = [w if w in index else "<unk>" for w in tokens]
-            if "<unk>" not in index:
-                raise UserError(f"words not in the vocabulary: {' '.join(sorted(set(unknown))[:10])}")
-        return [index[w] for w in tokens]
-    index = {c: i for i, c in enumerate(vocab)}
-    missing = sorted({c for c in text if c not in index})
-    if missing:
-        raise UserError(f"characters not in the model's vocabulary: {''.join(missing)!r}")
-    return [index[c] for c in text]
+    from rbtw.api import encode
+    return encode(text, vocab, level)
 
 
 @main.command()
@@ -296,8 +264,8 @@ def _encode_prime(text, vocab, level):
 @_ENGINE
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
-    from rbtw.generate import generate
-    model = _open_model(model_path, engine)
+    from rbtw.api import load
+    model = load(model_path, engine=engine)
     if model.config.kind == "classify" or not model.vocab:
         raise UserError("sampling needs a language model; this one is a classifier")
     if prime_file:
@@ -305,12 +273,7 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
             prime = Path(prime_file).read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise UserError(f"{prime_file} is not UTF-8 text (byte {e.start})") from None
-    if prime is None or prime == "":
-        prime = model.vocab[0]
-    ids = _encode_prime(prime, model.vocab, model.config.kind)
-    out = generate(model.engine, ids, length, rng=np.random.default_rng(seed), temperature=temperature)
-    sep = " " if model.config.kind == "word" else ""
-    click.echo(prime + sep + sep.join(model.vocab[i] for i in out))
+    click.echo(model.sample(prime, length=length, temperature=temperature, seed=seed))
 
 
 @main.command()

@@ -12,6 +12,8 @@ paper (DESIGN.md §1, from the official code):
     mnist       784  100    100   200     Adam 4e-3 → 1e-3   (1 pixel per step, last h, noise 0.1 on h0)
     ptb_word    35   64     300   80      SGD 20, ÷4 on plateau, clip 0.25, dropout 0.5, emb 300
 
+text (your own file, ``rbtw train text --file PATH``): the character settings of ptb_char.
+
 quick: the same models scaled down (H 128, a capped number of minibatches per epoch) so that
 a run takes a few minutes on 2 cores; it shows trends, not the paper's numbers.
 """
@@ -33,6 +35,7 @@ PAPER = {
     "mnist": _MNIST_PAPER,
     "pmnist": _MNIST_PAPER,
     "ptb_word": _WORD_PAPER,
+    "text": _CHAR_PAPER,
 }
 
 _CHAR_QUICK = dict(seq_len=100, batch=64, hidden=128, epochs=3, max_batches=150, eval_max_batches=40,
@@ -50,6 +53,7 @@ QUICK = {
     "pmnist": _MNIST_QUICK,
     "ptb_word": dict(seq_len=35, batch=32, hidden=128, emb=128, epochs=3, optimizer="sgd", lr=20.0,
                      clip_norm=0.25, dropout=0.3, max_batches=300, eval_max_batches=60, eval_batch=32),
+    "text": dict(seq_len=100, batch=64, hidden=128, epochs=10, max_batches=150, eval_max_batches=40, lr=2e-3),
 }
 
 PRESETS = {"paper": PAPER, "quick": QUICK}

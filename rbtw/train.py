@@ -15,6 +15,11 @@ as an uninterrupted one.
 Evaluation defaults to what hardware runs: population statistics and deterministic weights.
 ``eval_stats="batch"`` with ``eval_weights="sampled"`` is the official code's convention.
 
+Task "text" trains a character LM on any UTF-8 file (``text_file``), cut 90/5/5 % unless
+``text_split`` says otherwise.  A run records the file's absolute path and the sha256 of its
+bytes in its configuration; loading the task again (resume, eval) with a file whose bytes
+changed is an error.
+
 Metrics: bits per character (BPC) = mean cross-entropy / ln 2; perplexity = exp(mean
 cross-entropy per word); accuracy for the classifier.
 """
@@ -23,7 +28,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +42,11 @@ from rbtw.metrics import score
 # task name -> model kind
 TASKS = {
     "default": "char", "ptb_char": "char", "warpeace": "char", "linux": "char", "text8": "char",
-    "ptb_word": "word", "mnist": "classify", "pmnist": "classify",
+    "ptb_word": "word", "mnist": "classify", "pmnist": "classify", "text": "char",
 }
+
+# task "text": a character LM on the user's own UTF-8 file, cut train/valid/test by default
+TEXT_SPLITS = (0.9, 0.05, 0.05)
 
 
 @dataclass
@@ -60,6 +68,9 @@ class TrainConfig:
     batch: int = 64
     pixels_per_step: int = 1            # sMNIST: 1 pixel per step (784 steps) as in the paper
     h0_noise: float = 0.0               # std of noise on h0 while training (sMNIST: 0.1, see ModelSpec)
+    text_file: str | None = None        # task "text": the UTF-8 file (absolute once a run starts)
+    text_sha256: str | None = None      # task "text": hash of its bytes, recorded when a run starts
+    text_split: list | None = None      # task "text": train/valid/test fractions (None: 90/5/5)
     # optimisation
     epochs: int = 1
     optimizer: str = "adam"
@@ -121,11 +132,24 @@ class TrainConfig:
             (self.lr_warmdown in optim.WARMDOWNS, f"unknown warm-down {self.lr_warmdown!r}; choose none, cosine or linear"),
             (0.0 < self.lr_warmdown_frac <= 1.0, "the warm-down fraction must be in (0, 1]"),
             (0.0 <= self.lr_warmdown_to <= 1.0, "the warm-down end factor must be in [0, 1]"),
+            (self.task != "text" or self.text_file is not None, "the text task needs a file (--file PATH)"),
+            (self.task == "text" or (self.text_file is None and self.text_split is None),
+             "a text file (--file) and its split (--split) belong to the text task only"),
+            (self.text_split is None or _valid_split(self.text_split),
+             f"a split is three positive fractions summing to 1, not {self.text_split}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
         return self
+
+
+def _valid_split(split):
+    try:
+        parts = [float(x) for x in split]
+    except (TypeError, ValueError):
+        return False
+    return len(parts) == 3 and min(parts) > 0 and abs(sum(parts) - 1) < 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,12 +162,14 @@ class TaskData:
     char/word: streams of ids with ``vocab``; classify: (x, y) arrays.
     """
 
-    def __init__(self, kind, train, valid, test, vocab=None, n_in=None, n_out=None, source=None):
+    def __init__(self, kind, train, valid, test, vocab=None, n_in=None, n_out=None, source=None,
+                 text_sha256=None):
         self.kind, self.train, self.valid, self.test = kind, train, valid, test
         self.vocab = vocab
         self.n_in = n_in if n_in is not None else len(vocab)
         self.n_out = n_out if n_out is not None else len(vocab)
         self.source = source
+        self.text_sha256 = text_sha256   # task "text": sha256 of the file's bytes
 
     def batches(self, split, config, rng=None, batch=None):
         """Minibatches of one split as (inputs, targets)."""
@@ -163,6 +189,8 @@ class TaskData:
 def load_task_data(config, data_dir=None):
     """Load the data set of ``config.task`` (raises UserError with a hint when it is absent)."""
     from rbtw.data import load_corpus, load_mnist
+    if config.task == "text":
+        return load_text_task(config)
     if config.kind == "classify":
         m = load_mnist(data_dir, permuted=config.task == "pmnist", seed=config.seed)
         return TaskData("classify", m.train, m.valid, m.test, n_in=config.pixels_per_step, n_out=10,
@@ -170,6 +198,24 @@ def load_task_data(config, data_dir=None):
     corpus = load_corpus(config.task, data_dir)
     return TaskData(corpus.level, corpus.train, corpus.valid, corpus.test, vocab=list(corpus.vocab),
                     source=config.task)
+
+
+def load_text_task(config):
+    """The text task: ``config.text_file`` cut by ``config.text_split``, its hash checked.
+
+    Every split must hold more than one segment of ``seq_len`` symbols.
+    """
+    from rbtw.data import load_text
+    splits = tuple(config.text_split or TEXT_SPLITS)
+    corpus = load_text(config.text_file, splits, sha256=config.text_sha256)
+    for split in ("train", "valid", "test"):
+        n = len(getattr(corpus, split))
+        if n <= config.seq_len:
+            raise UserError(f"{config.text_file}: the {split} split has {n:,} symbols, too few for "
+                            f"sequences of {config.seq_len}; use a longer text, a smaller --seq-len "
+                            "or another --split")
+    return TaskData("char", corpus.train, corpus.valid, corpus.test, vocab=list(corpus.vocab),
+                    source=config.text_file, text_sha256=corpus.info["sha256"])
 
 
 def model_spec(config, data):
@@ -264,8 +310,12 @@ class Run:
                 raise UserError(f"nothing to resume: {ckpt_path} does not exist")
             ckpt = load_checkpoint(ckpt_path)
             config = TrainConfig.from_dict(ckpt.meta["config"])
-        self.config = config.validate()
+        config = config.validate()
         self.data = data if data is not None else load_task_data(config, data_dir)
+        if config.task == "text" and not resume:  # remember which file, and which bytes
+            config = replace(config, text_file=str(Path(config.text_file).expanduser().resolve()),
+                             text_sha256=self.data.text_sha256)
+        self.config = config
         self.spec = model_spec(config, self.data)
         self.dtype = np.dtype(config.dtype)
         self.opt = make_optimizer(config, self.spec)

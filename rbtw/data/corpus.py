@@ -138,14 +138,55 @@ def load_default():
     return corpus
 
 
-def load_text(path, splits=(0.9, 0.05, 0.05)):
-    """A character corpus from any UTF-8 text file (status ``custom``)."""
+def load_text(path, splits=(0.9, 0.05, 0.05), sha256=None):
+    """A character corpus from any UTF-8 text file (status ``custom``).
+
+    ``info["sha256"]`` is the hash of the file's bytes.  Given ``sha256`` (the hash recorded
+    when a model was made from the file), a file that hashes differently is an error.
+    """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    corpus = text_corpus(path.stem, path.read_bytes(), splits, str(path))
+    data = read_text_file(path)
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise UserError(f"{path} has changed since the model was made from it "
+                        f"(sha256 was {sha256[:12]}..., is {digest[:12]}...)")
+    corpus = text_corpus(path.stem, data, splits, str(path))
+    corpus.info["sha256"] = digest
     corpus.status = "custom"
     return corpus
+
+
+def read_text_file(path):
+    """The bytes of a UTF-8 text file, or a one-line UserError saying why it is not one.
+
+    Refused: a missing path or a directory, an unreadable file, and contents that
+    :func:`check_text` refuses (empty, binary, not UTF-8).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    check_text(data, str(path))
+    return data
+
+
+def check_text(data, where):
+    """Raise a one-line UserError unless ``data`` is non-empty UTF-8 text without NUL bytes.
+
+    A NUL byte is valid UTF-8 but never occurs in text: it marks a binary file (an image, an
+    archive, UTF-16), which is named as such rather than reported as odd characters.
+    """
+    if not data:
+        raise UserError(f"{where}: empty file")
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise UserError(f"{where}: a binary file, not text (NUL byte at offset {nul:,})")
+    check_utf8(data, where)
 
 
 def check_utf8(data, where):

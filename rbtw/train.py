@@ -302,7 +302,8 @@ def estimate_peak_bytes(config, data):
     Parameters with their latent copies, gradients and Adam moments (≈ 8 copies of every
     weight), plus the activations kept for backpropagation through time: per layer and step
     ≈ 32 B×H numbers (gates before and after BN, c, h, their nonlinearities), and the output
-    layer's logits, probabilities and gradient (3 T×B×V).
+    layer's logits, probabilities and gradient (3 T×B×V), and the BN population statistics,
+    which have one row per time step of ``seq_len`` (≈ 4 (2G + H) numbers per step and layer).
     """
     bytes_per = np.dtype(config.dtype).itemsize
     H, L, V = config.hidden, config.layers, data.n_out
@@ -320,7 +321,9 @@ def estimate_peak_bytes(config, data):
     if config.kind == "word":
         weights += data.n_in * config.emb
     activations = L * T * B * H * 32 + 3 * T_out * B * V + T * B * n_in
-    return int((8 * weights + activations) * bytes_per)
+    t_stats = 784 // config.pixels_per_step if config.kind == "classify" else config.seq_len
+    stats = 4 * t_stats * L * (2 * gates * H + H) if config.bn else 0
+    return int((8 * weights + activations + stats) * bytes_per)
 
 
 def available_bytes():

@@ -114,3 +114,95 @@ def test_imported_text_that_is_not_utf8(tmp_path):
     bad.write_bytes(b"\xff\xfe" + b"x" * 100)
     assert_one_line_error(invoke("data", "import", "warpeace", bad, "--data-dir", tmp_path / "cache"))
     assert not any((tmp_path / "cache").rglob("warpeace_input.txt"))
+
+
+# --- careless input: domains, resume semantics, divergence, operating-system errors ---------
+
+
+@pytest.mark.parametrize("option", [["--lr", "nan"], ["--lr", "inf"], ["--clip-norm", "inf"], ["--h0-noise", "nan"],
+                                    ["--lr-end", "inf"], ["--seed", "-1"]])
+def test_values_outside_an_options_domain(tmp_path, option):
+    result = invoke("train", "default", *TINY, *option, "--out", tmp_path / "run")
+    assert_one_line_error(result)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("option,fragment", [(["--dropout", "0.3"], "--dropout"), (["--emb", "8"], "--emb"),
+                                             (["--quant", "fp", "--stochastic"], "--stochastic"),
+                                             (["--pixels-per-step", "4"], "--pixels-per-step")])
+def test_options_that_do_not_apply_are_refused(tmp_path, option, fragment):
+    assert_one_line_error(invoke("train", "default", *TINY, *option, "--out", tmp_path / "run"), fragment)
+
+
+@pytest.mark.parametrize("option", [["--hidden", "1000000000"], ["--seq-len", "1000000000"]])
+def test_sizes_beyond_memory_are_refused_with_the_estimate(tmp_path, option):
+    assert_one_line_error(invoke("train", "default", *option, "--out", tmp_path / "run"), "GiB of memory")
+
+
+def test_divergence_is_a_failure(tmp_path):
+    result = invoke("train", "default", *TINY, "--lr", "1e9", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]   # after the epoch's progress lines
+    assert last.startswith("error: the run diverged") and "--lr" in last, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_refuses_other_tasks_and_changed_options_but_extends_epochs(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "default", *TINY, "--out", out).exit_code == 0
+    before = (out / "checkpoint.npz").read_bytes()
+    assert_one_line_error(invoke("train", "mnist", "--resume", "--out", out), "default run, not mnist")
+    assert_one_line_error(invoke("train", "default", "--resume", "--out", out, "--hidden", "32"), "hidden 32")
+    assert_one_line_error(invoke("train", "default", "--resume", "--out", out, "--preset", "paper"), "--preset")
+    assert_one_line_error(invoke("train", "default", "--resume", "--force", "--out", out), "--force")
+    assert (out / "checkpoint.npz").read_bytes() == before
+    result = invoke("train", "default", "--resume", "--out", out, "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out / "checkpoint.npz").meta["epoch"] == 2
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["event"] == "epoch"]
+    assert epochs == [0, 1]
+
+
+def test_force_replaces_the_old_run_at_once(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "default", *TINY, "--out", out).exit_code == 0
+    from rbtw import train
+    config = train.TrainConfig(task="default", hidden=16, seq_len=20, batch=8, epochs=1, max_batches=2, seed=5)
+
+    def poison(run, loss):
+        run.params["out.W"][0, 0] = np.nan
+
+    run = train.Run(config, out, log=lambda line: None)   # what --force does
+    with pytest.raises(train.NonFiniteLoss, match="last good checkpoint"):
+        run.run(progress=poison)
+    kept = load_checkpoint(out / "checkpoint.npz")
+    assert kept.meta["config"]["seed"] == 5 and kept.meta["step"] == 0   # the new run's, not the old one
+    assert json.loads((out / "config.json").read_text())["seed"] == 5
+
+
+def test_progress_bar_shows_the_current_loss():
+    from rbtw.cli import _EpochBar
+
+    class FakeRun:
+        epoch, batch_index, config = 0, 0, type("C", (), {"epochs": 1})()
+
+        def n_batches(self):
+            return 3
+
+    bar, run = _EpochBar(), FakeRun()
+    shown = []
+    for k, loss in enumerate([3.0, 2.0, 1.0]):
+        run.batch_index = k + 1
+        bar(run, loss)
+        shown.append(bar.bar.item_show_func(bar.bar.current_item))
+    bar.close()
+    assert shown == ["loss 3.000", "loss 2.000", "loss 1.000"]
+
+
+def test_write_errors_are_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(invoke("train", "default", *TINY, "--out", blocker / "run"), "Not a directory")
+    assert_one_line_error(invoke("plot", tmp_path / "missing", "--out", blocker / "c.png"))

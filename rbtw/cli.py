@@ -431,7 +431,7 @@ def export_(checkpoint, out):
 
 
 # ---------------------------------------------------------------------------------------------
-# emulate: the accelerator model (issue 5)
+# emulate: the accelerator model
 
 
 def _emulation_data(export, config, data_dir, text_file):

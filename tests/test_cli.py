@@ -206,3 +206,32 @@ def test_write_errors_are_one_line(tmp_path):
     blocker.write_text("x")
     assert_one_line_error(invoke("train", "default", *TINY, "--out", blocker / "run"), "Not a directory")
     assert_one_line_error(invoke("plot", tmp_path / "missing", "--out", blocker / "c.png"))
+
+
+def test_export_never_overwrites_its_input_or_an_existing_file(trained, tmp_path):
+    ckpt = trained / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    assert_one_line_error(invoke("export", ckpt, ckpt), "is an input")
+    assert_one_line_error(invoke("export", ckpt, ckpt, "--force"), "is an input")
+    other = tmp_path / "precious.txt"
+    other.write_text("keep me")
+    assert_one_line_error(invoke("export", ckpt, other), "--force")
+    assert ckpt.read_bytes() == before and other.read_text() == "keep me"
+    assert invoke("export", ckpt, other, "--force").exit_code == 0
+    assert other.read_bytes()[:4] != b"keep"
+
+
+def test_plot_output_format_and_inputs(trained, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert_one_line_error(invoke("plot", trained, "--out", tmp_path / "curves.txt"), ".png, .pdf or .svg")
+    assert_one_line_error(invoke("plot", trained, "--out", trained / "metrics.jsonl"), "is an input")
+    assert_one_line_error(invoke("plot", trained / "checkpoint.npz", "--out", tmp_path / "c.png"), "metrics log")
+    assert invoke("plot", trained, "--out", tmp_path / "c.svg").exit_code == 0
+    assert (tmp_path / "c.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_reproduce_without_tasks_is_an_error(tmp_path):
+    report = tmp_path / "REPRODUCTION.md"
+    report.write_text("previous report")
+    assert_one_line_error(invoke("reproduce", "--tasks", "", "--report", report, "--out", tmp_path), "--tasks")
+    assert report.read_text() == "previous report"

@@ -379,7 +379,7 @@ def _encode_prime(text, vocab, level):
 @click.option("--prime", default=None, help="text to start from (default: the first vocabulary entry)")
 @click.option("--prime-file", type=click.Path(dir_okay=False, exists=True), help="read the prime from a UTF-8 file")
 @click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @_ENGINE
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""

@@ -198,7 +198,7 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
         raise UserError("--resume needs --out: the run directory to continue")
     config = None if resume else build_config(task, preset or "quick", **options)
     if not resume:
-        _warn_unused_options(config, options)
+        _refuse_inapplicable_options(config, options)
     out = Path(out_dir) if out_dir else default_run_dir(config)
     with RunLock(out):
         if resume:
@@ -260,7 +260,7 @@ _OPTION_SCOPE = [
 ]
 
 
-def _warn_unused_options(config, options):
+def _refuse_inapplicable_options(config, options):
     """Refuse options given on the command line that the chosen task or mode would ignore."""
     for field, applies, why in _OPTION_SCOPE:
         if options.get(field) is not None and not applies(config):

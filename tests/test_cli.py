@@ -235,3 +235,53 @@ def test_reproduce_without_tasks_is_an_error(tmp_path):
     report.write_text("previous report")
     assert_one_line_error(invoke("reproduce", "--tasks", "", "--report", report, "--out", tmp_path), "--tasks")
     assert report.read_text() == "previous report"
+
+
+def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch):
+    """A KeyboardInterrupt, or the SystemError a compiled kernel wraps it in, ends a command
+    with "interrupted" and status 130, without a traceback."""
+    import rbtw.cli as cli
+
+    def interrupted_kernel(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("CPUDispatcher(<function _row_product>) returned a result with an exception set")
+
+    for fake in (interrupted_kernel, lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)):
+        monkeypatch.setattr(cli, "_load", fake)
+        result = CliRunner().invoke(main, ["info", "x.npz"])
+        assert result.exit_code == 130 and result.stderr.strip() == "interrupted", result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_run_directory_deleted_during_training(tmp_path, monkeypatch):
+    import shutil
+
+    import rbtw.cli as cli
+    out = tmp_path / "run"
+    original = cli._EpochBar.__call__
+
+    def delete_it(self, run, loss):
+        shutil.rmtree(out, ignore_errors=True)
+        original(self, run, loss)
+
+    monkeypatch.setattr(cli._EpochBar, "__call__", delete_it)
+    result = invoke("train", "default", *TINY, "--out", out)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "No such file or directory" in last, result.stderr
+
+
+def test_no_library_warnings_reach_the_terminal(tmp_path):
+    """The divergence example in a real process: numpy's overflow warnings stay hidden."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "rbtw.cli", "train", "default", *TINY, "--lr", "1e9",
+                           "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: the run diverged")

@@ -398,6 +398,8 @@ class Run:
             self._restore(ckpt)
             self._write_config()
             self._trim_log()
+            for stale in self.out_dir.glob(".*.tmp"):   # a write cut off by a killed process
+                stale.unlink(missing_ok=True)
         else:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.params, self.stats = models.init(self.spec, np.random.default_rng([config.seed, 1]), self.dtype)

@@ -133,6 +133,7 @@ def test_resume_exact_at_each_kind_of_point(reference, tmp_path, phase, k):
     assert proc.returncode in (130, -signal.SIGKILL), proc.stderr
     test = train.Run(None, tmp_path, resume=True, log=lambda line: None).run()
     assert_same_run(reference, tmp_path, test)
+    assert not list(tmp_path.glob(".*.tmp"))   # a temporary file of a killed write is cleared
 
 
 def test_ctrl_c_at_a_random_time_through_the_cli(reference, tmp_path):

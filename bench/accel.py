@@ -138,4 +138,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from rbtw.errors import run_script
+    run_script(main)

@@ -344,7 +344,7 @@ Produced by `{cmd}` (from the project root) on {started} UTC.
 - weights: one fused gate matrix Q (4H × X); BLAS multiplies the same values as float32
   (`W @ x` for B = 1, `X @ W.T` for B = 64). "packed weight GB/s" = bytes of the kernel
   layout the packed kernel reads per second; "BLAS weight GB/s" = float32 bytes per second.
-  Targets (issue): B = 1, H ≥ 1000: ≥ 5× binary / ≥ 3× ternary; B = 64: ≥ 1.5× / ≥ 1.0×.
+  Targets: B = 1, H ≥ 1000: ≥ 5× binary / ≥ 3× ternary; B = 64: ≥ 1.5× / ≥ 1.0×.
 
 ## Kernels
 
@@ -415,4 +415,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from rbtw.errors import run_script
+    run_script(main)

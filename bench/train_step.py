@@ -236,7 +236,9 @@ def train_chars_per_second(H, batches, threads):
         res = subprocess.run(cmd, env=child_env(threads), capture_output=True, text=True, check=False, cwd=ROOT)
         wall = time.time() - t
         if res.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+            last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+            from rbtw.errors import UserError
+            raise UserError(f"`rbtw train ptb_char` failed (exit {res.returncode}): {last}")
         events = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines()]
     epoch = next(e for e in events if e.get("event") == "epoch")
     chars = batches * B * T
@@ -338,6 +340,9 @@ def main():
         print(json.dumps(child_rss(args.impl[0], args.hidden[0])))
         return
 
+    if not args.no_train:   # before minutes of timing: the train runs need PTB in the cache
+        from rbtw.train import TrainConfig, load_task_data
+        load_task_data(TrainConfig(task="ptb_char"))
     if args.quick:
         args.hidden, args.repeats = [256], 5
     impls = [i for i in args.impl if have_torch() or not i.startswith("torch")]
@@ -381,4 +386,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from rbtw.errors import run_script
+    run_script(main)

@@ -52,6 +52,31 @@ class _Group(click.Group):
             raise
         except click.UsageError as e:
             _fail(_usage_message(e))
+        except OSError as e:
+            _fail(_os_error_message(e))
+        except MemoryError:
+            _fail("out of memory: choose smaller sizes (--hidden, --batch, --seq-len)")
+        except KeyboardInterrupt:
+            _interrupted()
+        except SystemError as e:
+            # Ctrl-C inside a compiled kernel reaches Python as a SystemError around it
+            if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+                _interrupted()
+            raise
+
+
+def _os_error_message(e):
+    """One line for an operating-system error on a file: "PATH: reason"."""
+    reason = e.strerror or type(e).__name__
+    if e.filename is None:
+        return f"{reason} ({e})" if str(e) and str(e) != reason else reason
+    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
+    return f"{where}: {reason}"
+
+
+def _interrupted():
+    click.echo("\ninterrupted", err=True)
+    sys.exit(130)
 
 
 _Group.group_class = _Group
@@ -61,6 +86,10 @@ _Group.group_class = _Group
 @click.version_option(__version__, prog_name="rbtw")
 def main():
     """Recurrent binary/ternary weights: train, export, run and emulate quantized BN-LSTMs."""
+    import warnings
+    # numeric problems are reported by the commands themselves (NaN stop, divergence), and
+    # library chatter (numpy overflow, matplotlib) is not for the terminal
+    warnings.simplefilter("ignore")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,11 +122,12 @@ _VALUE_OPTIONS = [
     ("--clip-norm", "clip_norm", click.FloatRange(0, min_open=True), "clip the global gradient norm"),
     ("--adam-reset", "adam_reset", click.IntRange(0), "reset Adam every N minibatches (0: never)"),
     ("--max-batches", "max_batches", click.IntRange(0), "cap on minibatches per epoch (0: all)"),
+    ("--checkpoint-every", "checkpoint_every", click.IntRange(1), "also checkpoint every N minibatches"),
     ("--eval-batch", "eval_batch", click.IntRange(1), "evaluation batch size"),
     ("--eval-max-batches", "eval_max_batches", click.IntRange(0), "cap on evaluation minibatches (0: all)"),
     ("--eval-weights", "eval_weights", click.Choice(["deterministic", "sampled", "expected"]), "evaluation weights"),
     ("--eval-stats", "eval_stats", click.Choice(["population", "batch"]), "evaluation BN statistics"),
-    ("--seed", "seed", int, "random seed"),
+    ("--seed", "seed", click.IntRange(0, 2**63 - 1), "random seed"),
     ("--dtype", "dtype", click.Choice(["float32", "float64"]), "floating-point type"),
 ]
 
@@ -134,7 +164,8 @@ class _EpochBar:
             self.close()
             self.epoch = run.epoch
             self.bar = click.progressbar(length=run.n_batches(), label=f"epoch {run.epoch + 1}/{run.config.epochs}",
-                                         file=sys.stderr, show_pos=True, item_show_func=lambda _: f"loss {loss:.3f}")
+                                         file=sys.stderr, show_pos=True, show_eta=True,
+                                         item_show_func=lambda item: "" if item is None else f"loss {item:.3f}")
             self.bar.__enter__()
             self.bar.update(run.batch_index - 1)
         self.bar.update(1, loss)
@@ -164,45 +195,104 @@ class _SplitType(click.ParamType):
 
 @main.command()
 @click.argument("task", type=click.Choice(TASK_NAMES))
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="settings to start from")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+              help="settings to start from  [default: quick]")
 @_config_options
 @click.option("--file", "text_file", type=click.Path(dir_okay=False), default=None,
               help="task text: the UTF-8 file to train a character LM on")
 @click.option("--split", "text_split", type=_SplitType(), default=None,
               help="task text: train/valid/test shares of the file  [default: 90/5/5]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run directory (default runs/TASK-CELL-QUANT...)")
-@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--resume", is_flag=True,
+              help="continue the run in --out from its checkpoint (options may only raise --epochs "
+                   "or set --checkpoint-every)")
 @click.option("--force", is_flag=True, help="start afresh even if --out holds a checkpoint")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="data cache (default $RBTW_DATA or ~/.cache/rbtw)")
 def train(task, preset, out_dir, resume, force, data_dir, **options):
     """Train a model on TASK and report its test metric.
 
     TASK text trains a character LM on your own UTF-8 file: rbtw train text --file PATH.
+    The run directory is locked while training: a second training into it fails at once.
     """
     from rbtw.presets import build_config
+    from rbtw.runlock import RunLock
     from rbtw.train import Run, metric_name
 
     if options.get("quant") == "fp":
         options["quant"] = "none"
-    # a resumed run keeps its own configuration: build one only to name the default directory
-    config = None if resume and out_dir else build_config(task, preset, **options)
+    if resume and force:
+        raise UserError("--resume and --force contradict each other: choose one")
+    if resume and not out_dir:
+        raise UserError("--resume needs --out: the run directory to continue")
+    config = None if resume else build_config(task, preset or "quick", **options)
+    if not resume:
+        _refuse_inapplicable_options(config, options)
     out = Path(out_dir) if out_dir else default_run_dir(config)
-    if (out / "checkpoint.npz").exists() and not (resume or force):
-        raise UserError(f"{out} already holds a checkpoint: pass --resume to continue it or --force to start over")
-    run = Run(config, out, data_dir=data_dir, resume=resume, log=lambda line: click.echo(line, err=True))
-    bar = _EpochBar()
-    try:
-        test = run.run(progress=bar)
-    except KeyboardInterrupt:
-        bar.close()
-        click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}", err=True)
-        sys.exit(130)
-    finally:
-        bar.close()
+    with RunLock(out):
+        if resume:
+            if preset is not None:
+                raise UserError("--preset does not apply to --resume: the run keeps its settings")
+            config = _resume_config(task, out, options)
+        elif (out / "checkpoint.npz").exists() and not force:
+            raise UserError(f"{out} already holds a checkpoint: pass --resume to continue it or --force to start over")
+        run = Run(config, out, data_dir=data_dir, resume=resume, log=lambda line: click.echo(line, err=True))
+        bar = _EpochBar()
+        try:
+            test = run.run(progress=bar)
+        except KeyboardInterrupt:
+            bar.close()
+            click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}",
+                       err=True)
+            sys.exit(130)
+        finally:
+            bar.close()
     name = metric_name(run.spec.kind)
+    cap = run.config.eval_max_batches
+    part = f", first {cap} test minibatches" if cap else ""
     click.echo(f"{task} {run.config.cell} {run.config.quant}: test {name} {test[name]:.4f} "
-               f"(weights {run.config.eval_weights}, {run.config.eval_stats} statistics) -> {out}")
+               f"(weights {run.config.eval_weights}, {run.config.eval_stats} statistics{part}) -> {out}")
+
+
+def _resume_config(task, out, options):
+    """The configuration to resume ``out`` with: its own, with the options the user gave.
+
+    The task must be the run's; any option that changes the run is refused by the trainer.
+    """
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.train import TrainConfig
+    path = out / "checkpoint.npz"
+    if not path.exists():
+        raise UserError(f"nothing to resume: {path} does not exist")
+    saved = TrainConfig.from_dict(load_checkpoint(path).meta["config"])
+    if saved.task != task:
+        raise UserError(f"{out} holds a {saved.task} run, not {task}")
+    values = saved.to_dict()
+    for name, value in options.items():
+        if value is not None:
+            values[name] = None if (value == 0 and name in ("adam_reset", "eval_max_batches", "max_batches")) \
+                else value
+    return TrainConfig(**values)
+
+
+# options that only mean something for some models: (field, applies to config?, why not)
+_OPTION_SCOPE = [
+    ("dropout", lambda c: c.kind == "word", "--dropout applies to the word LM only"),
+    ("emb", lambda c: c.kind == "word", "--emb applies to the word LM only"),
+    ("stochastic", lambda c: c.quant != "none" or not c.stochastic,
+     "--stochastic applies to binary/ternary weights only"),
+    ("pixels_per_step", lambda c: c.kind == "classify", "--pixels-per-step applies to mnist/pmnist only"),
+    ("h0_noise", lambda c: c.kind == "classify" or c.h0_noise == 0, "--h0-noise applies to mnist/pmnist only"),
+    ("step_clip", lambda c: c.optimizer == "adam", "--step-clip applies to Adam only"),
+    ("adam_reset", lambda c: c.optimizer == "adam", "--adam-reset applies to Adam only"),
+    ("lr_end", lambda c: c.optimizer == "adam", "--lr-end applies to Adam only"),
+]
+
+
+def _refuse_inapplicable_options(config, options):
+    """Refuse options given on the command line that the chosen task or mode would ignore."""
+    for field, applies, why in _OPTION_SCOPE:
+        if options.get(field) is not None and not applies(config):
+            raise UserError(f"{why}; this run is {config.task} with {config.quant} weights and {config.optimizer}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +350,7 @@ def _encode_prime(text, vocab, level):
 @click.option("--prime", default=None, help="text to start from (default: the first vocabulary entry)")
 @click.option("--prime-file", type=click.Path(dir_okay=False, exists=True), help="read the prime from a UTF-8 file")
 @click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @_ENGINE
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
@@ -291,13 +381,30 @@ def info(model_path):
         click.echo(line)
 
 
+def _check_output(out, inputs, force=False, what="file"):
+    """Refuse to write ``out`` over one of ``inputs`` (ever) or over an existing file (unless
+    ``force``)."""
+    out = Path(out)
+    for path in inputs:
+        if Path(path).exists() and out.exists() and os.path.samefile(out, path):
+            raise UserError(f"{out} is an input of this command: choose another output {what}")
+        if Path(path).resolve() == out.resolve():
+            raise UserError(f"{out} is an input of this command: choose another output {what}")
+    if out.is_dir():
+        raise UserError(f"{out} is a directory: give a file name")
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: pass --force to replace it")
+
+
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
-def export_(checkpoint, out):
+@click.option("--force", is_flag=True, help="replace OUT if it exists (never the checkpoint itself)")
+def export_(checkpoint, out, force):
     """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest."""
     from rbtw.export import build_export, write_export
     from rbtw.summary import describe_export
+    _check_output(out, [checkpoint], force)
     ckpt, _ = _load(checkpoint)
     export = build_export(ckpt.meta, ckpt.params, ckpt.stats)
     size = write_export(out, export)
@@ -307,7 +414,7 @@ def export_(checkpoint, out):
 
 
 # ---------------------------------------------------------------------------------------------
-# emulate: the accelerator model (issue 5)
+# emulate: the accelerator model
 
 
 def _emulation_data(export, config, data_dir, text_file):
@@ -425,7 +532,7 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
 
 @main.command()
 @click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
-              help="quick: ~15 min on 2 cores; full: ~2 hours")
+              help="quick: ~6 min on 2 cores; full: ~1 hour (58.6 min measured)")
 @click.option("--tasks", default=",".join(["ptb_char", "warpeace", "linux", "text8", "mnist", "ptb_word"]),
               show_default=True, help="comma-separated tasks")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
@@ -438,6 +545,8 @@ def reproduce(budget, tasks, out_dir, report_path, workers, data_dir):
     from rbtw import reproduce as rep
     from rbtw.train import TrainConfig, load_task_data
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not task_list:
+        raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
     jobs = rep.plan(budget, task_list, out_dir)
     for task in task_list:  # fail early, before any training, when data is missing
         load_task_data(TrainConfig(task=task, emb=1), data_dir)
@@ -472,10 +581,13 @@ def reproduce(budget, tasks, out_dir, report_path, workers, data_dir):
 
 @main.command()
 @click.argument("logs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True,
+              help="image file: .png, .pdf or .svg")
 def plot(logs, out):
     """Draw learning curves of one or more runs (metrics.jsonl files or run directories)."""
     from rbtw.plot import plot_logs
+    inputs = [Path(p) / "metrics.jsonl" if Path(p).is_dir() else Path(p) for p in logs]
+    _check_output(out, inputs, force=True, what="image")
     click.echo(f"wrote {plot_logs(logs, out)}")
 
 
@@ -507,6 +619,7 @@ def demo(hidden, epochs, out_dir):
         procs.append((name, run_dir, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     click.echo(f"training {len(procs)} models (H={hidden}, {epochs} epochs) on the embedded corpus; logs in {out}/",
                err=True)
+    _wait_with_progress([(run_dir, proc) for _, run_dir, proc, _ in procs], epochs)
     results = []
     for name, run_dir, proc, log in procs:
         code = proc.wait()
@@ -517,6 +630,30 @@ def demo(hidden, epochs, out_dir):
     click.echo(f"embedded corpus, BN-LSTM H={hidden}, {epochs} epochs, {time.time() - start:.0f} s:")
     for name, test in results:
         click.echo(f"  {name:<15} test BPC {test['test_bpc']:.3f}")
+
+
+def _epochs_done(run_dir):
+    try:
+        text = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0
+    return text.count('"event": "epoch"')
+
+
+def _wait_with_progress(runs, epochs):
+    """Wait for the processes of ``runs`` [(run_dir, process)], with a bar of epochs done."""
+    total = epochs * len(runs)
+    with click.progressbar(length=total, label="epochs", file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        done = 0
+        while True:
+            running = any(proc.poll() is None for _, proc in runs)
+            now = min(sum(_epochs_done(run_dir) for run_dir, _ in runs), total)
+            if now > done:
+                bar.update(now - done)
+                done = now
+            if not running:
+                return
+            time.sleep(0.5)
 
 
 def _final_test(run_dir):

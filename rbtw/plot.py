@@ -17,12 +17,17 @@ def read_log(path):
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise UserError(f"{path}: no such metrics log") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a metrics log (not UTF-8 text)") from None
     for k, line in enumerate(lines, 1):
         if line.strip():
             try:
-                events.append(json.loads(line))
+                event = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(f"{path}:{k} is not a JSON line") from None
+            if not isinstance(event, dict):
+                raise UserError(f"{path}:{k} is not a metrics event")
+            events.append(event)
     return path, events
 
 
@@ -35,8 +40,15 @@ def curves(events):
     return train, metric, valid
 
 
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
 def plot_logs(paths, out, labels=None):
-    """Draw training loss and validation metric of each log into one PNG at ``out``."""
+    """Draw training loss and validation metric of each log into one image at ``out``: PNG,
+    PDF or SVG by its suffix."""
+    fmt = FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise UserError(f"{out}: the image format comes from the suffix: .png, .pdf or .svg")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -48,7 +60,11 @@ def plot_logs(paths, out, labels=None):
     metric = None
     for k, (path, events) in enumerate(logs):
         label = labels[k] if labels else path.parent.name
-        train, metric_k, valid = curves(events)
+        try:
+            train, metric_k, valid = curves(events)
+        except (KeyError, TypeError):
+            plt.close(fig)
+            raise UserError(f"{path} is not an rbtw metrics log (events lack their fields)") from None
         metric = metric or metric_k
         if train:
             ax_loss.plot(*zip(*train), label=label, lw=1)
@@ -61,6 +77,6 @@ def plot_logs(paths, out, labels=None):
         ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format=fmt, dpi=110)
     plt.close(fig)
     return Path(out)

@@ -7,6 +7,9 @@ into the file for the error message only; they play no part in the locking.
 
     with RunLock(run_dir):           # raises RunBusy at once if another process holds it
         ...train...
+
+A directory that the lock created and that holds nothing but the lock when it is released
+(a run that failed before writing anything) is removed again.
 """
 
 import fcntl
@@ -29,8 +32,10 @@ class RunLock:
     def __init__(self, run_dir):
         self.path = Path(run_dir) / LOCK_NAME
         self._fd = None
+        self._made_dir = False
 
     def acquire(self):
+        self._made_dir = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -50,6 +55,9 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+            if self._made_dir and [p.name for p in self.path.parent.iterdir()] == [LOCK_NAME]:
+                self.path.unlink(missing_ok=True)
+                self.path.parent.rmdir()
 
     def __enter__(self):
         return self.acquire()

@@ -114,3 +114,174 @@ def test_imported_text_that_is_not_utf8(tmp_path):
     bad.write_bytes(b"\xff\xfe" + b"x" * 100)
     assert_one_line_error(invoke("data", "import", "warpeace", bad, "--data-dir", tmp_path / "cache"))
     assert not any((tmp_path / "cache").rglob("warpeace_input.txt"))
+
+
+# --- careless input: domains, resume semantics, divergence, operating-system errors ---------
+
+
+@pytest.mark.parametrize("option", [["--lr", "nan"], ["--lr", "inf"], ["--clip-norm", "inf"], ["--h0-noise", "nan"],
+                                    ["--lr-end", "inf"], ["--seed", "-1"]])
+def test_values_outside_an_options_domain(tmp_path, option):
+    result = invoke("train", "default", *TINY, *option, "--out", tmp_path / "run")
+    assert_one_line_error(result)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("option,fragment", [(["--dropout", "0.3"], "--dropout"), (["--emb", "8"], "--emb"),
+                                             (["--quant", "fp", "--stochastic"], "--stochastic"),
+                                             (["--pixels-per-step", "4"], "--pixels-per-step")])
+def test_options_that_do_not_apply_are_refused(tmp_path, option, fragment):
+    assert_one_line_error(invoke("train", "default", *TINY, *option, "--out", tmp_path / "run"), fragment)
+
+
+@pytest.mark.parametrize("option", [["--hidden", "1000000000"], ["--seq-len", "1000000000"]])
+def test_sizes_beyond_memory_are_refused_with_the_estimate(tmp_path, option):
+    assert_one_line_error(invoke("train", "default", *option, "--out", tmp_path / "run"), "GiB of memory")
+
+
+def test_divergence_is_a_failure(tmp_path):
+    result = invoke("train", "default", *TINY, "--lr", "1e9", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]   # after the epoch's progress lines
+    assert last.startswith("error: the run diverged") and "--lr" in last, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_refuses_other_tasks_and_changed_options_but_extends_epochs(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "default", *TINY, "--out", out).exit_code == 0
+    before = (out / "checkpoint.npz").read_bytes()
+    assert_one_line_error(invoke("train", "mnist", "--resume", "--out", out), "default run, not mnist")
+    assert_one_line_error(invoke("train", "default", "--resume", "--out", out, "--hidden", "32"), "hidden 32")
+    assert_one_line_error(invoke("train", "default", "--resume", "--out", out, "--preset", "paper"), "--preset")
+    assert_one_line_error(invoke("train", "default", "--resume", "--force", "--out", out), "--force")
+    assert (out / "checkpoint.npz").read_bytes() == before
+    result = invoke("train", "default", "--resume", "--out", out, "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out / "checkpoint.npz").meta["epoch"] == 2
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["event"] == "epoch"]
+    assert epochs == [0, 1]
+
+
+def test_force_replaces_the_old_run_at_once(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "default", *TINY, "--out", out).exit_code == 0
+    from rbtw import train
+    config = train.TrainConfig(task="default", hidden=16, seq_len=20, batch=8, epochs=1, max_batches=2, seed=5)
+
+    def poison(run, loss):
+        run.params["out.W"][0, 0] = np.nan
+
+    run = train.Run(config, out, log=lambda line: None)   # what --force does
+    with pytest.raises(train.NonFiniteLoss, match="last good checkpoint"):
+        run.run(progress=poison)
+    kept = load_checkpoint(out / "checkpoint.npz")
+    assert kept.meta["config"]["seed"] == 5 and kept.meta["step"] == 0   # the new run's, not the old one
+    assert json.loads((out / "config.json").read_text())["seed"] == 5
+
+
+def test_progress_bar_shows_the_current_loss():
+    from rbtw.cli import _EpochBar
+
+    class FakeRun:
+        epoch, batch_index, config = 0, 0, type("C", (), {"epochs": 1})()
+
+        def n_batches(self):
+            return 3
+
+    bar, run = _EpochBar(), FakeRun()
+    shown = []
+    for k, loss in enumerate([3.0, 2.0, 1.0]):
+        run.batch_index = k + 1
+        bar(run, loss)
+        shown.append(bar.bar.item_show_func(bar.bar.current_item))
+    bar.close()
+    assert shown == ["loss 3.000", "loss 2.000", "loss 1.000"]
+
+
+def test_write_errors_are_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(invoke("train", "default", *TINY, "--out", blocker / "run"), "Not a directory")
+    assert_one_line_error(invoke("plot", tmp_path / "missing", "--out", blocker / "c.png"))
+
+
+def test_export_never_overwrites_its_input_or_an_existing_file(trained, tmp_path):
+    ckpt = trained / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    assert_one_line_error(invoke("export", ckpt, ckpt), "is an input")
+    assert_one_line_error(invoke("export", ckpt, ckpt, "--force"), "is an input")
+    other = tmp_path / "precious.txt"
+    other.write_text("keep me")
+    assert_one_line_error(invoke("export", ckpt, other), "--force")
+    assert ckpt.read_bytes() == before and other.read_text() == "keep me"
+    assert invoke("export", ckpt, other, "--force").exit_code == 0
+    assert other.read_bytes()[:4] != b"keep"
+
+
+def test_plot_output_format_and_inputs(trained, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert_one_line_error(invoke("plot", trained, "--out", tmp_path / "curves.txt"), ".png, .pdf or .svg")
+    assert_one_line_error(invoke("plot", trained, "--out", trained / "metrics.jsonl"), "is an input")
+    assert_one_line_error(invoke("plot", trained / "checkpoint.npz", "--out", tmp_path / "c.png"), "metrics log")
+    assert invoke("plot", trained, "--out", tmp_path / "c.svg").exit_code == 0
+    assert (tmp_path / "c.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_reproduce_without_tasks_is_an_error(tmp_path):
+    report = tmp_path / "REPRODUCTION.md"
+    report.write_text("previous report")
+    assert_one_line_error(invoke("reproduce", "--tasks", "", "--report", report, "--out", tmp_path), "--tasks")
+    assert report.read_text() == "previous report"
+
+
+def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch):
+    """A KeyboardInterrupt, or the SystemError a compiled kernel wraps it in, ends a command
+    with "interrupted" and status 130, without a traceback."""
+    import rbtw.cli as cli
+
+    def interrupted_kernel(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("CPUDispatcher(<function _row_product>) returned a result with an exception set")
+
+    for fake in (interrupted_kernel, lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)):
+        monkeypatch.setattr(cli, "_load", fake)
+        result = CliRunner().invoke(main, ["info", "x.npz"])
+        assert result.exit_code == 130 and result.stderr.strip() == "interrupted", result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_run_directory_deleted_during_training(tmp_path, monkeypatch):
+    import shutil
+
+    import rbtw.cli as cli
+    out = tmp_path / "run"
+    original = cli._EpochBar.__call__
+
+    def delete_it(self, run, loss):
+        shutil.rmtree(out, ignore_errors=True)
+        original(self, run, loss)
+
+    monkeypatch.setattr(cli._EpochBar, "__call__", delete_it)
+    result = invoke("train", "default", *TINY, "--out", out)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "No such file or directory" in last, result.stderr
+
+
+def test_no_library_warnings_reach_the_terminal(tmp_path):
+    """The divergence example in a real process: numpy's overflow warnings stay hidden."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "rbtw.cli", "train", "default", *TINY, "--lr", "1e9",
+                           "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: the run diverged")

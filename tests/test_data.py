@@ -150,9 +150,9 @@ def test_warpeace_canonical_crlf_form_is_recognised(tmp_path, corpora):
     c = load_corpus("warpeace", tmp_path / "a")
     assert c.status == "verified" and c.vocab == corpora("warpeace").vocab
     assert np.array_equal(c.test, corpora("warpeace").test)
-    other = crlf.replace(b"Prince", b"Prinze")
-    import_path("warpeace", _write(tmp_path / "warpeace_input.txt", other), data_dir=tmp_path / "b")
-    assert load_corpus("warpeace", tmp_path / "b").status == "size-checked"
+    other = crlf.replace(b"Prince", b"Prinze")   # right size, other text: refused
+    with pytest.raises(UserError, match="not the expected text"):
+        import_path("warpeace", _write(tmp_path / "warpeace_input.txt", other), data_dir=tmp_path / "b")
 
 
 def test_linux(corpora):
@@ -270,13 +270,48 @@ def test_mnist_import_accepts_unpacked_idx_files(tmp_path):
     assert m.test[0].shape == (10_000, 784)
 
 
-def test_size_checked_text_that_is_not_utf8_fails_at_load(tmp_path):
-    fake = _write(tmp_path / "linux_input.txt", b"\xff" * 6_206_996)
-    import_path("linux", fake, data_dir=tmp_path)
-    row = next(r for r in dataset_rows(tmp_path) if r["name"] == "linux")
+def test_bytes_of_the_right_size_that_are_not_the_text_are_refused(tmp_path):
+    """Every registered file is checked by content: a file checksum, the sha256 of its
+    normalised text, or (Karpathy's linux file, never published) UTF-8 text without NUL."""
+    rng = np.random.default_rng(0)
+    for name, size in [("linux", 6_206_996), ("warpeace", 3_258_246), ("warpeace", 3_196_228)]:
+        fake = _write(tmp_path / f"{name}_input.txt", rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        with pytest.raises(UserError, match="checksum mismatch|not the expected text"):
+            import_path(name, fake, data_dir=tmp_path / "cache")
+        row = next(r for r in dataset_rows(tmp_path / "cache") if r["name"] == name)
+        assert row["status"] == "missing"
+    text = b"int main(void)\n{\n\treturn 0;\n}\n" * 400_000
+    plausible = _write(tmp_path / "linux_input.txt", text[:6_206_996])
+    import_path("linux", plausible, data_dir=tmp_path / "cache")
+    row = next(r for r in dataset_rows(tmp_path / "cache") if r["name"] == "linux")
     assert row["status"] == "size-checked" and "no published checksum" in row["note"]
-    with pytest.raises(UserError, match="not valid UTF-8"):
-        load_corpus("linux", tmp_path)
+
+
+def test_a_failed_import_leaves_the_good_copy_as_it_was(tmp_path):
+    text = b"anarchism originated as a term of abuse " * 100
+    import_path("text8", _write(tmp_path / "good.txt", text), data_dir=tmp_path / "cache")
+    before = {p: p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    for bad in (_write(tmp_path / "bad.txt", b"Hello, World"), tmp_path / "nothing-here", tmp_path):
+        with pytest.raises(UserError):
+            import_path("text8", bad, data_dir=tmp_path / "cache")
+        after = {p: p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+        assert after == before
+        assert next(r for r in dataset_rows(tmp_path / "cache") if r["name"] == "text8")["status"] == "fragment"
+
+
+def test_damaged_prepared_data_is_rebuilt_and_noticed_by_recheck(tmp_path):
+    text = b"anarchism originated as a term of abuse " * 100
+    import_path("text8", _write(tmp_path / "good.txt", text), data_dir=tmp_path)
+    good = load_corpus("text8", tmp_path)
+    npz = tmp_path / "text8" / "prepared" / "text8.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    row = next(r for r in dataset_rows(tmp_path, recheck=True) if r["name"] == "text8")
+    assert "damaged prepared data of text8" in row["note"] and not npz.exists()
+    npz.write_bytes(b"PK\x03\x04 truncated")
+    again = load_corpus("text8", tmp_path)             # rebuilt from the checked raw file
+    np.testing.assert_array_equal(again.train, good.train)
 
 
 def test_text8_import_refuses_a_file_that_is_not_text8(tmp_path):

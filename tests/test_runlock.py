@@ -36,3 +36,16 @@ def test_lock_of_a_killed_process_is_not_stale(tmp_path):
         except RunBusy:
             assert time.time() < deadline, "the lock outlived its killed holder"
             time.sleep(0.05)
+
+
+def test_a_directory_made_by_the_lock_and_left_empty_is_removed(tmp_path):
+    with RunLock(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()
+    with RunLock(tmp_path / "kept"):
+        (tmp_path / "kept" / "config.json").write_text("{}")
+    assert (tmp_path / "kept" / "config.json").exists()
+    (tmp_path / "old").mkdir()
+    with RunLock(tmp_path / "old"):
+        pass
+    assert (tmp_path / "old").is_dir()

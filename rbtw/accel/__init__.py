@@ -1,4 +1,4 @@
-"""Cycle-counting emulator of a binary/ternary LSTM (and GRU) accelerator (issue 5).
+"""Cycle-counting emulator of a binary/ternary LSTM (and GRU) accelerator.
 
     tech       energy/area per operation at 45 nm (one table, with sources)
     design     Design dataclass and presets fp12, binary, ternary, binary-eq, ternary-eq

@@ -31,6 +31,7 @@ was made from); it is rebuilt whenever the raw files change.
 import collections
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,6 +325,28 @@ def _load_prepared(prep, spec, sources):
             return None
         with np.load(npz_path) as z:
             parts = [z[k].astype(np.int32) for k in ("train", "valid", "test")]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # damaged cache: prepare again
     return Corpus(spec.name, meta["level"], meta["vocab"], *parts, info=meta["info"])
+
+
+def check_prepared(data_dir, source):
+    """Names of the prepared caches of ``source`` that are damaged or stale; they are deleted
+    (the next load prepares them again from the checked raw files)."""
+    damaged = []
+    files = None
+    for name, spec in DATASETS.items():
+        if spec.source != source or spec.level not in ("char", "word"):
+            continue
+        prep = source_dir(data_dir, source) / "prepared"
+        paths = [prep / f"{name}.vocab.json", prep / f"{name}.npz"]
+        if not any(p.exists() for p in paths):
+            continue
+        if files is None:
+            files = present_files(data_dir, name, source)
+        sources = {raw: e["sha256"] for raw, (_, e) in files.items()}
+        if _load_prepared(prep, spec, sources) is None:
+            damaged.append(name)
+            for p in paths:
+                p.unlink(missing_ok=True)
+    return damaged

@@ -166,12 +166,23 @@ def import_path(dataset, path, data_dir=None, echo=None):
     if path.is_file() and len(source.files) > 1:
         raise UserError(f"{dataset}: give the directory holding {_names(source)}")
     sdir = source_dir(data_dir, source.name)
-    old = _forget(sdir)
-    entries = {}
-    for raw in source.files:
-        entries[raw.name] = _import_file(raw, _find_local(raw, path), sdir)
-        _say(echo, raw.name, entries[raw.name])
-    write_manifest(sdir, source.name, entries)
+    sdir.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    try:
+        for raw in source.files:   # copy and check every file before touching the cache
+            staged[raw.name] = _stage_file(raw, _find_local(raw, path), sdir)
+        old = _forget(sdir)
+        entries = {}
+        for raw in source.files:
+            tmp, entry, local = staged.pop(raw.name)
+            dest = sdir / _stored_name(raw, packing_of(local.name), entry)
+            os.replace(tmp, dest)
+            entries[raw.name] = _stored(entry, dest, local.resolve())
+            _say(echo, raw.name, entries[raw.name])
+        write_manifest(sdir, source.name, entries)
+    finally:
+        for tmp, _, _ in staged.values():
+            tmp.unlink(missing_ok=True)
     _drop_replaced(sdir, old, entries)
     return sdir
 
@@ -190,19 +201,20 @@ def _find_local(raw, path):
     raise UserError(f"{path}: no {raw.name} or {raw.content_name} in this directory")
 
 
-def _import_file(raw, local, sdir):
-    """Copy under a temporary name, check the copy, then rename it; never leave the temp."""
+def _stage_file(raw, local, sdir):
+    """Copy under a temporary name and check the copy: (temporary path, entry, local path).
+
+    A copy that fails its check is removed; the cache's files and manifest are not touched.
+    """
     packing = packing_of(local.name)
     tmp = sdir / f".{raw.name}.import.tmp"
     try:
         shutil.copyfile(local, tmp)
         entry = match_variant(raw, tmp, packing, importing=True)
-        dest = sdir / _stored_name(raw, packing, entry)
-        os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _stored(entry, dest, local.resolve())
+    return tmp, entry, local
 
 
 def _stored_name(raw, packing, entry):

@@ -1,6 +1,6 @@
 """What ``rbtw data list`` shows: each data set, where it is, whether present and checked."""
 
-from rbtw.data.corpus import default_text_path
+from rbtw.data.corpus import check_prepared, default_text_path
 from rbtw.data.registry import DATASETS, SOURCES
 from rbtw.data.store import match_variant, packing_of, source_dir, source_state, weakest
 from rbtw.errors import UserError
@@ -27,14 +27,19 @@ def _state(data_dir, source, recheck):
     """(status, note) of a source; a fragment or size-checked status carries its reason."""
     try:
         state, manifest = source_state(data_dir, source)
+        damaged = []
         if recheck and manifest is not None and state not in ("changed",):
             state = _recheck(data_dir, source, manifest)
+            damaged = check_prepared(data_dir, source)
     except UserError as e:
         return "damaged", str(e)
     note = SOURCES[source].note if state in ("size-checked", "fragment", "missing") else ""
     if state == "fragment":
         size = sum(e["content_bytes"] for e in manifest["files"].values())
         note = f"fragment of {size:,} bytes, not the full corpus; splits 90/5/5 %"
+    if damaged:
+        note = (f"{note}; " if note else "") + \
+            f"damaged prepared data of {', '.join(damaged)} removed (prepared again on next use)"
     return state, note
 
 

@@ -115,8 +115,14 @@ def match_variant(raw, path, packing, *, importing):
     d = digest(path, packing, raw.member)
     sized = [v for v in raw.variants if v.size == d["size"] and (importing or not v.import_only)]
     for v in sized:
-        if v.sha256 is None or v.sha256 == d["sha256"]:
-            return _entry(v, _refined_status(v, path, packing, raw), d)
+        if v.sha256 is not None and v.sha256 == d["sha256"]:
+            return _entry(v, v.status, d)
+    for v in sized:
+        if v.sha256 is None and _content_checks(v, path, packing, raw):
+            return _entry(v, VERIFIED if v.text_sha256 else v.status, d)
+    if sized and all(v.sha256 is None for v in sized):
+        raise UserError(f"{raw.name}: the content is not the expected text (sha256 {d['sha256'][:16]}...): "
+                        "the copy is corrupt or not the canonical file")
     if sized:
         want = sized[0].sha256
         raise UserError(f"{raw.name}: checksum mismatch (sha256 {d['sha256'][:16]}..., expected "
@@ -129,12 +135,20 @@ def match_variant(raw, path, packing, *, importing):
                     f"{_expected_sizes(raw, importing)})")
 
 
-def _refined_status(v, path, packing, raw):
-    """A size-checked variant becomes verified when its normalised text has the known sha256."""
-    if v.text_sha256 is None:
-        return v.status
-    text = normalise_newlines(read_content(path, packing, raw.member))
-    return VERIFIED if hashlib.sha256(text).hexdigest() == v.text_sha256 else v.status
+def _content_checks(v, path, packing, raw):
+    """Checks of a variant without a file checksum: its normalised text's sha256 when known,
+    else that the content is UTF-8 text without NUL bytes (random bytes of the right size fail).
+    """
+    data = read_content(path, packing, raw.member)
+    if v.text_sha256 is not None:
+        return hashlib.sha256(normalise_newlines(data)).hexdigest() == v.text_sha256
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _fits_alphabet(v, path, packing, raw):

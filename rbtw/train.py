@@ -79,6 +79,7 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     log_every: int = 20
+    checkpoint_every: int | None = None  # also checkpoint every N minibatches within an epoch
 
     @classmethod
     def field_names(cls):
@@ -115,6 +116,7 @@ class TrainConfig:
             (self.kind != "word" or self.emb > 0, "the word LM needs --emb > 0"),
             (784 % self.pixels_per_step == 0, "pixels per step must divide 784"),
             (self.h0_noise >= 0, "h0 noise must be non-negative"),
+            (self.checkpoint_every is None or self.checkpoint_every >= 1, "checkpoint_every must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -400,6 +402,8 @@ class Run:
             if self.step % c.log_every == 0:
                 self.record(event="train", epoch=self.epoch, batch=self.batch_index, step=self.step,
                             loss=loss, lr=lr)
+            if c.checkpoint_every and self.batch_index % c.checkpoint_every == 0:
+                self.save()
             if progress is not None:
                 progress(self, loss)
         valid = evaluate(self.params, self.stats, self.spec, self.data, "valid", c)

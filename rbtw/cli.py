@@ -462,9 +462,12 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="markdown report (default OUT/BUDGET/REPRODUCTION.md)")
-@click.option("--workers", type=click.IntRange(1), default=None, help="parallel runs (default: cores)")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="parallel runs: local Dask worker processes (default: cores)")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="run on an existing Dask scheduler instead, e.g. tcp://host:8786 (see rbtw sweep --help)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-def reproduce(budget, tasks, out_dir, report_path, workers, data_dir):
+def reproduce(budget, tasks, out_dir, report_path, workers, scheduler, data_dir):
     """Train fp, BinaryConnect, binary and ternary models side by side and write a report."""
     from rbtw import reproduce as rep
     from rbtw.train import TrainConfig, load_task_data
@@ -473,9 +476,10 @@ def reproduce(budget, tasks, out_dir, report_path, workers, data_dir):
     for task in task_list:  # fail early, before any training, when data is missing
         load_task_data(TrainConfig(task=task, emb=1), data_dir)
     workers = workers or os.cpu_count() or 1
-    click.echo(f"{len(jobs)} runs, {workers} at a time, in {out_dir}/{budget}", err=True)
+    where = f"on {scheduler}" if scheduler else f"{workers} at a time"
+    click.echo(f"{len(jobs)} runs, {where}, in {out_dir}/{budget}", err=True)
     start = time.time()
-    rep.run_jobs(jobs, workers, data_dir, echo=lambda line: click.echo(line, err=True))
+    rep.run_jobs(jobs, workers, data_dir, echo=lambda line: click.echo(line, err=True), scheduler=scheduler)
     conv = None
     probe = next((j for j in jobs if j.task == "ptb_char" and j.variant == "ternary" and "error" not in j.result
                   and rep.finished(j)), None)

@@ -61,6 +61,7 @@ SPEC_NAME = "sweep.json"
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "NUMBA_NUM_THREADS": "1"}
 BUSY_RETRY_SECONDS = 5.0
+CONNECT_TIMEOUT = "10s"
 _LIMITS = ("adam_reset", "eval_max_batches", "max_batches")  # 0 or null: no limit
 
 
@@ -392,7 +393,7 @@ def connect(scheduler=None, workers=None):
     _, distributed = _import_dask()
     if scheduler:
         try:
-            return distributed.Client(scheduler, timeout="10s"), None
+            return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT), None
         except (OSError, TimeoutError, ValueError) as e:
             raise UserError(f"cannot connect to the Dask scheduler at {scheduler}: "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

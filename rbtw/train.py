@@ -5,7 +5,8 @@ A run lives in one directory:
     config.json       the full TrainConfig (written once, at the start)
     metrics.jsonl     one JSON object per line: {"event": "train"|"epoch"|"test"|..., ...}
     checkpoint.npz    parameters, BN statistics, optimiser state, RNG state and position;
-                      written atomically at the end of every epoch and on Ctrl-C
+                      written atomically at the end of every epoch, every
+                      ``checkpoint_every`` minibatches if set, and on Ctrl-C
 
 ``--resume`` continues from the checkpoint exactly: the batch order of an epoch comes from
 (seed, epoch) alone, and the generator that draws quantized weights and dropout masks is

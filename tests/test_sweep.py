@@ -123,6 +123,9 @@ def test_sweep_command_runs_summarises_and_reruns_nothing(tmp_path):
 def test_workers_compute_with_one_thread(client):
     env = client.run(lambda: {k: os.environ.get(k) for k in sw.ONE_THREAD})
     assert len(env) == 2 and all(e == {k: "1" for k in sw.ONE_THREAD} for e in env.values())
+    import dask
+    profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert set(profiling.values()) == {False}
 
 
 def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tmp_path):

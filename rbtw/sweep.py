@@ -45,7 +45,6 @@ import math
 import os
 import re
 import socket
-import sys
 import time
 import types
 import typing

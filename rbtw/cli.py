@@ -576,9 +576,9 @@ def _run_sweep(runs, scheduler, workers, data_dir):
     client, cluster = sw.connect(scheduler, workers)
     try:
         where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} workers"
-        link = sw.dashboard(client)
-        click.echo(f"{len(todo)} of {len(runs)} runs to train on {where}"
-                   + (f"; dashboard {link}" if link else ""), err=True)
+        link = sw.dashboard(client, local=cluster is not None)
+        dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""
+        click.echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}", err=True)
         with click.progressbar(length=len(runs), label="runs", file=sys.stderr, show_pos=True) as bar:
             return sw.run_all(runs, client, data_dir, echo=lambda line: click.echo("\n" + line, err=True),
                               progress=lambda result: bar.update(1))

@@ -402,8 +402,14 @@ def connect(scheduler=None, workers=None):
     return distributed.Client(cluster), cluster
 
 
-def dashboard(client):
-    """The dashboard address, or None when the scheduler serves none (it needs bokeh)."""
+def dashboard(client, local=False):
+    """The dashboard address, or None when the scheduler serves none.
+
+    A local scheduler without bokeh serves no dashboard pages; its address is not offered.
+    """
+    import importlib.util
+    if local and importlib.util.find_spec("bokeh") is None:
+        return None
     try:
         if "dashboard" in client.scheduler_info().get("services", {}):
             return client.dashboard_link

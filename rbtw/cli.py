@@ -575,7 +575,8 @@ def _run_sweep(runs, scheduler, workers, data_dir):
         return {r.name: {"status": "done", "skipped": True} for r in runs}
     client, cluster = sw.connect(scheduler, workers)
     try:
-        where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} workers"
+        n = len(client.scheduler_info()["workers"])
+        where = scheduler or f"a local cluster of {n} worker{'s' if n != 1 else ''}"
         link = sw.dashboard(client, local=cluster is not None)
         dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""
         click.echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}", err=True)

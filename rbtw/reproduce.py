@@ -11,18 +11,17 @@ plus GRU variants (fp, binary, ternary with BN) on PTB characters.  Budgets scal
 (hidden size, minibatches per epoch, epochs) so that ``quick`` takes at most ~15 minutes and
 ``full`` at most ~2 hours on 2 cores; the scaled settings are printed in the report.
 
-Each run is an ordinary ``rbtw train`` in its own process (one BLAS thread each, as many
-processes as cores), in its own run directory: a finished run is not repeated, an interrupted
-one resumes from its checkpoint.
+Each run is an ordinary training run in its own run directory, run by the sweep runner
+(:mod:`rbtw.sweep`): Dask tasks on a local cluster of single-threaded worker processes, one
+per core, or on an existing scheduler.  A finished run is not repeated, an interrupted one
+resumes from its checkpoint.
 """
 
 import json
 import math
 import os
 import platform
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +98,15 @@ class Job:
             cmd += ["--data-dir", str(data_dir)]
         return cmd
 
+    def config(self):
+        """The TrainConfig dict that :meth:`command` would train."""
+        from rbtw.sweep import make_config
+        return make_config(self.task, "quick", self.settings)  # None: no limit, as 0 on the command line
+
+    def sweep_run(self):
+        from rbtw.sweep import SweepRun
+        return SweepRun(self.name, self.variant, {}, self.settings.get("seed", 0), self.config(), self.out)
+
 
 def plan(budget, tasks, out_dir):
     """The runs of a reproduction: one Job per (task, variant)."""
@@ -128,40 +136,33 @@ def finished(job):
     return tests[-1] if tests else None
 
 
-def run_jobs(jobs, workers, data_dir=None, echo=print):
-    """Run the jobs, ``workers`` at a time, each in its own single-threaded process."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               NUMBA_NUM_THREADS="1")
-    pending = [j for j in jobs if finished(j) is None]
-    for j in jobs:
-        if finished(j) is not None:
-            echo(f"  {j.name}: already finished")
-    running = []
-    while pending or running:
-        while pending and len(running) < workers:
-            job = pending.pop(0)
-            job.out.mkdir(parents=True, exist_ok=True)
-            cmd = job.command(data_dir)
-            cmd.append("--resume" if (job.out / "checkpoint.npz").exists() else "--force")
-            log = open(job.out / "train.log", "w")
-            running.append((job, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log,
-                            time.time()))
-            echo(f"  {job.name}: started")
-        time.sleep(0.5)
-        for entry in list(running):
-            job, proc, log, start = entry
-            if proc.poll() is None:
-                continue
-            log.close()
-            running.remove(entry)
-            job.result["wall_seconds"] = round(time.time() - start, 1)
-            if proc.returncode != 0:
-                tail = (job.out / "train.log").read_text().strip().splitlines()[-1:] or ["?"]
-                echo(f"  {job.name}: FAILED (exit {proc.returncode}): {tail[0]}")
-                job.result["error"] = tail[0]
-            else:
-                echo(f"  {job.name}: done in {job.result['wall_seconds']:.0f} s")
+def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
+    """Run the jobs through the sweep runner: Dask tasks on a local cluster of ``workers``
+    single-threaded processes, or on ``scheduler``.  Finished runs are skipped."""
+    from rbtw import sweep
+    runs = [job.sweep_run() for job in jobs]
     for job in jobs:
+        if finished(job) is not None:
+            echo(f"  {job.name}: already finished")
+    results = {}
+    if any(finished(j) is None for j in jobs):
+        client, cluster = sweep.connect(scheduler, workers)
+        try:
+            def progress(result):
+                if not result.get("skipped"):
+                    done = sum(1 for j in jobs if finished(j) is not None)
+                    echo(f"  {done}/{len(jobs)} runs finished")
+            results = sweep.run_all(runs, client, data_dir, echo=lambda line: echo(f"  {line}"), progress=progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    for job in jobs:
+        result = results.get(job.name, {})
+        if result.get("status") == "failed":
+            job.result["error"] = result["error"]
+        if "seconds" in result:
+            job.result["wall_seconds"] = round(result["seconds"], 1)
         test = finished(job)
         if test is not None:
             job.result.update(test)

@@ -80,3 +80,22 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = CliRunner().invoke(main, ["plot", str(write_log(tmp_path / "a")), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "pip install 'rbtw[plot]'" in result.stderr
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+def test_job_config_is_what_its_train_command_would_train(tmp_path, monkeypatch, budget):
+    """The sweep runner trains Job.config() in-process; it equals the config of Job.command()."""
+    from rbtw import train
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, config, out, **kwargs):
+            seen["config"] = config.to_dict()
+            raise UserError("captured")
+
+    monkeypatch.setattr(train, "Run", Capture)
+    for job in rep.plan(budget, ["ptb_char", "mnist", "ptb_word"], tmp_path):
+        result = CliRunner().invoke(main, job.command()[3:])  # after: python -m rbtw.cli
+        assert "captured" in result.stderr, result.stderr
+        assert job.config() == seen["config"], job.name

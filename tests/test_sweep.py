@@ -1,0 +1,332 @@
+"""Sweeps on Dask: the sweep file, the runner (faults, restarts, locks), the seed statistics."""
+
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rbtw import sweep as sw
+from rbtw.checkpoint import load_checkpoint
+from rbtw.cli import main
+from rbtw.runlock import RunLock
+from rbtw.train import Run, TrainConfig
+
+distributed = pytest.importorskip("distributed")
+scipy_stats = pytest.importorskip("scipy.stats")
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tiny runs without BN take the NumPy path: no Numba kernels to load in a fresh worker process.
+TINY = dict(hidden=8, seq_len=10, batch=4, epochs=1, max_batches=5, eval_max_batches=2, log_every=1000, bn=False)
+SPEC = """\
+task = "default"
+seeds = [0, 1]
+reference = "fp"
+[options]
+hidden = 8
+seq_len = 10
+batch = 4
+epochs = 1
+max_batches = 5
+eval_max_batches = 2
+log_every = 1000
+bn = false
+[grid]
+fp = { quant = "none" }
+ternary = { quant = "ternary", stochastic = true }
+"""
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One 2-worker LocalCluster, built as the CLI builds it, shared by the tests below."""
+    cluster = sw.local_cluster(2, silence_logs=logging.ERROR, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def tiny_sweep(variants, seeds=(0,), **options):
+    return sw.parse_spec({"task": "default", "options": dict(TINY, **options), "grid": variants,
+                          "seeds": list(seeds)})
+
+
+def events(run_dir, kind):
+    return [e for e in sw.read_events(run_dir) if e.get("event") == kind]
+
+
+def snapshot(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(Path(out).rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the command, end to end on its own local cluster
+
+
+def test_sweep_command_runs_summarises_and_reruns_nothing(tmp_path):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--workers", "2"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "4 of 4 runs to train on a local cluster of 2 workers" in result.stderr
+    names = ["fp-seed0", "fp-seed1", "ternary-seed0", "ternary-seed1"]
+    for name in names:
+        config = json.loads((out / name / "config.json").read_text())
+        assert config["hidden"] == 8 and config["seed"] == int(name[-1])
+        assert config["quant"] == ("none" if name.startswith("fp") else "ternary")
+        assert len(events(out / name, "test")) == 1
+    # the summary's figures are scipy's, computed directly from the runs' own logs
+    summary = json.loads((out / "summary.json").read_text())
+    bpc = {n: events(out / n, "test")[0]["test_bpc"] for n in names}
+    for group in summary["groups"]:
+        x = [bpc[f"{group['variant']}-seed{s}"] for s in (0, 1)]
+        ci = scipy_stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+        assert group["n"] == 2 and group["mean"] == pytest.approx(statistics.mean(x), rel=1e-12)
+        assert group["sd"] == pytest.approx(statistics.stdev(x), rel=1e-9)
+        assert group["ci95"] == pytest.approx([ci.low, ci.high], rel=1e-9)
+    (diff,) = summary["differences"]
+    a, b = [bpc[f"ternary-seed{s}"] for s in (0, 1)], [bpc[f"fp-seed{s}"] for s in (0, 1)]
+    ci = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert diff["variant"] == "ternary" and diff["reference"] == "fp" and diff["seeds"] == [0, 1]
+    assert diff["mean"] == pytest.approx(np.mean(np.subtract(a, b)), rel=1e-9)
+    assert diff["ci95"] == pytest.approx([ci.low, ci.high], rel=1e-9)
+    assert "| ternary | — | 2/2 |" in (out / "summary.md").read_text()
+    # the same command again trains nothing and starts no cluster
+    before = snapshot(out)
+    again = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert again.exit_code == 0 and "nothing to train" in again.stderr
+    assert snapshot(out) == before
+    # the summary is rebuilt from the run directories alone
+    (out / "summary.json").unlink()
+    (out / "summary.md").unlink()
+    rebuilt = CliRunner().invoke(main, ["sweep", str(out), "--summary"])
+    assert rebuilt.exit_code == 0, rebuilt.stderr
+    assert snapshot(out) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# the runner on a shared cluster
+
+
+def test_workers_compute_with_one_thread(client):
+    env = client.run(lambda: {k: os.environ.get(k) for k in sw.ONE_THREAD})
+    assert len(env) == 2 and all(e == {k: "1" for k in sw.ONE_THREAD} for e in env.values())
+    import dask
+    profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert set(profiling.values()) == {False}
+
+
+def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tmp_path):
+    """Two runs of one configuration and seed; the worker training the first is killed (SIGKILL)
+    after its first mid-epoch checkpoint.  Both end with the same weights."""
+    slow = dict(max_batches=400, checkpoint_every=25, bn=True)  # the fused BN-LSTM path, as trained for real
+    same = {"quant": "ternary", "stochastic": True}
+    runs = tiny_sweep({"killed": same, "whole": same}, seeds=(0,), **slow).runs(tmp_path)
+    victim, whole = runs
+    assert victim.config == whole.config
+    killed = {}
+
+    def kill_when_checkpointed():
+        deadline = time.time() + 120
+        while time.time() < deadline and not (victim.out / "checkpoint.npz").exists():
+            time.sleep(0.01)
+        holder = (victim.out / ".lock").read_text().split()
+        killed["pid"] = int(holder[1])  # "pid N on HOST": the worker process training the run
+        os.kill(killed["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_checkpointed)
+    killer.start()
+    results = sw.run_all(runs, client)
+    killer.join()
+    assert killed["pid"] not in client.run(os.getpid).values()  # that process is gone
+    assert all(r["status"] == "done" for r in results.values()), results
+    assert results[victim.name]["resumed"] is True and results[whole.name]["resumed"] is False
+    for run in runs:  # every run trained to its end exactly once
+        assert len(events(run.out, "test")) == 1
+        assert [e["status"] for e in events(run.out, "sweep")] == ["done"]
+    got = load_checkpoint(victim.out / "checkpoint.npz")
+    want = load_checkpoint(whole.out / "checkpoint.npz")
+    assert got.meta["step"] == want.meta["step"] == 400
+    for name in want.params:
+        np.testing.assert_array_equal(got.params[name], want.params[name], err_msg=name)
+    for name in want.stats:
+        np.testing.assert_array_equal(got.stats[name], want.stats[name], err_msg=name)
+
+
+def test_rerun_after_interruption_finishes_only_what_was_missing(client, tmp_path):
+    runs = tiny_sweep({"fp": {"quant": "none"}}, seeds=(0, 1, 2), max_batches=8).runs(tmp_path)
+    finished, interrupted, untouched = runs
+    assert sw.train_one(finished.config, finished.out)["status"] == "done"
+
+    def stop(run, loss):
+        if run.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C: a checkpoint at minibatch 3
+        Run(TrainConfig.from_dict(interrupted.config), interrupted.out, log=lambda line: None).run(progress=stop)
+    before = snapshot(finished.out)
+    results = sw.run_all(runs, client)
+    assert results[finished.name] == {"status": "done", "skipped": True}
+    assert snapshot(finished.out) == before
+    assert results[interrupted.name]["resumed"] is True and results[untouched.name]["resumed"] is False
+    train_events = [e for e in sw.read_events(interrupted.out) if e.get("event") == "epoch"]
+    assert len(train_events) == 1 and train_events[0]["step"] == 8
+
+
+def test_failed_run_is_reported_and_the_others_finish(client, tmp_path):
+    sweep = tiny_sweep({"ok": {"quant": "none"}, "diverges": {"quant": "none", "lr": 1e30}}, seeds=(0,))
+    runs = sweep.runs(tmp_path)
+    results = sw.run_all(runs, client)
+    assert results["ok-seed0"]["status"] == "done"
+    assert results["diverges-seed0"]["status"] == "failed"
+    assert "loss became" in results["diverges-seed0"]["error"]
+    _, records = sw.collect(sweep, tmp_path)
+    status = {r["name"]: r["status"] for r in records}
+    assert status == {"ok-seed0": "done", "diverges-seed0": "failed"}
+
+
+def test_a_run_held_by_another_process_is_not_trained_twice(client, tmp_path):
+    (run,) = tiny_sweep({"fp": {"quant": "none"}}).runs(tmp_path)
+    lock = RunLock(run.out).acquire()  # "another sweep" trains it
+    threading.Timer(1.0, lock.release).start()
+    lines = []
+    results = sw.run_all([run], client, echo=lines.append, retry_seconds=0.5)
+    assert results[run.name]["status"] == "done" and len(events(run.out, "test")) == 1
+    assert lines and "in use by pid" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# an existing scheduler
+
+
+def test_scheduler_option_uses_an_existing_cluster(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **sw.ONE_THREAD)
+    file = tmp_path / "scheduler.json"
+    common = ["--no-dashboard"]
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", str(file), *common], env=env, stderr=subprocess.DEVNULL),
+             subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(file),
+                               "--nthreads", "1", "--host", "127.0.0.1", *common], env=env, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        with distributed.Client(address, timeout="30s") as c:
+            c.wait_for_workers(1, timeout=60)
+            worker_pids = set(c.run(os.getpid).values())
+        spec = tmp_path / "sweep.json"
+        spec.write_text(json.dumps({"task": "default", "options": TINY, "grid": {"fp": {"quant": "none"}},
+                                    "seeds": [3]}))
+        out = tmp_path / "out"
+        result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--scheduler", address])
+        assert result.exit_code == 0, result.output + result.stderr
+        assert f"runs to train on {address}" in result.stderr
+        (done,) = events(out / "fp-seed3", "sweep")
+        assert done["status"] == "done" and done["pid"] in worker_pids  # trained by the external worker
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(sw, "CONNECT_TIMEOUT", "1s")
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "o"),
+                                       "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: cannot connect to the Dask scheduler")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+BAD = {
+    "unknown field": ("colour = 3\n" + SPEC, "unknown field(s) colour"),
+    "unknown option": (SPEC.replace("hidden = 8", "hiden = 8"), "unknown field 'hiden'"),
+    "unknown variant key": (SPEC.replace('fp = { quant = "none" }', 'fp = { quantize = "none" }'),
+                            "variant 'fp': unknown field 'quantize'"),
+    "wrong type": (SPEC.replace("hidden = 8", 'hidden = "8"'), "hidden = '8' is not of type int"),
+    "bad value": (SPEC.replace('quant = "none"', 'quant = "quaternary"'), "unknown quantization"),
+    "empty grid": (SPEC.split("[grid]")[0] + "[grid]\n", "the grid is empty"),
+    "axes only": (SPEC.split("[grid]")[0] + "[grid]\nhidden = [8]\n", "the grid has no variant"),
+    "no seeds": (SPEC.replace("seeds = [0, 1]", "seeds = []"), "seeds must be a non-empty array"),
+    "bad reference": (SPEC.replace('reference = "fp"', 'reference = "bf"'), "the reference 'bf' is not a variant"),
+    "seed in options": (SPEC.replace("hidden = 8", "seed = 8"), "seed is set by the sweep itself"),
+    "bad toml": (SPEC.replace("hidden = 8", "hidden = "), "is not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_sweep_files_are_one_line_errors_and_write_nothing(tmp_path, case):
+    text, message = BAD[case]
+    spec = tmp_path / "s.toml"
+    spec.write_text(text)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_files_and_other_sweeps_are_refused(tmp_path):
+    out = tmp_path / "out"
+    missing = CliRunner().invoke(main, ["sweep", str(tmp_path / "nope.toml"), "--out", str(out)])
+    assert missing.exit_code == 2 and "cannot read the sweep file" in missing.stderr
+    (tmp_path / "s.yaml").write_text("task: default\n")
+    other = CliRunner().invoke(main, ["sweep", str(tmp_path / "s.yaml"), "--out", str(out)])
+    assert other.exit_code == 2 and "ends in .toml or .json" in other.stderr
+    assert not out.exists()
+    # a directory that holds another sweep, or something else, is refused before anything runs
+    first = sw.parse_spec({"task": "default", "options": TINY, "grid": {"fp": {}}, "seeds": [0]})
+    sw.prepare_out(first, out)
+    before = snapshot(out)
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert result.exit_code == 2 and "holds a different sweep" in result.stderr
+    assert snapshot(out) == before
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "busy")])
+    assert result.exit_code == 2 and "does not hold a sweep" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+    result = CliRunner().invoke(main, ["sweep", str(tmp_path / "busy"), "--summary"])
+    assert result.exit_code == 2 and "holds no sweep" in result.stderr
+
+
+def test_without_dask_the_command_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.stderr == f"error: {sw.INSTALL_HINT}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_grid_axes_cross_every_variant_and_name_the_runs(tmp_path):
+    sweep = sw.parse_spec({"task": "default", "preset": "quick", "options": {"epochs": 2},
+                           "grid": {"fp": {"quant": "fp"}, "bin": {"quant": "binary"}, "hidden": [8, 16]},
+                           "seeds": [0, 5]})
+    runs = sweep.runs(tmp_path)
+    assert [r.name for r in runs[:4]] == ["fp-hidden8-seed0", "fp-hidden8-seed5", "fp-hidden16-seed0",
+                                          "fp-hidden16-seed5"]
+    assert len(runs) == 8 and runs[-1].out == tmp_path / "bin-hidden16-seed5"
+    config = runs[-1].config
+    assert (config["quant"], config["hidden"], config["seed"], config["epochs"]) == ("binary", 16, 5, 2)
+    assert config["seq_len"] == 100  # the quick preset's value for the task

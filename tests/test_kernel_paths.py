@@ -169,13 +169,17 @@ def test_product_is_packed_or_dense_and_identical_either_way(kind, b, monkeypatc
 ops_matmul = ops.matmul
 
 
-def test_routing_rule_follows_size_and_batch():
-    big = pack(np.ones((4000, 1000), np.int8), "binary")
+def test_routing_rule_follows_size_columns_and_batch():
+    big = {kind: pack(np.ones((4000, 1000), np.int8), kind) for kind in KINDS}
+    narrow = {kind: pack(np.ones((4000, 50), np.int8), kind) for kind in KINDS}
     tiny = pack(np.ones((40, 50), np.int8), "binary")
     for path in isa.PATHS:
         assert not ops.packed_wins(tiny, 1, path)             # too small for tables to pay
-        assert ops.packed_wins(big, 1, path) == (ops.PACKED_MAX_BATCH[(path, "binary")] >= 1)
-        assert not ops.packed_wins(big, ops.PACKED_MAX_BATCH[(path, "binary")] + 1, path)
+        for kind in KINDS:
+            most = ops.PACKED_MAX_BATCH[(path, kind)]
+            assert ops.packed_wins(big[kind], 1, path) == (most >= 1)
+            assert not ops.packed_wins(big[kind], most + 1, path)
+            assert ops.packed_wins(narrow[kind], 1, path) == (most >= 1 and ops.PACKED_MIN_COLS[(path, kind)] <= 50)
 
 
 # ----------------------------------------------------------------------------------- selection

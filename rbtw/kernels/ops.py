@@ -24,22 +24,30 @@ import numpy as np
 from . import isa
 from .packing import PackedMatrix
 
-# Below this many weights x batch rows (G*K*B) one thread beats waking a second one.
-PARALLEL_MIN_WORK = 1 << 20
-# Batch matmuls take a second thread only from this much work: below it the threads'
-# start-up and OpenBLAS's spinning workers cost more than the halved work saves.
-PARALLEL_MIN_WORK_BATCH = 1 << 24
+# Below this many weights (G*K) a matvec runs on one thread, below this many weights x batch
+# rows (G*K*B) a matmul does: waking more threads costs more than the halved work saves.
+# From bench/results/kernels.md (AVX-512 host, quiet): 2 threads gained nothing at
+# 4000×1000 batch 1 (34.8 vs 36.2 µs) and gained at 8192×2048 (97 vs 144 µs); at batch 64
+# they lost up to 70× at G·K·B ≤ 1.7e7 and gained from 6.7e7 (2048×512×64: 429 vs 677 µs).
+# On a loaded machine every wait for a second core is far worse (the same file, AVX2 host).
+PARALLEL_MIN_WORK = 1 << 24
+PARALLEL_MIN_WORK_BATCH = 1 << 26
 
 MODULES = {"avx512": "lut", "avx2": "avx2", "portable": "portable"}
 ROWS = {"avx512": 16, "avx2": 8, "portable": 8}
 BATCH_TILE = 4
 
-# Largest batch at which the packed kernels still beat the faster BLAS layout, per path and
-# kind; from bench/results/kernels.md (1 thread, H 256..2048).  Above it, product() runs the
-# dense float32 product.  Batch 1 always takes the packed kernels where G·K >= DENSE_BELOW.
+# Where the packed kernels beat the faster BLAS layout (bench/results/kernels.md, 1 thread):
+# up to PACKED_MAX_BATCH batch rows, from PACKED_MIN_COLS columns, from DENSE_BELOW weights.
+# Elsewhere product() runs the dense float32 product.  AVX-512 won at every measured shape
+# (batch 1 and 64, K 50..2048); AVX2 loses at batch 64 and, ternary, at K = 50; the portable
+# kernels win only for binary weights at small batches and K >= 128.
 PACKED_MAX_BATCH = {("avx512", "binary"): 1 << 30, ("avx512", "ternary"): 1 << 30,
                     ("avx2", "binary"): 8, ("avx2", "ternary"): 4,
-                    ("portable", "binary"): 1, ("portable", "ternary"): 0}
+                    ("portable", "binary"): 4, ("portable", "ternary"): 0}
+PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
+                   ("avx2", "binary"): 0, ("avx2", "ternary"): 128,
+                   ("portable", "binary"): 128, ("portable", "ternary"): 128}
 DENSE_BELOW = 1 << 14     # G·K below this: a product too small for tables to pay
 
 
@@ -126,10 +134,9 @@ def matmul(pm: PackedMatrix, X, out=None, path: str | None = None) -> np.ndarray
 
 def packed_wins(pm: PackedMatrix, batch: int, path: str | None = None) -> bool:
     """True where the packed kernels beat the dense float32 product for ``batch`` rows."""
-    path = path or isa.path()
-    if pm.rows * pm.cols < DENSE_BELOW:
-        return False
-    return batch <= PACKED_MAX_BATCH[(path, pm.kind)]
+    key = (path or isa.path(), pm.kind)
+    return (pm.rows * pm.cols >= DENSE_BELOW and pm.cols >= PACKED_MIN_COLS[key]
+            and batch <= PACKED_MAX_BATCH[key])
 
 
 def dense_t(pm: PackedMatrix) -> np.ndarray:

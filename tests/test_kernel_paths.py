@@ -111,6 +111,26 @@ def test_kernels_split_rows_into_any_number_of_chunks(path, kind, n_chunks):
     np.testing.assert_array_equal(Y, X @ q.T)
 
 
+@pytest.mark.parametrize("quant", ["binary", "ternary"])
+def test_emulator_products_on_each_path_equal_the_integer_loop(path, quant):
+    from rbtw.accel import datapath
+    from rbtw.accel import design as dm
+    from rbtw.accel.engine import AccelEngine
+    from rbtw.accel.randmodel import random_export
+    rng = np.random.default_rng(3)
+    ex = random_export(rng, hidden=37, quant=quant, kind="classify", n_in=20, t_max=3)
+    d = dm.preset(quant)
+    engine = AccelEngine(ex, d)
+    x = engine._inputs(rng.random((4, 2, 20)).astype(np.float32))
+    layer = engine.layers[0]
+    lim = 1 << (d.act_bits - 1)
+    state = (rng.integers(-lim, lim, size=(2, 37)), np.broadcast_to(layer.c0, (2, 37)).copy())
+    fast = datapath.emulate_layer(layer, d, x, state, packed=True, path=path)
+    slow = datapath.emulate_layer(layer, d, x, state, packed=False)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------------------------------------------ layouts
 
 

@@ -37,9 +37,10 @@ an export (on any design) go faster still through the accumulate-only kernels of
 which read 1–2 bits a weight instead of a byte and add in float32.  float32 adds integers
 exactly while every partial sum stays below 2^24, so v is split into v = 2^8·hi + lo
 (lo = v & 255 in [0, 255], hi = v >> 8) and Q·v = 2^8·(Q·hi) + Q·lo, both products exact when
-K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``) and the packed kernels beat a
-dense product at batch 1 on this CPU (rbtw.kernels.ops.packed_wins); otherwise the integer
-loop runs.  The kernel path is rbtw.kernels.isa's choice, passed in as a number; only the
+K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``); otherwise the integer loop runs.
+(The integer loop, int64 multiply-adds, is the alternative here, not BLAS: on an AVX2 host the
+packed kernels ran binary products 1.8× (H 64) to 36× (H 256) faster than it, ternary about
+as fast or faster, so they run wherever exact.)  The kernel path is rbtw.kernels.isa's choice, passed in as a number; only the
 paths this target can run are compiled in (the others name the portable kernels).
 Large products share their rows among Numba's threads by the packed kernels' rule
 (rbtw.kernels.ops.threads_for).  Tests check the three nests against each other and the
@@ -52,7 +53,7 @@ from numba import njit, prange
 
 from rbtw.accel import fixed
 from rbtw.kernels import isa, portable
-from rbtw.kernels.ops import kernels, packed_wins, threads_for
+from rbtw.kernels.ops import kernels, threads_for
 
 _RUNNABLE = isa.runnable()
 _avx512 = kernels("avx512") if "avx512" in _RUNNABLE else portable
@@ -275,18 +276,19 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
 
 
 def _kernel_words(pm, act_bits, path):
-    """(kernel words, words per row, ternary) of a packed matrix whose split products are exact
-    and faster than the integer loop on this CPU; words per row 0 (the integer loop) otherwise."""
-    if pm is None or not exact_split(pm.cols, act_bits) or not packed_wins(pm, 1, path):
+    """(kernel words, words per row, ternary) of a packed matrix whose split products are exact;
+    words per row 0 (the integer loop) otherwise."""
+    if pm is None or not exact_split(pm.cols, act_bits) or pm.rows * pm.cols == 0:
         return np.zeros(1, np.uint32), 0, 0
     lay, nw = pm.path_layout(path)
     return lay, nw, int(pm.kind == "ternary")
 
 
-def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True):
+def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True, path=None):
     """Python entry: x (T, B, K) int64 or ids (T, B); state (h (B, H), c (B, H)) int64.
 
-    ``packed`` false keeps binary/ternary products in the integer loop (for tests)."""
+    ``packed`` false keeps binary/ternary products in the integer loop (for tests); ``path``
+    names the kernel path (default: rbtw.kernels.isa's choice)."""
     sig, tnh = roms if roms is not None else tables(design)
     prm = kernel_params(design, layer, tiled)
     if layer.one_hot:
@@ -295,7 +297,7 @@ def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=
         X = np.ascontiguousarray(x, dtype=np.int64)
         ids = np.zeros((1, 1), dtype=np.int64)
     h, c = state
-    path = isa.path()
+    path = path or isa.path()
     lay_h, nw_h, tern_h = _kernel_words(layer.pm_h if packed else None, design.act_bits, path)
     lay_x, nw_x, tern_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x, design.act_bits, path)
     pk = np.array([nw_h, nw_x, tern_h, tern_x, threads_for(layer.Wh.size), threads_for(layer.Wx.size),

@@ -89,6 +89,7 @@ def test_every_runnable_path_agrees_with_the_reference_on_float_inputs(kind, g, 
 def test_each_path_threaded_and_large(path, kind, monkeypatch):
     q, X = case(7, kind, 4 * 250, 301, 13)                    # G = 1000: not a multiple of 16
     pm = pack(q, kind)
+    monkeypatch.setattr(ops, "_cores_busy", lambda: False)
     for threshold in (1 << 40, 0):                            # one thread, then all of them
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK", threshold)
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK_BATCH", threshold)
@@ -112,7 +113,8 @@ def test_kernels_split_rows_into_any_number_of_chunks(path, kind, n_chunks):
 
 
 @pytest.mark.parametrize("quant", ["binary", "ternary"])
-def test_emulator_products_on_each_path_equal_the_integer_loop(path, quant):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_emulator_products_on_each_path_equal_the_integer_loop(path, quant, threads, monkeypatch):
     from rbtw.accel import datapath
     from rbtw.accel import design as dm
     from rbtw.accel.engine import AccelEngine
@@ -125,10 +127,24 @@ def test_emulator_products_on_each_path_equal_the_integer_loop(path, quant):
     layer = engine.layers[0]
     lim = 1 << (d.act_bits - 1)
     state = (rng.integers(-lim, lim, size=(2, 37)), np.broadcast_to(layer.c0, (2, 37)).copy())
+    monkeypatch.setattr(datapath, "threads_for", lambda work, batch=False: threads)  # rows in chunks
     fast = datapath.emulate_layer(layer, d, x, state, packed=True, path=path)
     slow = datapath.emulate_layer(layer, d, x, state, packed=False)
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
+
+
+def test_threads_only_for_large_products_on_an_idle_machine(monkeypatch):
+    import numba
+    n = numba.get_num_threads()
+    monkeypatch.setattr(ops, "_cores_busy", lambda: False)
+    assert ops.threads_for(ops.PARALLEL_MIN_WORK - 1) == 1
+    assert ops.threads_for(ops.PARALLEL_MIN_WORK) == n
+    assert ops.threads_for(ops.PARALLEL_MIN_WORK, batch=True) == (n if ops.PARALLEL_MIN_WORK_BATCH
+                                                                   <= ops.PARALLEL_MIN_WORK else 1)
+    assert ops.threads_for(ops.PARALLEL_MIN_WORK_BATCH, batch=True) == n
+    monkeypatch.setattr(ops, "_cores_busy", lambda: True)      # load fills the cores: one thread
+    assert ops.threads_for(1 << 40) == 1 and ops.threads_for(1 << 40, batch=True) == 1
 
 
 # ------------------------------------------------------------------------------------ layouts

@@ -212,12 +212,13 @@ def test_matmul_equals_reference_and_dense_product_exactly(kind, g, k, b, seed):
 @contextmanager
 def parallel_path():
     """Force the multi-threaded path of ops for every size."""
-    saved = ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH
+    saved = ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH, ops._cores_busy
     ops.PARALLEL_MIN_WORK = ops.PARALLEL_MIN_WORK_BATCH = 0
+    ops._cores_busy = lambda: False
     try:
         yield
     finally:
-        ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH = saved
+        ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH, ops._cores_busy = saved
 
 
 @settings(max_examples=40, deadline=None)
@@ -234,6 +235,7 @@ def test_larger_matrices_in_both_paths(kind, monkeypatch):
     q = random_q(rng, kind, 4 * 250, 301)                  # G = 1000 (not a multiple of 16)
     pm = pack(q, kind)
     x, X = small_ints(rng, 301), small_ints(rng, 13, 301)
+    monkeypatch.setattr(ops, "_cores_busy", lambda: False)
     for threshold in (1 << 40, 0):
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK", threshold)
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK_BATCH", threshold)

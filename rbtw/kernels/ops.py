@@ -17,6 +17,7 @@ or B does not fit those the result goes through a padded scratch buffer.
 from __future__ import annotations
 
 import importlib
+import os
 
 import numba
 import numpy as np
@@ -29,7 +30,8 @@ from .packing import PackedMatrix
 # From bench/results/kernels.md (AVX-512 host, quiet): 2 threads gained nothing at
 # 4000×1000 batch 1 (34.8 vs 36.2 µs) and gained at 8192×2048 (97 vs 144 µs); at batch 64
 # they lost up to 70× at G·K·B ≤ 1.7e7 and gained from 6.7e7 (2048×512×64: 429 vs 677 µs).
-# On a loaded machine every wait for a second core is far worse (the same file, AVX2 host).
+# On a loaded machine every wait for a second core is far worse (kernels.md, AVX2 host, load
+# 10 on 2 cores: 2 threads 100–4000× slower than 1), so threads_for keeps to one thread then.
 PARALLEL_MIN_WORK = 1 << 24
 PARALLEL_MIN_WORK_BATCH = 1 << 26
 
@@ -51,10 +53,22 @@ PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
 DENSE_BELOW = 1 << 14     # G·K below this: a product too small for tables to pay
 
 
+def _cores_busy() -> bool:
+    """True when the 1-minute load average already fills every core this process may use:
+    then a second thread mostly waits for a core, and each product's join waits for it."""
+    try:
+        return os.getloadavg()[0] >= len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return False
+
+
 def threads_for(work: int, batch: bool = False) -> int:
-    """Threads for a product of ``work`` weights × batch rows: all of Numba's, or 1 below the threshold."""
+    """Threads for a product of ``work`` weights × batch rows: all of Numba's from the
+    threshold on, unless the machine is already busy; else 1."""
     limit = PARALLEL_MIN_WORK_BATCH if batch else PARALLEL_MIN_WORK
-    return numba.get_num_threads() if work >= limit else 1
+    if work < limit or numba.get_num_threads() == 1 or _cores_busy():
+        return 1
+    return numba.get_num_threads()
 
 
 def kernels(path: str | None = None):

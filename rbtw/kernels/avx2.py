@@ -168,6 +168,15 @@ def _mm_rows(lay, tb, yb, nw, ternary, rb0, rb1):
                 vstore8(yf, o0, a0); vstore8(yf, o1, a1); vstore8(yf, o2, a2); vstore8(yf, o3, a3)
 
 
+@njit(cache=True)
+def matmul_serial(lay, xb, yb, nw, ternary):
+    """As matmul_kernel on one thread, without entering a parallel region."""
+    tb = np.empty((xb.shape[0], (40 if ternary else 80) * nw), dtype=np.float32)
+    for i in range(xb.shape[0]):
+        _fill_tables(xb[i], ternary, tb[i])
+    _mm_rows(lay, tb, yb, nw, ternary, 0, lay.shape[0] // (8 * nw))
+
+
 @njit(cache=True, parallel=True)
 def matmul_kernel(lay, xb, yb, nw, ternary, n_chunks):
     """Tables of every batch row, then prange over chunks of row blocks (all batch rows each).

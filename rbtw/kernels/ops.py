@@ -140,7 +140,10 @@ def matmul(pm: PackedMatrix, X, out=None, path: str | None = None) -> np.ndarray
     direct = pm.rows == padded and bp == b and out.flags.c_contiguous
     y = out if direct else np.empty((bp, padded), dtype=np.float32)
     n = threads_for(pm.rows * pm.cols * b, batch=True)
-    kernels(path).matmul_kernel(lay, X, y, nw, pm.kind == "ternary", n)
+    if n > 1:
+        kernels(path).matmul_kernel(lay, X, y, nw, pm.kind == "ternary", n)
+    else:                                        # no parallel region: its join alone can cost
+        kernels(path).matmul_serial(lay, X, y, nw, pm.kind == "ternary")   # more than the work
     if not direct:
         out[:] = y[:b, :pm.rows]
     return out

@@ -105,19 +105,25 @@ def matvec_parallel(lay, x, y, nb, ternary, n_chunks):
         _mv_rows(b8, t, y, nb, ternary, c * nrb // n_chunks, (c + 1) * nrb // n_chunks)
 
 
-@njit(cache=True, parallel=True)
-def matmul_kernel(lay, xb, yb, nb, ternary, n_chunks):
-    """Each batch row by the batch-1 method; prange over batch rows when n_chunks > 1.
+@njit(cache=True)
+def matmul_serial(lay, xb, yb, nb, ternary):
+    """Each batch row by the batch-1 method, one after another.
     lay uint32 (the layout's bytes), xb (B, K), yb (B, ≥ 8·RB)."""
     b8 = lay.view(np.uint8)
     nrb = b8.shape[0] // ((2 if ternary else 1) * nb * 8)
-    if n_chunks > 1:
-        for i in prange(xb.shape[0]):
-            t = np.empty(256 * nb, dtype=np.float32)
-            _fill_tables(xb[i], ternary, t)
-            _mv_rows(b8, t, yb[i], nb, ternary, 0, nrb)
-    else:
+    t = np.empty(256 * nb, dtype=np.float32)
+    for i in range(xb.shape[0]):
+        _fill_tables(xb[i], ternary, t)
+        _mv_rows(b8, t, yb[i], nb, ternary, 0, nrb)
+
+
+@njit(cache=True, parallel=True)
+def matmul_kernel(lay, xb, yb, nb, ternary, n_chunks):
+    """As matmul_serial with the batch rows shared among threads (prange; n_chunks unused:
+    batch rows are the work units)."""
+    b8 = lay.view(np.uint8)
+    nrb = b8.shape[0] // ((2 if ternary else 1) * nb * 8)
+    for i in prange(xb.shape[0]):
         t = np.empty(256 * nb, dtype=np.float32)
-        for i in range(xb.shape[0]):
-            _fill_tables(xb[i], ternary, t)
-            _mv_rows(b8, t, yb[i], nb, ternary, 0, nrb)
+        _fill_tables(xb[i], ternary, t)
+        _mv_rows(b8, t, yb[i], nb, ternary, 0, nrb)

@@ -65,10 +65,13 @@ def _cores_busy() -> bool:
 def threads_for(work: int, batch: bool = False) -> int:
     """Threads for a product of ``work`` weights × batch rows: all of Numba's from the
     threshold on, unless the machine is already busy; else 1."""
+    # get_num_threads also starts Numba's threading layer: a function that links the cached
+    # parallel kernels (the emulator's run_layer) needs its symbols when it is compiled.
+    n = numba.get_num_threads()
     limit = PARALLEL_MIN_WORK_BATCH if batch else PARALLEL_MIN_WORK
-    if work < limit or numba.get_num_threads() == 1 or _cores_busy():
+    if work < limit or n == 1 or _cores_busy():
         return 1
-    return numba.get_num_threads()
+    return n
 
 
 def kernels(path: str | None = None):

@@ -367,11 +367,20 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
 
 
 @main.command()
-@click.argument("model_path", metavar="CHECKPOINT|EXPORT", type=click.Path(dir_okay=False))
-def info(model_path):
+@click.argument("model_path", metavar="[CHECKPOINT|EXPORT]", type=click.Path(dir_okay=False), required=False)
+@click.option("--system", is_flag=True, help="the CPU features Numba sees and the kernel path that runs, and why")
+def info(model_path, system):
     """Describe a checkpoint or an export: configuration, sizes, weight memory."""
     from rbtw.export import is_export, read_export
     from rbtw.summary import describe, describe_export
+    if system:
+        from rbtw.kernels.isa import describe as describe_system
+        for line in describe_system():
+            click.echo(line)
+    if model_path is None:
+        if not system:
+            raise click.UsageError("give a CHECKPOINT or EXPORT, or --system")
+        return
     if is_export(model_path):
         lines = describe_export(read_export(model_path), Path(model_path).stat().st_size)
     else:

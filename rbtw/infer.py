@@ -21,7 +21,7 @@ exports only and imports no training code.
 import numpy as np
 
 from rbtw.errors import UserError
-from rbtw.kernels import PackedMatrix, matmul, unpack
+from rbtw.kernels import PackedMatrix, product, unpack
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -52,9 +52,10 @@ class _Layer:
             self.columns = np.ascontiguousarray(Q.T.astype(np.float32))
 
     def product(self, Q, X):
-        """Q·x for every row of X (N, K): (N, G).  Packed: additions/subtractions only."""
+        """Q·x for every row of X (N, K): (N, G).  Packed: the accumulate-only kernels where they
+        beat the dense float32 product of the same values on this CPU (rbtw.kernels.product)."""
         if isinstance(Q, PackedMatrix):
-            return matmul(Q, X)
+            return product(Q, X)
         return X @ Q.T
 
     def input_products(self, X):

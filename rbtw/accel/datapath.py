@@ -38,6 +38,10 @@ which read 1–2 bits a weight instead of a byte and add in float32.  float32 ad
 exactly while every partial sum stays below 2^24, so v is split into v = 2^8·hi + lo
 (lo = v & 255 in [0, 255], hi = v >> 8) and Q·v = 2^8·(Q·hi) + Q·lo, both products exact when
 K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``); otherwise the integer loop runs.
+(The integer loop, int64 multiply-adds, is the alternative here, not BLAS: on an AVX2 host the
+packed kernels ran binary products 1.8× (H 64) to 36× (H 256) faster than it, ternary about
+as fast or faster, so they run wherever exact.)  The kernel path is rbtw.kernels.isa's choice, passed in as a number; only the
+paths this target can run are compiled in (the others name the portable kernels).
 Large products share their rows among Numba's threads by the packed kernels' rule
 (rbtw.kernels.ops.threads_for).  Tests check the three nests against each other and the
 reference.  The cycle count of the tile loop is in rbtw.accel.schedule, so the fast nests lose
@@ -48,8 +52,13 @@ import numpy as np
 from numba import njit, prange
 
 from rbtw.accel import fixed
-from rbtw.kernels import lut
-from rbtw.kernels.ops import threads_for
+from rbtw.kernels import isa, portable
+from rbtw.kernels.ops import kernels, threads_for
+
+_RUNNABLE = isa.runnable()
+_avx512 = kernels("avx512") if "avx512" in _RUNNABLE else portable
+_avx2 = kernels("avx2") if "avx2" in _RUNNABLE else portable
+PATH_ID = {"portable": 0, "avx2": 1, "avx512": 2}
 
 # indices into the integer parameter vector handed to the kernel
 (_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED, _GRU) = range(18)
@@ -141,29 +150,45 @@ def exact_split(K, act_bits):
 
 
 @njit(cache=True)
-def _packed_product(lay, nw, ternary, chunks, v, acc_bits, xs, ys, out):
+def _matvec(path, lay, nw, ternary, chunks, x, y):
+    """y = Q x by the kernels of path number ``path`` (PATH_ID) on ``chunks`` threads."""
+    if path == 2:
+        if chunks > 1:
+            _avx512.matvec_parallel(lay, x, y, nw, ternary, chunks)
+        else:
+            _avx512.matvec_serial(lay, x, y, nw, ternary)
+    elif path == 1:
+        if chunks > 1:
+            _avx2.matvec_parallel(lay, x, y, nw, ternary, chunks)
+        else:
+            _avx2.matvec_serial(lay, x, y, nw, ternary)
+    elif chunks > 1:
+        portable.matvec_parallel(lay, x, y, nw, ternary, chunks)
+    else:
+        portable.matvec_serial(lay, x, y, nw, ternary)
+
+
+@njit(cache=True)
+def _packed_product(lay, nw, ternary, chunks, path, v, acc_bits, xs, ys, out):
     """out[g] = sat(Σ_c Q[g, c] v[c]) with the packed kernels; xs (2, K), ys (2, 16·ceil(G/16)) float32."""
     K = v.shape[0]
     for c in range(K):
         xs[0, c] = np.float32(v[c] >> SPLIT)
         xs[1, c] = np.float32(v[c] & ((1 << SPLIT) - 1))
     for part in range(2):
-        if chunks > 1:
-            lut.matvec_parallel(lay, xs[part], ys[part], nw, ternary, chunks)
-        else:
-            lut.matvec_serial(lay, xs[part], ys[part], nw, ternary)
+        _matvec(path, lay, nw, ternary, chunks, xs[part], ys[part])
     for g in range(out.shape[0]):
         out[g] = _sat((np.int64(ys[0, g]) << SPLIT) + np.int64(ys[1, g]), acc_bits)
 
 
 @njit(cache=True)
-def _product(W, lay, nw, ternary, chunks, v, prm, xs, ys, out):
+def _product(W, lay, nw, ternary, chunks, path, v, prm, xs, ys, out):
     """out = sat(W v) by one of the three nests: tiled if asked, packed when the layer has packed
     words for W (nw > 0), else the integer row loop, on ``chunks`` threads."""
     if prm[_TILED]:
         _tiled_product(W, v, prm[_R], prm[_C], prm[_ACC], out)
     elif nw > 0:
-        _packed_product(lay, nw, ternary, chunks, v, prm[_ACC], xs, ys, out)
+        _packed_product(lay, nw, ternary, chunks, path, v, prm[_ACC], xs, ys, out)
     elif chunks > 1:
         _row_product_threads(W, v, prm[_ACC], out, chunks)
     else:
@@ -195,11 +220,12 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
     """Run one LSTM layer; X (T, B, K) int64 (or ids (T, B) for one-hot input).
 
     lay_h, lay_x: packed kernel words of W_h, W_x; pk = (nw_h, nw_x, ternary_h, ternary_x, chunks_h,
-    chunks_x): words per row (0 where the integer loop is to run) and threads of each product.  Returns hs (T, B, H), h (B, H), c (B, H), all int64.
+    chunks_x, path): words per row (0 where the integer loop is to run), threads of each product
+    and the kernel path number.  Returns hs (T, B, H), h (B, H), c (B, H), all int64.
     """
     G, H = Wh.shape
     K = Wx.shape[1]
-    nw_h, nw_x, tern_h, tern_x, ch_h, ch_x = pk[0], pk[1], pk[2] != 0, pk[3] != 0, pk[4], pk[5]
+    nw_h, nw_x, tern_h, tern_x, ch_h, ch_x, path = pk[0], pk[1], pk[2] != 0, pk[3] != 0, pk[4], pk[5], pk[6]
     GP = 16 * ((G + 15) // 16)
     xs_h = np.empty((2, H), dtype=np.float32)
     xs_x = np.empty((2, K), dtype=np.float32)
@@ -221,13 +247,13 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
         c = c0[b].copy()
         for j in range(T):
             row = min(t0 + j, sh.shape[0] - 1)
-            _product(Wh, lay_h, nw_h, tern_h, ch_h, h, prm, xs_h, ys, ah)
+            _product(Wh, lay_h, nw_h, tern_h, ch_h, path, h, prm, xs_h, ys, ah)
             if prm[_ONEHOT]:
                 col = ids[j, b]
                 for g in range(G):
                     ax[g] = Wx[g, col]
             else:
-                _product(Wx, lay_x, nw_x, tern_x, ch_x, X[j, b], prm, xs_x, ys, ax)
+                _product(Wx, lay_x, nw_x, tern_x, ch_x, path, X[j, b], prm, xs_x, ys, ax)
             if prm[_GRU]:
                 _gru_update(ah, ax, sh[row], sx[row], k[row], kb[row], h, prm, sig, tnh, sh_h, sh_x)
                 hs[j, b] = h
@@ -249,18 +275,20 @@ def run_layer(Wh, Wx, X, ids, sh, sx, k, sc, kc, h0, c0, t0, prm, sig, tnh, kb, 
     return hs, hout, cout
 
 
-def _kernel_words(pm, act_bits):
+def _kernel_words(pm, act_bits, path):
     """(kernel words, words per row, ternary) of a packed matrix whose split products are exact;
     words per row 0 (the integer loop) otherwise."""
     if pm is None or not exact_split(pm.cols, act_bits) or pm.rows * pm.cols == 0:
         return np.zeros(1, np.uint32), 0, 0
-    return pm.kernel_words(), pm.kernel_layout().shape[1], int(pm.kind == "ternary")
+    lay, nw = pm.path_layout(path)
+    return lay, nw, int(pm.kind == "ternary")
 
 
-def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True):
+def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True, path=None):
     """Python entry: x (T, B, K) int64 or ids (T, B); state (h (B, H), c (B, H)) int64.
 
-    ``packed`` false keeps binary/ternary products in the integer loop (for tests)."""
+    ``packed`` false keeps binary/ternary products in the integer loop (for tests); ``path``
+    names the kernel path (default: rbtw.kernels.isa's choice)."""
     sig, tnh = roms if roms is not None else tables(design)
     prm = kernel_params(design, layer, tiled)
     if layer.one_hot:
@@ -269,10 +297,11 @@ def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=
         X = np.ascontiguousarray(x, dtype=np.int64)
         ids = np.zeros((1, 1), dtype=np.int64)
     h, c = state
-    lay_h, nw_h, tern_h = _kernel_words(layer.pm_h if packed else None, design.act_bits)
-    lay_x, nw_x, tern_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x, design.act_bits)
-    pk = np.array([nw_h, nw_x, tern_h, tern_x, threads_for(layer.Wh.size), threads_for(layer.Wx.size)],
-                  dtype=np.int64)
+    path = path or isa.path()
+    lay_h, nw_h, tern_h = _kernel_words(layer.pm_h if packed else None, design.act_bits, path)
+    lay_x, nw_x, tern_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x, design.act_bits, path)
+    pk = np.array([nw_h, nw_x, tern_h, tern_x, threads_for(layer.Wh.size), threads_for(layer.Wx.size),
+                   PATH_ID[path]], dtype=np.int64)
     return run_layer(layer.Wh, layer.Wx, X, ids, layer.sh, layer.sx, layer.k, layer.sc, layer.kc,
                      np.ascontiguousarray(h, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
                      t0, prm, sig, tnh, layer.kb if layer.gru else layer.k, lay_h, lay_x, pk)

@@ -1,17 +1,19 @@
-"""Bit-packed binary/ternary weights and accumulate-only products (issue 4).
+"""Bit-packed binary/ternary weights and accumulate-only products.
 
     from rbtw.kernels import PackedMatrix, pack, unpack, matvec, matmul
     pm = pack(q, "ternary")          # q int (G, K) in {-1, 0, +1}
     y = matvec(pm, x)                # == q @ x       (additions/subtractions only)
     Y = matmul(pm, X)                # == X @ q.T
+    Y = product(pm, X)               # == X @ q.T, packed or dense, whichever is faster here
 
-Layout: ``packing``; kernels and their equations: ``lut``; SIMD vocabulary: ``simd``;
-NumPy references: ``reference``.
+Layouts: ``packing``; kernel paths and their selection: ``isa``; kernels and their
+equations: ``lut`` (AVX-512, vocabulary ``simd``), ``avx2`` (vocabulary ``simd8``),
+``portable``; NumPy references: ``reference``.
 """
 
-from .ops import matmul, matvec
+from .ops import matmul, matvec, product
 from .packing import PackedMatrix, pack, unpack
 from .reference import reference_matmul, reference_matvec
 
-__all__ = ["PackedMatrix", "pack", "unpack", "matvec", "matmul",
+__all__ = ["PackedMatrix", "pack", "unpack", "matvec", "matmul", "product",
            "reference_matvec", "reference_matmul"]

@@ -186,6 +186,16 @@ def _mm_rows(lay, tb, yb, nw, nc, rb0, rb1):
                 vstore(yf, o0, a0); vstore(yf, o1, a1); vstore(yf, o2, a2); vstore(yf, o3, a3)
 
 
+@njit(cache=True)
+def matmul_serial(lay, xb, yb, nw, ternary):
+    """As matmul_kernel on one thread, without entering a parallel region."""
+    tb = np.empty((xb.shape[0], WORD_TABLES * nw), dtype=np.float32)
+    for i in range(xb.shape[0]):
+        _fill_tables(xb[i], ternary, tb[i])
+    nc = (xb.shape[1] + 2) // 3 if ternary else (xb.shape[1] + 4) // 5
+    _mm_rows(lay, tb, yb, nw, nc, 0, yb.shape[1] // 16)
+
+
 @njit(cache=True, parallel=True)
 def matmul_kernel(lay, xb, yb, nw, ternary, n_chunks):
     """Tables of every batch row (prange over rows), then prange over chunks of row blocks,

@@ -1,30 +1,83 @@
-"""Public products with a packed integer matrix: matvec (batch 1) and matmul (batch B).
+"""Public products with a packed integer matrix: matvec (batch 1), matmul (batch B), product.
 
-Dimension legend: G = pm.rows, K = pm.cols, B batch, RB = ceil(G/16), NW code words per row.
+Dimension legend: G = pm.rows, K = pm.cols, B batch, R rows per block of the path's kernels.
 
-    matvec(pm, x)  = Q x      x (K,)   -> (G,)    float32
-    matmul(pm, X)  = X Qᵀ     X (B, K) -> (B, G)  float32
+    matvec(pm, x)   = Q x      x (K,)   -> (G,)    float32   (packed kernels)
+    matmul(pm, X)   = X Qᵀ     X (B, K) -> (B, G)  float32   (packed kernels)
+    product(pm, X)  = X Qᵀ     packed kernels where they beat BLAS on this CPU, else the dense
+                               float32 product X @ Qᵀ of the same values (``packed_wins``)
 
 Q is the integer matrix (±1 or -1/0/+1); the caller applies α and any per-row scale after:
-z = scale ⊙ (Q x) + shift.  The kernels write whole 16-row blocks (and 4-row batch tiles),
-so when G or B does not fit those the result goes through a padded scratch buffer.
+z = scale ⊙ (Q x) + shift.  The kernel path (avx512, avx2, portable) is rbtw.kernels.isa's
+choice unless ``path`` is given; its module is imported on first use, so only the kernels a
+call needs are compiled.  Kernels write whole row blocks (and 4-row batch tiles), so when G
+or B does not fit those the result goes through a padded scratch buffer.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import numba
 import numpy as np
 
-from . import lut
+from . import isa
 from .packing import PackedMatrix
 
-# Below this many weights x batch rows (G*K*B) one thread beats waking a second one.
-PARALLEL_MIN_WORK = 1 << 20
+# Below this many weights (G*K) a matvec runs on one thread, below this many weights x batch
+# rows (G*K*B) a matmul does: waking more threads costs more than the halved work saves.
+# From bench/results/kernels.md (AVX-512 host, quiet): 2 threads gained nothing at
+# 4000×1000 batch 1 (34.8 vs 36.2 µs) and gained at 8192×2048 (97 vs 144 µs); at batch 64
+# they lost up to 70× at G·K·B ≤ 1.7e7 and gained from 6.7e7 (2048×512×64: 429 vs 677 µs).
+# On a loaded machine every wait for a second core is far worse (kernels.md, AVX2 host, load
+# 10 on 2 cores: 2 threads 100–4000× slower than 1), so threads_for keeps to one thread then.
+PARALLEL_MIN_WORK = 1 << 24
+PARALLEL_MIN_WORK_BATCH = 1 << 26
+
+MODULES = {"avx512": "lut", "avx2": "avx2", "portable": "portable"}
+ROWS = {"avx512": 16, "avx2": 8, "portable": 8}
+BATCH_TILE = 4
+
+# Where the packed kernels beat the faster BLAS layout (bench/results/kernels.md, 1 thread):
+# up to PACKED_MAX_BATCH batch rows, from PACKED_MIN_COLS columns, from DENSE_BELOW weights.
+# Elsewhere product() runs the dense float32 product.  AVX-512 won at every measured shape
+# (batch 1 and 64, K 50..2048); AVX2 loses at batch 64 and, ternary, at K = 50; the portable
+# kernels win only for binary weights at small batches and K >= 128.
+PACKED_MAX_BATCH = {("avx512", "binary"): 1 << 30, ("avx512", "ternary"): 1 << 30,
+                    ("avx2", "binary"): 8, ("avx2", "ternary"): 4,
+                    ("portable", "binary"): 4, ("portable", "ternary"): 0}
+PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
+                   ("avx2", "binary"): 0, ("avx2", "ternary"): 128,
+                   ("portable", "binary"): 128, ("portable", "ternary"): 128}
+DENSE_BELOW = 1 << 14     # G·K below this: a product too small for tables to pay
 
 
-def threads_for(work: int) -> int:
-    """Threads for a product of ``work`` weights × batch rows: all of Numba's, or 1 below the threshold."""
-    return numba.get_num_threads() if work >= PARALLEL_MIN_WORK else 1
+def _cores_busy() -> bool:
+    """True when the 1-minute load average already fills every core this process may use:
+    then a second thread mostly waits for a core, and each product's join waits for it."""
+    try:
+        return os.getloadavg()[0] >= len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return False
+
+
+def threads_for(work: int, batch: bool = False) -> int:
+    """Threads for a product of ``work`` weights × batch rows: all of Numba's from the
+    threshold on, unless the machine is already busy; else 1."""
+    # get_num_threads also starts Numba's threading layer: a function that links the cached
+    # parallel kernels (the emulator's run_layer) needs its symbols when it is compiled.
+    n = numba.get_num_threads()
+    limit = PARALLEL_MIN_WORK_BATCH if batch else PARALLEL_MIN_WORK
+    if work < limit or n == 1 or _cores_busy():
+        return 1
+    return n
+
+
+def kernels(path: str | None = None):
+    """The kernel module of ``path`` (default: the selected one), imported on first use."""
+    path = path or isa.path()
+    return importlib.import_module(f"{__package__}.{MODULES[path]}")
 
 
 def _as_input(a, ndim: int, cols: int, name: str) -> np.ndarray:
@@ -44,51 +97,85 @@ def _check_out(out, shape) -> np.ndarray:
     return out
 
 
-def matvec(pm: PackedMatrix, x, out=None) -> np.ndarray:
+def matvec(pm: PackedMatrix, x, out=None, path: str | None = None) -> np.ndarray:
     """y = Q x, float32 (G,); x float32 (K,).  ``out`` (float32 (G,)) receives y if given."""
     x = _as_input(x, 1, pm.cols, "x")
     out = _check_out(out, (pm.rows,))
-    nw = pm.kernel_layout().shape[1]
-    nrb = (pm.rows + 15) // 16
-    if pm.rows == 0 or nw == 0:
+    if pm.rows == 0 or pm.cols == 0:
         out[:] = 0
         return out
-    direct = pm.rows == 16 * nrb and out.flags.c_contiguous
-    y = out if direct else np.empty(16 * nrb, dtype=np.float32)
-    lay = pm.kernel_words()
+    path = path or isa.path()
+    lay, nw = pm.path_layout(path)
+    r = ROWS[path]
+    padded = r * -(-pm.rows // r)
+    direct = pm.rows == padded and out.flags.c_contiguous
+    y = out if direct else np.empty(padded, dtype=np.float32)
+    k = kernels(path)
     ternary = pm.kind == "ternary"
     n = threads_for(pm.rows * pm.cols)
     if n > 1:
-        lut.matvec_parallel(lay, x, y, nw, ternary, n)
+        k.matvec_parallel(lay, x, y, nw, ternary, n)
     else:
-        lut.matvec_serial(lay, x, y, nw, ternary)
+        k.matvec_serial(lay, x, y, nw, ternary)
     if not direct:
         out[:] = y[:pm.rows]
     return out
 
 
-def matmul(pm: PackedMatrix, X, out=None) -> np.ndarray:
+def matmul(pm: PackedMatrix, X, out=None, path: str | None = None) -> np.ndarray:
     """Y = X Qᵀ, float32 (B, G); X float32 (B, K).  ``out`` (float32 (B, G)) receives Y."""
     X = _as_input(X, 2, pm.cols, "X")
     b = X.shape[0]
     out = _check_out(out, (b, pm.rows))
-    nw = pm.kernel_layout().shape[1]
-    nrb = (pm.rows + 15) // 16
-    if b == 0 or pm.rows == 0 or nw == 0:
+    if b == 0 or pm.rows == 0 or pm.cols == 0:
         out[:] = 0
         return out
     if b == 1:                                   # one row: the matvec kernel, no batch tile
-        matvec(pm, X[0], out=out[0])             # of 4 (3 of them padding) to fill and scan
+        matvec(pm, X[0], out=out[0], path=path)  # of 4 (3 of them padding) to fill and scan
         return out
-    tile = lut.BATCH_TILE
-    bp = -(-b // tile) * tile                    # batch padded to whole tiles
+    path = path or isa.path()
+    lay, nw = pm.path_layout(path)
+    r = ROWS[path]
+    padded = r * -(-pm.rows // r)
+    bp = -(-b // BATCH_TILE) * BATCH_TILE        # batch padded to whole tiles
     if bp != b:
         X = np.concatenate([X, np.zeros((bp - b, pm.cols), np.float32)])
-    direct = pm.rows == 16 * nrb and bp == b and out.flags.c_contiguous
-    y = out if direct else np.empty((bp, 16 * nrb), dtype=np.float32)
-    lay = pm.kernel_words()
-    n = threads_for(pm.rows * pm.cols * b)
-    lut.matmul_kernel(lay, X, y, nw, pm.kind == "ternary", n)
+    direct = pm.rows == padded and bp == b and out.flags.c_contiguous
+    y = out if direct else np.empty((bp, padded), dtype=np.float32)
+    n = threads_for(pm.rows * pm.cols * b, batch=True)
+    if n > 1:
+        kernels(path).matmul_kernel(lay, X, y, nw, pm.kind == "ternary", n)
+    else:                                        # no parallel region: its join alone can cost
+        kernels(path).matmul_serial(lay, X, y, nw, pm.kind == "ternary")   # more than the work
     if not direct:
         out[:] = y[:b, :pm.rows]
+    return out
+
+
+def packed_wins(pm: PackedMatrix, batch: int, path: str | None = None) -> bool:
+    """True where the packed kernels beat the dense float32 product for ``batch`` rows."""
+    key = (path or isa.path(), pm.kind)
+    return (pm.rows * pm.cols >= DENSE_BELOW and pm.cols >= PACKED_MIN_COLS[key]
+            and batch <= PACKED_MAX_BATCH[key])
+
+
+def dense_t(pm: PackedMatrix) -> np.ndarray:
+    """float32 (K, G) = Qᵀ, contiguous (the faster BLAS layout for X @ Qᵀ); cached on pm."""
+    if pm._dense_t is None:
+        from .packing import unpack
+        pm._dense_t = np.ascontiguousarray(unpack(pm).T, dtype=np.float32)
+    return pm._dense_t
+
+
+def product(pm: PackedMatrix, X, out=None) -> np.ndarray:
+    """Y = X Qᵀ (B, G) by the packed kernels or the dense float32 product, whichever wins here.
+
+    Both add the same float32 values (±1 or -1/0/+1 times x), so they agree up to the order of
+    additions (exactly for integer-valued X with partial sums below 2^24).
+    """
+    X = _as_input(X, 2, pm.cols, "X")
+    if packed_wins(pm, X.shape[0]):
+        return matmul(pm, X, out=out)
+    out = _check_out(out, (X.shape[0], pm.rows))
+    np.matmul(X, dense_t(pm), out=out)
     return out

@@ -65,6 +65,8 @@ class PackedMatrix:
     planes: np.ndarray   # uint64 (P, G, W)
     _layout: np.ndarray | None = field(default=None, init=False, repr=False)
     _flat: np.ndarray | None = field(default=None, init=False, repr=False)
+    _paths: dict = field(default_factory=dict, init=False, repr=False)
+    _dense_t: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -106,6 +108,26 @@ class PackedMatrix:
         if self._flat is None:
             self._flat = self.kernel_layout().reshape(-1)
         return self._flat
+
+
+    def path_layout(self, path: str) -> tuple[np.ndarray, int]:
+        """(1-D kernel words, words or bytes per row) of the ``path`` kernels (cached).
+
+        avx512: ``kernel_words`` (5-bit codes, 16-row blocks); avx2: ``avx2_layout``;
+        portable: ``portable_layout``'s bytes viewed as uint32 (bytes per row returned).
+        """
+        if path not in self._paths:
+            if path == "avx512":
+                self._paths[path] = (self.kernel_words(), self.kernel_layout().shape[1])
+            elif path == "avx2":
+                lay = avx2_layout(unpack(self), self.kind)
+                self._paths[path] = (lay.reshape(-1), lay.shape[1])
+            elif path == "portable":
+                lay = portable_layout(self)
+                self._paths[path] = (lay.reshape(-1).view(np.uint32), lay.shape[2])
+            else:
+                raise ValueError(f"unknown kernel path {path!r}")
+        return self._paths[path]
 
 
 def words_per_row(cols: int) -> int:
@@ -188,3 +210,41 @@ def _to_kernel_layout(q: np.ndarray, kind: str) -> np.ndarray:
         (5 * np.arange(CODES_PER_WORD, dtype=np.uint32))
     words = np.bitwise_or.reduce(words, axis=2)                           # (RB*16, NW)
     return np.ascontiguousarray(words.reshape(rb, ROW_BLOCK, nw).transpose(0, 2, 1))
+
+
+def avx2_layout(q: np.ndarray, kind: str) -> np.ndarray:
+    """int8 (G, K) -> uint32 (RB8, NW, 8), RB8 = ceil(G/8): word w of 8 consecutive rows.
+
+    3-bit codes of 3 columns, code = sum_i plus_i 2^i (plus_i = 1 where q = +1).
+    binary:  NW = ceil(K/30), word w holds the codes of columns 30w..30w+29 at bits 3n (n < 10)
+    ternary: NW = ceil(K/15), word w holds the plus codes of columns 15w..15w+14 at bits 3n and
+             their minus codes (minus_i = 1 where q = -1) at bits 15 + 3n (n < 5).
+    Columns >= K and rows >= G are zero bits.
+    """
+    g, k = q.shape
+    per = 10 if kind == "binary" else 5                   # codes (of one plane) per word
+    nw = max(1, -(-k // (3 * per)))
+    rb = -(-g // 8)
+    shifts = 3 * np.arange(per, dtype=np.uint32)
+
+    def codes(bits):                                      # bool (G, K) -> uint32 (RB*8, NW)
+        padded = np.zeros((rb * 8, nw * per * 3), dtype=np.uint32)
+        padded[:g, :k] = bits
+        c = padded.reshape(rb * 8, nw, per, 3) @ np.array([1, 2, 4], np.uint32)
+        return np.bitwise_or.reduce(c << shifts, axis=2)
+
+    words = codes(q > 0)
+    if kind == "ternary":
+        words |= codes(q < 0) << np.uint32(15)
+    return np.ascontiguousarray(words.reshape(rb, 8, nw).transpose(0, 2, 1))
+
+
+def portable_layout(pm: PackedMatrix) -> np.ndarray:
+    """uint8 (P, RB8, NB, 8), NB = max(1, ceil(K/8)): byte b of plane p of row 8rb+i at [p, rb, b, i]."""
+    nb = max(1, -(-pm.cols // 8))
+    rb = -(-pm.rows // 8)
+    planes = np.zeros((pm.n_planes, rb * 8, 8 * words_per_row(max(pm.cols, 1))), np.uint8)
+    planes[:, :pm.rows] = pm.planes.view(np.uint8).reshape(pm.n_planes, pm.rows, -1)[..., :planes.shape[2]] \
+        if pm.cols else 0
+    by = planes[:, :, :nb]
+    return np.ascontiguousarray(by.reshape(pm.n_planes, rb, 8, nb).transpose(0, 1, 3, 2))

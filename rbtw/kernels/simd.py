@@ -13,12 +13,12 @@ built on
 
     permute(T, i)[l] = T[i[l] & 31]      (16 look-ups in a 32-entry table: two registers)
 
-On a host with AVX-512F that is one `vpermi2ps` instruction, which reads only the low
-5 bits of each index, so the kernels need no masking.  (On AMD Zen 4 it costs the same
-as the 16-entry `vpermps`, so a 32-entry table is 5 bits of look-up per lane for the
-price of 4.)  Elsewhere (or when NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pin another target)
-it is written as portable extract/insert-element IR with an explicit mask: correct
-everywhere, slower.  No operation multiplies.
+This is one AVX-512F `vpermi2ps` instruction, which reads only the low 5 bits of each
+index, so the kernels need no masking.  (On AMD Zen 4 it costs the same as the 16-entry
+`vpermps`, so a 32-entry table is 5 bits of look-up per lane for the price of 4.)  Only the
+AVX-512 kernels (rbtw.kernels.lut) use it, and rbtw.kernels.isa runs them only where the
+target has AVX-512F; generating it for another target raises at compile time.  No operation
+multiplies.
 
 Loads and stores are unchecked: a kernel must keep i + 16 <= len(array).  Arrays must be
 1-D and C-contiguous.
@@ -26,26 +26,14 @@ Loads and stores are unchecked: a kernel must keep i + 16 <= len(array).  Arrays
 
 from __future__ import annotations
 
-from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import config
 from numba.core.extending import intrinsic, models, register_model
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _VF = ir.VectorType(_F32, 16)
 _VI = ir.VectorType(_I32, 16)
-
-
-def _native_avx512() -> bool:
-    """True if Numba compiles for this host and the host has AVX-512F."""
-    if config.CPU_NAME or config.CPU_FEATURES:
-        return False
-    return bool(llvm.get_host_cpu_features().get("avx512f", False))
-
-
-HAS_AVX512 = _native_avx512()
 
 
 class F32x16Type(types.Type):
@@ -134,28 +122,20 @@ TABLE = 32             # entries of one table (two vector registers)
 CODES_PER_WORD = 6     # 5-bit codes in one 32-bit word (bits 30, 31 unused)
 
 
-def _permute_avx512(builder, lo, hi, idx):
+def _permute(builder, lo, hi, idx):
+    from .isa import target_features
+    if "avx512f" not in target_features():
+        raise RuntimeError("the AVX-512 kernels need a Numba target with avx512f")
     fn_type = ir.FunctionType(_VF, [_VF, _VI, _VF])
     fn = builder.module.declare_intrinsic("llvm.x86.avx512.vpermi2var.ps.512", fnty=fn_type)
     return builder.call(fn, [lo, idx, hi])
-
-
-def _permute_portable(builder, lo, hi, idx):
-    table = builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(_I32, 32), list(range(32))))
-    idx = builder.and_(idx, ir.Constant(_VI, [TABLE - 1] * 16))
-    out = ir.Constant(_VF, None)
-    for lane in range(16):
-        k = ir.Constant(_I32, lane)
-        entry = builder.extract_element(table, builder.extract_element(idx, k))
-        out = builder.insert_element(out, entry, k)
-    return out
 
 
 def _lookup_tree(builder, data, offset, words, count):
     """IR: sum over n < count of permute(table n, words >> 5n), as a balanced tree.
 
     Table n is data[offset + 32n : offset + 32n + 32]."""
-    permute = _permute_avx512 if HAS_AVX512 else _permute_portable
+    permute = _permute
     terms = []
     for n in range(count):
         tables = []

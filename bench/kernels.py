@@ -49,7 +49,7 @@ QUICK_BATCHES = (1, 4, 64)
 E2E_THREADS = ((1, 1), (2, 2), (2, 1), (1, 2))    # (numba, OpenBLAS)
 QUICK_E2E_THREADS = ((1, 1), (2, 2))
 GAP = 0.15          # s of idle time before each timed run when more than one thread is in use
-# the targets: (path, B, kind) -> speed-up at H >= 1000
+# speed-up targets: (path, B, kind) -> speed-up at H >= 1000
 TARGETS = {("avx512", 1, "binary"): 5.0, ("avx512", 1, "ternary"): 3.0,
            ("avx512", 64, "binary"): 1.5, ("avx512", 64, "ternary"): 1.0,
            ("avx2", 1, "binary"): 5.0, ("avx2", 1, "ternary"): 3.0,

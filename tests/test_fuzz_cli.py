@@ -140,6 +140,7 @@ COMMANDS = {
     ("emulate",): (["--steps", "40"], {"--compare"}),
     ("plot",): ([], set()),
     ("reproduce",): ([], {"--budget", "--workers"}),
+    ("sweep",): ([], {"--workers"}),               # no drawn input is a sweep file: no cluster starts
     ("demo",): (["--epochs", "0"], set()),       # only its option checks: a demo trains for minutes
     ("data", "list"): ([], set()),
     ("data", "download"): (["--mirror", "http://127.0.0.1:1"], {"--mirror"}),
@@ -174,7 +175,7 @@ def invocations(draw, world):
         strategy = option_values(param, paths)
         if isinstance(param, click.Argument):
             if names[-1] in ("train",) and param.name == "task":
-                strategy = mixed(([["default"]], [["mnist"], ["ptb_char"], ["nosuch"]]))
+                strategy = mixed(([["default"]], [["mnist"], ["ptb_char"], ["text"], ["nosuch"]]))
             if names == ("data", "import") and param.name == "name":
                 strategy = st.sampled_from([["text8"], ["linux"], ["mnist"], ["nosuch"]])
         words += draw(strategy)

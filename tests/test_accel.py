@@ -48,16 +48,29 @@ def test_closed_form_equals_the_tile_loop(shapes, one_hot, R, C, sram_kb, width,
 @MANY
 @given(shapes=shapes, one_hot=st.booleans(), R=st.integers(1, 30), C=st.integers(1, 30),
        dR=st.integers(0, 10), dC=st.integers(0, 10), sram_kb=st.sampled_from([0, 0.3, 2, 64]),
-       kind=st.sampled_from(dm.PRESETS[:3]))
-def test_cycles_never_increase_when_pes_are_added(shapes, one_hot, R, C, dR, dC, sram_kb, kind):
+       kind=st.sampled_from(dm.PRESETS[:3]), width=st.one_of(st.none(), st.integers(1, 600)))
+def test_cycles_never_increase_when_pes_are_added(shapes, one_hot, R, C, dR, dC, sram_kb, kind, width):
     mats = _mats(shapes, one_hot)
     hidden = [G // 4 for G, _ in shapes]
-    small = dm.preset(kind, rows=R, cols=C, sram_kb=sram_kb)
-    big = dm.preset(kind, rows=R + dR, cols=C + dC, sram_kb=sram_kb)
+    small = dm.preset(kind, rows=R, cols=C, sram_kb=sram_kb).with_(sram_width=width)
+    big = dm.preset(kind, rows=R + dR, cols=C + dC, sram_kb=sram_kb).with_(sram_width=width)
     fill = math.ceil(math.log2(C + dC)) - math.ceil(math.log2(C))   # a deeper adder tree is latency
     assert schedule.closed_form(mats, hidden, big) <= schedule.closed_form(mats, hidden, small) + fill * len(shapes)
     if dC == 0:
         assert schedule.closed_form(mats, hidden, big) <= schedule.closed_form(mats, hidden, small)
+
+
+def test_narrow_sram_is_a_stream_not_a_per_tile_stall():
+    # ternary, one layer H = 64 (G = 256), W_h 256×64 and a one-hot W_x, 64-bit SRAM port:
+    # 256·64·2 + 256·2 bits on chip = 33,280 bits = 520 port cycles, whatever the array
+    mats = _mats([(256, 50)], one_hot_first=True)
+    for R, C in ((1, 32), (1, 48), (2, 32), (3, 48)):
+        d = dm.preset("ternary", rows=R, cols=C).with_(sram_width=64)
+        tiles = -(-256 // R) * -(-64 // C) + -(-256 // R)
+        want = max(tiles, 520) + math.ceil(math.log2(C)) + dm.FIXED_STAGES + 16 + dm.PP_LATENCY
+        assert schedule.simulate(mats, [64], d) == want
+    one, more = (dm.preset("ternary", rows=1, cols=C).with_(sram_width=64) for C in (32, 48))
+    assert schedule.closed_form(mats, [64], more) <= schedule.closed_form(mats, [64], one) + 1
 
 
 def test_matched_array_closed_form_by_hand():
@@ -81,7 +94,8 @@ def test_weight_memory_is_weights_times_bits(H, layers, quant, kind, seed):
         d = dm.preset(name)
         c = schedule.costs(ex, d)
         assert c["weight_bits"] == n_weights * d.weight_bits          # α is folded into the scales
-        assert c["table_bits"] == layers * rows * (10 * H * d.scale_bits + 5 * H * d.pp_bits)
+        # per row: s_h, s_x (4H each), s_c (H) scales; k (4H), k_c (H) shifts
+        assert c["table_bits"] == layers * rows * (9 * H * d.scale_bits + 5 * H * d.pp_bits)
         g = schedule.costs(gx, d)
         assert g["weight_bits"] == n_weights * 3 // 4 * d.weight_bits
         assert g["table_bits"] == layers * rows * 6 * H * (d.scale_bits + d.pp_bits)

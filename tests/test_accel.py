@@ -16,6 +16,7 @@ from rbtw.cli import main
 from rbtw.errors import UserError
 from rbtw.export import write_export
 from rbtw.infer import PackedEngine
+from rbtw.kernels import unpack
 
 SETTINGS = settings(deadline=None, max_examples=25)
 MANY = settings(deadline=None, max_examples=150)
@@ -268,3 +269,23 @@ def test_cli_default_design_follows_the_export(tmp_path):
                                                  n_in=3))
     assert r.exit_code == 0, r.output
     assert r.output.startswith("design ternary:") and "| ternary-eq |" in r.output and "| binary |" not in r.output
+
+
+@pytest.mark.parametrize("cell,kind", [("lstm", "char"), ("gru", "word"), ("lstm", "classify")])
+def test_random_exports_exercise_the_recurrence(cell, kind):
+    # the BN variances include α², so the folded terms s_h ⊙ (Q_h h) and s_x ⊙ (Q_x x) have the
+    # size γ of a trained model's normalised pre-activations, not γ·α (30–60× smaller)
+    rng = np.random.default_rng(11)
+    H, n_in = 32, 12
+    ex = random_export(rng, hidden=H, layers=2, quant="binary", kind=kind, cell=cell, n_in=n_in)
+    for k in range(2):
+        Qh = ex.matrix(f"rnn{k}.W_h")
+        Qx = ex.matrix(f"rnn{k}.W_x")
+        h = rng.uniform(-1, 1, size=(200, H))
+        K = Qx.cols
+        x = np.eye(K)[rng.integers(0, K, 200)] if (k == 0 and kind != "classify") else rng.uniform(-1, 1, (200, K))
+        rec = ex.arrays[f"rnn{k}.scale_h"][0] * (h @ unpack(Qh).T)          # (200, G)
+        inp = ex.arrays[f"rnn{k}.scale_x"][0] * (x @ unpack(Qx).T)
+        gamma_size = 0.1                                                    # γ ~ U(0.1, 0.3)
+        assert np.median(rec.std(axis=0)) > 0.5 * gamma_size
+        assert np.median(inp.std(axis=0)) > 0.2 * gamma_size

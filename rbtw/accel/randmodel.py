@@ -13,7 +13,7 @@ from rbtw.export import build_export
 
 
 def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in=12, n_out=None,
-                  emb=6, t_max=8, bn=True, cell="lstm", task=None):
+                  emb=6, t_max=8, bn=True, cell="lstm", task=None, bn_steps=None):
     from rbtw.models import ModelSpec, init
     from rbtw.train import TrainConfig
     task = task or {"char": "ptb_char", "word": "ptb_word", "classify": "mnist"}[kind]
@@ -38,4 +38,4 @@ def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in
             stats[name] = (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
     config = TrainConfig(task=task, hidden=hidden, layers=layers, quant=quant, cell=cell, bn=bn,
                          emb=spec.emb, seq_len=t_max).to_dict()
-    return build_export({"spec": spec.to_dict(), "config": config}, params, stats)
+    return build_export({"spec": spec.to_dict(), "config": config}, params, stats, bn_steps=bn_steps)

@@ -50,7 +50,10 @@ Memory: weight bits = Σ G·K·wb.  α needs no storage of its own: it is folded
 per-step scales.  BN tables, per layer and table row: LSTM 2G + H scales (s_h, s_x, s_c) at
 scale_bits and G + H shifts (k, k_c) at pp_bits; GRU 2G scales (s_h, s_x) and 2G shifts
 (k_a, k_b); held in a separate table memory (not in the weight SRAM).  The row count is the
-export's (see rbtw.export: per-step rows up to K, then one shared row).
+export's (see rbtw.export: per-step rows up to K, then one shared row).  The output layer
+(and a word model's embedding) runs on the host in float32: 32 bits per value.  Whole model
+= weights + BN tables + output layer; the same with the weights at 32 or 12 bits is the
+comparison the "×" figures use.
 """
 
 import math
@@ -180,6 +183,8 @@ def costs(export, d):
     table_bits = sum(rows * ((2 * m.G * (d.scale_bits + d.pp_bits)) if gru else
                              ((2 * m.G + H) * d.scale_bits + (m.G + H) * d.pp_bits))
                      for m, H in zip(mats[::2], hidden))
+    output_bits = 32 * sum(a.size for name, a in export.arrays.items() if not name.startswith("rnn"))
+    n_weights = sum(m.G * m.K for m in mats)
     on_bits = sum(n * m.K_eff * wb for n, m in zip(on, mats))              # read per step
     off_bits = sum((m.G - n) * m.K_eff * wb for n, m in zip(on, mats))
     dense = [m for m in mats if m.K_eff == m.K]
@@ -201,7 +206,10 @@ def costs(export, d):
     return {
         "design": d.name, "rows": d.rows, "cols": d.cols, "pes": d.pes, "cycles": cycles,
         "latency_us": cycles / clock * 1e6, "steps_per_s": clock / cycles,
-        "weight_bits": weight_bits, "table_bits": table_bits,
+        "weight_bits": weight_bits, "table_bits": table_bits, "output_bits": output_bits,
+        "model_bits": weight_bits + table_bits + output_bits,
+        "model_bits_fp32": 32 * n_weights + table_bits + output_bits,
+        "model_bits_12": 12 * n_weights + table_bits + output_bits,
         "on_chip_bits": sum(n * m.K * wb for n, m in zip(on, mats)),
         "off_chip_bits_per_step": off_bits, "fits": all(n == m.G for n, m in zip(on, mats)),
         "energy_nj": (e_pe + e_sram + e_dram + e_pp) / 1e3,

@@ -327,13 +327,14 @@ def info(model_path):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--bn-steps", type=click.IntRange(1), default=None,
               help="per-step BN tables for steps < K, one shared table (pooled statistics of the "
-                   "later steps) for steps ≥ K (default: one table per step up to T_max)")
+                   "later steps) for steps ≥ K; K ≥ T_max: one table per step  [default: 1]")
 def export_(checkpoint, out, bn_steps):
     """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest."""
     from rbtw.export import build_export, write_export
     from rbtw.summary import describe_export
     ckpt, _ = _load(checkpoint)
-    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=bn_steps)
+    from rbtw.export import DEFAULT_BN_STEPS
+    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=bn_steps or DEFAULT_BN_STEPS)
     size = write_export(out, export)
     click.echo(f"wrote {out}")
     for line in describe_export(export, size)[:10]:

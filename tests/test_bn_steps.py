@@ -158,6 +158,10 @@ def test_cli_export_bn_steps_on_a_trained_checkpoint(tmp_path):
     assert ex.manifest["bn_steps"] == 4 and ex.arrays["rnn0.scale_c"].shape == (5, 16)
     info = runner.invoke(main, ["info", str(out)])
     assert info.exit_code == 0 and "5 rows" in info.stdout
+    r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(tmp_path / "default.rbtw")])
+    assert r.exit_code == 0, r.output
+    K = export.DEFAULT_BN_STEPS                                   # T_max is 20 here
+    assert export.read_export(tmp_path / "default.rbtw").arrays["rnn0.scale_h"].shape[0] == K + 1
     for bad in ("0", "-1", "x"):
         r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(out), "--bn-steps", bad])
         assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1

@@ -45,7 +45,8 @@ def describe_export(export, file_bytes):
     parts = size_breakdown(export)
     kinds = sorted({m["kind"] for m in export.manifest["matrices"].values()})
     K, rows = export.manifest.get("bn_steps"), table_rows(export)
-    layout = (f"steps 0–{K - 1} per step, one shared row after" if K else
+    layout = ("step 0 alone, one shared row after" if K == 1 else
+              f"steps 0–{K - 1} per step, one shared row after" if K else
               "one row per step" if spec["bn"] else "no batch norm: biases")
     total = sum(parts.values())
     lines = [

@@ -205,13 +205,18 @@ class Model:
         B = self.config.eval_batch or self.config.batch
         return replace(self.config, eval_batch=max(1, min(B, n // 2)))
 
-    def export(self, path):
-        """Write the packed export of this model to ``path``; returns its size in bytes."""
-        from rbtw.export import build_export, write_export
-        if self._export is None:
-            ckpt = self._checkpoint
-            self._export = build_export(ckpt.meta, ckpt.params, ckpt.stats)
-        return write_export(path, self._export)
+    def export(self, path, bn_steps=None):
+        """Write the packed export of this model to ``path`` as ``rbtw export`` does (``bn_steps``
+        K: per-step BN tables below step K, one shared table after; default DEFAULT_BN_STEPS);
+        returns its size in bytes."""
+        from rbtw.export import DEFAULT_BN_STEPS, build_export, write_export
+        if self._checkpoint is None:
+            if bn_steps is not None:
+                raise UserError("an export's BN tables are fixed: bn_steps applies to a checkpoint")
+            return write_export(path, self._export)
+        ckpt = self._checkpoint
+        return write_export(path, build_export(ckpt.meta, ckpt.params, ckpt.stats,
+                                               bn_steps=bn_steps or DEFAULT_BN_STEPS))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -409,16 +409,20 @@ def _check_output(out, inputs, force=False, what="file"):
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="replace OUT if it exists (never the checkpoint itself)")
-def export_(checkpoint, out, force):
+@click.option("--bn-steps", type=click.IntRange(1), default=None,
+              help="per-step BN tables for steps < K, one shared table (pooled statistics of the "
+                   "later steps) for steps ≥ K; K ≥ T_max: one table per step  [default: 1]")
+def export_(checkpoint, out, force, bn_steps):
     """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest."""
     from rbtw.export import build_export, write_export
     from rbtw.summary import describe_export
     _check_output(out, [checkpoint], force)
     ckpt, _ = _load(checkpoint)
-    export = build_export(ckpt.meta, ckpt.params, ckpt.stats)
+    from rbtw.export import DEFAULT_BN_STEPS
+    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=bn_steps or DEFAULT_BN_STEPS)
     size = write_export(out, export)
     click.echo(f"wrote {out}")
-    for line in describe_export(export, size)[:4]:
+    for line in describe_export(export, size)[:10]:
         click.echo(line)
 
 
@@ -513,7 +517,11 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     on = "all on chip" if c["fits"] else f"{c['on_chip_bits'] / c['weight_bits']:.0%} on chip, " \
                                          f"{c['off_chip_bits_per_step']:,} bits/step from DRAM"
     click.echo(f"weight memory {c['weight_bits']:,} bits ({c['weight_bits'] / 8192:.1f} KiB, {on}); "
-               f"BN tables {c['table_bits']:,} bits")
+               f"BN tables {c['table_bits']:,} bits ({schedule.layer_info(export)[0][1]} rows); "
+               f"output layer {c['output_bits']:,} bits (float32, host)")
+    click.echo(f"whole model {c['model_bits']:,} bits ({c['model_bits'] / 8192:.1f} KiB); with 32-bit weights "
+               f"{c['model_bits_fp32'] / 8192:.1f} KiB ({c['model_bits_fp32'] / c['model_bits']:.1f}×), with 12-bit "
+               f"{c['model_bits_12'] / 8192:.1f} KiB ({c['model_bits_12'] / c['model_bits']:.1f}×)")
     click.echo(f"energy/step {c['energy_nj']:.1f} nJ (PE {parts['pe']:.1f}, SRAM {parts['sram']:.1f}, "
                f"DRAM {parts['dram']:.1f}, post-processing {parts['pp']:.1f})")
     click.echo(f"area {c['area_mm2']:.3f} mm² (PE array {c['pe_area_mm2']:.3f})")

@@ -13,6 +13,17 @@ additions and subtractions only.  Without BN: s_h = α_h, s_x = α_x, k = b, s_c
 The tables have T_max rows (1 row without BN); step t reads row min(t, rows − 1).
 A full-precision model exports its matrices as float32 ("dense"), for comparison.
 
+Shared tables after step K (``bn_steps=K``, 1 ≤ K < T_max): rows 0 … K−1 are the per-step
+folds of steps 0 … K−1; row K, read by every step t ≥ K, folds the statistics of the pooled
+population of steps K … T_max−1 (those whose statistics were updated in training):
+
+    μ̄  = mean_t μ[t]                     σ̄² = mean_t (σ²[t] + μ[t]²) − μ̄²
+
+the mean and variance of the mixture of the later steps' distributions, i.e. what one BN
+shared by those steps would have estimated from the same data (a plain mean of the variances
+would miss the spread of the means).  So the tables hold K + 1 rows instead of T_max.  The
+manifest records K as "bn_steps" (null: one row per step).
+
 File layout (little-endian):
 
     8 bytes    magic b"RBTWPACK"
@@ -40,6 +51,10 @@ from rbtw import quant
 from rbtw.errors import UserError
 from rbtw.fileio import atomic_open
 from rbtw.kernels import PackedMatrix, pack
+
+# default K of ``rbtw export --bn-steps``: the smallest K whose test BPC on trained PTB-char
+# models was within 0.005 of one table per step (bench/results/bn_steps.md)
+DEFAULT_BN_STEPS = 1
 
 MAGIC = b"RBTWPACK"
 FORMAT = "rbtw-packed"
@@ -78,8 +93,37 @@ def _inv_std(stats, key, eps):
     return 1.0 / np.sqrt(stats[f"var_{key}"].astype(np.float64) + eps)
 
 
-def fold_layer(params, stats, cell_spec):
+def pooled_statistics(stats, bn_steps):
+    """Population statistics with rows ≥ K = ``bn_steps`` pooled into one row K (module doc).
+
+    ``stats`` holds mean_x, var_x (T_max, F) and count_x (T_max,) per BN x; rows whose count is
+    0 (never updated) are left out of the pool unless no later row was updated.  K ≥ T_max
+    returns the statistics unchanged.
+    """
+    K = int(bn_steps)
+    out = dict(stats)
+    for key in sorted(k[len("mean_"):] for k in stats if k.startswith("mean_")):
+        mean = stats[f"mean_{key}"].astype(np.float64)                  # (T_max, F)
+        var = stats[f"var_{key}"].astype(np.float64)
+        if K >= mean.shape[0]:
+            continue
+        later = np.arange(K, mean.shape[0])
+        count = stats.get(f"count_{key}")
+        if count is not None and np.any(count[K:] > 0):
+            later = later[count[K:] > 0]
+        mu = mean[later].mean(axis=0)                                      # (F,)
+        pooled = np.maximum((var[later] + mean[later] ** 2).mean(axis=0) - mu ** 2, 0.0)
+        out[f"mean_{key}"] = np.vstack([mean[:K], mu[None]])               # (K + 1, F)
+        out[f"var_{key}"] = np.vstack([var[:K], pooled[None]])
+        if count is not None:
+            out[f"count_{key}"] = np.append(count[:K], count[later].sum())
+    return out
+
+
+def fold_layer(params, stats, cell_spec, bn_steps=None):
     """Per-step scales and shifts of one recurrent layer (float32 tables, see module doc).
+
+    ``bn_steps`` K: rows 0 … K−1 per step, one shared row K for the later steps (None: T_max rows).
 
     Returns a dict with scale_h, scale_x (rows, G) and, for the LSTM, shift (rows, G),
     scale_c, shift_c (rows, H); for the GRU, shift_a and shift_b (rows, G).
@@ -89,6 +133,8 @@ def fold_layer(params, stats, cell_spec):
         ax = ah = 1.0  # dense matrices carry their own values
     p = {k: v.astype(np.float64) for k, v in params.items()}
     out = {}
+    if cell_spec.bn and bn_steps is not None:
+        stats = pooled_statistics(stats, bn_steps)
     if cell_spec.bn:
         eps = cell_spec.eps
         ia, ib = _inv_std(stats, "a", eps), _inv_std(stats, "b", eps)     # (T_max, G)
@@ -121,11 +167,19 @@ def integer_matrix(W, mode, alpha):
     return quant.integer_levels(quant.quantize(W, mode, alpha), alpha).T
 
 
-def build_export(meta, params, stats):
-    """An Export from a checkpoint's parts (meta as saved by the trainer)."""
+def build_export(meta, params, stats, bn_steps=None):
+    """An Export from a checkpoint's parts (meta as saved by the trainer).
+
+    ``bn_steps`` K ≥ 1: per-step BN tables for steps < K, one shared table after (module doc);
+    None keeps one row per step up to T_max.
+    """
     from rbtw.models import ModelSpec, strip  # the model layout; the engine never imports models
 
     spec = ModelSpec.from_dict(meta["spec"])
+    if bn_steps is not None:
+        if int(bn_steps) != bn_steps or bn_steps < 1:
+            raise UserError(f"--bn-steps must be a whole number ≥ 1, not {bn_steps}")
+        bn_steps = int(bn_steps) if spec.bn and bn_steps < spec.t_max else None
     arrays, matrices = {}, {}
     for k in range(spec.layers):
         cs = spec.cell_spec(k)
@@ -140,7 +194,7 @@ def build_export(meta, params, stats):
                 pm = pack(integer_matrix(W, spec.quant, alpha), spec.quant)
                 arrays[key] = pm.planes
                 matrices[key] = {"kind": spec.quant, "rows": pm.rows, "cols": pm.cols, "alpha": float(alpha)}
-        for name, table in fold_layer(p, s, cs).items():
+        for name, table in fold_layer(p, s, cs, bn_steps).items():
             arrays[f"rnn{k}.{name}"] = table
         arrays[f"rnn{k}.h0"] = p["h0"].astype(np.float32)
         if cs.kind == "lstm":
@@ -151,7 +205,7 @@ def build_export(meta, params, stats):
     manifest = {
         "format": FORMAT, "version": VERSION, "model": spec.to_dict(), "task": meta["config"]["task"],
         "config": meta["config"], "vocab": meta.get("vocab"), "matrices": matrices,
-        "engine": {"weights": "deterministic", "stats": "population"},
+        "engine": {"weights": "deterministic", "stats": "population"}, "bn_steps": bn_steps,
     }
     return Export(manifest, arrays)
 
@@ -231,13 +285,29 @@ def read_export(path):
 
 
 def size_breakdown(export):
-    """Bytes by part: packed weight matrices, per-step BN tables, other full-precision arrays."""
-    out = {"weights": 0, "bn_tables": 0, "full_precision": 0}
+    """Bytes by part: packed weight matrices, BN tables, output layer (and embedding), initial
+    state (h0, c0)."""
+    out = {"weights": 0, "bn_tables": 0, "output": 0, "state": 0}
     for name, arr in export.arrays.items():
         if name in export.manifest["matrices"]:
             out["weights"] += arr.nbytes
         elif name.startswith("rnn") and ("scale" in name or "shift" in name):
             out["bn_tables"] += arr.nbytes
+        elif name.startswith("rnn"):
+            out["state"] += arr.nbytes
         else:
-            out["full_precision"] += arr.nbytes
+            out["output"] += arr.nbytes
     return out
+
+
+def table_rows(export):
+    """Rows of the BN tables (T_max per step, K + 1 with shared tables, 1 without BN)."""
+    return export.arrays["rnn0.scale_h"].shape[0]
+
+
+def whole_model_bytes(export, weight_bits):
+    """Bytes of the whole model with its recurrent weights at ``weight_bits`` bits each (rows
+    unpadded) and every other part as this export holds it: tables, output layer, h0/c0."""
+    parts = size_breakdown(export)
+    n = sum(m["rows"] * m["cols"] for m in export.manifest["matrices"].values())
+    return n * weight_bits / 8 + parts["bn_tables"] + parts["output"] + parts["state"]

@@ -5,8 +5,12 @@ drawn once per forward pass (shared by every time step and batch row):
 
     binary, deterministic:   W^q = +α if W ≥ 0 else −α
     binary, stochastic:      W^q = +α with p = clip((W/α + 1)/2, 0, 1), else −α
-    ternary, deterministic:  W^q = α·([W > −α/3] + [W > α/3] − 1)
+    ternary, deterministic:  W^q = α·([W > τ] − [W < −τ]),  τ = α/3 rounded to W's dtype
     ternary, stochastic:     W^q = α·sign(W)·Bernoulli(clip(|W|/α, 0, 1))
+
+The ternary rule gives zero on the closed interval [−τ, τ] and is odd: W and −W quantise to
+opposite values in every dtype (τ is rounded once, so −τ and +τ are exact negatives).
+Training, export and the emulator all quantise through ``quantize``.
 
 Both stochastic rules are unbiased for clipped weights: E[W^q] = clip(W, −α, α).
 
@@ -58,9 +62,15 @@ def binary_stochastic(W, alpha, rng):
     return np.where(uniforms(W, rng) < p, a, -a)
 
 
+def ternary_threshold(alpha, dtype):
+    """τ = α/3 rounded once to ``dtype`` (the threshold of the deterministic ternary rule)."""
+    return np.dtype(dtype).type(alpha / 3)
+
+
 def ternary_deterministic(W, alpha):
-    """W^q = α·([W > −α/3] + [W > α/3] − 1): zero inside [−α/3, α/3], ±α outside."""
-    levels = (W > -alpha / 3).astype(np.int8) + (W > alpha / 3).astype(np.int8) - 1
+    """W^q = α·([W > τ] − [W < −τ]), τ = ternary_threshold: zero on [−τ, τ], ±α outside."""
+    tau = ternary_threshold(alpha, W.dtype)
+    levels = (W > tau).astype(np.int8) - (W < -tau).astype(np.int8)
     return (alpha * levels).astype(W.dtype)
 
 

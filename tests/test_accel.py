@@ -16,6 +16,7 @@ from rbtw.cli import main
 from rbtw.errors import UserError
 from rbtw.export import write_export
 from rbtw.infer import PackedEngine
+from rbtw.kernels import unpack
 
 SETTINGS = settings(deadline=None, max_examples=25)
 MANY = settings(deadline=None, max_examples=150)
@@ -48,16 +49,29 @@ def test_closed_form_equals_the_tile_loop(shapes, one_hot, R, C, sram_kb, width,
 @MANY
 @given(shapes=shapes, one_hot=st.booleans(), R=st.integers(1, 30), C=st.integers(1, 30),
        dR=st.integers(0, 10), dC=st.integers(0, 10), sram_kb=st.sampled_from([0, 0.3, 2, 64]),
-       kind=st.sampled_from(dm.PRESETS[:3]))
-def test_cycles_never_increase_when_pes_are_added(shapes, one_hot, R, C, dR, dC, sram_kb, kind):
+       kind=st.sampled_from(dm.PRESETS[:3]), width=st.one_of(st.none(), st.integers(1, 600)))
+def test_cycles_never_increase_when_pes_are_added(shapes, one_hot, R, C, dR, dC, sram_kb, kind, width):
     mats = _mats(shapes, one_hot)
     hidden = [G // 4 for G, _ in shapes]
-    small = dm.preset(kind, rows=R, cols=C, sram_kb=sram_kb)
-    big = dm.preset(kind, rows=R + dR, cols=C + dC, sram_kb=sram_kb)
+    small = dm.preset(kind, rows=R, cols=C, sram_kb=sram_kb).with_(sram_width=width)
+    big = dm.preset(kind, rows=R + dR, cols=C + dC, sram_kb=sram_kb).with_(sram_width=width)
     fill = math.ceil(math.log2(C + dC)) - math.ceil(math.log2(C))   # a deeper adder tree is latency
     assert schedule.closed_form(mats, hidden, big) <= schedule.closed_form(mats, hidden, small) + fill * len(shapes)
     if dC == 0:
         assert schedule.closed_form(mats, hidden, big) <= schedule.closed_form(mats, hidden, small)
+
+
+def test_narrow_sram_is_a_stream_not_a_per_tile_stall():
+    # ternary, one layer H = 64 (G = 256), W_h 256×64 and a one-hot W_x, 64-bit SRAM port:
+    # 256·64·2 + 256·2 bits on chip = 33,280 bits = 520 port cycles, whatever the array
+    mats = _mats([(256, 50)], one_hot_first=True)
+    for R, C in ((1, 32), (1, 48), (2, 32), (3, 48)):
+        d = dm.preset("ternary", rows=R, cols=C).with_(sram_width=64)
+        tiles = -(-256 // R) * -(-64 // C) + -(-256 // R)
+        want = max(tiles, 520) + math.ceil(math.log2(C)) + dm.FIXED_STAGES + 16 + dm.PP_LATENCY
+        assert schedule.simulate(mats, [64], d) == want
+    one, more = (dm.preset("ternary", rows=1, cols=C).with_(sram_width=64) for C in (32, 48))
+    assert schedule.closed_form(mats, [64], more) <= schedule.closed_form(mats, [64], one) + 1
 
 
 def test_matched_array_closed_form_by_hand():
@@ -81,7 +95,8 @@ def test_weight_memory_is_weights_times_bits(H, layers, quant, kind, seed):
         d = dm.preset(name)
         c = schedule.costs(ex, d)
         assert c["weight_bits"] == n_weights * d.weight_bits          # α is folded into the scales
-        assert c["table_bits"] == layers * rows * (10 * H * d.scale_bits + 5 * H * d.pp_bits)
+        # per row: s_h, s_x (4H each), s_c (H) scales; k (4H), k_c (H) shifts
+        assert c["table_bits"] == layers * rows * (9 * H * d.scale_bits + 5 * H * d.pp_bits)
         g = schedule.costs(gx, d)
         assert g["weight_bits"] == n_weights * 3 // 4 * d.weight_bits
         assert g["table_bits"] == layers * rows * 6 * H * (d.scale_bits + d.pp_bits)
@@ -254,3 +269,23 @@ def test_cli_default_design_follows_the_export(tmp_path):
                                                  n_in=3))
     assert r.exit_code == 0, r.output
     assert r.output.startswith("design ternary:") and "| ternary-eq |" in r.output and "| binary |" not in r.output
+
+
+@pytest.mark.parametrize("cell,kind", [("lstm", "char"), ("gru", "word"), ("lstm", "classify")])
+def test_random_exports_exercise_the_recurrence(cell, kind):
+    # the BN variances include α², so the folded terms s_h ⊙ (Q_h h) and s_x ⊙ (Q_x x) have the
+    # size γ of a trained model's normalised pre-activations, not γ·α (30–60× smaller)
+    rng = np.random.default_rng(11)
+    H, n_in = 32, 12
+    ex = random_export(rng, hidden=H, layers=2, quant="binary", kind=kind, cell=cell, n_in=n_in)
+    for k in range(2):
+        Qh = ex.matrix(f"rnn{k}.W_h")
+        Qx = ex.matrix(f"rnn{k}.W_x")
+        h = rng.uniform(-1, 1, size=(200, H))
+        K = Qx.cols
+        x = np.eye(K)[rng.integers(0, K, 200)] if (k == 0 and kind != "classify") else rng.uniform(-1, 1, (200, K))
+        rec = ex.arrays[f"rnn{k}.scale_h"][0] * (h @ unpack(Qh).T)          # (200, G)
+        inp = ex.arrays[f"rnn{k}.scale_x"][0] * (x @ unpack(Qx).T)
+        gamma_size = 0.1                                                    # γ ~ U(0.1, 0.3)
+        assert np.median(rec.std(axis=0)) > 0.5 * gamma_size
+        assert np.median(inp.std(axis=0)) > 0.2 * gamma_size

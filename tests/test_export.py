@@ -188,7 +188,8 @@ def test_cli_eval_and_sample_agree_across_engines(tmp_path):
                              "--stochastic", "--out", str(out)])
     assert r.exit_code == 0, r.output
     ckpt = str(out / "checkpoint.npz")
-    assert runner.invoke(main, ["export", ckpt, str(tmp_path / "m.rbtw")]).exit_code == 0
+    # K = T_max: one BN table per step, what the packed engine builds from a checkpoint
+    assert runner.invoke(main, ["export", ckpt, str(tmp_path / "m.rbtw"), "--bn-steps", "20"]).exit_code == 0
     results = []
     for args in (["--engine", "dense", ckpt], ["--engine", "packed", ckpt], [str(tmp_path / "m.rbtw")]):
         r = runner.invoke(main, ["eval", "--json", "--max-batches", "3", *args])

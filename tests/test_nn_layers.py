@@ -131,9 +131,15 @@ def test_bn_training_output_is_standardised_per_step(T, B, F, seed):
     rng = np.random.default_rng(seed)
     u = rng.standard_normal((T, B, F)) * rng.uniform(0.5, 5, F) + rng.standard_normal(F) * 3
     params = {"gamma": np.ones(F), "beta": np.zeros(F)}
-    y, _ = bn.layer_forward(u, params, bn.init_stats(T, F, np.float64), train=True, eps=1e-12)
+    eps = 1e-12
+    y, _ = bn.layer_forward(u, params, bn.init_stats(T, F, np.float64), train=True, eps=eps)
     np.testing.assert_allclose(y.mean(axis=1), 0.0, atol=1e-9)
-    np.testing.assert_allclose(y.var(axis=1), 1.0, rtol=1e-6)
+    # y = (u − μ)/sqrt(σ² + ε) has variance σ²/(σ² + ε) exactly: 1 only when σ² ≫ ε.  Two nearly
+    # equal rows (B = 2, seed 252: σ² = 3e-9) give 0.99967, which is right, not a miss of 1.
+    s2 = u.var(axis=1)
+    np.testing.assert_allclose(y.var(axis=1), s2 / (s2 + eps), rtol=1e-9)
+    wide = s2 > 1e-3                                  # ε/σ² < 1e-9: standardised to 1
+    np.testing.assert_allclose(y.var(axis=1)[wide], 1.0, rtol=1e-8)
 
 
 def test_bn_running_statistics_converge_to_the_data():

@@ -42,17 +42,32 @@ def test_deterministic_binary_sign_agrees_with_W(W, alpha):
 def test_deterministic_ternary_thresholds_at_a_third_of_alpha(W, alpha):
     Wq = quant.quantize(W, "ternary", alpha)
     assert np.all(Wq[W > alpha / 3] == alpha)
-    assert np.all(Wq[W <= -alpha / 3] == -alpha)
-    assert np.all(Wq[(W > -alpha / 3) & (W <= alpha / 3)] == 0)
+    assert np.all(Wq[W < -alpha / 3] == -alpha)
+    assert np.all(Wq[(W >= -alpha / 3) & (W <= alpha / 3)] == 0)
     nonzero = Wq != 0
     assert np.all(np.sign(Wq[nonzero]) == np.sign(W[nonzero]))
 
 
-def test_ternary_threshold_edges():
-    a = 0.3
-    # [W > -α/3] + [W > α/3] - 1: α/3 itself maps to 0, -α/3 itself to -1
-    W = np.array([a / 3, np.nextafter(a / 3, 1), -a / 3, np.nextafter(-a / 3, 0), 0.0])
-    np.testing.assert_array_equal(quant.quantize(W, "ternary", a) / a, [0, 1, -1, 0, 0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a", [0.3, 0.1, 0.2, 1.0, 0.0542, 0.5 * np.sqrt(6 / (50 + 4000))])
+def test_ternary_threshold_edges(dtype, a):
+    # zero on the closed interval [−τ, τ], τ = α/3 in W's dtype; the next values out are ±1
+    tau = dtype(a / 3)
+    W = np.array([tau, -tau, np.nextafter(tau, dtype(1)), -np.nextafter(tau, dtype(1)),
+                  np.nextafter(tau, dtype(0)), -np.nextafter(tau, dtype(0)), 0.0], dtype=dtype)
+    np.testing.assert_array_equal(quant.quantize(W, "ternary", a) / dtype(a), [0, 0, 1, -1, 0, 0, 0])
+
+
+@prop
+@given(W=hnp.arrays(st.sampled_from([np.float32, np.float64]), hnp.array_shapes(min_dims=2, max_dims=2, max_side=8),
+                    elements=st.floats(-3, 3, width=32)), alpha=alphas, mode=st.sampled_from(["binary", "ternary"]))
+def test_deterministic_rules_are_odd_off_zero(W, alpha, mode):
+    # Q(−W) = −Q(W) for every W ≠ 0 (binary maps 0 to +α), in float32 as in float64
+    Wq, Wn = quant.quantize(W, mode, alpha), quant.quantize(-W, mode, alpha)
+    off = W != 0
+    np.testing.assert_array_equal(Wn[off], -Wq[off])
+    if mode == "ternary":
+        assert np.all(Wq[W == 0] == 0)
 
 
 @pytest.mark.parametrize("mode", ["binary", "ternary"])

@@ -264,3 +264,20 @@ def test_initial_values_follow_the_official_code():
     assert not np.any(p["beta_c"]) and not np.any(p["h0"]) and not np.any(p["c0"])
     np.testing.assert_allclose(p["W_h"] @ p["W_h"].T, np.eye(3), atol=1e-6)
     assert spec.alphas == pytest.approx((0.5 * np.sqrt(6 / 17), 0.5 * np.sqrt(6 / 15)))
+
+
+@pytest.mark.parametrize("kind,X,H,alpha_x,alpha_h", [
+    # α = ½·sqrt(6 / (fan_in + G)), G = 4H (LSTM) or 3H (GRU); the figures worked out by hand
+    ("lstm", 50, 1000, 0.5 * math.sqrt(6 / 4050), 0.5 * math.sqrt(6 / 5000)),   # 0.01924, 0.01732
+    ("gru", 50, 1000, 0.5 * math.sqrt(6 / 3050), 0.5 * math.sqrt(6 / 4000)),    # 0.02218, 0.01936
+    ("gru", 7, 5, 0.5 * math.sqrt(6 / 22), 0.5 * math.sqrt(6 / 20)),           # 0.26112, 0.27386
+])
+@pytest.mark.parametrize("quant_mode", ["binary", "ternary"])
+def test_alpha_in_numbers(kind, X, H, alpha_x, alpha_h, quant_mode):
+    spec = cell.CellSpec(kind=kind, X=X, H=H, quant=quant_mode)
+    assert spec.alphas == pytest.approx((alpha_x, alpha_h), rel=1e-12)
+    # and the forward pass uses them: the deterministic weights are ±α (0 for small ternary ones)
+    params = MODULES[kind].init_params(spec, np.random.default_rng(0), np.float64)
+    for Wq, a in zip(cell.quantized_weights(params, spec, train=False), (alpha_x, alpha_h)):
+        assert np.all(np.isclose(np.abs(Wq), a, rtol=1e-12, atol=0) | (Wq == 0))
+        assert np.abs(Wq).max() == pytest.approx(a, rel=1e-12)

@@ -1,7 +1,10 @@
 """Random-initialised exports for tests and benchmarks (no training, no data needed).
 
-Population statistics are set to what random ±1 products of activations in [−1, 1] give
-(mean 0, variance ≈ K/3 times α²), so the folded scales are of a realistic size.
+Population statistics are set to what products of random ±α weights with activations in
+[−1, 1] give: the variance of W_h·h (K = H) and of W_x·x (K = the layer's inputs) is about
+α²·K/3, here α²·(0.5 + u·K/3) with u ~ U(0, 1); the cell's variance 0.5 + u·H/3; means
+0.3·N(0, 1).  So the folded scales s = α·γ/σ are of a realistic size and the recurrent and
+input terms of a step are as large as its shifts.
 """
 
 import numpy as np
@@ -10,7 +13,7 @@ from rbtw.export import build_export
 
 
 def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in=12, n_out=None,
-                  emb=6, t_max=8, bn=True, cell="lstm", task=None):
+                  emb=6, t_max=8, bn=True, cell="lstm", task=None, bn_steps=None):
     from rbtw.models import ModelSpec, init
     from rbtw.train import TrainConfig
     task = task or {"char": "ptb_char", "word": "ptb_word", "classify": "mnist"}[kind]
@@ -22,11 +25,17 @@ def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in
             params[name] = (0.1 + 0.2 * rng.random(params[name].shape)).astype(np.float32)
         elif name.endswith(("beta_a", "beta_c", ".b", "h0", "c0")):
             params[name] = (0.2 * rng.standard_normal(params[name].shape)).astype(np.float32)
+    sizes = {}                                   # stats name -> (α², K) of its product
+    for k in range(layers):
+        cs = spec.cell_spec(k)
+        ax, ah = cs.alphas
+        sizes[f"rnn{k}.var_a"], sizes[f"rnn{k}.var_b"] = (ah ** 2, hidden), (ax ** 2, cs.X)
     for name, v in stats.items():
         if "var_" in name:
-            stats[name] = (0.5 + rng.random(v.shape) * (hidden / 3)).astype(np.float32)
+            a2, K = sizes.get(name, (1.0, hidden))
+            stats[name] = (a2 * (0.5 + rng.random(v.shape) * (K / 3))).astype(np.float32)
         elif "mean_" in name:
             stats[name] = (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
     config = TrainConfig(task=task, hidden=hidden, layers=layers, quant=quant, cell=cell, bn=bn,
                          emb=spec.emb, seq_len=t_max).to_dict()
-    return build_export({"spec": spec.to_dict(), "config": config}, params, stats)
+    return build_export({"spec": spec.to_dict(), "config": config}, params, stats, bn_steps=bn_steps)

@@ -27,14 +27,14 @@ def _kib(bits):
 def table(rows, metric_name=None, metrics=None):
     """Markdown table; ``metrics`` maps design name -> fixed-point metric (optional)."""
     base = rows[0]["cycles"]
-    head = ["design", "PEs (R×C)", "cycles/step", "steps/s", "speed-up", "weights KiB", "on chip",
+    head = ["design", "PEs (R×C)", "cycles/step", "steps/s", "speed-up", "weights KiB", "model KiB", "on chip",
             "DRAM bits/step", "energy nJ/step", "area mm²"]
     if metrics:
         head.append(f"{metric_name} (fixed)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["design"], f"{r['pes']} ({r['rows']}×{r['cols']})", f"{r['cycles']:,}",
-                 f"{r['steps_per_s']:,.0f}", f"{base / r['cycles']:.2f}×", f"{_kib(r['weight_bits']):.1f}",
+                 f"{r['steps_per_s']:,.0f}", f"{base / r['cycles']:.2f}×", f"{_kib(r['weight_bits']):.1f}", f"{_kib(r['model_bits']):.1f}",
                  "all" if r["fits"] else f"{r['on_chip_bits'] / r['weight_bits']:.0%}",
                  f"{r['off_chip_bits_per_step']:,}", f"{r['energy_nj']:.1f}", f"{r['area_mm2']:.3f}"]
         if metrics:
@@ -53,7 +53,9 @@ def explain(rows):
             continue
         b = by[name]
         out.append(f"weight memory fp12 / {name}: {fp['weight_bits']:,} / {b['weight_bits']:,} bits = "
-                   f"{fp['weight_bits'] / b['weight_bits']:.1f}×")
+                   f"{fp['weight_bits'] / b['weight_bits']:.1f}×; whole model (weights + BN tables + output "
+                   f"layer) fp12 / {name}: {fp['model_bits']:,} / {b['model_bits']:,} bits = "
+                   f"{fp['model_bits'] / b['model_bits']:.1f}×")
         s = fp["cycles"] / b["cycles"]
         why = (f"fp12 keeps {fp['on_chip_bits'] / fp['weight_bits']:.0%} of its weights on chip and streams "
                f"{fp['off_chip_bits_per_step']:,} bits per step from DRAM" if not fp["fits"]

@@ -12,22 +12,27 @@ suffix of its rows, and the placement does not depend on R and C.
 Schedule of one layer in one step (the tile loop of rbtw.accel.datapath):
 
     for each matrix, for r0 in 0, R, 2R, … < G (stripes), for c0 in 0, C, … < K_eff (tiles):
-        cycles += max(1, ceil(on-chip bits of the tile / sram_width))     SRAM stall if narrow
-    off-chip bits stream from DRAM at dram_bits_per_cycle concurrently with the whole tile loop
-    (double-buffered, prefetch from the start of the layer's phase); we count DRAM stalls PER
-    LAYER-STEP, not per tile:  phase = max(tile cycles, ceil(off-chip bits / dram_bits_per_cycle)).
-    A per-tile ceil would make the count jump non-monotonically with C; the per-step count is
-    what a streaming prefetcher approaches.
+        one cycle per tile (the array takes one tile per cycle at most)
+    on-chip bits stream from the SRAM at sram_width bits per cycle and off-chip bits from DRAM
+    at dram_bits_per_cycle, both concurrently with the whole tile loop (double-buffered,
+    prefetch from the start of the layer's phase).  Both stalls are counted PER LAYER-STEP,
+    not per tile:
+        phase = max(tiles, ceil(on-chip bits / sram_width), ceil(off-chip bits / dram_bits_per_cycle))
+    A per-tile ceil would make the count jump non-monotonically with R and C (a tile one bit
+    wider than the SRAM port would cost two cycles); the per-step count is what a streaming
+    prefetcher approaches.
     + pipeline fill: ceil(log2 C) adder-tree stages + FIXED_STAGES, once per layer-step (h_t
       depends on every row of the previous step, so the pipeline drains every step)
     + post-processing: ceil(H / P) + PP_LATENCY (it waits for all G rows; not overlapped)
 
-With the default SRAM width (one tile per cycle), tile cycles are ceil(G/R)·ceil(K_eff/C)
-per matrix.  ``simulate`` walks the loop; ``closed_form`` counts it arithmetically.
-Cycles do not depend on the data: ternary zero-skipping saves energy, not cycles.
-Adding PEs never adds cycles, with one exception we keep because it is real: more columns
-deepen the adder tree, so when extra columns save no tile (e.g. C already ≥ K_eff) the
-fill grows by ceil(log2 C') − ceil(log2 C) cycles per layer.  Adding rows never adds cycles.
+Tiles are ceil(G/R)·ceil(K_eff/C) per matrix; with the default SRAM width (one tile per
+cycle) the SRAM term never exceeds them.  ``simulate`` walks the loop; ``closed_form`` counts
+it arithmetically.  Cycles do not depend on the data: ternary zero-skipping saves energy, not
+cycles.  On-chip and off-chip bits do not depend on R and C (see the placement), so adding
+PEs never adds cycles, with one exception we keep because it is real: more columns deepen
+the adder tree, so when extra columns save no tile or stall the fill grows by
+ceil(log2 C') − ceil(log2 C) cycles per layer.  Adding rows never adds cycles, whatever the
+SRAM width.
 
 Energy per step (pJ): PE operations (fp: one wb×act multiply + one acc-wide add per weight;
 binary: an act-wide conditional negate + an acc-wide add per weight; ternary: the same per
@@ -42,8 +47,13 @@ only that column's bits from DRAM (we ignore DRAM burst granularity), and costs 
 operations.
 
 Memory: weight bits = Σ G·K·wb.  α needs no storage of its own: it is folded into the
-per-step scales.  BN tables: LSTM rows × (2G + 2H) scales at scale_bits + rows × (G + H)
-shifts at pp_bits; GRU rows × 2G scales + rows × 2G shifts; held in a separate table memory (not in the weight SRAM).
+per-step scales.  BN tables, per layer and table row: LSTM 2G + H scales (s_h, s_x, s_c) at
+scale_bits and G + H shifts (k, k_c) at pp_bits; GRU 2G scales (s_h, s_x) and 2G shifts
+(k_a, k_b); held in a separate table memory (not in the weight SRAM).  The row count is the
+export's (see rbtw.export: per-step rows up to K, then one shared row).  The output layer
+(and a word model's embedding) runs on the host in float32: 32 bits per value.  Whole model
+= weights + BN tables + output layer; the same with the weights at 32 or 12 bits is the
+comparison the "×" figures use.
 """
 
 import math
@@ -124,7 +134,7 @@ def simulate(matrices, hidden, d):
     on = allocate(matrices, d)
     total = 0
     for k, pair in enumerate(_layers(matrices)):
-        tiles, off_bits = 0, 0
+        tiles, on_bits, off_bits = 0, 0, 0
         for j, m in enumerate(pair):
             rows_on = on[2 * k + j]
             for r0 in range(0, m.G, d.rows):
@@ -132,41 +142,31 @@ def simulate(matrices, hidden, d):
                 q = max(0, min(h, rows_on - r0))          # rows of this stripe in SRAM
                 for c0 in range(0, m.K_eff, d.cols):
                     c = min(d.cols, m.K_eff - c0)
-                    tiles += max(1, -(-q * c * d.weight_bits // d.sram_bits_per_cycle))
+                    tiles += 1
+                    on_bits += q * c * d.weight_bits
                     off_bits += (h - q) * c * d.weight_bits
-        dram = -(-off_bits // d.dram_bits_per_cycle)
-        total += max(tiles, dram) + _fill(d) + _pp(d, hidden[k])
+        total += _phase(tiles, on_bits, off_bits, d) + _fill(d) + _pp(d, hidden[k])
     return total
 
 
-def _stripe_cycles(q, ct, C, cl, wb, bw):
-    """Cycles of one stripe with q on-chip rows: (ct − 1) full tiles + 1 tile of cl columns."""
-    return (ct - 1) * max(1, -(-q * C * wb // bw)) + max(1, -(-q * cl * wb // bw))
+def _phase(tiles, on_bits, off_bits, d):
+    """Cycles of a layer's tile loop: tiles, or the SRAM or DRAM stream if either is slower."""
+    return max(tiles, -(-on_bits // d.sram_bits_per_cycle), -(-off_bits // d.dram_bits_per_cycle))
 
 
 def closed_form(matrices, hidden, d):
-    """The same count as ``simulate`` by arithmetic over stripe classes (O(1) per matrix)."""
+    """The same count as ``simulate`` by arithmetic (O(1) per matrix)."""
     on = allocate(matrices, d)
-    R, C, wb, bw = d.rows, d.cols, d.weight_bits, d.sram_bits_per_cycle
+    R, C, wb = d.rows, d.cols, d.weight_bits
     total = 0
     for k, pair in enumerate(_layers(matrices)):
-        tiles, off_bits = 0, 0
+        tiles, on_bits, off_bits = 0, 0, 0
         for j, m in enumerate(pair):
             n = on[2 * k + j]
-            rt, ct = -(-m.G // R), -(-m.K_eff // C)
-            cl, hl = m.K_eff - (ct - 1) * C, m.G - (rt - 1) * R
+            tiles += -(-m.G // R) * -(-m.K_eff // C)
+            on_bits += n * m.K_eff * wb
             off_bits += (m.G - n) * m.K_eff * wb
-            if bw >= R * C * wb:                          # matched SRAM: one tile per cycle
-                tiles += rt * ct
-                continue
-            full_on = min(n // R, rt - 1)                 # full-height stripes wholly in SRAM
-            tiles += full_on * _stripe_cycles(R, ct, C, cl, wb, bw)
-            split_h = R if full_on < rt - 1 else hl       # the stripe where SRAM runs out
-            tiles += _stripe_cycles(max(0, min(split_h, n - full_on * R)), ct, C, cl, wb, bw)
-            if full_on < rt - 1:                          # then full-height stripes off chip,
-                tiles += (rt - 2 - full_on) * _stripe_cycles(0, ct, C, cl, wb, bw)
-                tiles += _stripe_cycles(max(0, min(hl, n - (rt - 1) * R)), ct, C, cl, wb, bw)  # last
-        total += max(tiles, -(-off_bits // d.dram_bits_per_cycle)) + _fill(d) + _pp(d, hidden[k])
+        total += _phase(tiles, on_bits, off_bits, d) + _fill(d) + _pp(d, hidden[k])
     return total
 
 
@@ -181,8 +181,10 @@ def costs(export, d):
     rows = export.arrays["rnn0.scale_h"].shape[0]
     gru = export.spec["cell"] == "gru"
     table_bits = sum(rows * ((2 * m.G * (d.scale_bits + d.pp_bits)) if gru else
-                             ((2 * m.G + 2 * H) * d.scale_bits + (m.G + H) * d.pp_bits))
+                             ((2 * m.G + H) * d.scale_bits + (m.G + H) * d.pp_bits))
                      for m, H in zip(mats[::2], hidden))
+    output_bits = 32 * sum(a.size for name, a in export.arrays.items() if not name.startswith("rnn"))
+    n_weights = sum(m.G * m.K for m in mats)
     on_bits = sum(n * m.K_eff * wb for n, m in zip(on, mats))              # read per step
     off_bits = sum((m.G - n) * m.K_eff * wb for n, m in zip(on, mats))
     dense = [m for m in mats if m.K_eff == m.K]
@@ -204,7 +206,10 @@ def costs(export, d):
     return {
         "design": d.name, "rows": d.rows, "cols": d.cols, "pes": d.pes, "cycles": cycles,
         "latency_us": cycles / clock * 1e6, "steps_per_s": clock / cycles,
-        "weight_bits": weight_bits, "table_bits": table_bits,
+        "weight_bits": weight_bits, "table_bits": table_bits, "output_bits": output_bits,
+        "model_bits": weight_bits + table_bits + output_bits,
+        "model_bits_fp32": 32 * n_weights + table_bits + output_bits,
+        "model_bits_12": 12 * n_weights + table_bits + output_bits,
         "on_chip_bits": sum(n * m.K * wb for n, m in zip(on, mats)),
         "off_chip_bits_per_step": off_bits, "fits": all(n == m.G for n, m in zip(on, mats)),
         "energy_nj": (e_pe + e_sram + e_dram + e_pp) / 1e3,

@@ -153,9 +153,13 @@ def test_evaluate_a_text_equals_evaluating_its_ids_and_the_packed_engines_agree(
     assert by_text == by_ids and by_text["n"] == (len(ids) - 1) // 20 * 20     # segments of T = 20
     assert dense.evaluate("Alice was")["n"] == 8             # shorter than T: one segment of it all
     assert by_text["bpc"] == pytest.approx(by_text["loss"] / np.log(2))
-    packed = rbtw.load(exported).evaluate(text)
+    per_step = run.run_dir / "per-step.rbtw"              # one BN table per step: the dense model's
+    dense.export(per_step, bn_steps=dense.spec.t_max)
+    packed = rbtw.load(per_step).evaluate(text)
     assert packed["bpc"] == pytest.approx(rbtw.load(run.checkpoint, engine="packed").evaluate(text)["bpc"])
     assert packed["bpc"] == pytest.approx(by_text["bpc"], abs=1e-3)
+    from rbtw.export import DEFAULT_BN_STEPS, read_export  # Model.export's default is rbtw export's
+    assert read_export(exported).manifest["bn_steps"] == DEFAULT_BN_STEPS
 
 
 def test_errors_the_caller_can_fix(run, exported):

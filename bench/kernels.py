@@ -15,7 +15,7 @@ the others through RBTW_KERNELS in the child's environment), and the selected pa
 with 2 threads, beside its 1-thread times.
 
 End to end.  Characters per second of ``rbtw sample`` (rbtw.generate.generate on the engine
-that rbtw.cli._open_model builds, batch 1) for an untrained, randomly initialised 1000-unit
+that rbtw.api.load builds, batch 1) for an untrained, randomly initialised 1000-unit
 binary BN-LSTM char model (50 symbols, as PTB char): PackedEngine vs DenseEngine (float32).
 
 Threads.  Each thread setting runs in a child process whose environment sets
@@ -176,7 +176,7 @@ def e2e_row(n_numba, n_blas, length, runs):
 
     from rbtw import models
     from rbtw.checkpoint import save_checkpoint
-    from rbtw.cli import _open_model
+    from rbtw.api import load
     from rbtw.generate import generate
     from rbtw.train import TrainConfig
 
@@ -189,7 +189,7 @@ def e2e_row(n_numba, n_blas, length, runs):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random-char-1000-binary.npz"
         save_checkpoint(path, meta, params, stats, {})
-        engines = {name: _open_model(str(path), name).engine for name in ("packed", "dense")}
+        engines = {name: load(str(path), engine=name).engine for name in ("packed", "dense")}
 
     def sampler(engine):
         return lambda: generate(engine, [0], length, rng=np.random.default_rng(0), temperature=1.0)
@@ -385,7 +385,7 @@ def report(args, tables, threads2, e2e, how, load0, load1, started, selected):
 
 An untrained, randomly initialised model (BN-LSTM, 50 symbols, H = 1000, binary,
 deterministic weights, population statistics): speed does not depend on training. Both
-engines are built by `rbtw.cli._open_model` as `rbtw sample --engine packed|dense` builds them,
+engines are built by `rbtw.api.load` as `rbtw sample --engine packed|dense` builds them,
 then `rbtw.generate.generate` draws {e2e[0]['length']} characters from a 1-character prime
 (median of {3 if args.quick else 7} runs). "same text" = both engines drew the same characters.
 The packed engine uses the path selected on this machine ({selected}) and its routing.

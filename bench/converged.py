@@ -104,11 +104,12 @@ def fmt(mean, half):
 
 def table(records, convention):
     done = [r for r in records if "test_bpc" in r]
-    lines = [f"| variant | runs | test BPC ({convention}) mean ± 95 % CI | gap to fp, paired by seed | claim | holds? |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| variant | schedule | runs | test BPC ({convention}) mean ± 95 % CI | gap to fp, paired by seed "
+             "| claim | holds? |", "|---|---|---|---|---|---|---|"]
     fp = {(r["schedule"], r["seed"]): r["test_bpc"][convention] for r in done if r["variant"] == "fp"}
-    for variant in ("fp", "ternary", "binary", "binaryconnect"):
-        rows = [r for r in done if r["variant"] == variant]
+    groups = [(v, s) for v in ("fp", "ternary", "binary", "binaryconnect") for s in ("constant", "cosine")]
+    for variant, schedule in groups:
+        rows = [r for r in done if r["variant"] == variant and r["schedule"] == schedule]
         if not rows:
             continue
         mean, half = interval([r["test_bpc"][convention] for r in rows])
@@ -129,7 +130,8 @@ def table(records, convention):
                     verdict = "holds" if lo >= bound else ("does not hold" if hi < bound else "undecided")
                 if math.isnan(gh):
                     verdict += " (one seed: no interval)"
-        lines.append(f"| {variant} | {len(rows)} | {fmt(mean, half)} | {gap_text} | {claim_text} | {verdict} |")
+        lines.append(f"| {variant} | {schedule} | {len(rows)} | {fmt(mean, half)} | {gap_text} | {claim_text} "
+                     f"| {verdict} |")
     return lines
 
 
@@ -143,10 +145,22 @@ def report(records):
         lines.append(f"| {r['name']} | {r['status']} | {r['minibatches']} | "
                      f"{' '.join(f'{v:.3f}' for v in r['valid_bpc'])} | {gain} | {r.get('converged', '—')} | "
                      f"{tests} | {r['wall_seconds'] / 60:.0f} min |")
-    out = ["### Every run", ""] + lines
+    out = [f"Collected {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python3 bench/converged.py`; "
+           f"runs by `bash bench/converged.sh` on {machine()}. Validation BPC is the whole valid split; "
+           "test BPC the whole test split.", "", "### Every run", ""] + lines
     for convention in CONVENTIONS:
         out += ["", f"### Test BPC, {convention} convention", ""] + table(records, convention)
     return "\n".join(out)
+
+
+def machine():
+    """CPU model, cores and the widest vector instruction set (the fused path's Numba kernels use it)."""
+    import os
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 "unknown CPU")
+    isa = "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else "no AVX2"
+    return f"{model}, {os.cpu_count()} cores, {isa}"
 
 
 def plot(records, out_dir, path):

@@ -34,11 +34,12 @@ train_prefix() {  # NAME (VARIANT-sSEED)
     binaryconnect) args="--quant binary --stochastic --no-bn" ;;
   esac
   if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "prefix $name: finished"; return 0; fi
-  local mode=--force; [ -f "$dir/checkpoint.npz" ] && mode=--resume
-  echo "prefix $name: start ($mode) $(date -u +%H:%M:%S)"
-  nice -n 19 python3 -m rbtw.cli train ptb_char --preset quick --hidden 256 --seq-len 100 --batch 64 \
-      --epochs 7 --max-batches 0 --eval-max-batches 0 --lr 2e-3 --lr-warmdown none $args --seed "$seed" \
-      --out "$dir" $mode >> "$out/prefix/$name.log" 2>&1 || { echo "prefix $name: FAILED"; return 1; }
+  local cmd="--preset quick --hidden 256 --seq-len 100 --batch 64 --epochs 7 --max-batches 0
+      --eval-max-batches 0 --lr 2e-3 --lr-warmdown none $args --seed $seed --force"
+  [ -f "$dir/checkpoint.npz" ] && cmd="--resume"       # a resumed run keeps its own settings
+  echo "prefix $name: start ($cmd) $(date -u +%H:%M:%S)"
+  nice -n 19 python3 -m rbtw.cli train ptb_char $cmd --out "$dir" >> "$out/prefix/$name.log" 2>&1 \
+      || { echo "prefix $name: FAILED"; return 1; }
   echo "prefix $name: done $(date -u +%H:%M:%S)"
 }
 train_arm() {  # NAME SCHEDULE

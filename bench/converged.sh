@@ -9,6 +9,7 @@
 #
 #     bash bench/converged.sh prefix [OUT]                   7 constant-rate epochs, every run
 #     bash bench/converged.sh arms "constant cosine" RUNS [OUT]   branch + 3 more epochs
+#     bash bench/converged.sh study [OUT]    per run: prefix, then its cosine arm (the study)
 #
 # RUNS is a space-separated list such as "ternary-s0" or "all".  The pilot is
 #     bash bench/converged.sh arms "constant cosine" ternary-s0
@@ -17,7 +18,8 @@
 # Afterwards: python3 bench/converged.py OUT  (conventions, intervals, converged.json, plots).
 set -euo pipefail
 phase=${1:?prefix or arms}
-if [ "$phase" = arms ]; then schedules=${2:?schedules}; runs=${3:?runs}; out=${4:-/work/runs/converged}
+if [ "$phase" = study ]; then out=${2:-/work/runs/converged}
+elif [ "$phase" = arms ]; then schedules=${2:?schedules}; runs=${3:?runs}; out=${4:-/work/runs/converged}
 else out=${2:-/work/runs/converged}; fi
 mkdir -p "$out/prefix"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
@@ -60,6 +62,8 @@ export -f train_prefix train_arm
 
 if [ "$phase" = prefix ]; then
   printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {}'
+elif [ "$phase" = study ]; then   # two runs at a time, each straight from its prefix to its arm
+  printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {} && train_arm {} cosine'
 else
   for r in $runs; do for s in $schedules; do echo "$r $s"; done; done | xargs -P 2 -L 1 bash -c 'train_arm "$@"' _
 fi

@@ -24,6 +24,8 @@ it would also size Numba's OpenMP threading layer) and
 NUMBA_NUM_THREADS; the child also calls numba.set_num_threads and, when threadpoolctl is
 installed, threadpool_limits.  OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are passed through as
 they are (the header shows them and the OpenBLAS core in use): unset them for the run.
+rbtw is imported before NumPy, as the CLI does, so OPENBLAS_THREAD_TIMEOUT is rbtw's 4 unless
+set (header): OpenBLAS threads then sleep at once after a call instead of spinning ~0.1 s.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import rbtw  # noqa: F401  (before NumPy, as in the CLI: sets OpenBLAS's spin timeout, see rbtw/__init__.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = (256, 512, 1000, 2048)
@@ -293,7 +297,8 @@ def versions():
         blas = f"{info.get('name')} {info.get('version')}"
     except Exception:
         pass
-    env = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    env = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                             "OPENBLAS_THREAD_TIMEOUT"))
     return (f"Python {platform.python_version()}, NumPy {np.__version__} ({blas}, core {openblas_core()}; "
             f"{env}), Numba {numba.__version__}")
 
@@ -367,7 +372,7 @@ def summary(rows):
 PATH_NOTES = {
     "avx512": "AVX-512F: 16 lanes, 32-entry tables (5 binary / 3 ternary columns), one `vpermi2ps` per 16 look-ups",
     "avx2": "AVX2: 8 lanes, 8-entry tables of 3 columns, one `vpermps` per 8 look-ups (ternary: a plus and a minus look-up)",
-    "portable": "portable: plain loops over 256-entry byte tables (8 columns a look-up; ternary a plus and a minus look-up), "
+    "portable": "portable: plain loops over byte-indexed tables (binary: 8 columns a look-up, 256 entries; ternary: 5 columns a look-up, base-3 codes, 243 entries), "
                 "compiled by LLVM for this CPU (selected here only through RBTW_KERNELS)",
 }
 

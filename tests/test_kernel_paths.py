@@ -90,6 +90,7 @@ def test_each_path_threaded_and_large(path, kind, monkeypatch):
     q, X = case(7, kind, 4 * 250, 301, 13)                    # G = 1000: not a multiple of 16
     pm = pack(q, kind)
     monkeypatch.setattr(ops, "_cores_busy", lambda: False)
+    monkeypatch.setattr(ops, "blas_may_spin", lambda: False)
     for threshold in (1 << 40, 0):                            # one thread, then all of them
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK", threshold)
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK_BATCH", threshold)
@@ -138,6 +139,7 @@ def test_threads_only_for_large_products_on_an_idle_machine(monkeypatch):
     import numba
     n = numba.get_num_threads()
     monkeypatch.setattr(ops, "_cores_busy", lambda: False)
+    monkeypatch.setattr(ops, "blas_may_spin", lambda: False)
     assert ops.threads_for(ops.PARALLEL_MIN_WORK - 1) == 1
     assert ops.threads_for(ops.PARALLEL_MIN_WORK) == n
     assert ops.threads_for(ops.PARALLEL_MIN_WORK, batch=True) == (n if ops.PARALLEL_MIN_WORK_BATCH
@@ -145,6 +147,35 @@ def test_threads_only_for_large_products_on_an_idle_machine(monkeypatch):
     assert ops.threads_for(ops.PARALLEL_MIN_WORK_BATCH, batch=True) == n
     monkeypatch.setattr(ops, "_cores_busy", lambda: True)      # load fills the cores: one thread
     assert ops.threads_for(1 << 40) == 1 and ops.threads_for(1 << 40, batch=True) == 1
+    monkeypatch.setattr(ops, "_cores_busy", lambda: False)
+    monkeypatch.setattr(ops, "blas_may_spin", lambda: True)    # OpenBLAS threads may spin: one
+    assert ops.threads_for(1 << 40) == 1 and ops.threads_for(1 << 40, batch=True) == 1
+
+
+SPIN_PROBE = """
+import os, sys
+{first}
+from rbtw.kernels import ops
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), ops.blas_may_spin())
+"""
+
+
+@pytest.mark.parametrize("first, env, want", [
+    ("import rbtw, numpy", {}, "4 False"),                    # rbtw first: timeout set, no spin
+    ("import rbtw, numpy", {"OPENBLAS_THREAD_TIMEOUT": "28"}, "28 True"),   # the user's wins
+    ("import rbtw, numpy", {"OPENBLAS_THREAD_TIMEOUT": "12"}, "12 False"),
+    ("import numpy, rbtw", {}, "None True"),                  # NumPy first: OpenBLAS's default
+    ("import numpy, rbtw", {"OPENBLAS_NUM_THREADS": "1"}, "None False"),    # one BLAS thread
+    ("import numpy, rbtw", {"OMP_NUM_THREADS": "1"}, "None False"),
+])
+def test_openblas_spin_timeout_is_set_before_numpy_loads(first, env, want):
+    """rbtw imported before NumPy shortens OpenBLAS's spin after each call (a user's value
+    wins); where that was too late, packed products stay on one thread (blas_may_spin)."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", SPIN_PROBE.format(first=first)], env={**base, **env},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert " ".join(out) == want
 
 
 # ------------------------------------------------------------------------------------ layouts
@@ -176,11 +207,17 @@ def test_avx2_and_portable_layouts_match_their_definitions(kind, g, k, seed):
     q, _ = case(seed, kind, g, k, 0)
     np.testing.assert_array_equal(packing.avx2_layout(q, kind), avx2_by_hand(q, kind))
     pm = pack(q, kind)
-    lay = packing.portable_layout(pm)                         # (P, RB, NB, 8) bytes
-    for p, sign in enumerate((1, -1)[:pm.n_planes]):
-        for r in range(g):
-            row = np.unpackbits(lay[p, r // 8, :, r % 8], bitorder="little")[:k]
-            np.testing.assert_array_equal(row, q[r] == sign)
+    lay = packing.portable_layout(pm)                         # (RB, NB, 8) code bytes
+    for r in range(g):
+        codes = lay[r // 8, :, r % 8].astype(int)             # (NB,)
+        if kind == "binary":                                  # plus bits, 8 columns a byte
+            row = np.unpackbits(codes.astype(np.uint8), bitorder="little")
+            np.testing.assert_array_equal(row[:k], q[r] == 1)
+            assert not row[k:].any()
+        else:                                                 # base 3: digit i = q + 1, 5 a byte
+            digits = np.array([[c // 3 ** i % 3 for i in range(5)] for c in codes]).reshape(-1)
+            np.testing.assert_array_equal(digits[:k] - 1, q[r])
+            assert np.all(digits[k:] == 1) and codes.max() < 243
 
 
 # --------------------------------------------------------------------------- routing (product)

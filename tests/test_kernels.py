@@ -212,13 +212,14 @@ def test_matmul_equals_reference_and_dense_product_exactly(kind, g, k, b, seed):
 @contextmanager
 def parallel_path():
     """Force the multi-threaded path of ops for every size."""
-    saved = ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH, ops._cores_busy
+    saved = ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH, ops._cores_busy, ops.blas_may_spin
     ops.PARALLEL_MIN_WORK = ops.PARALLEL_MIN_WORK_BATCH = 0
-    ops._cores_busy = lambda: False
+    ops._cores_busy = ops.blas_may_spin = lambda: False
     try:
         yield
     finally:
-        ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH, ops._cores_busy = saved
+        (ops.PARALLEL_MIN_WORK, ops.PARALLEL_MIN_WORK_BATCH, ops._cores_busy,
+         ops.blas_may_spin) = saved
 
 
 @settings(max_examples=40, deadline=None)
@@ -236,6 +237,7 @@ def test_larger_matrices_in_both_paths(kind, monkeypatch):
     pm = pack(q, kind)
     x, X = small_ints(rng, 301), small_ints(rng, 13, 301)
     monkeypatch.setattr(ops, "_cores_busy", lambda: False)
+    monkeypatch.setattr(ops, "blas_may_spin", lambda: False)
     for threshold in (1 << 40, 0):
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK", threshold)
         monkeypatch.setattr(ops, "PARALLEL_MIN_WORK_BATCH", threshold)

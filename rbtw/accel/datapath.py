@@ -46,6 +46,10 @@ Large products share their rows among Numba's threads by the packed kernels' rul
 (rbtw.kernels.ops.threads_for).  Tests check the three nests against each other and the
 reference.  The cycle count of the tile loop is in rbtw.accel.schedule, so the fast nests lose
 nothing but time.
+
+Numba caches this module's compiled nests with the kernels they call linked in, and checks only
+this file's time stamp: after changing a kernel module, clear rbtw/accel/__pycache__/*.nb[ic]
+(a fresh install or clone starts clean).  Last such change: the portable path's base-3 ternary.
 """
 
 import numpy as np

@@ -2,7 +2,7 @@
 
     avx512    16 lanes, 32-entry tables, one ``vpermi2ps`` per 16 look-ups   (needs avx512f)
     avx2      8 lanes, 8-entry tables, one ``vpermps`` per 8 look-ups        (needs avx2)
-    portable  plain loops over 256-entry byte tables; no intrinsics, any CPU
+    portable  plain loops over byte-indexed tables (8 binary / 5 ternary columns); any CPU
 
 A path can run when both the compile target and the host have its instruction set.  The
 target is what Numba compiles for: the host, or NUMBA_CPU_NAME / NUMBA_CPU_FEATURES when set

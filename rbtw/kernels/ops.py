@@ -62,14 +62,36 @@ def _cores_busy() -> bool:
         return False
 
 
+SPIN_TIMEOUT_MAX = 20     # log2 cycles: OpenBLAS threads that spin longer fight our threads
+
+
+def _one(var: str) -> bool:
+    return os.environ.get(var, "").strip() == "1"
+
+
+def blas_may_spin() -> bool:
+    """True when OpenBLAS may keep worker threads spinning after a call (more than one BLAS
+    thread, and a spin timeout above 2^SPIN_TIMEOUT_MAX cycles or unknown because NumPy was
+    loaded before rbtw): a second packed-kernel thread would then fight them for a core."""
+    import rbtw
+    if _one("OPENBLAS_NUM_THREADS") or (not os.environ.get("OPENBLAS_NUM_THREADS")
+                                        and _one("OMP_NUM_THREADS")):
+        return False
+    try:
+        return int(rbtw.BLAS_TIMEOUT_AT_LOAD) > SPIN_TIMEOUT_MAX
+    except (TypeError, ValueError):
+        return True
+
+
 def threads_for(work: int, batch: bool = False) -> int:
     """Threads for a product of ``work`` weights × batch rows: all of Numba's from the
-    threshold on, unless the machine is already busy; else 1."""
+    threshold on, unless the machine is already busy or OpenBLAS threads may be spinning;
+    else 1."""
     # get_num_threads also starts Numba's threading layer: a function that links the cached
     # parallel kernels (the emulator's run_layer) needs its symbols when it is compiled.
     n = numba.get_num_threads()
     limit = PARALLEL_MIN_WORK_BATCH if batch else PARALLEL_MIN_WORK
-    if work < limit or n == 1 or _cores_busy():
+    if work < limit or n == 1 or blas_may_spin() or _cores_busy():
         return 1
     return n
 

@@ -123,8 +123,8 @@ class PackedMatrix:
                 lay = avx2_layout(unpack(self), self.kind)
                 self._paths[path] = (lay.reshape(-1), lay.shape[1])
             elif path == "portable":
-                lay = portable_layout(self)
-                self._paths[path] = (lay.reshape(-1).view(np.uint32), lay.shape[2])
+                lay = portable_layout(self)                   # RB·NB·8 bytes: whole words
+                self._paths[path] = (lay.reshape(-1).view(np.uint32), lay.shape[1])
             else:
                 raise ValueError(f"unknown kernel path {path!r}")
         return self._paths[path]
@@ -239,12 +239,27 @@ def avx2_layout(q: np.ndarray, kind: str) -> np.ndarray:
     return np.ascontiguousarray(words.reshape(rb, 8, nw).transpose(0, 2, 1))
 
 
+TERNARY_BASE3_COLS = 5     # ternary columns per base-3 byte code of the portable path (3^5 = 243)
+
+
 def portable_layout(pm: PackedMatrix) -> np.ndarray:
-    """uint8 (P, RB8, NB, 8), NB = max(1, ceil(K/8)): byte b of plane p of row 8rb+i at [p, rb, b, i]."""
-    nb = max(1, -(-pm.cols // 8))
+    """uint8 (RB8, NB, 8): byte code b of row 8rb+i at [rb, b, i].
+
+    binary   NB = max(1, ceil(K/8)):  the plus bits of columns 8b..8b+7, LSB first
+    ternary  NB = max(1, ceil(K/5)):  code = sum_i (q_{5b+i} + 1)·3^i  (0..242; columns past K
+             count as q = 0), one byte for 5 weights where the bit planes need 10 bits
+    """
     rb = -(-pm.rows // 8)
-    planes = np.zeros((pm.n_planes, rb * 8, 8 * words_per_row(max(pm.cols, 1))), np.uint8)
-    planes[:, :pm.rows] = pm.planes.view(np.uint8).reshape(pm.n_planes, pm.rows, -1)[..., :planes.shape[2]] \
-        if pm.cols else 0
-    by = planes[:, :, :nb]
-    return np.ascontiguousarray(by.reshape(pm.n_planes, rb, 8, nb).transpose(0, 1, 3, 2))
+    if pm.kind == "ternary":
+        nb = max(1, -(-pm.cols // TERNARY_BASE3_COLS))
+        digits = np.ones((rb * 8, nb * TERNARY_BASE3_COLS), np.uint8)        # q + 1, padding q = 0
+        digits[:pm.rows, :pm.cols] = unpack(pm) + 1
+        codes = digits.reshape(rb * 8, nb, TERNARY_BASE3_COLS) @ (3 ** np.arange(5)).astype(np.uint16)
+        by = codes.astype(np.uint8)                                          # (RB*8, NB)
+    else:
+        nb = max(1, -(-pm.cols // 8))
+        planes = np.zeros((rb * 8, 8 * words_per_row(max(pm.cols, 1))), np.uint8)
+        if pm.cols:
+            planes[:pm.rows] = pm.planes[0].view(np.uint8).reshape(pm.rows, -1)[:, :planes.shape[1]]
+        by = planes[:, :nb]
+    return np.ascontiguousarray(by.reshape(rb, 8, nb).transpose(0, 2, 1))

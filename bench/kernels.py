@@ -42,9 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import rbtw  # noqa: F401  (before NumPy, as in the CLI: sets OpenBLAS's spin timeout, see rbtw/__init__.py)
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import rbtw  # noqa: E402,F401  (before NumPy, as the CLI: sets OpenBLAS's spin timeout; rbtw/__init__.py)
 HIDDEN = (256, 512, 1000, 2048)
 QUICK_HIDDEN = (256, 1000)
 KINDS = ("binary", "ternary")
@@ -52,7 +52,11 @@ BATCHES = (1, 4, 16, 64)
 QUICK_BATCHES = (1, 4, 64)
 E2E_THREADS = ((1, 1), (2, 2), (2, 1), (1, 2))    # (numba, OpenBLAS)
 QUICK_E2E_THREADS = ((1, 1), (2, 2))
-GAP = 0.15          # s of idle time before each timed run when more than one thread is in use
+# No idle gap before timed runs, at any thread count: a 0.15 s sleep before each run (once used
+# for 2 threads, so that the other library's spinning threads went idle) slowed the run after it
+# by up to 1.5x on one thread too (2-core VM, 2026-11-30), so 2-thread rows were penalised
+# against 1-thread rows.  OpenBLAS no longer spins (OPENBLAS_THREAD_TIMEOUT=4, rbtw/__init__.py).
+GAP = 0.0
 # speed-up targets: (path, B, kind) -> speed-up at H >= 1000
 TARGETS = {("avx512", 1, "binary"): 5.0, ("avx512", 1, "ternary"): 3.0,
            ("avx512", 64, "binary"): 1.5, ("avx512", 64, "ternary"): 1.0,

@@ -324,6 +324,8 @@ _ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), defau
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text_file, data_dir, as_json):
     """Evaluate a checkpoint or an export on the valid or test split, or on a text (--text)."""
+    from rbtw.numba_setup import skip_probes
+    skip_probes()
     from rbtw.api import load
     from rbtw.data.corpus import read_text_file
     model = load(model_path, engine=engine, weights=eval_weights, stats=eval_stats)
@@ -355,6 +357,8 @@ def _encode_prime(text, vocab, level):
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
     from rbtw.api import load
+    from rbtw.numba_setup import skip_probes
+    skip_probes()
     model = load(model_path, engine=engine)
     if model.config.kind == "classify" or not model.vocab:
         raise UserError("sampling needs a language model; this one is a classifier")
@@ -489,6 +493,8 @@ def _fixed_metric(export, design, data, config, max_batches, label):
 def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps, act_frac, compare, steps,
             text_file, data_dir):
     """Run an export on an emulated binary/ternary LSTM/GRU accelerator: cycles, memory, energy, area."""
+    from rbtw.numba_setup import skip_probes
+    skip_probes()
     from rbtw.accel import design as dm
     from rbtw.accel import report, schedule
     from rbtw.export import read_export

@@ -50,7 +50,10 @@ PACKED_MAX_BATCH = {("avx512", "binary"): 1 << 30, ("avx512", "ternary"): 1 << 3
 PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
                    ("avx2", "binary"): 0, ("avx2", "ternary"): 128,
                    ("portable", "binary"): 128, ("portable", "ternary"): 128}
-DENSE_BELOW = 1 << 14     # G·K below this: a product too small for tables to pay
+# G·K below this: a product too small for tables to pay.  AVX2 and portable lost at
+# 1024×50 (G·K 51,200) in every run on the AVX2 host (0.60-0.86x at batch 1 and 4) and won from
+# 4000×50 (AVX2 binary) and 1024×256; AVX-512 won at 1024×50.
+DENSE_BELOW = {"avx512": 1 << 14, "avx2": 1 << 16, "portable": 1 << 16}
 
 
 def _cores_busy() -> bool:
@@ -177,7 +180,7 @@ def matmul(pm: PackedMatrix, X, out=None, path: str | None = None) -> np.ndarray
 def packed_wins(pm: PackedMatrix, batch: int, path: str | None = None) -> bool:
     """True where the packed kernels beat the dense float32 product for ``batch`` rows."""
     key = (path or isa.path(), pm.kind)
-    return (pm.rows * pm.cols >= DENSE_BELOW and pm.cols >= PACKED_MIN_COLS[key]
+    return (pm.rows * pm.cols >= DENSE_BELOW[key[0]] and pm.cols >= PACKED_MIN_COLS[key]
             and batch <= PACKED_MAX_BATCH[key])
 
 

@@ -19,15 +19,56 @@ exports only and imports no training code.
 """
 
 import numpy as np
+from numba import njit
 
 from rbtw.errors import UserError
 from rbtw.kernels import PackedMatrix, product, unpack
 
 GATES = {"lstm": 4, "gru": 3}
+_HALF, _ONE = np.float32(0.5), np.float32(1.0)
 
 
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+@njit(cache=True, inline="always")
+def _sig(z):
+    """σ(z) = (1 + tanh(z/2)) / 2 in float32."""
+    return _HALF * (_ONE + np.tanh(_HALF * z))
+
+
+# The gate arithmetic of one step, one pass over (B, H) in float32: the NumPy expressions it
+# replaced (a dozen temporaries a step) took half the time of a 1000-unit packed model's step.
+
+@njit(cache=True)
+def _lstm_step(a, bx, sh, sx, k, sc, kc, c, c_new, h_new):
+    """z = sh ⊙ a + sx ⊙ bx + k, gates i f g o of (B, 4H);  c_new = σ(z_f) ⊙ c + σ(z_i) ⊙ tanh(z_g),
+    h_new = σ(z_o) ⊙ tanh(sc ⊙ c_new + kc).  a, bx (B, 4H); sh, sx, k (4H,); sc, kc (H,)."""
+    B, H = c.shape
+    for b in range(B):
+        for n in range(H):
+            zi = sh[n] * a[b, n] + sx[n] * bx[b, n] + k[n]
+            m = H + n
+            zf = sh[m] * a[b, m] + sx[m] * bx[b, m] + k[m]
+            m += H
+            zg = sh[m] * a[b, m] + sx[m] * bx[b, m] + k[m]
+            m += H
+            zo = sh[m] * a[b, m] + sx[m] * bx[b, m] + k[m]
+            cn = _sig(zf) * c[b, n] + _sig(zi) * np.tanh(zg)
+            c_new[b, n] = cn
+            h_new[b, n] = _sig(zo) * np.tanh(sc[n] * cn + kc[n])
+
+
+@njit(cache=True)
+def _gru_step(a, bx, sh, sx, ka, kb, h, h_new):
+    """A = sh ⊙ a + ka, B = sx ⊙ bx + kb (B, 3H, blocks r u n);  r = σ(A_r + B_r), u = σ(A_u + B_u),
+    n = tanh(B_n + r ⊙ A_n),  h_new = (1 − u) ⊙ n + u ⊙ h."""
+    nb, H = h.shape
+    for b in range(nb):
+        for n in range(H):
+            r = _sig(sh[n] * a[b, n] + ka[n] + (sx[n] * bx[b, n] + kb[n]))
+            m = H + n
+            u = _sig(sh[m] * a[b, m] + ka[m] + (sx[m] * bx[b, m] + kb[m]))
+            m += H
+            cand = np.tanh(sx[m] * bx[b, m] + kb[m] + r * (sh[m] * a[b, m] + ka[m]))
+            h_new[b, n] = (_ONE - u) * cand + u * h[b, n]
 
 
 class _Layer:
@@ -81,24 +122,22 @@ class _Layer:
         T, B = bx.shape[:2]
         H = self.H
         hs = np.empty((T, B, H), dtype=np.float32)
-        h = state[0]
-        c = state[1] if self.kind == "lstm" else None
+        h = np.ascontiguousarray(state[0], dtype=np.float32)
+        c = np.ascontiguousarray(state[1], dtype=np.float32) if self.kind == "lstm" else None
         for j in range(T):
             t = t0 + j
-            a = self.product(self.Q_h, np.ascontiguousarray(h))  # (B, G)
+            a = self.product(self.Q_h, h)                      # (B, G)
+            bj = np.ascontiguousarray(bx[j], dtype=np.float32)
+            h_new = np.empty((B, H), np.float32)
             if self.kind == "lstm":
-                z = self.row("scale_h", t) * a + self.row("scale_x", t) * bx[j] + self.row("shift", t)
-                i, f = _sigmoid(z[:, :H]), _sigmoid(z[:, H:2 * H])
-                g, o = np.tanh(z[:, 2 * H:3 * H]), _sigmoid(z[:, 3 * H:])
-                c = f * c + i * g
-                h = o * np.tanh(self.row("scale_c", t) * c + self.row("shift_c", t))
+                c_new = np.empty((B, H), np.float32)
+                _lstm_step(a, bj, self.row("scale_h", t), self.row("scale_x", t), self.row("shift", t),
+                           self.row("scale_c", t), self.row("shift_c", t), c, c_new, h_new)
+                c = c_new
             else:
-                A = self.row("scale_h", t) * a + self.row("shift_a", t)
-                Bt = self.row("scale_x", t) * bx[j] + self.row("shift_b", t)
-                r = _sigmoid(A[:, :H] + Bt[:, :H])
-                u = _sigmoid(A[:, H:2 * H] + Bt[:, H:2 * H])
-                n = np.tanh(Bt[:, 2 * H:] + r * A[:, 2 * H:])
-                h = (1.0 - u) * n + u * h
+                _gru_step(a, bj, self.row("scale_h", t), self.row("scale_x", t), self.row("shift_a", t),
+                          self.row("shift_b", t), h, h_new)
+            h = h_new
             hs[j] = h
         return hs, ((h, c) if self.kind == "lstm" else (h,))
 

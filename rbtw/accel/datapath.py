@@ -49,7 +49,8 @@ nothing but time.
 
 Numba caches this module's compiled nests with the kernels they call linked in, and checks only
 this file's time stamp: after changing a kernel module, clear rbtw/accel/__pycache__/*.nb[ic]
-(a fresh install or clone starts clean).  Last such change: the portable path's base-3 ternary.
+(a fresh install or clone starts clean).  Last such change: the portable path's 32-byte column
+blocks.
 """
 
 import numpy as np

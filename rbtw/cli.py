@@ -6,6 +6,7 @@ line on stderr with exit status 2.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -243,7 +244,7 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
             bar.close()
             click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}",
                        err=True)
-            sys.exit(130)
+            sys.exit(128 + (run.stop_signal or signal.SIGINT))      # 130 Ctrl-C, 143 SIGTERM
         finally:
             bar.close()
     name = metric_name(run.spec.kind)

@@ -8,8 +8,8 @@ A run lives in one directory:
                       written atomically at the start, at the end of every epoch, every
                       ``checkpoint_every`` minibatches, and on Ctrl-C
 
-A checkpoint only ever holds the state at a minibatch boundary.  Ctrl-C (SIGINT) does not
-interrupt a minibatch: it sets a flag, and the loop stops at the next boundary (a minibatch,
+A checkpoint only ever holds the state at a minibatch boundary.  Ctrl-C (SIGINT) or SIGTERM does
+not interrupt a minibatch: it sets a flag, and the loop stops at the next boundary (a minibatch,
 an evaluation batch, or the end of a checkpoint write), saves and raises KeyboardInterrupt.
 Evaluation changes no state, so an interrupted evaluation is simply redone on resume.
 
@@ -449,6 +449,7 @@ class Run:
         self.opt = make_optimizer(config, self.spec)
         self.plateau = optim.Plateau(config.lr, config.plateau_factor)
         self._stop_requested = False
+        self.stop_signal = None            # the signal that asked for the stop, if one did
         self._boundary = True
         if resume:
             self._restore(ckpt)
@@ -559,18 +560,25 @@ class Run:
         if self._stop_requested:
             raise Stop
 
-    def _on_sigint(self, signum, frame):
+    def _on_signal(self, signum, frame):
         if self._stop_requested:
-            raise KeyboardInterrupt  # a second Ctrl-C: leave now; the last checkpoint stays
+            raise KeyboardInterrupt  # a second signal: leave now; the last checkpoint stays
         self._stop_requested = True
+        self.stop_signal = signum
 
-    def _install_sigint(self):
-        """Make SIGINT set the stop flag (main thread only); returns the previous handler."""
+    def _install_signals(self):
+        """Make SIGINT (when Python's default handler has it) and SIGTERM (when at its default,
+        which kills at once) set the stop flag, in the main thread only; returns the handlers
+        replaced, to restore.  A signal someone else handles, or ignores, is left alone
+        (e.g. SIGINT of a background job of a non-interactive shell)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            return None  # someone else handles SIGINT: leave it alone
-        return signal.signal(signal.SIGINT, self._on_sigint)
+            return {}
+        previous = {}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
+        return previous
 
     # -- training ------------------------------------------------------------------------------
 
@@ -625,13 +633,14 @@ class Run:
         """Train to the configured number of epochs; returns the final test metrics.
 
         ``progress(run, loss)`` is called after every minibatch (the CLI draws a bar with it).
-        Ctrl-C in the main thread only sets a flag: the loop stops at the next minibatch
-        boundary, saves a checkpoint there and raises KeyboardInterrupt.  A second Ctrl-C
-        leaves at once, keeping the last checkpoint written.  A KeyboardInterrupt raised at a
+        Ctrl-C (or SIGTERM, as sent by ``kill``, a batch scheduler or a service manager) in the
+        main thread only sets a flag: the loop stops at the next minibatch boundary, saves a
+        checkpoint there and raises KeyboardInterrupt.  A second signal leaves at once, keeping
+        the last checkpoint written.  A KeyboardInterrupt raised at a
         boundary (e.g. by ``progress``) also saves first.
         """
         c = self.config
-        previous = self._install_sigint()
+        previous = self._install_signals()
         try:
             while self.epoch < c.epochs:
                 self._run_epoch(progress)
@@ -642,8 +651,8 @@ class Run:
                 self.record(event="interrupted", epoch=self.epoch, batch=self.batch_index, step=self.step)
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _save_here(self):
         self.save()

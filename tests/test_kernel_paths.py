@@ -250,9 +250,13 @@ def test_routing_rule_follows_size_columns_and_batch():
         assert not ops.packed_wins(tiny, 1, path)             # too small for tables to pay
         for kind in KINDS:
             most = ops.PACKED_MAX_BATCH[(path, kind)]
-            assert ops.packed_wins(big[kind], 1, path) == (most >= 1)
-            assert not ops.packed_wins(big[kind], most + 1, path)
+            wide_cols, wide_most = ops.PACKED_WIDE.get((path, kind), (1 << 30, most))
+            most_big = max(most, wide_most) if 1000 >= wide_cols else most   # big has K = 1000
+            assert ops.packed_wins(big[kind], 1, path) == (most_big >= 1)
+            assert most_big == 0 or ops.packed_wins(big[kind], most_big, path)
+            assert not ops.packed_wins(big[kind], most_big + 1, path)
             assert ops.packed_wins(narrow[kind], 1, path) == (most >= 1 and ops.PACKED_MIN_COLS[(path, kind)] <= 50)
+            assert not ops.packed_wins(narrow[kind], most + 1, path)           # K = 50: not wide
 
 
 # ----------------------------------------------------------------------------------- selection

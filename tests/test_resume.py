@@ -1,7 +1,7 @@
 """Exact resume as a property: interrupt a tiny run anywhere, resume, get the same run.
 
 A subprocess trains a tiny model on the embedded corpus and is interrupted by a real signal at
-a chosen point: SIGINT between the gradients and the weight update (inside a minibatch), in
+a chosen point: SIGINT (or SIGTERM) between the gradients and the weight update (inside a minibatch), in
 the middle of an evaluation, in the middle of a checkpoint write, or SIGKILL right after (or
 during) a checkpoint write.  The run is then resumed here, and its final weights, BN
 statistics, test metric and metrics log must equal those of an uninterrupted run, bit for bit.
@@ -60,6 +60,8 @@ def wrap(owner, name, before=None, after=None):
 
 if phase == "step":            # gradients computed (RNG drawn), weights not yet updated
     wrap(optim.Adam, "step", before=signal.SIGINT)
+elif phase == "term":          # the same point, SIGTERM (kill, a batch scheduler)
+    wrap(optim.Adam, "step", before=signal.SIGTERM)
 elif phase == "eval":          # one evaluation batch scored, the next not yet
     wrap(train, "score", after=signal.SIGINT)
 elif phase == "save":          # the archive written to its temporary name, not yet renamed
@@ -126,7 +128,7 @@ def test_resume_after_an_interruption_anywhere_is_exact(reference, tmp_path_fact
     assert_same_run(reference, out, test)
 
 
-@pytest.mark.parametrize("phase,k", [("step", 5), ("eval", 3), ("kill-in-write", 4)])
+@pytest.mark.parametrize("phase,k", [("step", 5), ("term", 6), ("eval", 3), ("kill-in-write", 4)])
 def test_resume_exact_at_each_kind_of_point(reference, tmp_path, phase, k):
     """The property's phases, each at least once whatever hypothesis draws."""
     proc = run_interrupted(phase, k, tmp_path)
@@ -136,8 +138,10 @@ def test_resume_exact_at_each_kind_of_point(reference, tmp_path, phase, k):
     assert not list(tmp_path.glob(".*.tmp"))   # a temporary file of a killed write is cleared
 
 
-def test_ctrl_c_at_a_random_time_through_the_cli(reference, tmp_path):
-    """A real Ctrl-C from outside at a random moment of a CLI run; then ``--resume``."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_at_a_random_time_through_the_cli(reference, tmp_path, signum):
+    """A real Ctrl-C (or SIGTERM, as ``kill`` or a batch scheduler sends) from outside at a
+    random moment of a CLI run; then ``--resume``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     args = ["--hidden", "12", "--seq-len", "20", "--batch", "8", "--epochs", "2", "--max-batches", "4",
             "--eval-max-batches", "2", "--quant", "ternary", "--stochastic", "--lr", "5e-3"]
@@ -148,10 +152,11 @@ def test_ctrl_c_at_a_random_time_through_the_cli(reference, tmp_path):
     while not (tmp_path / "parts" / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.01)
     time.sleep(float(np.random.default_rng().uniform(0, 0.3)))
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err, err
-    if proc.returncode == 130:
+    if proc.returncode == 128 + signum:                  # stopped at a boundary, checkpoint saved
+        assert "checkpoint saved" in err, err
         resumed = subprocess.run([*cli[:5], "--resume", "--out", str(tmp_path / "parts")], env=env,
                                  capture_output=True, text=True)
         assert resumed.returncode == 0, resumed.stderr

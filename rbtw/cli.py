@@ -380,7 +380,8 @@ def info(model_path, system):
     from rbtw.summary import describe, describe_export
     if system:
         from rbtw.kernels.isa import describe as describe_system
-        for line in describe_system():
+        from rbtw.kernels.ops import describe_threads
+        for line in describe_system() + [describe_threads()]:
             click.echo(line)
     if model_path is None:
         if not system:

@@ -286,6 +286,9 @@ def test_info_system_names_the_path_and_rejects_a_bad_override(monkeypatch):
     monkeypatch.setattr(isa, "_selected", None)
     out = CliRunner().invoke(main, ["info", "--system"], catch_exceptions=False)
     assert out.exit_code == 0 and f"kernel path: {isa.runnable()[0]}" in out.output
+    threads = out.output.splitlines()[-1]                     # how packed products use threads
+    assert threads.startswith("packed products on ") and "OpenBLAS spin after a call: " in threads
+    assert ("on one thread" in threads) == ops.blas_may_spin()
     monkeypatch.setattr(isa, "_selected", None)
     monkeypatch.setenv("RBTW_KERNELS", "sse9")
     out = CliRunner().invoke(main, ["info", "--system"], catch_exceptions=False)

@@ -89,6 +89,17 @@ def blas_may_spin() -> bool:
         return True
 
 
+def describe_threads() -> str:
+    """One line for ``rbtw info --system``: how packed products use threads here."""
+    import rbtw
+    timeout = rbtw.BLAS_TIMEOUT_AT_LOAD
+    spin = ("unknown (NumPy was loaded before rbtw)" if timeout is None else f"2^{timeout} cycles")
+    rule = ("on one thread: OpenBLAS threads may spin" if blas_may_spin() else
+            f"on {numba.get_num_threads()} Numba threads from {PARALLEL_MIN_WORK:,} weights "
+            f"({PARALLEL_MIN_WORK_BATCH:,} weights × rows in a batch)")
+    return f"packed products {rule}; OpenBLAS spin after a call: {spin}"
+
+
 def threads_for(work: int, batch: bool = False) -> int:
     """Threads for a product of ``work`` weights × batch rows: all of Numba's from the
     threshold on, unless the machine is already busy or OpenBLAS threads may be spinning;

@@ -43,13 +43,15 @@ BATCH_TILE = 4
 # up to PACKED_MAX_BATCH batch rows, from PACKED_MIN_COLS columns, from DENSE_BELOW weights.
 # Elsewhere product() runs the dense float32 product.  AVX-512 won at every measured shape
 # (batch 1 and 64, K 50..2048); AVX2 loses at batch 64 and, ternary, at K = 50; the portable
-# kernels win only for binary weights at small batches and K >= 128.
+# kernels (AVX2 host, 2026-11-30) win for binary weights at batch <= 4 from K = 512 (1.3x at
+# 2048×512, 0.7-1.2x at 1024×256) and for ternary ones at batch <= 4 from K = 1000 (1.1-1.2x at
+# 4000×1000, 1.5-2.2x at 8192×2048, 0.55x at 2048×512).
 PACKED_MAX_BATCH = {("avx512", "binary"): 1 << 30, ("avx512", "ternary"): 1 << 30,
                     ("avx2", "binary"): 8, ("avx2", "ternary"): 4,
-                    ("portable", "binary"): 4, ("portable", "ternary"): 0}
+                    ("portable", "binary"): 4, ("portable", "ternary"): 4}
 PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
                    ("avx2", "binary"): 0, ("avx2", "ternary"): 128,
-                   ("portable", "binary"): 128, ("portable", "ternary"): 128}
+                   ("portable", "binary"): 512, ("portable", "ternary"): 1000}
 # G·K below this: a product too small for tables to pay.  AVX2 and portable lost at
 # 1024×50 (G·K 51,200) in every run on the AVX2 host (0.60-0.86x at batch 1 and 4) and won from
 # 4000×50 (AVX2 binary) and 1024×256; AVX-512 won at 1024×50.

@@ -29,3 +29,14 @@ def assert_grad_close(analytic, numeric, name, rtol=1e-5, atol=1e-7):
     err = float(np.abs(analytic - numeric).max())
     assert err <= atol * scale + rtol * float(np.abs(numeric).max()), (
         f"gradient of {name}: max abs error {err:.3g}, max |grad| {np.abs(numeric).max():.3g}")
+
+
+def random_bn_stats(stats, rng):
+    """Fill BN population statistics in place with values away from the initial ones:
+    means N(0, 0.5²), variances U(0.5, 2).  Returns ``stats``."""
+    for k, v in stats.items():
+        if k.startswith("mean"):
+            v[:] = rng.normal(0, 0.5, v.shape)
+        elif k.startswith("var"):
+            v[:] = rng.uniform(0.5, 2.0, v.shape)
+    return stats

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import assert_grad_close, numeric_grad
+from gradcheck import assert_grad_close, numeric_grad, random_bn_stats
 from rbtw.nn import cell, gru, lstm
 
 MODULES = {"lstm": lstm, "gru": gru}
@@ -24,12 +24,7 @@ def make_layer(kind, X, H, quant_mode, stochastic, bn, seed, t_max=8):
         if k.startswith("W_"):
             continue
         v += rng.normal(0, 0.3, v.shape)
-    stats = cell.init_stats(spec, np.float64)
-    for k, v in stats.items():
-        if k.startswith("mean"):
-            v[:] = rng.normal(0, 0.5, v.shape)
-        elif k.startswith("var"):
-            v[:] = rng.uniform(0.5, 2.0, v.shape)
+    stats = random_bn_stats(cell.init_stats(spec, np.float64), rng)
     return spec, params, stats
 
 

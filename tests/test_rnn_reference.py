@@ -5,7 +5,7 @@ LSTM's input gradient dx against the reference, tight, with dense inputs and sta
 import numpy as np
 import pytest
 
-from gradcheck import assert_grad_close, numeric_grad
+from gradcheck import assert_grad_close, numeric_grad, random_bn_stats
 from rbtw.nn import cell, gru, lstm
 
 MODULES = {"lstm": lstm, "gru": gru}
@@ -18,12 +18,7 @@ def _layer(kind, X, H, bn, seed):
     params = MODULES[kind].init_params(spec, rng, np.float64)
     for v in params.values():
         v += rng.normal(0, 0.4, v.shape)              # no parameter at a special value
-    stats = cell.init_stats(spec, np.float64)
-    for k, v in stats.items():
-        if k.startswith("mean"):
-            v[:] = rng.normal(0, 0.5, v.shape)
-        elif k.startswith("var"):
-            v[:] = rng.uniform(0.5, 2.0, v.shape)
+    stats = random_bn_stats(cell.init_stats(spec, np.float64), rng)
     Wxq = rng.normal(0, 0.6, (X, spec.G))             # dense free weights: every gate active
     Whq = rng.normal(0, 0.6, (H, spec.G))
     return spec, params, stats, Wxq, Whq

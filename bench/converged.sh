@@ -10,6 +10,16 @@
 #     bash bench/converged.sh prefix [OUT]                   7 constant-rate epochs, every run
 #     bash bench/converged.sh arms "constant cosine" RUNS [OUT]   branch + 3 more epochs
 #     bash bench/converged.sh study [OUT]    per run: prefix, then its cosine arm (the study)
+#     bash bench/converged.sh converge [OUT]  per finished cosine run: more epochs at the warm-down's
+#                                             end rate until validation BPC gains < 0.005 an epoch
+#
+# The convergence criterion (validation BPC improving by less than 0.005 over the last epoch) is
+# applied after the schedule: a finished run whose last epoch gained more is resumed with one
+# more epoch at a time (`rbtw train --resume --epochs E+1`; the warm-down keeps its 10-epoch span
+# and the added epochs run at its end rate, 0.02 × 2e-3), up to MAX_EPOCHS (default 16).
+#
+# CELL (lstm), HIDDEN (256) and RUNS (all ten) select other study points, e.g. the GRU or the
+# width point: CELL=gru RUNS="fp-s0 ternary-s0" bash bench/converged.sh study /work/runs/converged-gru
 #
 # RUNS is a space-separated list such as "ternary-s0" or "all".  The pilot is
 #     bash bench/converged.sh arms "constant cosine" ternary-s0
@@ -24,8 +34,9 @@ else out=${2:-/work/runs/converged}; fi
 mkdir -p "$out/prefix"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 export out
-ALL="ternary-s0 fp-s0 binary-s0 ternary-s1 fp-s1 binary-s1 ternary-s2 fp-s2 binary-s2 binaryconnect-s0"
+ALL=${RUNS:-"ternary-s0 fp-s0 binary-s0 ternary-s1 fp-s1 binary-s1 ternary-s2 fp-s2 binary-s2 binaryconnect-s0"}
 [ "${runs:-all}" = all ] && runs=$ALL
+export CELL=${CELL:-lstm} HIDDEN=${HIDDEN:-256} MAX_EPOCHS=${MAX_EPOCHS:-16}
 
 train_prefix() {  # NAME (VARIANT-sSEED)
   local name=$1 variant=${1%-s*} seed=${1##*-s} dir="$out/prefix/$1" args
@@ -36,7 +47,7 @@ train_prefix() {  # NAME (VARIANT-sSEED)
     binaryconnect) args="--quant binary --stochastic --no-bn" ;;
   esac
   if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "prefix $name: finished"; return 0; fi
-  local cmd="--preset quick --hidden 256 --seq-len 100 --batch 64 --epochs 7 --max-batches 0
+  local cmd="--preset quick --cell $CELL --hidden $HIDDEN --seq-len 100 --batch 64 --epochs 7 --max-batches 0
       --eval-max-batches 0 --lr 2e-3 --lr-warmdown none $args --seed $seed --force"
   [ -f "$dir/checkpoint.npz" ] && cmd="--resume"       # a resumed run keeps its own settings
   echo "prefix $name: start ($cmd) $(date -u +%H:%M:%S)"
@@ -58,10 +69,43 @@ train_arm() {  # NAME SCHEDULE
   nice -n 19 python3 -m rbtw.cli train ptb_char --resume --out "$dir" >> "$dir.log" 2>&1 || { echo "$dir: FAILED"; return 1; }
   echo "$dir: done $(date -u +%H:%M:%S)"
 }
-export -f train_prefix train_arm
+converge_run() {  # DIR: one more epoch at a time at the warm-down's end rate until the criterion holds
+  local dir=$1 next
+  while :; do
+    next=$(python3 - "$dir" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if l.strip()]
+valid = [e["valid_bpc"] for e in events if e.get("event") == "epoch"]
+finished = any(e.get("event") == "test" for e in events)
+import os
+if not finished:
+    print("resume")
+elif len(valid) >= 2 and valid[-2] - valid[-1] < 0.005:
+    print("converged")
+elif len(valid) >= int(os.environ["MAX_EPOCHS"]):
+    print("cap")
+else:
+    print(len(valid) + 1)
+PY
+)
+    case $next in
+      converged|cap) echo "$dir: $next after $(grep -c '"event": "epoch"' "$dir/metrics.jsonl") epochs"; return 0 ;;
+      resume) local opt="" ;;
+      *) local opt="--epochs $next" ;;
+    esac
+    echo "$dir: ${opt:-resume} $(date -u +%H:%M:%S)"
+    nice -n 19 python3 -m rbtw.cli train ptb_char --resume $opt --out "$dir" >> "$dir.log" 2>&1 \
+        || { echo "$dir: FAILED"; return 1; }
+  done
+}
+export -f train_prefix train_arm converge_run
 
 if [ "$phase" = prefix ]; then
   printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {}'
+elif [ "$phase" = converge ]; then  # the seeds of each variant interleaved, fp first
+  for v in fp ternary binary binaryconnect; do for r in $ALL; do
+    [ "${r%-s*}" = "$v" ] && [ -d "$out/$v-cosine-s${r##*-s}" ] && echo "$out/$v-cosine-s${r##*-s}"
+  done; done | xargs -P 2 -I{} bash -c 'converge_run {}'
 elif [ "$phase" = study ]; then   # two runs at a time, each straight from its prefix to its arm
   printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {} && train_arm {} cosine'
 else

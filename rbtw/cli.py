@@ -120,6 +120,8 @@ _VALUE_OPTIONS = [
      "fraction of all minibatches in the warm-down (default 0.25)"),
     ("--lr-warmdown-to", "lr_warmdown_to", click.FloatRange(0, 1),
      "rate at the last minibatch, as a fraction of the epoch's rate (default 0.01)"),
+    ("--lr-warmdown-epochs", "lr_warmdown_epochs", click.IntRange(1),
+     "end the warm-down with this epoch; later epochs keep its end rate (default: the last epoch)"),
     ("--clip-norm", "clip_norm", click.FloatRange(0, min_open=True), "clip the global gradient norm"),
     ("--adam-reset", "adam_reset", click.IntRange(0), "reset Adam every N minibatches (0: never)"),
     ("--max-batches", "max_batches", click.IntRange(0), "cap on minibatches per epoch (0: all)"),
@@ -286,6 +288,8 @@ _OPTION_SCOPE = [
     ("step_clip", lambda c: c.optimizer == "adam", "--step-clip applies to Adam only"),
     ("adam_reset", lambda c: c.optimizer == "adam", "--adam-reset applies to Adam only"),
     ("lr_end", lambda c: c.optimizer == "adam", "--lr-end applies to Adam only"),
+    ("lr_warmdown_epochs", lambda c: c.lr_warmdown != "none" or c.lr_warmdown_epochs is None,
+     "--lr-warmdown-epochs applies with --lr-warmdown cosine or linear only"),
 ]
 
 

@@ -8,8 +8,14 @@ into the file for the error message only; they play no part in the locking.
     with RunLock(run_dir):           # raises RunBusy at once if another process holds it
         ...train...
 
-A directory that the lock created and that holds nothing but the lock when it is released
-(a run that failed before writing anything) is removed again.
+The holder removes the lock file before it unlocks it, so a run leaves no ``.lock`` behind
+(a command that fails leaves a directory as it found it), and a directory that the lock
+created and that is empty when the lock is released (a run that failed before writing
+anything) is removed again.  Removing a lock file is safe only with the check that
+:meth:`RunLock.acquire` makes after locking: a process that opened the file before its holder
+removed it gets the lock on a file no longer linked at ``DIR/.lock``, notices, and tries again
+on the new one — so two processes never both hold ``DIR``.  (A holder killed by SIGKILL leaves
+the file; the next holder locks it and removes it in turn.)
 """
 
 import fcntl
@@ -37,26 +43,39 @@ class RunLock:
     def acquire(self):
         self._made_dir = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise RunBusy(f"{self.path.parent} is in use by {holder}; "
-                          "wait for it to finish or choose another --out") from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+                os.close(fd)
+                raise RunBusy(f"{self.path.parent} is in use by {holder}; "
+                              "wait for it to finish or choose another --out") from None
+            if self._still_linked(fd):
+                break
+            os.close(fd)   # its holder removed the file while we waited: lock the new one
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         self._fd = fd
         return self
 
+    def _still_linked(self, fd):
+        """Whether the locked file is still the one at ``self.path`` (not removed by a releaser)."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+
     def release(self):
         if self._fd is not None:
+            self.path.unlink(missing_ok=True)      # while still held: see the module docstring
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-            if self._made_dir and [p.name for p in self.path.parent.iterdir()] == [LOCK_NAME]:
-                self.path.unlink(missing_ok=True)
+            if self._made_dir and not any(self.path.parent.iterdir()):
                 self.path.parent.rmdir()
 
     def __enter__(self):

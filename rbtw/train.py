@@ -93,6 +93,8 @@ class TrainConfig:
     lr_warmdown: str = "none"           # per-minibatch decay at the end of the run: none, cosine, linear
     lr_warmdown_frac: float = 0.25      # ... over this fraction of all minibatches of the run
     lr_warmdown_to: float = 0.01        # ... down to this fraction of the epoch's rate
+    lr_warmdown_epochs: int | None = None  # ... ending with this epoch; later ones keep its end rate
+                                        #     (None: the last epoch; pinned when a run is extended)
     max_batches: int | None = None      # cap on training minibatches per epoch (budgets)
     checkpoint_every: int | None = None  # also checkpoint every N minibatches within an epoch
     # evaluation
@@ -149,6 +151,8 @@ class TrainConfig:
             (self.text_split is None or _valid_split(self.text_split),
              f"a split is three positive fractions summing to 1, not {self.text_split}"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1, "checkpoint_every must be positive"),
+            (self.lr_warmdown_epochs is None or self.lr_warmdown_epochs >= 1,
+             "the warm-down's last epoch must be positive"),
             (self.seed >= 0, "the seed must be non-negative"),
             (self.log_every >= 1, "log_every must be positive"),
         ]
@@ -327,7 +331,9 @@ def resume_config(saved, given):
     """The configuration of a resumed run: ``saved`` with the fields ``given`` may change.
 
     ``given`` (a TrainConfig or None) must agree with ``saved`` in every field that changes
-    the run's trajectory; ``epochs`` may be raised to train longer.
+    the run's trajectory; ``epochs`` may be raised to train longer.  A warm-down keeps the
+    span it was planned over (``lr_warmdown_epochs`` is pinned to the saved epochs), so the
+    added epochs continue at its end rate instead of raising the rate again.
     """
     if given is None:
         return saved
@@ -337,7 +343,21 @@ def resume_config(saved, given):
     if differ:
         raise UserError("--resume continues a run as it was configured; these options differ: "
                         + "; ".join(differ))
-    return TrainConfig(**dict(saved.to_dict(), **{k: getattr(given, k) for k in RESUME_MAY_CHANGE}))
+    resumed = dict(saved.to_dict(), **{k: getattr(given, k) for k in RESUME_MAY_CHANGE})
+    if saved.lr_warmdown != "none" and saved.lr_warmdown_epochs is None and given.epochs != saved.epochs:
+        resumed["lr_warmdown_epochs"] = saved.epochs
+    return TrainConfig(**resumed)
+
+
+def warmdown_factor(config, n_batches, step):
+    """The warm-down's factor on the rate at minibatch ``step`` (0-based, over the whole run).
+
+    The warm-down spans the first ``lr_warmdown_epochs`` (default: all) epochs of
+    ``n_batches`` minibatches; past its end the factor stays at ``lr_warmdown_to``.
+    """
+    c = config
+    span = (c.lr_warmdown_epochs or c.epochs) * n_batches
+    return optim.warmdown(c.lr_warmdown, step, span, c.lr_warmdown_frac, c.lr_warmdown_to)
 
 
 def chance_loss(n_out):
@@ -590,11 +610,8 @@ class Run:
 
     def lr_at(self, epoch, batch_index):
         """The rate for minibatch ``batch_index`` of ``epoch``: the epoch's rate times the warm-down."""
-        c = self.config
-        total = c.epochs * self.n_batches()
         step = epoch * self.n_batches() + batch_index
-        return self.lr_for_epoch(epoch) * optim.warmdown(c.lr_warmdown, step, total, c.lr_warmdown_frac,
-                                                         c.lr_warmdown_to)
+        return self.lr_for_epoch(epoch) * warmdown_factor(self.config, self.n_batches(), step)
 
     def epoch_batches(self, epoch):
         """The minibatches of an epoch: their order depends on (seed, epoch) only."""
@@ -739,7 +756,19 @@ class Run:
 # ---------------------------------------------------------------------------------------------
 # branching a run
 
-BRANCHABLE = ("epochs", "lr_warmdown", "lr_warmdown_frac", "lr_warmdown_to")
+BRANCHABLE = ("epochs", "lr_warmdown", "lr_warmdown_frac", "lr_warmdown_to", "lr_warmdown_epochs")
+
+
+def _first_rate_change(old, new, n_batches, done):
+    """The first of the minibatches 0 … done − 1 whose planned rate differs, or None.
+
+    The planned rate is the epoch's geometric rate (Adam) times the warm-down's factor; an
+    SGD run's plateau rate is state, carried by the checkpoint.
+    """
+    def rate(c, step):
+        base = optim.geometric(c.lr, c.lr_end, c.epochs, step // n_batches) if c.optimizer == "adam" else c.lr
+        return base * warmdown_factor(c, n_batches, step)
+    return next((s for s in range(done) if rate(old, s) != rate(new, s)), None)
 
 
 def branch(src_dir, dst_dir, **changes):
@@ -747,8 +776,9 @@ def branch(src_dir, dst_dir, **changes):
 
     The copy continues (``Run(None, dst_dir, resume=True)``) exactly as if it had been started
     with the new settings, because the settings may only change what lies ahead: the epochs
-    (not fewer than are done) and the warm-down, whose decay must start at or after the
-    minibatches already trained under both the old and the new settings.  Two schedules that
+    (not fewer than are done) and the warm-down, as long as every minibatch already trained
+    keeps the rate it was trained with (the decay starts later, or ends later and holds its
+    end rate: ``lr_warmdown_epochs``).  Two schedules that
     share their first S minibatches can so share one run of them.  Test events are dropped
     from the copied metrics log.  Returns the new TrainConfig.
     """
@@ -768,12 +798,10 @@ def branch(src_dir, dst_dir, **changes):
         raise UserError("a run can be branched only at the end of an epoch")
     if new.epochs < ckpt.meta["epoch"]:
         raise UserError(f"the run has done {ckpt.meta['epoch']} epochs; a branch cannot have fewer")
-    if new.lr_end is not None and new.epochs != old.epochs:
-        raise UserError("the geometric --lr-end decay depends on the epochs: it cannot be branched")
-    for cfg in (old, new):
-        if cfg.lr_warmdown != "none" and (1 - cfg.lr_warmdown_frac) * cfg.epochs * n < done:
-            raise UserError(f"the warm-down of {cfg.lr_warmdown_frac} of {cfg.epochs} epochs would have "
-                            f"started before minibatch {done}: branch earlier or shorten the warm-down")
+    changed = _first_rate_change(old, new, n, done)
+    if changed is not None:
+        raise UserError(f"the new schedule changes the rate of minibatch {changed}, which the run has "
+                        f"already trained ({done} done): branch earlier or start the decay later")
     meta = dict(ckpt.meta, config=new.to_dict())
     save_checkpoint(dst / "checkpoint.npz", meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
     with atomic_open(dst / "config.json", "w") as f:

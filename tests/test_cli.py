@@ -129,7 +129,8 @@ def test_values_outside_an_options_domain(tmp_path, option):
 
 @pytest.mark.parametrize("option,fragment", [(["--dropout", "0.3"], "--dropout"), (["--emb", "8"], "--emb"),
                                              (["--quant", "fp", "--stochastic"], "--stochastic"),
-                                             (["--pixels-per-step", "4"], "--pixels-per-step")])
+                                             (["--pixels-per-step", "4"], "--pixels-per-step"),
+                                             (["--lr-warmdown-epochs", "2"], "--lr-warmdown-epochs")])
 def test_options_that_do_not_apply_are_refused(tmp_path, option, fragment):
     assert_one_line_error(invoke("train", "default", *TINY, *option, "--out", tmp_path / "run"), fragment)
 

@@ -36,7 +36,8 @@ def test_warmdown_values():
 
 @pytest.mark.parametrize("field,value", [("lr_warmdown", "exp"), ("lr_warmdown_frac", 0.0),
                                          ("lr_warmdown_frac", 1.5), ("lr_warmdown_to", -0.1),
-                                         ("lr_warmdown_to", 2.0)])
+                                         ("lr_warmdown_to", 2.0), ("lr_warmdown_epochs", 0),
+                                         ("lr_warmdown_epochs", -3)])
 def test_warmdown_options_outside_their_domain_are_user_errors(field, value):
     with pytest.raises(UserError):
         train.TrainConfig(**{field: value}).validate()
@@ -89,3 +90,59 @@ def test_a_branch_may_not_rewrite_the_past(tmp_path):
         with pytest.raises(UserError):
             train.branch(tmp_path / "prefix", tmp_path / "b", **changes)
     assert not (tmp_path / "b" / "checkpoint.npz").exists()
+
+
+@given(kind=st.sampled_from(["cosine", "linear"]), n=st.integers(1, 50), span=st.integers(1, 6),
+       extra=st.integers(0, 4), frac=st.floats(0.01, 1.0), to=st.floats(0.0, 1.0))
+def test_a_warmdown_span_shorter_than_the_run_holds_its_end_rate(kind, n, span, extra, frac, to):
+    """Within its span the factor is the warm-down of a run that long; after it, its last factor (``to``)."""
+    short = train.TrainConfig(epochs=span, lr_warmdown=kind, lr_warmdown_frac=frac, lr_warmdown_to=to)
+    longer = train.TrainConfig(epochs=span + extra, lr_warmdown=kind, lr_warmdown_frac=frac,
+                               lr_warmdown_to=to, lr_warmdown_epochs=span)
+    for step in range((span + extra) * n):
+        factor = train.warmdown_factor(longer, n, step)
+        if step < span * n:
+            assert factor == train.warmdown_factor(short, n, step)
+        else:
+            assert factor == train.warmdown_factor(short, n, span * n - 1) == pytest.approx(to, abs=1e-12)
+
+
+def _events(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_extending_a_finished_warmdown_run_continues_at_its_end_rate(tmp_path):
+    """--resume --epochs E+k after a warm-down: the first E epochs keep their rates and the
+    added ones run at the end rate, exactly as a run planned that way from the start."""
+    data = _alice_task()
+    base = dict(hidden=8, seq_len=20, batch=8, max_batches=4, lr=1e-2, quant="ternary", stochastic=True,
+                lr_warmdown="cosine", lr_warmdown_frac=0.5, lr_warmdown_to=0.1, log_every=1)
+    quiet = dict(data=data, log=lambda line: None)
+    train.Run(train.TrainConfig(epochs=2, **base), tmp_path / "run", **quiet).run()
+    extended = train.Run(train.TrainConfig(epochs=4, **base), tmp_path / "run", resume=True, **quiet)
+    assert extended.config.lr_warmdown_epochs == 2 and extended.config.epochs == 4
+    extended.run()
+    planned = train.TrainConfig(epochs=4, lr_warmdown_epochs=2, **base)
+    train.Run(planned, tmp_path / "planned", **quiet).run()
+    rates = [e["lr"] for e in _events(tmp_path / "run") if e["event"] == "train"]
+    assert rates == [e["lr"] for e in _events(tmp_path / "planned") if e["event"] == "train"]
+    assert len(rates) == 16 and rates[7] == pytest.approx(1e-3) and set(rates[8:]) == {rates[7]}
+    assert rates[:8] == [1e-2 * optim.warmdown("cosine", s, 8, 0.5, 0.1) for s in range(8)]
+    a = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "planned" / "checkpoint.npz")
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+    assert [e["event"] for e in _events(tmp_path / "run")].count("test") == 1
+
+
+def test_a_branch_may_end_the_warmdown_earlier_than_its_epochs(tmp_path):
+    """A finished warm-down run branched to more epochs with its span pinned is allowed; the
+    same branch without the pin would re-raise the rate of trained minibatches and is refused."""
+    data = _alice_task()
+    cfg = train.TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=2, log_every=100,
+                            lr_warmdown="linear", lr_warmdown_frac=0.5)
+    train.Run(cfg, tmp_path / "prefix", data=data, log=lambda line: None).run()
+    with pytest.raises(UserError, match="minibatch 4"):
+        train.branch(tmp_path / "prefix", tmp_path / "b", epochs=3)
+    new = train.branch(tmp_path / "prefix", tmp_path / "b", epochs=3, lr_warmdown_epochs=2)
+    assert new.lr_warmdown_epochs == 2

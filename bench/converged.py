@@ -1,19 +1,22 @@
 """Collect the converged PTB-character study (bench/converged.sh) into results a reader can check.
 
-    python3 bench/converged.py [OUT] [--results bench/results]
+    python3 bench/converged.py [OUT ...] [--results bench/results]
 
-For every run directory under OUT (named VARIANT-SCHEDULE-sSEED): the configuration, validation
-BPC after every epoch, wall time, whether it converged (the last epoch improved validation BPC
-by less than 0.005), and test BPC under three evaluation conventions from the same checkpoint:
+For every run directory under each OUT (named VARIANT-SCHEDULE-sSEED): the configuration,
+validation BPC after every epoch, wall time, whether it converged (the last epoch improved
+validation BPC by less than 0.005; epochs past the warm-down's end run at its end rate, see
+bench/converged.sh converge), and test BPC under three evaluation conventions from the same
+checkpoint:
 
     population   population BN statistics, deterministic weights (what hardware runs; default)
     official     the test batch's own statistics, freshly sampled weights (the official code)
     expected     population statistics, E[W^q] = clip(W, -α, α) (a float reference)
 
-Per variant: mean test BPC with a 95 % Student-t interval over seeds; per claim the paired gap
-(variant − fp, same seed and schedule) with its interval.  Writes RESULTS/converged.json,
-RESULTS/converged.md and RESULTS/curves-converged.png.  Conventions are cached in each run
-directory (conventions.json), so re-running is cheap.
+Per (cell, H, variant): mean test BPC with a 95 % Student-t interval over seeds; per claim the
+paired gap (variant − fp, same cell, H, seed and schedule) with its interval, for the final
+checkpoints and for those at the warm-down's end where a run trained on past it.  Writes
+RESULTS/converged.json, RESULTS/converged.md and RESULTS/curves-converged.png.  Conventions are
+cached in each run directory by checkpoint step (conventions.json), so re-running is cheap.
 """
 
 import argparse
@@ -43,15 +46,21 @@ def read_events(run_dir):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def cached_conventions(run_dir):
+    """{checkpoint step (str): {convention: test BPC}} measured so far for this run."""
+    cache = run_dir / "conventions.json"
+    return json.loads(cache.read_text()) if cache.exists() else {}
+
+
 def conventions(run_dir, config):
     """Test BPC of the run's checkpoint under each convention (cached in conventions.json)."""
-    cache = run_dir / "conventions.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
     from rbtw.checkpoint import load_checkpoint
     from rbtw.models import ModelSpec
     from rbtw.train import TrainConfig, evaluate, load_task_data
     ckpt = load_checkpoint(run_dir / "checkpoint.npz")
+    known = cached_conventions(run_dir)
+    if str(ckpt.meta["step"]) in known:
+        return known[str(ckpt.meta["step"])]
     spec = ModelSpec.from_dict(ckpt.meta["spec"])
     cfg = TrainConfig.from_dict(config)
     data = load_task_data(cfg)
@@ -61,12 +70,14 @@ def conventions(run_dir, config):
             weights = "deterministic"  # full precision: only the statistics differ
         out[name] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", cfg, weights=weights,
                              batch_stats=batch_stats, max_batches=None)["bpc"]
-    cache.write_text(json.dumps(out, indent=1))
+    known[str(ckpt.meta["step"])] = out
+    (run_dir / "conventions.json").write_text(json.dumps(known, indent=1))
     return out
 
 
 def collect(out_dir):
     records = []
+    per_epoch = 784          # PTB-char minibatches an epoch at T 100, B 64
     for run_dir in sorted(p for p in Path(out_dir).iterdir() if (p / "config.json").exists()):
         m = NAME.match(run_dir.name)
         if not m:
@@ -76,8 +87,10 @@ def collect(out_dir):
         epochs = [e for e in events if e.get("event") == "epoch"]
         test = [e for e in events if e.get("event") == "test"]
         valid = [round(e["valid_bpc"], 5) for e in epochs]
+        schedule_epochs = config.get("lr_warmdown_epochs") or config["epochs"]
         rec = dict(name=run_dir.name, variant=m["variant"], schedule=m["schedule"], seed=int(m["seed"]),
                    cell=config["cell"], hidden=config["hidden"], epochs=config["epochs"],
+                   schedule_epochs=schedule_epochs, tail_epochs=max(len(valid) - schedule_epochs, 0),
                    minibatches=epochs[-1]["step"] if epochs else 0, valid_bpc=valid,
                    wall_seconds=round(sum(e.get("seconds", 0) for e in epochs), 1),
                    status="finished" if test else f"running ({len(epochs)}/{config['epochs']} epochs)")
@@ -85,6 +98,9 @@ def collect(out_dir):
             rec["converged"] = len(valid) >= 2 and valid[-2] - valid[-1] < 0.005
             rec["last_epoch_gain"] = round(valid[-2] - valid[-1], 5) if len(valid) >= 2 else None
             rec["test_bpc"] = conventions(run_dir, config)
+            at_end = cached_conventions(run_dir).get(str(schedule_epochs * per_epoch))
+            if rec["tail_epochs"] and at_end:
+                rec["test_bpc_at_schedule_end"] = at_end
         records.append(rec)
     return records
 
@@ -102,54 +118,79 @@ def fmt(mean, half):
     return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
 
-def table(records, convention):
+def table(records, convention, at_schedule_end=False):
+    """Per (cell, H, variant, schedule): mean ± CI and the paired gap to fp, with the claim's verdict.
+
+    ``at_schedule_end``: the checkpoints at the warm-down's end instead of the final ones (the
+    same for runs that stopped there).
+    """
+    def value(r):
+        return (r.get("test_bpc_at_schedule_end") or r["test_bpc"]) if at_schedule_end else r["test_bpc"]
+
     done = [r for r in records if "test_bpc" in r]
-    lines = [f"| variant | schedule | runs | test BPC ({convention}) mean ± 95 % CI | gap to fp, paired by seed "
-             "| claim | holds? |", "|---|---|---|---|---|---|---|"]
-    fp = {(r["schedule"], r["seed"]): r["test_bpc"][convention] for r in done if r["variant"] == "fp"}
-    groups = [(v, s) for v in ("fp", "ternary", "binary", "binaryconnect") for s in ("constant", "cosine")]
-    for variant, schedule in groups:
-        rows = [r for r in done if r["variant"] == variant and r["schedule"] == schedule]
-        if not rows:
-            continue
-        mean, half = interval([r["test_bpc"][convention] for r in rows])
-        gaps = [r["test_bpc"][convention] - fp[(r["schedule"], r["seed"])] for r in rows
-                if (r["schedule"], r["seed"]) in fp]
-        claim = next((c for c in CLAIMS if c[0] == variant), None)
-        gap_text, verdict, claim_text = "—", "—", "—"
-        if gaps and variant != "fp":
-            g, gh = interval(gaps)
-            gap_text = f"{g:+.3f}" + ("" if math.isnan(gh) else f" ± {gh:.3f}") + f" (n={len(gaps)})"
-            if claim:
-                _, bound, op = claim
-                claim_text = f"gap {op} {bound}"
-                lo, hi = (g - gh, g + gh) if not math.isnan(gh) else (g, g)
-                if op == "≤":
-                    verdict = "holds" if hi <= bound else ("does not hold" if lo > bound else "undecided")
-                else:
-                    verdict = "holds" if lo >= bound else ("does not hold" if hi < bound else "undecided")
-                if math.isnan(gh):
-                    verdict += " (one seed: no interval)"
-        lines.append(f"| {variant} | {schedule} | {len(rows)} | {fmt(mean, half)} | {gap_text} | {claim_text} "
-                     f"| {verdict} |")
+    lines = [f"| cell | H | variant | schedule | runs | test BPC ({convention}) mean ± 95 % CI "
+             "| gap to fp, paired by seed | claim | holds? |", "|---|---|---|---|---|---|---|---|---|"]
+    fp = {(r["cell"], r["hidden"], r["schedule"], r["seed"]): value(r)[convention]
+          for r in done if r["variant"] == "fp"}
+    points = sorted({(r["cell"], r["hidden"]) for r in done}, key=lambda p: (p != ("lstm", 256), p))
+    for cell, hidden in points:
+        for variant in ("fp", "ternary", "binary", "binaryconnect"):
+            for schedule in ("constant", "cosine"):
+                rows = [r for r in done if (r["cell"], r["hidden"], r["variant"], r["schedule"])
+                        == (cell, hidden, variant, schedule)]
+                if rows:
+                    lines.append(_row(rows, fp, convention, value))
     return lines
 
 
+def _row(rows, fp, convention, value):
+    r0 = rows[0]
+    variant = r0["variant"]
+    mean, half = interval([value(r)[convention] for r in rows])
+    keys = [(r["cell"], r["hidden"], r["schedule"], r["seed"]) for r in rows]
+    gaps = [value(r)[convention] - fp[k] for r, k in zip(rows, keys) if k in fp]
+    claim = next((c for c in CLAIMS if c[0] == variant), None)
+    gap_text, verdict, claim_text = "—", "—", "—"
+    if gaps and variant != "fp":
+        g, gh = interval(gaps)
+        gap_text = f"{g:+.3f}" + ("" if math.isnan(gh) else f" ± {gh:.3f}") + f" (n={len(gaps)})"
+        if claim:
+            _, bound, op = claim
+            claim_text = f"gap {op} {bound}"
+            lo, hi = (g - gh, g + gh) if not math.isnan(gh) else (g, g)
+            if op == "≤":
+                verdict = "holds" if hi <= bound else ("does not hold" if lo > bound else "undecided")
+            else:
+                verdict = "holds" if lo >= bound else ("does not hold" if hi < bound else "undecided")
+            if math.isnan(gh):
+                verdict += " (one seed: no interval)"
+    return (f"| {r0['cell']} | {r0['hidden']} | {variant} | {r0['schedule']} | {len(rows)} | {fmt(mean, half)} "
+            f"| {gap_text} | {claim_text} | {verdict} |")
+
+
 def report(records):
-    lines = ["| run | status | epochs × minibatches | valid BPC per epoch | last-epoch gain | converged | "
+    lines = ["| run | status | schedule + tail epochs (× 784) | valid BPC per epoch | last-epoch gain | converged | "
              "test BPC population / official / expected | wall |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         t = r.get("test_bpc")
         tests = " / ".join(f"{t[c]:.3f}" for c in CONVENTIONS) if t else "—"
         gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
-        lines.append(f"| {r['name']} | {r['status']} | {r['minibatches']} | "
-                     f"{' '.join(f'{v:.3f}' for v in r['valid_bpc'])} | {gain} | {r.get('converged', '—')} | "
-                     f"{tests} | {r['wall_seconds'] / 60:.0f} min |")
+        curve = [f"{v:.3f}" for v in r["valid_bpc"]]
+        if r["tail_epochs"]:
+            curve.insert(r["schedule_epochs"], "‖")      # the warm-down ends here
+        lines.append(f"| {r['name']} ({r['cell']} H {r['hidden']}) | {r['status']} | "
+                     f"{r['schedule_epochs']} + {r['tail_epochs']} | {' '.join(curve)} | {gain} | "
+                     f"{r.get('converged', '—')} | {tests} | {r['wall_seconds'] / 60:.0f} min |")
     out = [f"Collected {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python3 bench/converged.py`; "
            f"runs by `bash bench/converged.sh` on {machine()}. Validation BPC is the whole valid split; "
-           "test BPC the whole test split.", "", "### Every run", ""] + lines
+           "test BPC the whole test split; `‖` marks the warm-down's end (later epochs: its end rate).",
+           "", "### Every run", ""] + lines
     for convention in CONVENTIONS:
-        out += ["", f"### Test BPC, {convention} convention", ""] + table(records, convention)
+        out += ["", f"### Test BPC, {convention} convention, final checkpoints", ""] + table(records, convention)
+    if any(r.get("test_bpc_at_schedule_end") for r in records):
+        for convention in CONVENTIONS:
+            out += ["", f"### Test BPC, {convention} convention, at the warm-down's end", ""] \
+                + table(records, convention, at_schedule_end=True)
     return "\n".join(out)
 
 
@@ -163,18 +204,20 @@ def machine():
     return f"{model}, {os.cpu_count()} cores, {isa}"
 
 
-def plot(records, out_dir, path):
+def plot(records, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = {"fp": "C0", "ternary": "C1", "binary": "C2", "binaryconnect": "C3"}
+    styles = {("lstm", 256): "-", ("gru", 256): "--"}      # other widths: dash-dot; constant rate: dotted
     for r in records:
         if r["valid_bpc"]:
+            ls = ":" if r["schedule"] == "constant" else styles.get((r["cell"], r["hidden"]), "-.")
             ax.plot(range(1, len(r["valid_bpc"]) + 1), r["valid_bpc"], marker="o", ms=3,
-                    color=colours.get(r["variant"], "k"), ls="-" if r["schedule"] == "cosine" else ":",
-                    label=r["name"])
-    ax.set(xlabel="epoch (784 minibatches)", ylabel="validation BPC", title="PTB characters, BN-LSTM H 256")
+                    color=colours.get(r["variant"], "k"), ls=ls, label=f"{r['name']} {r['cell']} H {r['hidden']}")
+    ax.set(xlabel="epoch (784 minibatches)", ylabel="validation BPC",
+           title="PTB characters, BN-LSTM/GRU (warm-down ends at epoch 10; later: its end rate)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -184,13 +227,14 @@ def plot(records, out_dir, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", nargs="?", default="/work/runs/converged")
+    ap.add_argument("out", nargs="*", default=["/work/runs/converged"])
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
-    if not Path(args.out).is_dir():
-        sys.exit(f"error: {args.out} is not a directory of study runs (run bench/converged.sh first)")
+    for out in args.out:
+        if not Path(out).is_dir():
+            sys.exit(f"error: {out} is not a directory of study runs (run bench/converged.sh first)")
     try:
-        records = collect(args.out)
+        records = [r for out in args.out for r in collect(out)]
     except UserError as e:
         sys.exit(f"error: {e}")
     results = Path(args.results)
@@ -199,7 +243,7 @@ def main():
         {"made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": records}, indent=1) + "\n")
     text = report(records)
     (results / "converged.md").write_text(text + "\n")
-    plot(records, args.out, results / "curves-converged.png")
+    plot(records, results / "curves-converged.png")
     print(text)
 
 

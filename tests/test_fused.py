@@ -5,6 +5,7 @@ gather agree with the dense one-hot matrix."""
 import numpy as np
 import pytest
 
+from gradcheck import random_bn_stats
 from rbtw import models
 from rbtw.nn import cell, embedding, fused, gru, lstm
 
@@ -22,12 +23,7 @@ def make(dt, bn, quant, stochastic, X, H, seed, t_max=4, kind="lstm"):
     for k, v in params.items():
         if not k.startswith("W_"):
             v += rng.normal(0, 0.3, v.shape).astype(dt)
-    stats = cell.init_stats(spec, dt)
-    for k, v in stats.items():
-        if k.startswith("mean"):
-            v[:] = rng.normal(0, 0.5, v.shape)
-        elif k.startswith("var"):
-            v[:] = rng.uniform(0.5, 2.0, v.shape)
+    stats = random_bn_stats(cell.init_stats(spec, dt), rng)
     return spec, params, stats, rng
 
 

@@ -52,12 +52,16 @@ def cached_conventions(run_dir):
     return json.loads(cache.read_text()) if cache.exists() else {}
 
 
-def conventions(run_dir, config):
-    """Test BPC of the run's checkpoint under each convention (cached in conventions.json)."""
+def conventions(run_dir, config, checkpoint="checkpoint.npz"):
+    """Test BPC of a checkpoint of the run under each convention (cached in conventions.json).
+
+    ``checkpoint``: the final one, or schedule-end.npz, the copy bench/converged.sh keeps of
+    the warm-down's last checkpoint before training on at its end rate.
+    """
     from rbtw.checkpoint import load_checkpoint
     from rbtw.models import ModelSpec
     from rbtw.train import TrainConfig, evaluate, load_task_data
-    ckpt = load_checkpoint(run_dir / "checkpoint.npz")
+    ckpt = load_checkpoint(run_dir / checkpoint)
     known = cached_conventions(run_dir)
     if str(ckpt.meta["step"]) in known:
         return known[str(ckpt.meta["step"])]
@@ -98,6 +102,8 @@ def collect(out_dir):
             rec["converged"] = len(valid) >= 2 and valid[-2] - valid[-1] < 0.005
             rec["last_epoch_gain"] = round(valid[-2] - valid[-1], 5) if len(valid) >= 2 else None
             rec["test_bpc"] = conventions(run_dir, config)
+            if rec["tail_epochs"] and (run_dir / "schedule-end.npz").exists():
+                conventions(run_dir, config, "schedule-end.npz")
             at_end = cached_conventions(run_dir).get(str(schedule_epochs * per_epoch))
             if rec["tail_epochs"] and at_end:
                 rec["test_bpc_at_schedule_end"] = at_end
@@ -135,7 +141,7 @@ def table(records, convention, at_schedule_end=False):
     points = sorted({(r["cell"], r["hidden"]) for r in done}, key=lambda p: (p != ("lstm", 256), p))
     for cell, hidden in points:
         for variant in ("fp", "ternary", "binary", "binaryconnect"):
-            for schedule in ("constant", "cosine"):
+            for schedule in ("constant", "cosine", "long"):
                 rows = [r for r in done if (r["cell"], r["hidden"], r["variant"], r["schedule"])
                         == (cell, hidden, variant, schedule)]
                 if rows:
@@ -205,21 +211,34 @@ def machine():
 
 
 def plot(records, path):
+    """Validation BPC per epoch: the study (LSTM H 256, 10-epoch schedule) left, other points right."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     colours = {"fp": "C0", "ternary": "C1", "binary": "C2", "binaryconnect": "C3"}
     styles = {("lstm", 256): "-", ("gru", 256): "--"}      # other widths: dash-dot; constant rate: dotted
     for r in records:
-        if r["valid_bpc"]:
-            ls = ":" if r["schedule"] == "constant" else styles.get((r["cell"], r["hidden"]), "-.")
-            ax.plot(range(1, len(r["valid_bpc"]) + 1), r["valid_bpc"], marker="o", ms=3,
-                    color=colours.get(r["variant"], "k"), ls=ls, label=f"{r['name']} {r['cell']} H {r['hidden']}")
-    ax.set(xlabel="epoch (784 minibatches)", ylabel="validation BPC",
-           title="PTB characters, BN-LSTM/GRU (warm-down ends at epoch 10; later: its end rate)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+        if not r["valid_bpc"]:
+            continue
+        main = (r["cell"], r["hidden"], r["schedule"]) in {("lstm", 256, "cosine"), ("lstm", 256, "constant")}
+        ls = ":" if r["schedule"] == "constant" else styles.get((r["cell"], r["hidden"]), "-.")
+        marker = "s" if r["schedule"] == "long" else "o"       # the 14-epoch budget: squares
+        axes[0 if main else 1].plot(range(1, len(r["valid_bpc"]) + 1), r["valid_bpc"], marker=marker, ms=3,
+                                    color=colours.get(r["variant"], "k"), ls=ls,
+                                    label=f"{r['name']} {r['cell']} H {r['hidden']}")
+    axes[0].set(title="the study: BN-LSTM H 256 (warm-down ends at epoch 10)", ylabel="validation BPC")
+    axes[1].set(title="other points: H 128, GRU, 14-epoch budget (ends at 14)")
+    bc = [r for r in records if r["variant"] == "binaryconnect" and r["valid_bpc"]]
+    if bc:       # far above the others: keep the axis on the BN models and say where it is
+        axes[0].text(0.02, 0.02, "BinaryConnect: " + "; ".join(f"{r['valid_bpc'][0]:.2f} → {r['valid_bpc'][-1]:.2f}"
+                                                               for r in bc) + " (above the axis)",
+                     transform=axes[0].transAxes, ha="left", va="bottom", fontsize=8, color=colours["binaryconnect"])
+    for ax in axes:
+        ax.set(xlabel="epoch (784 minibatches)", ylim=(1.45, 2.25))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("PTB characters; epochs after the warm-down's end run at its end rate")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,6 +9,8 @@
 #
 #     bash bench/converged.sh prefix [OUT]                   7 constant-rate epochs, every run
 #     bash bench/converged.sh arms "constant cosine" RUNS [OUT]   branch + 3 more epochs
+#     bash bench/converged.sh arms long RUNS [OUT]   a longer budget: 14 epochs, the same warm-down
+#                                                    over the last 30 % (from epoch 9.8)
 #     bash bench/converged.sh study [OUT]    per run: prefix, then its cosine arm (the study)
 #     bash bench/converged.sh converge [OUT]  per finished cosine run: more epochs at the warm-down's
 #                                             end rate until validation BPC gains < 0.005 an epoch
@@ -16,7 +18,8 @@
 # The convergence criterion (validation BPC improving by less than 0.005 over the last epoch) is
 # applied after the schedule: a finished run whose last epoch gained more is resumed with one
 # more epoch at a time (`rbtw train --resume --epochs E+1`; the warm-down keeps its 10-epoch span
-# and the added epochs run at its end rate, 0.02 × 2e-3), up to MAX_EPOCHS (default 16).
+# and the added epochs run at its end rate, 0.02 × 2e-3), up to MAX_EPOCHS (default 16);
+# SCHEDULE=long bash bench/converged.sh converge does the same for the longer budget's runs.
 #
 # CELL (lstm), HIDDEN (256) and RUNS (all ten) select other study points, e.g. the GRU or the
 # width point: CELL=gru RUNS="fp-s0 ternary-s0" bash bench/converged.sh study /work/runs/converged-gru
@@ -36,7 +39,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THRE
 export out
 ALL=${RUNS:-"ternary-s0 fp-s0 binary-s0 ternary-s1 fp-s1 binary-s1 ternary-s2 fp-s2 binary-s2 binaryconnect-s0"}
 [ "${runs:-all}" = all ] && runs=$ALL
-export CELL=${CELL:-lstm} HIDDEN=${HIDDEN:-256} MAX_EPOCHS=${MAX_EPOCHS:-16}
+export CELL=${CELL:-lstm} HIDDEN=${HIDDEN:-256} MAX_EPOCHS=${MAX_EPOCHS:-16} SCHEDULE=${SCHEDULE:-cosine}
 
 train_prefix() {  # NAME (VARIANT-sSEED)
   local name=$1 variant=${1%-s*} seed=${1##*-s} dir="$out/prefix/$1" args
@@ -61,9 +64,10 @@ train_arm() {  # NAME SCHEDULE
   if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "$dir: finished"; return 0; fi
   if [ ! -f "$dir/checkpoint.npz" ]; then
     grep -qs '"event": "test"' "$out/prefix/$name/metrics.jsonl" || { echo "$dir: prefix not finished"; return 1; }
-    local warm='lr_warmdown="none"'
+    local warm='lr_warmdown="none"' epochs=10
     [ "$schedule" = cosine ] && warm='lr_warmdown="cosine", lr_warmdown_frac=0.3, lr_warmdown_to=0.02'
-    python3 -c "from rbtw.train import branch; branch('$out/prefix/$name', '$dir', epochs=10, $warm)"
+    [ "$schedule" = long ] && warm='lr_warmdown="cosine", lr_warmdown_frac=0.3, lr_warmdown_to=0.02' epochs=14
+    python3 -c "from rbtw.train import branch; branch('$out/prefix/$name', '$dir', epochs=$epochs, $warm)"
   fi
   echo "$dir: start $(date -u +%H:%M:%S)"
   nice -n 19 python3 -m rbtw.cli train ptb_char --resume --out "$dir" >> "$dir.log" 2>&1 || { echo "$dir: FAILED"; return 1; }
@@ -91,7 +95,8 @@ PY
     case $next in
       converged|cap) echo "$dir: $next after $(grep -c '"event": "epoch"' "$dir/metrics.jsonl") epochs"; return 0 ;;
       resume) local opt="" ;;
-      *) local opt="--epochs $next" ;;
+      *) local opt="--epochs $next"      # keep the warm-down's last checkpoint for the report
+         [ -f "$dir/schedule-end.npz" ] || cp "$dir/checkpoint.npz" "$dir/schedule-end.npz" ;;
     esac
     echo "$dir: ${opt:-resume} $(date -u +%H:%M:%S)"
     nice -n 19 python3 -m rbtw.cli train ptb_char --resume $opt --out "$dir" >> "$dir.log" 2>&1 \
@@ -104,7 +109,7 @@ if [ "$phase" = prefix ]; then
   printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {}'
 elif [ "$phase" = converge ]; then  # the seeds of each variant interleaved, fp first
   for v in fp ternary binary binaryconnect; do for r in $ALL; do
-    [ "${r%-s*}" = "$v" ] && [ -d "$out/$v-cosine-s${r##*-s}" ] && echo "$out/$v-cosine-s${r##*-s}"
+    [ "${r%-s*}" = "$v" ] && [ -d "$out/$v-$SCHEDULE-s${r##*-s}" ] && echo "$out/$v-$SCHEDULE-s${r##*-s}"
   done; done | xargs -P 2 -I{} bash -c 'converge_run {}'
 elif [ "$phase" = study ]; then   # two runs at a time, each straight from its prefix to its arm
   printf '%s\n' $ALL | xargs -P 2 -I{} bash -c 'train_prefix {} && train_arm {} cosine'

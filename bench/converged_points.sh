@@ -2,7 +2,9 @@
 # The study's other points, one seed first: the width point H 128 (fp, ternary, binary) and the
 # GRU (fp, ternary) at H 256, each run trained as in the study (7 constant-rate epochs, the cosine
 # warm-down to epoch 10, then epochs at its end rate until the convergence criterion holds).
-# Two chains of single runs, one per core; re-running continues unfinished runs.
+# Two chains of single runs, one per core; re-running continues unfinished runs.  A third
+# chain runs the longer budget (14 epochs, warm-down from epoch 9.8) for fp and ternary, seed 0,
+# branched from the study's 7-epoch prefixes: is the converged gap an artefact of the budget?
 #
 #     bash bench/converged_points.sh [ROOT]     (ROOT: /work/runs; writes ROOT/converged-h128, -gru)
 #
@@ -22,6 +24,13 @@ chain_b() {
   for r in fp-s0 ternary-s0; do one gru 256 "$root/converged-gru" $r; done
   for r in fp-s2 ternary-s2 binary-s2; do one lstm 128 "$root/converged-h128" $r; done
 }
+chain_c() {
+  for r in fp-s0 ternary-s0; do
+    bash "$here/converged.sh" arms long $r "$root/converged" \
+      && SCHEDULE=long MAX_EPOCHS=18 RUNS=$r bash "$here/converged.sh" converge "$root/converged"
+  done
+}
 chain_a > "$root/points-a.log" 2>&1 &
 chain_b > "$root/points-b.log" 2>&1 &
+chain_c > "$root/points-c.log" 2>&1 &
 wait

@@ -349,6 +349,13 @@ def resume_config(saved, given):
     return TrainConfig(**resumed)
 
 
+def epoch_rate(config, epoch, sgd_rate):
+    """An epoch's rate before the warm-down: Adam's geometric schedule (``lr_end``), or SGD's
+    current plateau rate ``sgd_rate``."""
+    c = config
+    return sgd_rate if c.optimizer == "sgd" else optim.geometric(c.lr, c.lr_end, c.epochs, epoch)
+
+
 def warmdown_factor(config, n_batches, step):
     """The warm-down's factor on the rate at minibatch ``step`` (0-based, over the whole run).
 
@@ -603,10 +610,7 @@ class Run:
     # -- training ------------------------------------------------------------------------------
 
     def lr_for_epoch(self, epoch):
-        c = self.config
-        if c.optimizer == "sgd":
-            return self.plateau.lr
-        return optim.geometric(c.lr, c.lr_end, c.epochs, epoch)
+        return epoch_rate(self.config, epoch, self.plateau.lr)
 
     def lr_at(self, epoch, batch_index):
         """The rate for minibatch ``batch_index`` of ``epoch``: the epoch's rate times the warm-down."""
@@ -762,12 +766,11 @@ BRANCHABLE = ("epochs", "lr_warmdown", "lr_warmdown_frac", "lr_warmdown_to", "lr
 def _first_rate_change(old, new, n_batches, done):
     """The first of the minibatches 0 … done − 1 whose planned rate differs, or None.
 
-    The planned rate is the epoch's geometric rate (Adam) times the warm-down's factor; an
-    SGD run's plateau rate is state, carried by the checkpoint.
+    The planned rate is the epoch's rate times the warm-down's factor; an SGD run's plateau
+    rate is state, carried by the checkpoint, so its base rate counts as ``lr`` here.
     """
     def rate(c, step):
-        base = optim.geometric(c.lr, c.lr_end, c.epochs, step // n_batches) if c.optimizer == "adam" else c.lr
-        return base * warmdown_factor(c, n_batches, step)
+        return epoch_rate(c, step // n_batches, c.lr) * warmdown_factor(c, n_batches, step)
     return next((s for s in range(done) if rate(old, s) != rate(new, s)), None)
 
 

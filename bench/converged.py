@@ -39,11 +39,29 @@ CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", T
                "expected": ("expected", False)}
 CLAIMS = [("ternary", 0.02, "≤"), ("binary", 0.06, "≤"), ("binaryconnect", 0.5, "≥")]
 NAME = re.compile(r"^(?P<variant>[a-z]+)-(?P<schedule>[a-z]+)-s(?P<seed>\d+)$")
+CRITERION = 0.005   # converged: the last epoch improved validation BPC by less than this
 
 
 def read_events(run_dir):
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def has_converged(valid):
+    """Whether the validation BPC per epoch ``valid`` meets the convergence criterion."""
+    return len(valid) >= 2 and valid[-2] - valid[-1] < CRITERION
+
+
+def next_step(run_dir, max_epochs):
+    """What bench/converged.sh converge does next with a run: resume (unfinished), converged,
+    cap (``max_epochs`` reached), or the epoch count to extend it to."""
+    events = read_events(run_dir)
+    valid = [e["valid_bpc"] for e in events if e.get("event") == "epoch"]
+    if not any(e.get("event") == "test" for e in events):
+        return "resume"
+    if has_converged(valid):
+        return "converged"
+    return "cap" if len(valid) >= max_epochs else str(len(valid) + 1)
 
 
 def cached_conventions(run_dir):
@@ -81,7 +99,6 @@ def conventions(run_dir, config, checkpoint="checkpoint.npz"):
 
 def collect(out_dir):
     records = []
-    per_epoch = 784          # PTB-char minibatches an epoch at T 100, B 64
     for run_dir in sorted(p for p in Path(out_dir).iterdir() if (p / "config.json").exists()):
         m = NAME.match(run_dir.name)
         if not m:
@@ -99,14 +116,11 @@ def collect(out_dir):
                    wall_seconds=round(sum(e.get("seconds", 0) for e in epochs), 1),
                    status="finished" if test else f"running ({len(epochs)}/{config['epochs']} epochs)")
         if test:
-            rec["converged"] = len(valid) >= 2 and valid[-2] - valid[-1] < 0.005
+            rec["converged"] = has_converged(valid)
             rec["last_epoch_gain"] = round(valid[-2] - valid[-1], 5) if len(valid) >= 2 else None
             rec["test_bpc"] = conventions(run_dir, config)
             if rec["tail_epochs"] and (run_dir / "schedule-end.npz").exists():
-                conventions(run_dir, config, "schedule-end.npz")
-            at_end = cached_conventions(run_dir).get(str(schedule_epochs * per_epoch))
-            if rec["tail_epochs"] and at_end:
-                rec["test_bpc_at_schedule_end"] = at_end
+                rec["test_bpc_at_schedule_end"] = conventions(run_dir, config, "schedule-end.npz")
         records.append(rec)
     return records
 
@@ -248,7 +262,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="*", default=["/work/runs/converged"])
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--next", metavar="RUN_DIR", help="print what converged.sh converge does next with the run")
+    ap.add_argument("--max-epochs", type=int, default=16, help="with --next: the cap on epochs")
     args = ap.parse_args()
+    if args.next:
+        print(next_step(Path(args.next), args.max_epochs))
+        return
     for out in args.out:
         if not Path(out).is_dir():
             sys.exit(f"error: {out} is not a directory of study runs (run bench/converged.sh first)")

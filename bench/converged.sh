@@ -36,7 +36,7 @@ elif [ "$phase" = arms ]; then schedules=${2:?schedules}; runs=${3:?runs}; out=$
 else out=${2:-/work/runs/converged}; fi
 mkdir -p "$out/prefix"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
-export out
+export out BENCH=$(cd "$(dirname "$0")" && pwd)
 ALL=${RUNS:-"ternary-s0 fp-s0 binary-s0 ternary-s1 fp-s1 binary-s1 ternary-s2 fp-s2 binary-s2 binaryconnect-s0"}
 [ "${runs:-all}" = all ] && runs=$ALL
 export CELL=${CELL:-lstm} HIDDEN=${HIDDEN:-256} MAX_EPOCHS=${MAX_EPOCHS:-16} SCHEDULE=${SCHEDULE:-cosine}
@@ -64,9 +64,13 @@ train_arm() {  # NAME SCHEDULE
   if grep -qs '"event": "test"' "$dir/metrics.jsonl"; then echo "$dir: finished"; return 0; fi
   if [ ! -f "$dir/checkpoint.npz" ]; then
     grep -qs '"event": "test"' "$out/prefix/$name/metrics.jsonl" || { echo "$dir: prefix not finished"; return 1; }
-    local warm='lr_warmdown="none"' epochs=10
-    [ "$schedule" = cosine ] && warm='lr_warmdown="cosine", lr_warmdown_frac=0.3, lr_warmdown_to=0.02'
-    [ "$schedule" = long ] && warm='lr_warmdown="cosine", lr_warmdown_frac=0.3, lr_warmdown_to=0.02' epochs=14
+    local warm='lr_warmdown="cosine", lr_warmdown_frac=0.3, lr_warmdown_to=0.02' epochs=10
+    case $schedule in
+      constant) warm='lr_warmdown="none"' ;;
+      cosine|long) ;;
+      *) echo "$dir: unknown schedule $schedule (constant, cosine or long)"; return 1 ;;
+    esac
+    [ "$schedule" = long ] && epochs=14
     python3 -c "from rbtw.train import branch; branch('$out/prefix/$name', '$dir', epochs=$epochs, $warm)"
   fi
   echo "$dir: start $(date -u +%H:%M:%S)"
@@ -76,22 +80,7 @@ train_arm() {  # NAME SCHEDULE
 converge_run() {  # DIR: one more epoch at a time at the warm-down's end rate until the criterion holds
   local dir=$1 next
   while :; do
-    next=$(python3 - "$dir" <<'PY'
-import json, sys
-events = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if l.strip()]
-valid = [e["valid_bpc"] for e in events if e.get("event") == "epoch"]
-finished = any(e.get("event") == "test" for e in events)
-import os
-if not finished:
-    print("resume")
-elif len(valid) >= 2 and valid[-2] - valid[-1] < 0.005:
-    print("converged")
-elif len(valid) >= int(os.environ["MAX_EPOCHS"]):
-    print("cap")
-else:
-    print(len(valid) + 1)
-PY
-)
+    next=$(python3 "$BENCH/converged.py" --next "$dir" --max-epochs "$MAX_EPOCHS") || return 1
     case $next in
       converged|cap) echo "$dir: $next after $(grep -c '"event": "epoch"' "$dir/metrics.jsonl") epochs"; return 0 ;;
       resume) local opt="" ;;

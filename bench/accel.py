@@ -20,12 +20,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))   # randmodel: random exports, a test fixture
 
 from rbtw.accel import design as dm  # noqa: E402
 from rbtw.accel import report  # noqa: E402
-from rbtw.export import read_export  # noqa: E402
+from rbtw.export_format import read_export  # noqa: E402
 from rbtw.accel.engine import AccelEngine  # noqa: E402
-from rbtw.accel.randmodel import random_export  # noqa: E402
+from randmodel import random_export  # noqa: E402
 from rbtw.infer import PackedEngine  # noqa: E402
 
 RUNS = 7

@@ -27,9 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rbtw.checkpoint import load_checkpoint  # noqa: E402
-from rbtw.export import build_export, size_breakdown, write_export  # noqa: E402
+from rbtw.export import build_export  # noqa: E402
+from rbtw.export_format import size_breakdown, write_export
 from rbtw.infer import PackedEngine  # noqa: E402
-from rbtw.train import TrainConfig, evaluate_engine, load_task_data  # noqa: E402
+from rbtw.config import TrainConfig
+from rbtw.evaluate import evaluate_engine
+from rbtw.tasks import load_task_data  # noqa: E402
 
 TOLERANCE = 0.005
 

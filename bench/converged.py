@@ -78,7 +78,9 @@ def conventions(run_dir, config, checkpoint="checkpoint.npz"):
     """
     from rbtw.checkpoint import load_checkpoint
     from rbtw.models import ModelSpec
-    from rbtw.train import TrainConfig, evaluate, load_task_data
+    from rbtw.config import TrainConfig
+    from rbtw.evaluate import evaluate
+    from rbtw.tasks import load_task_data
     ckpt = load_checkpoint(run_dir / checkpoint)
     known = cached_conventions(run_dir)
     if str(ckpt.meta["step"]) in known:

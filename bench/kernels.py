@@ -186,7 +186,7 @@ def e2e_row(n_numba, n_blas, length, runs):
     from rbtw.checkpoint import save_checkpoint
     from rbtw.api import load
     from rbtw.generate import generate
-    from rbtw.train import TrainConfig
+    from rbtw.config import TrainConfig
 
     vocab = [chr(c) for c in range(48, 98)]                                    # 50 symbols
     config = TrainConfig(task="ptb_char", hidden=1000, quant="binary", stochastic=False, bn=True)

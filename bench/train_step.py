@@ -341,7 +341,8 @@ def main():
         return
 
     if not args.no_train:   # before minutes of timing: the train runs need PTB in the cache
-        from rbtw.train import TrainConfig, load_task_data
+        from rbtw.config import TrainConfig
+        from rbtw.tasks import load_task_data
         load_task_data(TrainConfig(task="ptb_char"))
     if args.quick:
         args.hidden, args.repeats = [256], 5

@@ -5,7 +5,7 @@ The Python API (rbtw.api):
     load(path, engine=None)          a checkpoint (.npz) or an export (.rbtw) -> Model
     Model.sample(prime, length, temperature, seed) -> str;  Model.evaluate(text or ids) -> dict
     fit(config or fields, out=...)    -> TrainResult (run directory, test metric, epoch records)
-    TrainConfig                      every setting of a run (rbtw.train.TrainConfig)
+    TrainConfig                      every setting of a run (rbtw.config.TrainConfig)
     UserError                        what the API raises for anything the caller can fix
 
 ``import rbtw`` loads only the standard library; NumPy, Numba and the engines load on first
@@ -34,8 +34,8 @@ __all__ = ["Model", "TrainConfig", "TrainResult", "UserError", "fit", "load"]
 
 
 def __getattr__(name):
-    """``rbtw.TrainConfig`` imports the training module on first use."""
+    """``rbtw.TrainConfig`` imports the configuration module on first use."""
     if name == "TrainConfig":
-        from rbtw.train import TrainConfig
+        from rbtw.config import TrainConfig
         return TrainConfig
     raise AttributeError(f"module 'rbtw' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rbtw.errors import UserError
 
-__all__ = ["Model", "TrainResult", "load", "train"]
+__all__ = ["Model", "TrainResult", "fit", "load"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,8 +49,9 @@ def load(path, *, engine=None, weights=None, stats=None):
 
     The packed engine runs deterministic weights with population statistics, as hardware would.
     """
-    from rbtw.export import build_export, is_export, read_export
-    from rbtw.train import TrainConfig
+    from rbtw.config import TrainConfig
+    from rbtw.export import build_export
+    from rbtw.export_format import is_export, read_export
 
     if engine not in (None, "dense", "packed"):
         raise UserError(f"unknown engine {engine!r}; choose dense or packed")
@@ -102,13 +103,12 @@ class Model:
 
     def __init__(self, path, engine, config, vocab, *, checkpoint=None, export=None):
         from rbtw.models import ModelSpec
-        from rbtw.train import metric_name
         self.path, self.engine, self.config, self.vocab = Path(path), engine, config, vocab
         self._checkpoint, self._export = checkpoint, export
         spec = export.spec if export is not None else checkpoint.meta["spec"]
         self.spec = ModelSpec.from_dict(spec)
         self.engine_name = "packed" if type(engine).__name__ == "PackedEngine" else "dense"
-        self.metric = metric_name(self.spec.kind)
+        self.metric = _metric(self.spec.kind)
 
     @property
     def kind(self):
@@ -169,7 +169,8 @@ class Model:
         initial state (a remainder shorter than T is not scored; a text shorter than T + 1
         symbols is one segment), word LMs as contiguous streams with the state carried.
         """
-        from rbtw.train import TaskData, evaluate_engine, load_task_data
+        from rbtw.evaluate import evaluate_engine
+        from rbtw.tasks import given_text, load_task_data
         if split not in ("valid", "test"):
             raise UserError(f"unknown split {split!r}; choose valid or test")
         if data is None:
@@ -180,7 +181,7 @@ class Model:
         else:
             ids = self._ids(data)
             config, part, label = self._fit_config(len(ids)), "test", "given"
-            task_data = TaskData(self.kind, ids[:0], ids[:0], ids, vocab=self.vocab)
+            task_data = given_text(ids, self.vocab, self.kind)
         result = evaluate_engine(self.engine, task_data, part, config, max_batches=max_batches)
         result.update(split=label, engine=self.engine_name, eval_weights=config.eval_weights,
                       eval_stats=config.eval_stats)
@@ -209,7 +210,8 @@ class Model:
         """Write the packed export of this model to ``path`` as ``rbtw export`` does (``bn_steps``
         K: per-step BN tables below step K, one shared table after; default DEFAULT_BN_STEPS);
         returns its size in bytes."""
-        from rbtw.export import DEFAULT_BN_STEPS, build_export, write_export
+        from rbtw.export import DEFAULT_BN_STEPS, build_export
+        from rbtw.export_format import write_export
         if self._checkpoint is None:
             if bn_steps is not None:
                 raise UserError("an export's BN tables are fixed: bn_steps applies to a checkpoint")
@@ -282,7 +284,8 @@ class TrainResult:
 
     @property
     def checkpoint(self):
-        return self.run_dir / "checkpoint.npz"
+        from rbtw.rundir import RunDir
+        return RunDir(self.run_dir).checkpoint_path
 
     def load(self, **kwargs):
         """The trained model, opened with :func:`load`."""
@@ -292,72 +295,89 @@ class TrainResult:
 def make_config(config=None, preset=None, **overrides):
     """A validated TrainConfig from a TrainConfig, a dict of its fields, or keyword fields.
 
-    With ``preset`` ("quick" or "paper", see rbtw.presets) the preset's settings for the task
-    come first and the given fields override them.
+    With ``preset`` ("quick" or "paper", see rbtw.config) the preset's settings for the task
+    come first and the given fields override them.  Fields are in the user's spelling
+    (rbtw.config.normalise: quant "fp", 0 for no limit).
     """
     from dataclasses import replace
 
-    from rbtw.presets import build_config
-    from rbtw.train import TrainConfig
+    from rbtw.config import TrainConfig, build_config, normalise
     if isinstance(config, TrainConfig):
         if preset is not None:
             raise UserError("a preset applies to fields, not to a finished TrainConfig")
         unknown = set(overrides) - set(TrainConfig.field_names())
         if unknown:
             raise UserError(f"unknown configuration field(s): {', '.join(sorted(unknown))}")
-        return replace(config, **overrides).validate()
+        return replace(config, **normalise(overrides)).validate()
     if config is not None and not isinstance(config, dict):
         raise UserError(f"a configuration is a TrainConfig or a dict, not {type(config).__name__}")
     values = dict(config or {}, **overrides)
     if preset is not None:
-        return build_config(values.pop("task", "default"), preset, **values)
-    return TrainConfig.from_dict(values).validate()
+        return build_config(values.pop("task", "default"), preset, values)
+    return TrainConfig.from_dict(normalise(values)).validate()
 
 
 def fit(config=None, out=None, *, resume=False, force=False, data_dir=None, preset=None, log=None,
-          **fields):
+        progress=None, **fields):
     """Train a model in the run directory ``out``; returns a :class:`TrainResult`.
 
     config     a TrainConfig, a dict of its fields, or None; keyword ``fields`` override it,
                e.g. ``rbtw.fit(task="text", text_file="my.txt", hidden=256, out="runs/my")``
-    preset     start from the "quick" or "paper" settings of the task (rbtw.presets)
-    resume     continue the run in ``out`` from its checkpoint (its own configuration is used)
+    preset     start from the "quick" or "paper" settings of the task (rbtw.config)
+    resume     continue the run in ``out`` from its checkpoint with its own configuration;
+               ``fields`` may only raise ``epochs`` or set ``checkpoint_every``, and ``task``,
+               if given, must be the run's
     force      start afresh even if ``out`` holds a checkpoint (otherwise an error)
     data_dir   the data cache (default $RBTW_DATA or ~/.cache/rbtw)
     log        called with each progress line (default: printed to stderr)
+    progress   called as progress(run, loss) after every minibatch
 
     The run directory is locked while training (rbtw.runlock): a second trainer on the same
-    directory fails at once with RunBusy.
+    directory fails at once with RunBusy.  Ctrl-C (or SIGTERM) stops at the next minibatch
+    boundary with a checkpoint saved and raises rbtw.train.Interrupted (a KeyboardInterrupt).
+    ``rbtw train`` is this function.
     """
+    from rbtw.rundir import RunDir
     from rbtw.runlock import RunLock
-    from rbtw.train import Run
+    from rbtw.train import Interrupted, Run
 
     if out is None:
-        raise UserError("train needs a run directory: out=PATH")
+        raise UserError("training needs a run directory: out=PATH (--out)")
+    if resume and force:
+        raise UserError("resume and force (--resume, --force) contradict each other: choose one")
     out = Path(out)
-    if resume and (config is not None or fields or preset is not None):
-        raise UserError("resume continues the run with its own configuration: give out= only")
-    if not resume:
-        config = make_config(config, preset, **fields)
-        if (out / "checkpoint.npz").exists() and not force:
-            raise UserError(f"{out} already holds a checkpoint: pass resume=True to continue it "
-                            "or force=True to start over")
     with RunLock(out):
+        if resume:
+            config = _resumed(config, preset, RunDir(out), fields)
+        else:
+            config = make_config(config, preset, **fields)
+            if RunDir(out).has_checkpoint() and not force:
+                raise UserError(f"{out} already holds a checkpoint: resume it (resume=True, --resume) "
+                                "or start over (force=True, --force)")
         run = Run(config, out, data_dir=data_dir, resume=resume, log=log)
-        test = run.run()
-    return TrainResult(out, run.config, run_metric(run), test, epoch_records(out))
+        try:
+            test = run.run(progress=progress)
+        except KeyboardInterrupt:
+            raise Interrupted(out, run.stop_signal) from None
+    return TrainResult(out, run.config, _metric(run.spec.kind), test, RunDir(out).epochs())
 
 
-def run_metric(run):
-    from rbtw.train import metric_name
-    return metric_name(run.spec.kind)
+def _resumed(config, preset, rundir, fields):
+    """The configuration to resume ``rundir`` with: its own, with the fields given laid over it
+    (rbtw.train.Run refuses any that would change the run)."""
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.config import TrainConfig, resume_overrides
+    if config is not None or preset is not None:
+        raise UserError("a resumed run keeps its own configuration: give no config or preset")
+    if not rundir.has_checkpoint():
+        raise UserError(f"nothing to resume: {rundir.checkpoint_path} does not exist")
+    saved = TrainConfig.from_dict(load_checkpoint(rundir.checkpoint_path).meta["config"])
+    task = fields.pop("task", None)
+    if task is not None and task != saved.task:
+        raise UserError(f"{rundir.path} holds a {saved.task} run, not {task}")
+    return resume_overrides(saved, fields)
 
 
-def epoch_records(run_dir):
-    """The "epoch" events of ``run_dir/metrics.jsonl``, in order."""
-    import json
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in records if r.get("event") == "epoch"]
+def _metric(kind):
+    from rbtw.config import metric_name
+    return metric_name(kind)

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from rbtw import __version__
+from rbtw.config import TASKS
 from rbtw.errors import UserError
 
 
@@ -95,8 +95,6 @@ def main():
 
 # ---------------------------------------------------------------------------------------------
 # train
-
-TASK_NAMES = ["default", "ptb_char", "warpeace", "linux", "text8", "ptb_word", "mnist", "pmnist", "text"]
 
 # TrainConfig fields settable from the command line: (option, field, type, help)
 _VALUE_OPTIONS = [
@@ -197,7 +195,7 @@ class _SplitType(click.ParamType):
 
 
 @main.command()
-@click.argument("task", type=click.Choice(TASK_NAMES))
+@click.argument("task", type=click.Choice(list(TASKS)))
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
               help="settings to start from  [default: quick]")
 @_config_options
@@ -217,87 +215,36 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
     TASK text trains a character LM on your own UTF-8 file: rbtw train text --file PATH.
     The run directory is locked while training: a second training into it fails at once.
     """
-    from rbtw.presets import build_config
-    from rbtw.runlock import RunLock
-    from rbtw.train import Run, metric_name
+    from rbtw.api import fit
+    from rbtw.config import build_config, metric_name, refuse_inapplicable
+    from rbtw.train import Interrupted
 
-    if options.get("quant") == "fp":
-        options["quant"] = "none"
-    if resume and force:
-        raise UserError("--resume and --force contradict each other: choose one")
     if resume and not out_dir:
         raise UserError("--resume needs --out: the run directory to continue")
-    config = None if resume else build_config(task, preset or "quick", **options)
-    if not resume:
-        _refuse_inapplicable_options(config, options)
+    if resume and preset is not None:
+        raise UserError("--preset does not apply to --resume: the run keeps its settings")
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        config, fields = None, dict(given, task=task)
+    else:
+        config, fields = build_config(task, preset or "quick", **options), {}
+        refuse_inapplicable(config, options)
     out = Path(out_dir) if out_dir else default_run_dir(config)
-    with RunLock(out):
-        if resume:
-            if preset is not None:
-                raise UserError("--preset does not apply to --resume: the run keeps its settings")
-            config = _resume_config(task, out, options)
-        elif (out / "checkpoint.npz").exists() and not force:
-            raise UserError(f"{out} already holds a checkpoint: pass --resume to continue it or --force to start over")
-        run = Run(config, out, data_dir=data_dir, resume=resume, log=lambda line: click.echo(line, err=True))
-        bar = _EpochBar()
-        try:
-            test = run.run(progress=bar)
-        except KeyboardInterrupt:
-            bar.close()
-            click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}",
-                       err=True)
-            sys.exit(128 + (run.stop_signal or signal.SIGINT))      # 130 Ctrl-C, 143 SIGTERM
-        finally:
-            bar.close()
-    name = metric_name(run.spec.kind)
-    cap = run.config.eval_max_batches
-    part = f", first {cap} test minibatches" if cap else ""
-    click.echo(f"{task} {run.config.cell} {run.config.quant}: test {name} {test[name]:.4f} "
-               f"(weights {run.config.eval_weights}, {run.config.eval_stats} statistics{part}) -> {out}")
-
-
-def _resume_config(task, out, options):
-    """The configuration to resume ``out`` with: its own, with the options the user gave.
-
-    The task must be the run's; any option that changes the run is refused by the trainer.
-    """
-    from rbtw.checkpoint import load_checkpoint
-    from rbtw.train import TrainConfig
-    path = out / "checkpoint.npz"
-    if not path.exists():
-        raise UserError(f"nothing to resume: {path} does not exist")
-    saved = TrainConfig.from_dict(load_checkpoint(path).meta["config"])
-    if saved.task != task:
-        raise UserError(f"{out} holds a {saved.task} run, not {task}")
-    values = saved.to_dict()
-    for name, value in options.items():
-        if value is not None:
-            values[name] = None if (value == 0 and name in ("adam_reset", "eval_max_batches", "max_batches")) \
-                else value
-    return TrainConfig(**values)
-
-
-# options that only mean something for some models: (field, applies to config?, why not)
-_OPTION_SCOPE = [
-    ("dropout", lambda c: c.kind == "word", "--dropout applies to the word LM only"),
-    ("emb", lambda c: c.kind == "word", "--emb applies to the word LM only"),
-    ("stochastic", lambda c: c.quant != "none" or not c.stochastic,
-     "--stochastic applies to binary/ternary weights only"),
-    ("pixels_per_step", lambda c: c.kind == "classify", "--pixels-per-step applies to mnist/pmnist only"),
-    ("h0_noise", lambda c: c.kind == "classify" or c.h0_noise == 0, "--h0-noise applies to mnist/pmnist only"),
-    ("step_clip", lambda c: c.optimizer == "adam", "--step-clip applies to Adam only"),
-    ("adam_reset", lambda c: c.optimizer == "adam", "--adam-reset applies to Adam only"),
-    ("lr_end", lambda c: c.optimizer == "adam", "--lr-end applies to Adam only"),
-    ("lr_warmdown_epochs", lambda c: c.lr_warmdown != "none" or c.lr_warmdown_epochs is None,
-     "--lr-warmdown-epochs applies with --lr-warmdown cosine or linear only"),
-]
-
-
-def _refuse_inapplicable_options(config, options):
-    """Refuse options given on the command line that the chosen task or mode would ignore."""
-    for field, applies, why in _OPTION_SCOPE:
-        if options.get(field) is not None and not applies(config):
-            raise UserError(f"{why}; this run is {config.task} with {config.quant} weights and {config.optimizer}")
+    bar = _EpochBar()
+    try:
+        result = fit(config, out, resume=resume, force=force, data_dir=data_dir, progress=bar,
+                     log=lambda line: click.echo(line, err=True), **fields)
+    except Interrupted as e:
+        bar.close()
+        click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}",
+                   err=True)
+        sys.exit(128 + (e.signal or signal.SIGINT))      # 130 Ctrl-C, 143 SIGTERM
+    finally:
+        bar.close()
+    c, name = result.config, metric_name(result.config.kind)
+    part = f", first {c.eval_max_batches} test minibatches" if c.eval_max_batches else ""
+    click.echo(f"{task} {c.cell} {c.quant}: test {name} {result.test[name]:.4f} "
+               f"(weights {c.eval_weights}, {c.eval_stats} statistics{part}) -> {out}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +327,7 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
 @click.option("--system", is_flag=True, help="the CPU features Numba sees and the kernel path that runs, and why")
 def info(model_path, system):
     """Describe a checkpoint or an export: configuration, sizes, weight memory."""
-    from rbtw.export import is_export, read_export
+    from rbtw.export_format import is_export, read_export
     from rbtw.summary import describe, describe_export
     if system:
         from rbtw.kernels.isa import describe as describe_system
@@ -424,12 +371,12 @@ def _check_output(out, inputs, force=False, what="file"):
                    "later steps) for steps ≥ K; K ≥ T_max: one table per step  [default: 1]")
 def export_(checkpoint, out, force, bn_steps):
     """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest."""
-    from rbtw.export import build_export, write_export
+    from rbtw.export import build_export
+    from rbtw.export_format import write_export
     from rbtw.summary import describe_export
     _check_output(out, [checkpoint], force)
     ckpt, _ = _load(checkpoint)
-    from rbtw.export import DEFAULT_BN_STEPS
-    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=bn_steps or DEFAULT_BN_STEPS)
+    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=bn_steps)
     size = write_export(out, export)
     click.echo(f"wrote {out}")
     for line in describe_export(export, size)[:10]:
@@ -442,7 +389,7 @@ def export_(checkpoint, out, force, bn_steps):
 
 def _emulation_data(export, config, data_dir, text_file):
     """The test split of the export's task, or --text FILE (char LMs) as a test split."""
-    from rbtw.train import TaskData, load_task_data
+    from rbtw.tasks import given_text, load_task_data
     if text_file is None:
         data = load_task_data(config, data_dir)
         if data.vocab is not None and data.vocab != export.manifest.get("vocab"):
@@ -455,27 +402,23 @@ def _emulation_data(export, config, data_dir, text_file):
     except UnicodeDecodeError as e:
         raise UserError(f"{text_file} is not UTF-8 text (byte {e.start})") from None
     vocab = export.manifest["vocab"]
-    ids = np.array(_encode_prime(text, vocab, "char"), dtype=np.int64)
-    return TaskData("char", ids[:0], ids[:0], ids, vocab=vocab)
+    return given_text(_encode_prime(text, vocab, "char"), vocab)
 
 
-def _fixed_metric(export, design, data, config, max_batches, label):
-    from rbtw.accel.engine import AccelEngine
-    from rbtw.train import evaluate_engine, metric_name
-    B = config.eval_batch or config.batch
-    total = sum(1 for _ in data.batches("test", config, batch=B))
-    total = min(total, max_batches) if max_batches else total
-    bar = None
-    if sys.stderr.isatty() and total > 1:
-        bar = click.progressbar(length=total, label=label, file=sys.stderr)
-        bar.__enter__()
-    try:
-        engine = AccelEngine(export, design, on_steps=(lambda n: bar.update(1)) if bar else None)
-        result = evaluate_engine(engine, data, "test", config, max_batches=max_batches)
-    finally:
-        if bar is not None:
+def _batch_bar(label, total):
+    """A progress bar on a terminal (None elsewhere): a callback to call after each batch."""
+    if not sys.stderr.isatty() or total <= 1:
+        return None
+    bar = click.progressbar(length=total, label=label, file=sys.stderr)
+    bar.__enter__()
+    done = [0]
+
+    def tick():
+        bar.update(1)
+        done[0] += 1
+        if done[0] >= total:
             bar.__exit__(None, None, None)
-    return result[metric_name(config.kind)]
+    return tick
 
 
 @main.command()
@@ -502,10 +445,9 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     from rbtw.numba_setup import skip_probes
     skip_probes()
     from rbtw.accel import design as dm
-    from rbtw.accel import report, schedule
-    from rbtw.export import read_export
-    from rbtw.infer import PackedEngine
-    from rbtw.train import TrainConfig, evaluate_engine, metric_name
+    from rbtw.accel import report
+    from rbtw.config import TrainConfig
+    from rbtw.export_format import read_export
     export = read_export(export_path)
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
@@ -515,44 +457,9 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     data = _emulation_data(export, config, data_dir, text_file)
     B = config.eval_batch or config.batch
     max_batches = -(-steps // (B * config.seq_len)) if steps else None
-    name = metric_name(config.kind)
-    c = schedule.costs(export, design)
-    mats = schedule.model_matrices(export)
-    walked = schedule.simulate(mats, [export.spec["hidden"]] * export.spec["layers"], design)
-    fixed_value = _fixed_metric(export, design, data, config, max_batches, f"emulating {design.name}")
-    float_value = evaluate_engine(PackedEngine(export), data, "test", config, max_batches=max_batches)[name]
-    parts = c["energy_parts_nj"]
-    click.echo(f"design {design.name}: {design.rows}×{design.cols} = {design.pes} PEs, SRAM {sram_kb:g} KiB, "
-               f"DRAM {dram_gbps:g} GB/s, {clock_mhz:g} MHz")
-    click.echo(f"cycles/step {walked:,} (closed form {c['cycles']:,})  latency {c['latency_us']:.3f} µs  "
-               f"throughput {c['steps_per_s']:,.0f} steps/s")
-    on = "all on chip" if c["fits"] else f"{c['on_chip_bits'] / c['weight_bits']:.0%} on chip, " \
-                                         f"{c['off_chip_bits_per_step']:,} bits/step from DRAM"
-    click.echo(f"weight memory {c['weight_bits']:,} bits ({c['weight_bits'] / 8192:.1f} KiB, {on}); "
-               f"BN tables {c['table_bits']:,} bits ({schedule.layer_info(export)[0][1]} rows); "
-               f"output layer {c['output_bits']:,} bits (float32, host)")
-    click.echo(f"whole model {c['model_bits']:,} bits ({c['model_bits'] / 8192:.1f} KiB); with 32-bit weights "
-               f"{c['model_bits_fp32'] / 8192:.1f} KiB ({c['model_bits_fp32'] / c['model_bits']:.1f}×), with 12-bit "
-               f"{c['model_bits_12'] / 8192:.1f} KiB ({c['model_bits_12'] / c['model_bits']:.1f}×)")
-    click.echo(f"energy/step {c['energy_nj']:.1f} nJ (PE {parts['pe']:.1f}, SRAM {parts['sram']:.1f}, "
-               f"DRAM {parts['dram']:.1f}, post-processing {parts['pp']:.1f})")
-    click.echo(f"area {c['area_mm2']:.3f} mm² (PE array {c['pe_area_mm2']:.3f})")
-    click.echo(f"test {name}: fixed point {fixed_value:.4f}, float {float_value:.4f}")
-    if compare:
-        designs = report.compare_designs(export, **kw)
-        rows_ = report.figures(export, designs)
-        metrics, by_pe = {}, {design.pe == "fp": fixed_value}
-        for d in designs:
-            key = d.pe == "fp"        # binary and ternary PEs compute the same integers
-            if key not in by_pe:
-                by_pe[key] = _fixed_metric(export, d, data, config, max_batches, f"emulating {d.name}")
-            metrics[d.name] = by_pe[key]
-        click.echo("")
-        for line in report.table(rows_, name, metrics):
-            click.echo(line)
-        click.echo(f"(float {name} {float_value:.4f})")
-        for line in report.explain(rows_):
-            click.echo(line)
+    for line in report.emulation(export, design, data, config, max_batches=max_batches,
+                                 compare_kw=kw if compare else None, progress=_batch_bar):
+        click.echo(line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,40 +481,11 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def reproduce(budget, tasks, out_dir, report_path, workers, scheduler, data_dir):
     """Train fp, BinaryConnect, binary and ternary models side by side and write a report."""
-    from rbtw import reproduce as rep
-    from rbtw.train import TrainConfig, load_task_data
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
-    if not task_list:
-        raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
-    jobs = rep.plan(budget, task_list, out_dir)
-    for task in task_list:  # fail early, before any training, when data is missing
-        load_task_data(TrainConfig(task=task, emb=1), data_dir)
-    workers = workers or os.cpu_count() or 1
-    where = f"on {scheduler}" if scheduler else f"{workers} at a time"
-    click.echo(f"{len(jobs)} runs, {where}, in {out_dir}/{budget}", err=True)
-    start = time.time()
-    rep.run_jobs(jobs, workers, data_dir, echo=lambda line: click.echo(line, err=True), scheduler=scheduler)
-    conv = None
-    probe = next((j for j in jobs if j.task == "ptb_char" and j.variant == "ternary" and "error" not in j.result
-                  and rep.finished(j)), None)
-    if probe is not None:
-        conv = (probe.name, rep.conventions(probe, data_dir))
-    command = "rbtw reproduce --budget " + budget + " --tasks " + ",".join(task_list)
-    text = rep.report(jobs, budget, command, conv, total_seconds=time.time() - start)
-    path = Path(report_path) if report_path else Path(out_dir) / budget / "REPRODUCTION.md"
-    from rbtw.fileio import atomic_open
-    with atomic_open(path, "w") as f:
-        f.write(text + "\n")
-    try:
-        from rbtw.plot import plot_logs
-        for task in task_list:
-            tjobs = [j for j in jobs if j.task == task and rep.finished(j)]
-            if tjobs:
-                plot_logs([j.out for j in tjobs], path.parent / f"curves-{task}.png", labels=[j.variant for j in tjobs])
-    except UserError as e:
-        click.echo(f"no plots: {e}", err=True)
+    from rbtw.reproduce import reproduce as run_reproduction
+    text, failed = run_reproduction(budget, [t.strip() for t in tasks.split(",") if t.strip()], out_dir,
+                                    report_path=report_path, workers=workers, scheduler=scheduler,
+                                    data_dir=data_dir, echo=lambda line: click.echo(line, err=True))
     click.echo(text)
-    failed = [j.name for j in jobs if "error" in j.result]
     if failed:
         raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs: train.log in each run directory)")
 
@@ -660,7 +538,8 @@ def sweep(spec, out_dir, scheduler, workers, summary_only, data_dir):
     sweep_ = sw.load_sweep(spec)
     runs = sweep_.runs(out_dir)
     if not scheduler:
-        from rbtw.train import TrainConfig, load_task_data
+        from rbtw.config import TrainConfig
+        from rbtw.tasks import load_task_data
         load_task_data(TrainConfig(task=sweep_.task, emb=1), data_dir)  # fail early when data is missing
     sw._import_dask()
     sw.prepare_out(sweep_, out_dir)
@@ -706,7 +585,8 @@ def _run_sweep(runs, scheduler, workers, data_dir):
 def plot(logs, out):
     """Draw learning curves of one or more runs (metrics.jsonl files or run directories)."""
     from rbtw.plot import plot_logs
-    inputs = [Path(p) / "metrics.jsonl" if Path(p).is_dir() else Path(p) for p in logs]
+    from rbtw.rundir import RunDir
+    inputs = [RunDir(p).metrics_path if Path(p).is_dir() else Path(p) for p in logs]
     _check_output(out, inputs, force=True, what="image")
     click.echo(f"wrote {plot_logs(logs, out)}")
 
@@ -753,11 +633,11 @@ def demo(hidden, epochs, out_dir):
 
 
 def _epochs_done(run_dir):
+    from rbtw.rundir import RunDir
     try:
-        text = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        return len(RunDir(run_dir).epochs())
+    except (OSError, UserError):
         return 0
-    return text.count('"event": "epoch"')
 
 
 def _wait_with_progress(runs, epochs):
@@ -777,11 +657,11 @@ def _wait_with_progress(runs, epochs):
 
 
 def _final_test(run_dir):
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    tests = [json.loads(line) for line in lines if '"event": "test"' in line]
-    if not tests:
+    from rbtw.rundir import RunDir
+    test = RunDir(run_dir).final_test()
+    if test is None:
         raise UserError(f"{run_dir} has no test result")
-    return tests[-1]
+    return test
 
 
 # --- data: corpora (rbtw.data) ------------------------------------------------------------------

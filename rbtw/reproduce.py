@@ -17,15 +17,16 @@ per core, or on an existing scheduler.  A finished run is not repeated, an inter
 resumes from its checkpoint.
 """
 
-import json
 import math
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbtw.errors import UserError
+from rbtw.rundir import RunDir
 
 VARIANTS = {
     "fp": dict(quant="none", bn=True),
@@ -65,7 +66,7 @@ BUDGETS = {
     },
 }
 
-# Figures from the paper that are at hand (DESIGN.md §1); others are compared side by side only.
+# Figures from the paper that are at hand (docs/design.md §1); others are compared side by side only.
 PAPER = {("ptb_word", "ternary"): ("test perplexity", 90.7, "small word LSTM: H 300, 80 epochs")}
 
 
@@ -128,12 +129,49 @@ def plan(budget, tasks, out_dir):
 
 def finished(job):
     """The test event of a finished run, or None."""
-    log = job.out / "metrics.jsonl"
-    if not log.exists():
-        return None
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    tests = [e for e in events if e.get("event") == "test"]
-    return tests[-1] if tests else None
+    return RunDir(job.out).final_test()
+
+
+def reproduce(budget, tasks, out_dir, *, report_path=None, workers=None, scheduler=None, data_dir=None,
+              echo=print):
+    """Train every run of the reproduction, write the report (and learning curves where
+    matplotlib is installed); returns (report text, names of failed runs)."""
+    from rbtw.config import TrainConfig
+    from rbtw.fileio import atomic_open
+    from rbtw.tasks import load_task_data
+    if not tasks:
+        raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
+    jobs = plan(budget, tasks, out_dir)
+    for task in tasks:  # fail early, before any training, when data is missing
+        load_task_data(TrainConfig(task=task, emb=1), data_dir)
+    workers = workers or os.cpu_count() or 1
+    where = f"on {scheduler}" if scheduler else f"{workers} at a time"
+    echo(f"{len(jobs)} runs, {where}, in {out_dir}/{budget}")
+    start = time.time()
+    run_jobs(jobs, workers, data_dir, echo=echo, scheduler=scheduler)
+    conv = None
+    probe = next((j for j in jobs if j.task == "ptb_char" and j.variant == "ternary" and "error" not in j.result
+                  and finished(j)), None)
+    if probe is not None:
+        conv = (probe.name, conventions(probe, data_dir))
+    command = "rbtw reproduce --budget " + budget + " --tasks " + ",".join(tasks)
+    text = report(jobs, budget, command, conv, total_seconds=time.time() - start)
+    path = Path(report_path) if report_path else Path(out_dir) / budget / "REPRODUCTION.md"
+    with atomic_open(path, "w") as f:
+        f.write(text + "\n")
+    _plot_curves(jobs, tasks, path.parent, echo)
+    return text, [j.name for j in jobs if "error" in j.result]
+
+
+def _plot_curves(jobs, tasks, where, echo):
+    try:
+        from rbtw.plot import plot_logs
+        for task in tasks:
+            tjobs = [j for j in jobs if j.task == task and finished(j)]
+            if tjobs:
+                plot_logs([j.out for j in tjobs], where / f"curves-{task}.png", labels=[j.variant for j in tjobs])
+    except UserError as e:
+        echo(f"no plots: {e}")
 
 
 def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
@@ -171,19 +209,19 @@ def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
 
 
 def _wall_from_log(job):
-    events = [json.loads(line) for line in (job.out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return round(sum(e.get("seconds", 0) for e in events if e.get("event") == "epoch"), 1)
+    return round(sum(e.get("seconds", 0) for e in RunDir(job.out).epochs()), 1)
 
 
 def metric_of(task):
-    return {"mnist": "accuracy", "ptb_word": "perplexity"}.get(task, "bpc")
+    from rbtw.config import TASKS, metric_name
+    return metric_name(TASKS[task])
 
 
 def weight_kib(job):
     """Recurrent weight memory of the run's model in KiB (1, 2 or 32 bits per weight)."""
     from rbtw.checkpoint import load_checkpoint
     from rbtw.models import ModelSpec, recurrent_weight_count
-    meta = load_checkpoint(job.out / "checkpoint.npz").meta
+    meta = load_checkpoint(RunDir(job.out).checkpoint_path).meta
     spec = ModelSpec.from_dict(meta["spec"])
     bits = {"none": 32, "binary": 1, "ternary": 2}[spec.quant]
     return recurrent_weight_count(spec) * bits / 8 / 1024
@@ -193,8 +231,10 @@ def conventions(job, data_dir=None):
     """Test metric of a finished run under both evaluation conventions."""
     from rbtw.checkpoint import load_checkpoint
     from rbtw.models import ModelSpec
-    from rbtw.train import TrainConfig, evaluate, load_task_data
-    ckpt = load_checkpoint(job.out / "checkpoint.npz")
+    from rbtw.config import TrainConfig
+    from rbtw.evaluate import evaluate
+    from rbtw.tasks import load_task_data
+    ckpt = load_checkpoint(RunDir(job.out).checkpoint_path)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     spec = ModelSpec.from_dict(ckpt.meta["spec"])
     data = load_task_data(config, data_dir)
@@ -242,7 +282,7 @@ def report(jobs, budget, command, conv=None, total_seconds=None):
             base = gru_fp if job.variant.startswith("gru") else fp
             delta = "—" if value is None or base is None or job.variant in ("fp", "gru-fp") else _delta(task, value, base)
             paper = PAPER.get((task, job.variant))
-            kib = f"{weight_kib(job):,.1f} KiB" if (job.out / "checkpoint.npz").exists() else "—"
+            kib = f"{weight_kib(job):,.1f} KiB" if RunDir(job.out).has_checkpoint() else "—"
             wall = f"{job.result.get('wall_seconds', 0) / 60:.1f} min" if "wall_seconds" in job.result else "—"
             status = fmt(task, value) if "error" not in job.result else f"failed: {job.result['error']}"
             lines.append(f"| {job.variant} | {status} | {delta} | {kib} | {wall} | "

@@ -40,7 +40,7 @@ def describe(meta, params):
 
 def describe_export(export, file_bytes):
     """Lines of text describing a packed export of ``file_bytes`` bytes on disk."""
-    from rbtw.export import size_breakdown, table_rows, whole_model_bytes
+    from rbtw.export_format import size_breakdown, table_rows, whole_model_bytes
     spec = export.spec
     parts = size_breakdown(export)
     kinds = sorted({m["kind"] for m in export.manifest["matrices"].values()})

@@ -61,7 +61,6 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
               "NUMBA_NUM_THREADS": "1"}
 BUSY_RETRY_SECONDS = 5.0
 CONNECT_TIMEOUT = "10s"
-_LIMITS = ("adam_reset", "eval_max_batches", "max_batches")  # 0 or null: no limit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,17 +120,8 @@ def _safe(text):
 
 def make_config(task, preset, *layers):
     """A validated TrainConfig dict: defaults, then the preset for ``task``, then each layer."""
-    from rbtw.presets import PRESETS
-    from rbtw.train import TrainConfig
-    values = dict(task=task, **PRESETS[preset][task])
-    for layer in layers:
-        values.update(layer)
-    if values.get("quant") == "fp":
-        values["quant"] = "none"
-    for name in _LIMITS:
-        if values.get(name) == 0:
-            values[name] = None
-    return TrainConfig(**values).validate().to_dict()
+    from rbtw.config import build_config
+    return build_config(task, preset, *layers).to_dict()
 
 
 def read_spec(path):
@@ -159,8 +149,7 @@ def read_spec(path):
 
 def parse_spec(d, where="the sweep file"):
     """A :class:`Sweep` from a raw dict, every run's configuration checked."""
-    from rbtw.presets import PRESETS
-    from rbtw.train import TASKS
+    from rbtw.config import PRESETS, TASKS
     unknown = sorted(set(d) - set(SPEC_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; expected {', '.join(SPEC_KEYS)}")
@@ -216,7 +205,7 @@ def load_sweep(path):
 
 
 def _field_types():
-    from rbtw.train import TrainConfig
+    from rbtw.config import TrainConfig
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in fields(TrainConfig)}
 
@@ -288,30 +277,15 @@ def stored_sweep(out_dir):
 # one run (a Dask task)
 
 
-def read_events(run_dir):
-    """The events of a run's metrics log (lines that do not parse are skipped)."""
-    log = Path(run_dir) / "metrics.jsonl"
-    if not log.exists():
-        return []
-    events = []
-    for line in log.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by a killed process
-    return events
-
-
 def finished_test(run_dir):
     """The test event of a finished run, or None."""
-    tests = [e for e in read_events(run_dir) if e.get("event") == "test"]
-    return tests[-1] if tests else None
+    from rbtw.rundir import RunDir
+    return RunDir(run_dir).final_test()
 
 
 def _append_event(run_dir, **event):
-    event["time"] = round(time.time(), 3)
-    with open(Path(run_dir) / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(event) + "\n")
+    from rbtw.rundir import RunDir
+    RunDir(run_dir).append(**event)
 
 
 def train_one(config, out_dir, data_dir=None):
@@ -322,8 +296,10 @@ def train_one(config, out_dir, data_dir=None):
     failed with the run's own error (NaN loss, bad option, missing data); busy when another
     live process holds the lock.
     """
+    from rbtw.config import TrainConfig
+    from rbtw.rundir import RunDir
     from rbtw.runlock import RunBusy, RunLock
-    from rbtw.train import Run, TrainConfig
+    from rbtw.train import Run
     out = Path(out_dir)
     try:
         lock = RunLock(out).acquire()
@@ -332,11 +308,11 @@ def train_one(config, out_dir, data_dir=None):
     try:
         if finished_test(out) is not None:
             return {"status": "done", "skipped": True}
-        resume = (out / "checkpoint.npz").exists()
+        resume = RunDir(out).has_checkpoint()
         start = time.time()
         where = dict(host=socket.gethostname(), pid=os.getpid(), resumed=resume)
         try:
-            with open(out / "train.log", "a") as log:
+            with open(RunDir(out).train_log_path, "a") as log:
                 def echo(line):
                     log.write(line + "\n")
                     log.flush()
@@ -495,11 +471,12 @@ def t_interval(values, level=0.95):
 
 def collect(sweep, out_dir):
     """One record per run of the sweep, read from its run directory alone."""
-    from rbtw.train import TASKS, metric_name
+    from rbtw.config import TASKS, metric_name
+    from rbtw.rundir import RunDir
     metric = metric_name(TASKS[sweep.task])
     records = []
     for r in sweep.runs(out_dir):
-        events = read_events(r.out)
+        events = RunDir(r.out).events()
         tests = [e for e in events if e.get("event") == "test"]
         attempts = [e for e in events if e.get("event") == "sweep"]
         record = {"name": r.name, "variant": r.variant, "axes": r.axes, "seed": r.seed,

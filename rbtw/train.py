@@ -1,318 +1,43 @@
-"""Training loop, evaluation, checkpoints and the metrics log.
+"""The trainer: epochs of minibatches, checkpoints, Ctrl-C, resume, branch.
 
-A run lives in one directory:
-
-    config.json       the full TrainConfig (written once, at the start)
-    metrics.jsonl     one JSON object per line: {"event": "train"|"epoch"|"test"|..., ...}
-    checkpoint.npz    parameters, BN statistics, optimiser state, RNG state and position;
-                      written atomically at the start, at the end of every epoch, every
-                      ``checkpoint_every`` minibatches, and on Ctrl-C
+A run lives in one directory (rbtw.rundir: config.json, metrics.jsonl, checkpoint.npz).  The
+checkpoint is written atomically at the start, at the end of every epoch, every
+``checkpoint_every`` minibatches, and on Ctrl-C.
 
 A checkpoint only ever holds the state at a minibatch boundary.  Ctrl-C (SIGINT) or SIGTERM does
 not interrupt a minibatch: it sets a flag, and the loop stops at the next boundary (a minibatch,
 an evaluation batch, or the end of a checkpoint write), saves and raises KeyboardInterrupt.
 Evaluation changes no state, so an interrupted evaluation is simply redone on resume.
 
-``--resume`` continues from the checkpoint exactly: the batch order of an epoch comes from
+``resume`` continues from the checkpoint exactly: the batch order of an epoch comes from
 (seed, epoch) alone, and the generator that draws quantized weights and dropout masks is
 restored from its saved state, so an interrupted and resumed run ends with the same weights
 and the same test metric as an uninterrupted one, bit for bit.  Resuming trims events that
 lie past the checkpoint from metrics.jsonl (they were logged after the state that was saved),
 so the log holds each training event once.
 
-Evaluation defaults to what hardware runs: population statistics and deterministic weights.
-``eval_stats="batch"`` with ``eval_weights="sampled"`` is the official code's convention.
-
-Task "text" trains a character LM on any UTF-8 file (``text_file``), cut 90/5/5 % unless
-``text_split`` says otherwise.  A run records the file's absolute path and the sha256 of its
-bytes in its configuration; loading the task again (resume, eval) with a file whose bytes
-changed is an error.
-
-Metrics: bits per character (BPC) = mean cross-entropy / ln 2; perplexity = exp(mean
-cross-entropy per word); accuracy for the classifier.
+Schedules: an epoch's rate (Adam's geometric decay to ``lr_end``, or SGD's plateau rate) times
+a per-minibatch warm-down factor (:func:`warmdown_factor`).  :func:`branch` copies a run to
+continue under another schedule that shares what it has trained so far.
 """
 
-import json
 import math
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from rbtw import models, optim
 from rbtw.checkpoint import load_checkpoint, save_checkpoint
+from rbtw.config import BRANCHABLE, TrainConfig, metric_name, resume_config
 from rbtw.errors import UserError
-from rbtw.fileio import atomic_open
-from rbtw.metrics import score
-
-# task name -> model kind
-TASKS = {
-    "default": "char", "ptb_char": "char", "warpeace": "char", "linux": "char", "text8": "char",
-    "ptb_word": "word", "mnist": "classify", "pmnist": "classify", "text": "char",
-}
-
-# task "text": a character LM on the user's own UTF-8 file, cut train/valid/test by default
-TEXT_SPLITS = (0.9, 0.05, 0.05)
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run.  Presets fill these in; the CLI can override each."""
-
-    task: str = "default"
-    # model
-    cell: str = "lstm"
-    hidden: int = 128
-    layers: int = 1
-    emb: int = 0
-    dropout: float = 0.0
-    quant: str = "none"
-    stochastic: bool = False
-    bn: bool = True
-    # data
-    seq_len: int = 100
-    batch: int = 64
-    pixels_per_step: int = 1            # sMNIST: 1 pixel per step (784 steps) as in the paper
-    h0_noise: float = 0.0               # std of noise on h0 while training (sMNIST: 0.1, see ModelSpec)
-    text_file: str | None = None        # task "text": the UTF-8 file (absolute once a run starts)
-    text_sha256: str | None = None      # task "text": hash of its bytes, recorded when a run starts
-    text_split: list | None = None      # task "text": train/valid/test fractions (None: 90/5/5)
-    # optimisation
-    epochs: int = 1
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    lr_end: float | None = None         # geometric decay to this rate at the last epoch (Adam)
-    clip_norm: float | None = None      # global gradient-norm clip
-    step_clip: bool | None = None       # clip Adam steps of W_x, W_h to ±α; None: binary only
-    adam_reset: int | None = 500        # reset Adam every N minibatches (and at every epoch)
-    plateau_factor: float = 4.0         # SGD: divide the rate when validation stops improving
-    lr_warmdown: str = "none"           # per-minibatch decay at the end of the run: none, cosine, linear
-    lr_warmdown_frac: float = 0.25      # ... over this fraction of all minibatches of the run
-    lr_warmdown_to: float = 0.01        # ... down to this fraction of the epoch's rate
-    lr_warmdown_epochs: int | None = None  # ... ending with this epoch; later ones keep its end rate
-                                        #     (None: the last epoch; pinned when a run is extended)
-    max_batches: int | None = None      # cap on training minibatches per epoch (budgets)
-    checkpoint_every: int | None = None  # also checkpoint every N minibatches within an epoch
-    # evaluation
-    eval_batch: int | None = None
-    eval_max_batches: int | None = None
-    eval_weights: str = "deterministic"
-    eval_stats: str = "population"
-    # bookkeeping
-    seed: int = 0
-    dtype: str = "float32"
-    log_every: int = 20
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        known = set(cls.field_names())
-        unknown = set(d) - known
-        if unknown:
-            raise UserError(f"unknown configuration field(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-    @property
-    def kind(self):
-        return TASKS[self.task]
-
-    def validate(self):
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
-        checks = [
-            (self.cell in ("lstm", "gru"), f"unknown cell {self.cell!r}; choose lstm or gru"),
-            (self.quant in ("none", "binary", "ternary"), f"unknown quantization {self.quant!r}"),
-            (self.optimizer in ("adam", "sgd"), f"unknown optimizer {self.optimizer!r}"),
-            (self.eval_weights in ("deterministic", "sampled", "expected"), f"unknown eval weights {self.eval_weights!r}"),
-            (self.eval_stats in ("population", "batch"), f"unknown eval statistics {self.eval_stats!r}"),
-            (self.dtype in ("float32", "float64"), f"unknown dtype {self.dtype!r}"),
-            (self.hidden >= 1 and self.layers >= 1 and self.batch >= 1 and self.seq_len >= 1, "sizes must be positive"),
-            (self.epochs >= 1 and self.lr > 0, "epochs and lr must be positive"),
-            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
-            (self.kind != "word" or self.emb > 0, "the word LM needs --emb > 0"),
-            (784 % self.pixels_per_step == 0, "pixels per step must divide 784"),
-            (self.h0_noise >= 0, "h0 noise must be non-negative"),
-            (self.lr_warmdown in optim.WARMDOWNS, f"unknown warm-down {self.lr_warmdown!r}; choose none, cosine or linear"),
-            (0.0 < self.lr_warmdown_frac <= 1.0, "the warm-down fraction must be in (0, 1]"),
-            (0.0 <= self.lr_warmdown_to <= 1.0, "the warm-down end factor must be in [0, 1]"),
-            (self.task != "text" or self.text_file is not None, "the text task needs a file (--file PATH)"),
-            (self.task == "text" or (self.text_file is None and self.text_split is None),
-             "a text file (--file) and its split (--split) belong to the text task only"),
-            (self.text_split is None or _valid_split(self.text_split),
-             f"a split is three positive fractions summing to 1, not {self.text_split}"),
-            (self.checkpoint_every is None or self.checkpoint_every >= 1, "checkpoint_every must be positive"),
-            (self.lr_warmdown_epochs is None or self.lr_warmdown_epochs >= 1,
-             "the warm-down's last epoch must be positive"),
-            (self.seed >= 0, "the seed must be non-negative"),
-            (self.log_every >= 1, "log_every must be positive"),
-        ]
-        for name in ("lr", "lr_end", "clip_norm", "dropout", "h0_noise", "plateau_factor"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise UserError(f"{name} must be a finite number, not {value}")
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-        return self
-
-
-def _valid_split(split):
-    try:
-        parts = [float(x) for x in split]
-    except (TypeError, ValueError):
-        return False
-    return len(parts) == 3 and min(parts) > 0 and abs(sum(parts) - 1) < 1e-6
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-
-
-class TaskData:
-    """The splits of a task and how to batch them.
-
-    char/word: streams of ids with ``vocab``; classify: (x, y) arrays.
-    """
-
-    def __init__(self, kind, train, valid, test, vocab=None, n_in=None, n_out=None, source=None,
-                 text_sha256=None):
-        self.kind, self.train, self.valid, self.test = kind, train, valid, test
-        self.vocab = vocab
-        self.n_in = n_in if n_in is not None else len(vocab)
-        self.n_out = n_out if n_out is not None else len(vocab)
-        self.source = source
-        self.text_sha256 = text_sha256   # task "text": sha256 of the file's bytes
-
-    def batches(self, split, config, rng=None, batch=None):
-        """Minibatches of one split as (inputs, targets)."""
-        from rbtw.data import char_batches, mnist_batches, word_batches
-        data = getattr(self, split)
-        B = batch or config.batch
-        if self.kind == "char":
-            yield from char_batches(data, config.seq_len, B, rng)
-        elif self.kind == "word":
-            yield from word_batches(data, config.seq_len, B)
-        else:
-            k = config.pixels_per_step
-            for x, y in mnist_batches(data[0], data[1], B, rng):
-                yield np.ascontiguousarray(x.reshape(len(x), 784 // k, k).transpose(1, 0, 2)), y
-
-
-def load_task_data(config, data_dir=None):
-    """Load the data set of ``config.task`` (raises UserError with a hint when it is absent)."""
-    from rbtw.data import load_corpus, load_mnist
-    if config.task == "text":
-        return load_text_task(config)
-    if config.kind == "classify":
-        m = load_mnist(data_dir, permuted=config.task == "pmnist", seed=config.seed)
-        return TaskData("classify", m.train, m.valid, m.test, n_in=config.pixels_per_step, n_out=10,
-                        source=config.task)
-    corpus = load_corpus(config.task, data_dir)
-    return TaskData(corpus.level, corpus.train, corpus.valid, corpus.test, vocab=list(corpus.vocab),
-                    source=config.task)
-
-
-def load_text_task(config):
-    """The text task: ``config.text_file`` cut by ``config.text_split``, its hash checked.
-
-    Every split must hold more than one segment of ``seq_len`` symbols.
-    """
-    from rbtw.data import load_text
-    splits = tuple(config.text_split or TEXT_SPLITS)
-    corpus = load_text(config.text_file, splits, sha256=config.text_sha256)
-    for split in ("train", "valid", "test"):
-        n = len(getattr(corpus, split))
-        if n <= config.seq_len:
-            raise UserError(f"{config.text_file}: the {split} split has {n:,} symbols, too few for "
-                            f"sequences of {config.seq_len}; use a longer text, a smaller --seq-len "
-                            "or another --split")
-    return TaskData("char", corpus.train, corpus.valid, corpus.test, vocab=list(corpus.vocab),
-                    source=config.text_file, text_sha256=corpus.info["sha256"])
-
-
-def model_spec(config, data):
-    return models.ModelSpec(
-        kind=config.kind, n_in=data.n_in, n_out=data.n_out, cell=config.cell, hidden=config.hidden,
-        layers=config.layers, emb=config.emb, dropout=config.dropout, quant=config.quant,
-        stochastic=config.stochastic, bn=config.bn, h0_noise=config.h0_noise,
-        t_max=784 // config.pixels_per_step if config.kind == "classify" else config.seq_len)
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluation
-
-
-def metric_name(kind):
-    return {"char": "bpc", "word": "perplexity", "classify": "accuracy"}[kind]
-
-
-def evaluate(params, stats, spec, data, split, config, *, weights=None, batch_stats=None, rng=None,
-             max_batches=None, should_stop=None):
-    """Evaluate the float model on one split (see :func:`evaluate_engine`).
-
-    Defaults come from the config: deterministic weights and population statistics unless it
-    says otherwise.
-    """
-    weights = weights or config.eval_weights
-    batch_stats = (config.eval_stats == "batch") if batch_stats is None else batch_stats
-    rng = rng if rng is not None else np.random.default_rng([config.seed, 7919])
-    engine = models.DenseEngine(params, stats, spec, weights=weights, batch_stats=batch_stats, rng=rng)
-    return evaluate_engine(engine, data, split, config, max_batches=max_batches, should_stop=should_stop)
-
-
-class Stop(KeyboardInterrupt):
-    """Raised at a minibatch boundary after a Ctrl-C was noted (see :meth:`Run.run`)."""
-
-
-def evaluate_engine(engine, data, split, config, *, max_batches=None, should_stop=None):
-    """Evaluate an engine (dense or packed) on one split.
-
-    Char LM: segments of T from the start of the split, each from the initial state; word LM:
-    contiguous streams with the state carried; classifier: the split's examples in order.
-    Returns {"loss": nats per prediction, metric: value, "n": predictions}.
-    ``should_stop()``, when given, is asked before every batch; True raises :class:`Stop`.
-    """
-    max_batches = max_batches if max_batches is not None else config.eval_max_batches
-    nll, n, correct = 0.0, 0, 0
-    state = None
-    B = config.eval_batch or config.batch
-    for k, (inputs, targets) in enumerate(data.batches(split, config, batch=B)):
-        if max_batches is not None and k >= max_batches:
-            break
-        if should_stop is not None and should_stop():
-            raise Stop
-        if engine.kind == "word" and state is not None and state[0][0].shape[0] != inputs.shape[1]:
-            state = None
-        logits, final = engine.forward(inputs, state)
-        b_nll, b_n, b_correct = score(logits, targets)
-        nll, n, correct = nll + b_nll, n + b_n, correct + b_correct
-        if engine.kind == "word":
-            state = models.detach_state(final)
-    if n == 0:
-        raise UserError(f"the {split} split is too small for one batch")
-    mean = nll / n
-    out = {"loss": mean, "n": n}
-    if engine.kind == "char":
-        out["bpc"] = mean / math.log(2)
-    elif engine.kind == "word":
-        out["perplexity"] = math.exp(mean)
-    else:
-        out["accuracy"] = correct / n
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the training loop
+from rbtw.evaluate import Stop, evaluate
+from rbtw.rundir import RunDir
+from rbtw.tasks import load_task_data, model_spec
 
 
 class NonFiniteLoss(UserError):
@@ -323,30 +48,28 @@ class Diverged(UserError):
     """The run ended far worse than a uniform guess: it diverged (the checkpoint is kept)."""
 
 
-# Fields a resumed run may change: they extend the run or only change how often it is saved.
-RESUME_MAY_CHANGE = ("epochs", "checkpoint_every")
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on request (Ctrl-C, SIGTERM) at a minibatch boundary, checkpoint saved.
 
-
-def resume_config(saved, given):
-    """The configuration of a resumed run: ``saved`` with the fields ``given`` may change.
-
-    ``given`` (a TrainConfig or None) must agree with ``saved`` in every field that changes
-    the run's trajectory; ``epochs`` may be raised to train longer.  A warm-down keeps the
-    span it was planned over (``lr_warmdown_epochs`` is pinned to the saved epochs), so the
-    added epochs continue at its end rate instead of raising the rate again.
+    out_dir   the run directory, to resume
+    signal    the signal that asked for the stop (None: a KeyboardInterrupt raised otherwise)
     """
-    if given is None:
-        return saved
-    differ = [f"{name} {getattr(given, name)!r} (the run has {getattr(saved, name)!r})"
-              for name in TrainConfig.field_names()
-              if name not in RESUME_MAY_CHANGE and getattr(given, name) != getattr(saved, name)]
-    if differ:
-        raise UserError("--resume continues a run as it was configured; these options differ: "
-                        + "; ".join(differ))
-    resumed = dict(saved.to_dict(), **{k: getattr(given, k) for k in RESUME_MAY_CHANGE})
-    if saved.lr_warmdown != "none" and saved.lr_warmdown_epochs is None and given.epochs != saved.epochs:
-        resumed["lr_warmdown_epochs"] = saved.epochs
-    return TrainConfig(**resumed)
+
+    def __init__(self, out_dir, signal=None):
+        super().__init__(f"interrupted: checkpoint saved in {out_dir}")
+        self.out_dir, self.signal = out_dir, signal
+
+
+DIVERGED_FACTOR = 1.5    # a loss above 1.5 × the uniform guess's is a failed run
+
+
+def chance_loss(n_out):
+    """Cross-entropy (nats) of a uniform guess over ``n_out`` classes."""
+    return math.log(max(n_out, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# schedules
 
 
 def epoch_rate(config, epoch, sgd_rate):
@@ -367,12 +90,22 @@ def warmdown_factor(config, n_batches, step):
     return optim.warmdown(c.lr_warmdown, step, span, c.lr_warmdown_frac, c.lr_warmdown_to)
 
 
-def chance_loss(n_out):
-    """Cross-entropy (nats) of a uniform guess over ``n_out`` classes."""
-    return math.log(max(n_out, 2))
+def planned_rate(config, n_batches, step):
+    """The rate planned for minibatch ``step``: the epoch's rate times the warm-down's factor
+    (an SGD run's plateau rate is state, carried by the checkpoint: its base rate counts here)."""
+    return epoch_rate(config, step // n_batches, config.lr) * warmdown_factor(config, n_batches, step)
 
 
-DIVERGED_FACTOR = 1.5    # a loss above 1.5 × the uniform guess's is a failed run
+def make_optimizer(config, spec):
+    if config.optimizer == "sgd":
+        return optim.SGD(config.lr, clip_norm=config.clip_norm)
+    clip_steps = config.step_clip if config.step_clip is not None else config.quant == "binary"
+    clip = models.quantized_names(spec) if clip_steps else {}
+    return optim.Adam(config.lr, clip=clip, reset_every=config.adam_reset)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory
 
 
 def estimate_peak_bytes(config, data):
@@ -387,7 +120,7 @@ def estimate_peak_bytes(config, data):
     bytes_per = np.dtype(config.dtype).itemsize
     H, L, V = config.hidden, config.layers, data.n_out
     if config.kind == "classify":
-        T = 784 // config.pixels_per_step
+        T = config.t_max
         B = min(max(config.batch, config.eval_batch or 0), len(data.train[0]))
         n_in, T_out = config.pixels_per_step, 1
     else:
@@ -400,8 +133,7 @@ def estimate_peak_bytes(config, data):
     if config.kind == "word":
         weights += data.n_in * config.emb
     activations = L * T * B * H * 32 + 3 * T_out * B * V + T * B * n_in
-    t_stats = 784 // config.pixels_per_step if config.kind == "classify" else config.seq_len
-    stats = 4 * t_stats * L * (2 * gates * H + H) if config.bn else 0
+    stats = 4 * config.t_max * L * (2 * gates * H + H) if config.bn else 0
     return int((8 * weights + activations + stats) * bytes_per)
 
 
@@ -431,12 +163,128 @@ def check_memory(config, data):
                         f"{have / 2**30:,.1f} GiB available; choose smaller sizes")
 
 
-def make_optimizer(config, spec):
-    if config.optimizer == "sgd":
-        return optim.SGD(config.lr, clip_norm=config.clip_norm)
-    clip_steps = config.step_clip if config.step_clip is not None else config.quant == "binary"
-    clip = models.quantized_names(spec) if clip_steps else {}
-    return optim.Adam(config.lr, clip=clip, reset_every=config.adam_reset)
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+class StopFlag:
+    """A stop asked for by Ctrl-C (SIGINT), SIGTERM or a caller, honoured at the next boundary.
+
+    While installed (in the main thread only), SIGINT — when Python's default handler has it —
+    and SIGTERM — when at its default, which kills at once — set the flag; a second signal
+    raises KeyboardInterrupt at once.  A signal someone else handles, or ignores, is left alone
+    (e.g. SIGINT of a background job of a non-interactive shell).
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.signal = None          # the signal that asked for the stop, if one did
+        self._previous = {}
+
+    def request(self):
+        self.requested = True
+
+    def check(self):
+        """Raise :class:`Stop` if a stop was asked for."""
+        if self.requested:
+            raise Stop
+
+    def _on_signal(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt  # a second signal: leave now; the last checkpoint stays
+        self.requested = True
+        self.signal = signum
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
+
+    def restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints of a run
+
+
+def _run_meta(run):
+    """What a checkpoint records besides the arrays: configuration, position, RNG and schedule."""
+    return {
+        "config": run.config.to_dict(), "spec": run.spec.to_dict(), "vocab": run.data.vocab,
+        "task": run.config.task, "epoch": run.epoch, "batch_index": run.batch_index,
+        "step": run.step, "rng": run.rng.bit_generator.state, "plateau": run.plateau.state_dict(),
+        "best": run.best, "optimizer_t": int(run.opt.t), "epoch_losses": run.epoch_losses,
+    }
+
+
+def _save_run(run):
+    extra = {}
+    for k, layer in enumerate(run.carry or ()):
+        for j, s in enumerate(layer):
+            extra[f"carry/{k}/{j}"] = s
+    save_checkpoint(run.dir.checkpoint_path, _run_meta(run), run.params, run.stats, run.opt.state_dict(), extra)
+
+
+def _restore_run(run, ckpt):
+    meta = ckpt.meta
+    if run.data.vocab is not None and meta.get("vocab") != run.data.vocab:
+        raise UserError("the checkpoint's vocabulary does not match the data set")
+    try:
+        models.check_params(ckpt.params, run.spec)
+    except ValueError as e:
+        raise UserError(f"the checkpoint does not match its configuration: {e}") from None
+    run.params, run.stats = ckpt.params, ckpt.stats
+    run.opt.load_state_dict(ckpt.optimizer)
+    run.rng = np.random.default_rng()
+    run.rng.bit_generator.state = meta["rng"]
+    run.epoch, run.batch_index, run.step = meta["epoch"], meta["batch_index"], meta["step"]
+    run.epoch_losses = list(meta.get("epoch_losses", []))
+    run.plateau.load_state_dict(meta["plateau"])
+    run.best = meta["best"]
+    carry = {}
+    for key, value in ckpt.extra.items():
+        _, k, j = key.split("/")
+        carry.setdefault(int(k), {})[int(j)] = value
+    run.carry = [tuple(carry[k][j] for j in sorted(carry[k])) for k in sorted(carry)] or None
+
+
+def _past_checkpoint(epoch, step):
+    """Whether a logged event lies past a checkpoint at (epoch, step): events after its step,
+    epoch summaries of epochs it has not completed, test results from its step on."""
+    def past(event):
+        try:
+            s = int(event.get("step", 0))
+        except (TypeError, ValueError):
+            return True
+        kind = event.get("event")
+        return s > step or (kind == "epoch" and event.get("epoch", 0) >= epoch) or (kind == "test" and s >= step)
+    return past
+
+
+def _open_config(config, rundir, resume):
+    """(config, checkpoint or None): a fresh run's config, or a resumed run's from its checkpoint."""
+    if not resume:
+        if config is None:
+            raise UserError("a fresh run needs a configuration")
+        return config.validate(), None
+    if not rundir.has_checkpoint():
+        raise UserError(f"nothing to resume: {rundir.checkpoint_path} does not exist")
+    ckpt = load_checkpoint(rundir.checkpoint_path)
+    config = resume_config(TrainConfig.from_dict(ckpt.meta["config"]), config)
+    if config.epochs < ckpt.meta["epoch"]:
+        raise UserError(f"the run has already trained {ckpt.meta['epoch']} epochs; "
+                        f"--epochs {config.epochs} cannot shorten it")
+    return config.validate(), ckpt
+
+
+# ---------------------------------------------------------------------------------------------
+# the training loop
 
 
 class Run:
@@ -445,26 +293,15 @@ class Run:
     A fresh run replaces whatever run ``out_dir`` held (config.json, metrics.jsonl and the
     checkpoint, which is written at once so that it always belongs to this run).  A resumed
     run takes its configuration from the checkpoint; ``config``, if given, may only raise
-    ``epochs`` or change ``checkpoint_every`` (:func:`resume_config`).  The caller holds the
+    ``epochs`` or change ``checkpoint_every`` (rbtw.config.resume_config).  The caller holds the
     directory's lock (rbtw.runlock.RunLock) while it constructs and runs a Run.
     """
 
     def __init__(self, config, out_dir, data=None, data_dir=None, resume=False, log=None):
         self.out_dir = Path(out_dir)
+        self.dir = RunDir(out_dir)
         self.log = log or (lambda line: print(line, file=sys.stderr))
-        ckpt_path = self.out_dir / "checkpoint.npz"
-        if resume:
-            if not ckpt_path.exists():
-                raise UserError(f"nothing to resume: {ckpt_path} does not exist")
-            ckpt = load_checkpoint(ckpt_path)
-            saved = TrainConfig.from_dict(ckpt.meta["config"])
-            config = resume_config(saved, config)
-            if config.epochs < ckpt.meta["epoch"]:
-                raise UserError(f"the run has already trained {ckpt.meta['epoch']} epochs; "
-                                f"--epochs {config.epochs} cannot shorten it")
-        elif config is None:
-            raise UserError("a fresh run needs a configuration")
-        config = config.validate()
+        config, ckpt = _open_config(config, self.dir, resume)
         self.data = data if data is not None else load_task_data(config, data_dir)
         if config.task == "text" and not resume:  # remember which file, and which bytes
             config = replace(config, text_file=str(Path(config.text_file).expanduser().resolve()),
@@ -472,142 +309,48 @@ class Run:
         self.config = config
         check_memory(config, self.data)
         self.spec = model_spec(config, self.data)
-        self.dtype = np.dtype(config.dtype)
         self.opt = make_optimizer(config, self.spec)
         self.plateau = optim.Plateau(config.lr, config.plateau_factor)
-        self._stop_requested = False
-        self.stop_signal = None            # the signal that asked for the stop, if one did
+        self.stop = StopFlag()
         self._boundary = True
         if resume:
-            self._restore(ckpt)
-            self._write_config()
-            self._trim_log()
+            _restore_run(self, ckpt)
+            self.dir.write_config(config.to_dict())
+            self.dir.keep_events(lambda e: not _past_checkpoint(self.epoch, self.step)(e))
             for stale in self.out_dir.glob(".*.tmp"):   # a write cut off by a killed process
                 stale.unlink(missing_ok=True)
         else:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.params, self.stats = models.init(self.spec, np.random.default_rng([config.seed, 1]), self.dtype)
+            dtype = np.dtype(config.dtype)
+            self.params, self.stats = models.init(self.spec, np.random.default_rng([config.seed, 1]), dtype)
             self.rng = np.random.default_rng([config.seed, 2])
             self.epoch, self.batch_index, self.step = 0, 0, 0
-            self.epoch_losses = []
-            self.carry = None
-            self.best = None
-            self._write_config()
-            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+            self.epoch_losses, self.carry, self.best = [], None, None
+            self.dir.write_config(config.to_dict())
+            self.dir.clear_events()
             self.save()
         self.saved_step = self.step
 
-    # -- checkpoints ---------------------------------------------------------------------------
-
-    def _write_config(self):
-        with atomic_open(self.out_dir / "config.json", "w") as f:
-            json.dump(self.config.to_dict(), f, indent=2)
-
-    def _meta(self):
-        return {
-            "config": self.config.to_dict(), "spec": self.spec.to_dict(), "vocab": self.data.vocab,
-            "task": self.config.task, "epoch": self.epoch, "batch_index": self.batch_index,
-            "step": self.step, "rng": self.rng.bit_generator.state, "plateau": self.plateau.state_dict(),
-            "best": self.best, "optimizer_t": int(self.opt.t), "epoch_losses": self.epoch_losses,
-        }
-
-    def save(self):
-        """Write the checkpoint; only ever called at a minibatch boundary."""
-        extra = {}
-        if self.carry is not None:
-            for k, layer in enumerate(self.carry):
-                for j, s in enumerate(layer):
-                    extra[f"carry/{k}/{j}"] = s
-        save_checkpoint(self.out_dir / "checkpoint.npz", self._meta(), self.params, self.stats,
-                        self.opt.state_dict(), extra)
-
-    def _restore(self, ckpt):
-        meta = ckpt.meta
-        if self.data.vocab is not None and meta.get("vocab") != self.data.vocab:
-            raise UserError("the checkpoint's vocabulary does not match the data set")
-        try:
-            models.check_params(ckpt.params, self.spec)
-        except ValueError as e:
-            raise UserError(f"the checkpoint does not match its configuration: {e}") from None
-        self.params, self.stats = ckpt.params, ckpt.stats
-        self.opt.load_state_dict(ckpt.optimizer)
-        self.rng = np.random.default_rng()
-        self.rng.bit_generator.state = meta["rng"]
-        self.epoch, self.batch_index, self.step = meta["epoch"], meta["batch_index"], meta["step"]
-        self.epoch_losses = list(meta.get("epoch_losses", []))
-        self.plateau.load_state_dict(meta["plateau"])
-        self.best = meta["best"]
-        carry = {}
-        for key, value in ckpt.extra.items():
-            _, k, j = key.split("/")
-            carry.setdefault(int(k), {})[int(j)] = value
-        self.carry = [tuple(carry[k][j] for j in sorted(carry[k])) for k in sorted(carry)] or None
-
-    def _trim_log(self):
-        """Drop logged events that lie past the checkpoint: the resumed run logs them again.
-
-        Kept: events up to the checkpoint's step; of those, epoch summaries only of epochs the
-        checkpoint has completed, and test results only from before its step.
-        """
-        path = self.out_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-                step = int(event.get("step", 0))
-            except (ValueError, TypeError, AttributeError):
-                continue  # a line cut short by a crash
-            kind = event.get("event")
-            if step > self.step or (kind == "epoch" and event.get("epoch", 0) >= self.epoch) \
-                    or (kind == "test" and step >= self.step):
-                continue
-            kept.append(line + "\n")
-        with atomic_open(path, "w") as f:
-            f.writelines(kept)
-
-    # -- logging -------------------------------------------------------------------------------
-
-    def record(self, **event):
-        event["time"] = round(time.time(), 3)
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(event) + "\n")
-
-    # -- Ctrl-C --------------------------------------------------------------------------------
+    @property
+    def stop_signal(self):
+        return self.stop.signal
 
     def request_stop(self):
         """Ask the loop to stop at the next minibatch boundary (what Ctrl-C does)."""
-        self._stop_requested = True
+        self.stop.request()
 
-    def _should_stop(self):
-        return self._stop_requested
+    def save(self):
+        """Write the checkpoint; only ever called at a minibatch boundary."""
+        _save_run(self)
 
-    def _check_stop(self):
-        if self._stop_requested:
-            raise Stop
+    def _save_here(self):
+        self.save()
+        self.saved_step = self.step
 
-    def _on_signal(self, signum, frame):
-        if self._stop_requested:
-            raise KeyboardInterrupt  # a second signal: leave now; the last checkpoint stays
-        self._stop_requested = True
-        self.stop_signal = signum
+    def record(self, **event):
+        self.dir.append(**event)
 
-    def _install_signals(self):
-        """Make SIGINT (when Python's default handler has it) and SIGTERM (when at its default,
-        which kills at once) set the stop flag, in the main thread only; returns the handlers
-        replaced, to restore.  A signal someone else handles, or ignores, is left alone
-        (e.g. SIGINT of a background job of a non-interactive shell)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
-        return previous
-
-    # -- training ------------------------------------------------------------------------------
+    # -- schedule and batches ------------------------------------------------------------------
 
     def lr_for_epoch(self, epoch):
         return epoch_rate(self.config, epoch, self.plateau.lr)
@@ -631,6 +374,8 @@ class Run:
             if self.config.max_batches is not None:
                 self._n_batches = min(self._n_batches, self.config.max_batches)
         return self._n_batches
+
+    # -- training ------------------------------------------------------------------------------
 
     def train_batch(self, inputs, targets):
         c = self.config
@@ -660,10 +405,9 @@ class Run:
         the last checkpoint written.  A KeyboardInterrupt raised at a
         boundary (e.g. by ``progress``) also saves first.
         """
-        c = self.config
-        previous = self._install_signals()
+        self.stop.install()
         try:
-            while self.epoch < c.epochs:
+            while self.epoch < self.config.epochs:
                 self._run_epoch(progress)
             return self.finish()
         except KeyboardInterrupt:
@@ -672,17 +416,11 @@ class Run:
                 self.record(event="interrupted", epoch=self.epoch, batch=self.batch_index, step=self.step)
             raise
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _save_here(self):
-        self.save()
-        self.saved_step = self.step
+            self.stop.restore()
 
     def _run_epoch(self, progress):
         c = self.config
-        lr = self.lr_for_epoch(self.epoch)
-        self.opt.lr = lr
+        lr = self.opt.lr = self.lr_for_epoch(self.epoch)
         if self.batch_index == 0:
             self.opt.reset()  # the official code resets Adam at every epoch
             self.carry = None
@@ -691,13 +429,12 @@ class Run:
         for k, (inputs, targets) in enumerate(self.epoch_batches(self.epoch)):
             if k < self.batch_index:
                 continue  # resumed mid-epoch: these were done before the interruption
-            self._check_stop()
+            self.stop.check()
             self._boundary = False
             lr = self.opt.lr = self.lr_at(self.epoch, k)
             loss = self.train_batch(inputs, targets)
             self.epoch_losses.append(loss)
-            self.batch_index = k + 1
-            self.step += 1
+            self.batch_index, self.step = k + 1, self.step + 1
             self._boundary = True
             if self.step % c.log_every == 0:
                 self.record(event="train", epoch=self.epoch, batch=self.batch_index, step=self.step,
@@ -706,37 +443,25 @@ class Run:
                 self._save_here()
             if progress is not None:
                 progress(self, loss)
-        valid = evaluate(self.params, self.stats, self.spec, self.data, "valid", c, should_stop=self._should_stop)
+        self._end_epoch(lr, time.time() - start)
+
+    def _end_epoch(self, lr, seconds):
+        c = self.config
+        valid = evaluate(self.params, self.stats, self.spec, self.data, "valid", c,
+                         should_stop=lambda: self.stop.requested)
         name = metric_name(self.spec.kind)
         if c.optimizer == "sgd":
             self.plateau.update(valid["loss"])
         if self.best is None or valid["loss"] < self.best:
             self.best = valid["loss"]
-        losses = self.epoch_losses
-        train_loss = float(np.mean(losses)) if losses else None
+        train_loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else None
         self.record(event="epoch", epoch=self.epoch, step=self.step, lr=lr, train_loss=train_loss,
-                    valid_loss=valid["loss"], **{f"valid_{name}": valid[name]},
-                    seconds=round(time.time() - start, 3))
-        self.log(f"epoch {self.epoch + 1}/{c.epochs}: {self._train_and_valid(train_loss, valid)}")
-        self.epoch += 1
-        self.batch_index = 0
-        self.epoch_losses = []
+                    valid_loss=valid["loss"], **{f"valid_{name}": valid[name]}, seconds=round(seconds, 3))
+        self.log(f"epoch {self.epoch + 1}/{c.epochs}: {train_and_valid(name, train_loss, valid)}")
+        self.epoch, self.batch_index, self.epoch_losses = self.epoch + 1, 0, []
         self._save_here()
         self._check_diverged(valid, "validation")
-        self._check_stop()
-
-    def _train_and_valid(self, train_loss, valid):
-        """"train bpc 1.90, valid bpc 1.95" in one unit (classifier: loss in nats, accuracy)."""
-        name = metric_name(self.spec.kind)
-        if train_loss is None:
-            train = "no training minibatch"
-        elif name == "bpc":
-            train = f"train bpc {train_loss / math.log(2):.4f}"
-        elif name == "perplexity":
-            train = f"train perplexity {math.exp(min(train_loss, 700)):.2f}"
-        else:
-            train = f"train loss {train_loss:.4f} nats"
-        return f"{train}, valid {name} {valid[name]:.4f}"
+        self.stop.check()
 
     def _check_diverged(self, result, split):
         limit = DIVERGED_FACTOR * chance_loss(self.data.n_out)
@@ -749,7 +474,7 @@ class Run:
         """Evaluate the final model on the test split and record it."""
         name = metric_name(self.spec.kind)
         test = evaluate(self.params, self.stats, self.spec, self.data, "test", self.config,
-                        should_stop=self._should_stop)
+                        should_stop=lambda: self.stop.requested)
         self.record(event="test", epoch=self.epoch, step=self.step, test_loss=test["loss"],
                     **{f"test_{name}": test[name]}, eval_weights=self.config.eval_weights,
                     eval_stats=self.config.eval_stats)
@@ -757,21 +482,27 @@ class Run:
         return test
 
 
+def train_and_valid(metric, train_loss, valid):
+    """"train bpc 1.90, valid bpc 1.95" in one unit (classifier: loss in nats, accuracy)."""
+    if train_loss is None:
+        train = "no training minibatch"
+    elif metric == "bpc":
+        train = f"train bpc {train_loss / math.log(2):.4f}"
+    elif metric == "perplexity":
+        train = f"train perplexity {math.exp(min(train_loss, 700)):.2f}"
+    else:
+        train = f"train loss {train_loss:.4f} nats"
+    return f"{train}, valid {metric} {valid[metric]:.4f}"
+
+
 # ---------------------------------------------------------------------------------------------
 # branching a run
 
-BRANCHABLE = ("epochs", "lr_warmdown", "lr_warmdown_frac", "lr_warmdown_to", "lr_warmdown_epochs")
-
 
 def _first_rate_change(old, new, n_batches, done):
-    """The first of the minibatches 0 … done − 1 whose planned rate differs, or None.
-
-    The planned rate is the epoch's rate times the warm-down's factor; an SGD run's plateau
-    rate is state, carried by the checkpoint, so its base rate counts as ``lr`` here.
-    """
-    def rate(c, step):
-        return epoch_rate(c, step // n_batches, c.lr) * warmdown_factor(c, n_batches, step)
-    return next((s for s in range(done) if rate(old, s) != rate(new, s)), None)
+    """The first of the minibatches 0 … done − 1 whose planned rate differs, or None."""
+    return next((s for s in range(done) if planned_rate(old, n_batches, s) != planned_rate(new, n_batches, s)),
+                None)
 
 
 def branch(src_dir, dst_dir, **changes):
@@ -781,18 +512,17 @@ def branch(src_dir, dst_dir, **changes):
     with the new settings, because the settings may only change what lies ahead: the epochs
     (not fewer than are done) and the warm-down, as long as every minibatch already trained
     keeps the rate it was trained with (the decay starts later, or ends later and holds its
-    end rate: ``lr_warmdown_epochs``).  Two schedules that
-    share their first S minibatches can so share one run of them.  Test events are dropped
-    from the copied metrics log.  Returns the new TrainConfig.
+    end rate: ``lr_warmdown_epochs``).  Two schedules that share their first S minibatches can
+    so share one run of them.  Test events are dropped from the copied metrics log.  Returns
+    the new TrainConfig.
     """
-    from rbtw.fileio import atomic_open
-    src, dst = Path(src_dir), Path(dst_dir)
+    src, dst = RunDir(src_dir), RunDir(dst_dir)
     unknown = set(changes) - set(BRANCHABLE)
     if unknown:
         raise UserError(f"a branch may change only {', '.join(BRANCHABLE)}, not {', '.join(sorted(unknown))}")
-    if (dst / "checkpoint.npz").exists():
-        raise UserError(f"{dst} already holds a checkpoint")
-    ckpt = load_checkpoint(src / "checkpoint.npz")
+    if dst.has_checkpoint():
+        raise UserError(f"{dst.path} already holds a checkpoint")
+    ckpt = load_checkpoint(src.checkpoint_path)
     old = TrainConfig.from_dict(ckpt.meta["config"])
     new = TrainConfig.from_dict(dict(old.to_dict(), **changes)).validate()
     done = ckpt.meta["step"]
@@ -806,10 +536,8 @@ def branch(src_dir, dst_dir, **changes):
         raise UserError(f"the new schedule changes the rate of minibatch {changed}, which the run has "
                         f"already trained ({done} done): branch earlier or start the decay later")
     meta = dict(ckpt.meta, config=new.to_dict())
-    save_checkpoint(dst / "checkpoint.npz", meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
-    with atomic_open(dst / "config.json", "w") as f:
-        json.dump(new.to_dict(), f, indent=2)
-    lines = (src / "metrics.jsonl").read_text().splitlines() if (src / "metrics.jsonl").exists() else []
-    with atomic_open(dst / "metrics.jsonl", "w") as f:
-        f.writelines(line + "\n" for line in lines if line.strip() and json.loads(line).get("event") != "test")
+    dst.path.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst.checkpoint_path, meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    dst.write_config(new.to_dict())
+    dst.write_events([e for e in src.events() if e.get("event") != "test"])
     return new

@@ -76,7 +76,7 @@ def _invoke(*args):
 def run_pipeline(tmp):
     """{"arrays": {name: summary}, "figures": {name: value}, "texts": {name: str}}."""
     from rbtw.checkpoint import load_checkpoint
-    from rbtw.export import read_export
+    from rbtw.export_format import read_export
     tmp = Path(tmp)
     arrays, figures, texts = {}, {}, {}
     for name, args in RUNS.items():

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from rbtw.accel import design as dm
 from rbtw.accel import datapath, fixed, schedule
 from rbtw.accel.engine import AccelEngine
-from rbtw.accel.randmodel import random_export
+from randmodel import random_export
 from rbtw.cli import main
 from rbtw.errors import UserError
-from rbtw.export import write_export
+from rbtw.export_format import write_export
 from rbtw.infer import PackedEngine
 from rbtw.kernels import unpack
 

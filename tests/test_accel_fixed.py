@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rbtw.accel import datapath, fixed, reference
 from rbtw.accel import design as dm
 from rbtw.accel.engine import AccelEngine
-from rbtw.accel.randmodel import random_export
+from randmodel import random_export
 
 PROP = settings(deadline=None, max_examples=200)
 

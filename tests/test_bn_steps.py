@@ -7,11 +7,14 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rbtw.config import TrainConfig
+from rbtw.tasks import TaskData
 from rbtw import export, infer
+from rbtw import export_format
 from rbtw.accel import design as dm
 from rbtw.accel import schedule
 from rbtw.accel.engine import AccelEngine
-from rbtw.accel.randmodel import random_export
+from randmodel import random_export
 from rbtw.cli import main
 
 PROP = settings(deadline=None, max_examples=40)
@@ -84,7 +87,7 @@ def test_equal_later_statistics_give_the_per_step_export():
         else:
             v[:] = 5
     meta = {"spec": ex.spec, "config": ex.manifest["config"]}
-    full = export.build_export(meta, params, stats)
+    full = export.build_export(meta, params, stats, bn_steps=export.PER_STEP)
     short = export.build_export(meta, params, stats, bn_steps=2)
     ids = rng.integers(0, 12, size=(9, 2))
     np.testing.assert_allclose(infer.PackedEngine(short).forward(ids)[0], infer.PackedEngine(full).forward(ids)[0],
@@ -115,10 +118,10 @@ def test_emulator_reads_shared_tables(cell_kind):
 
 def test_binary_h1000_export_is_ten_times_smaller_than_its_fp32_weights(tmp_path):
     ex = random_export(np.random.default_rng(0), hidden=1000, n_in=50, quant="binary", t_max=100, bn_steps=5)
-    size = export.write_export(tmp_path / "h1000.rbtw", ex)
+    size = export_format.write_export(tmp_path / "h1000.rbtw", ex)
     fp32_weights = 4 * 4000 * (1000 + 50)
     assert fp32_weights / size >= 10, (size, fp32_weights)
-    parts = export.size_breakdown(ex)
+    parts = export_format.size_breakdown(ex)
     assert parts["bn_tables"] == 6 * (9000 + 5000) * 4            # K + 1 rows of 2G + H scales, G + H shifts
     assert parts["weights"] == 4000 * 16 * 8 + 4000 * 1 * 8       # 1000 and 50 columns in 64-bit words
     assert parts["output"] == 4 * (1000 * 50 + 50)
@@ -128,13 +131,13 @@ def test_cli_export_bn_steps_and_info(tmp_path):
     ex = random_export(np.random.default_rng(7), t_max=10, quant="binary")
     runner = CliRunner()
     path = tmp_path / "m.rbtw"
-    export.write_export(path, ex)
+    export_format.write_export(path, ex)
     r = runner.invoke(main, ["info", str(path)])
     assert r.exit_code == 0, r.output
     assert "10 rows: one row per step" in r.stdout and "whole-model memory" in r.stdout
-    total = sum(export.size_breakdown(ex).values())
+    total = sum(export_format.size_breakdown(ex).values())
     assert f"this export          {total / 1024:12,.1f} KiB" in r.stdout
-    fp32 = export.whole_model_bytes(ex, 32)
+    fp32 = export_format.whole_model_bytes(ex, 32)
     assert f"(this export is {fp32 / total:.1f}x smaller)" in r.stdout
 
 
@@ -145,8 +148,8 @@ def test_cli_export_bn_steps_on_a_trained_checkpoint(tmp_path):
     text = (Path(__file__).resolve().parents[1] / "data" / "carroll-alice.txt").read_text(encoding="utf-8")[:8000]
     vocab = sorted(set(text))
     ids = np.array([vocab.index(c) for c in text], dtype=np.int32)
-    data = train.TaskData("char", ids[:6000], ids[6000:7000], ids[7000:], vocab=vocab)
-    config = train.TrainConfig(task="default", hidden=16, seq_len=20, batch=8, epochs=1, max_batches=3,
+    data = TaskData("char", ids[:6000], ids[6000:7000], ids[7000:], vocab=vocab)
+    config = TrainConfig(task="default", hidden=16, seq_len=20, batch=8, epochs=1, max_batches=3,
                                quant="binary", stochastic=True, log_every=1000)
     train.Run(config, tmp_path, data=data, log=lambda line: None).run()
     runner = CliRunner()
@@ -154,14 +157,14 @@ def test_cli_export_bn_steps_on_a_trained_checkpoint(tmp_path):
     r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(out), "--bn-steps", "4"])
     assert r.exit_code == 0, r.output
     assert "5 rows: steps 0–3 per step, one shared row after" in r.stdout
-    ex = export.read_export(out)
+    ex = export_format.read_export(out)
     assert ex.manifest["bn_steps"] == 4 and ex.arrays["rnn0.scale_c"].shape == (5, 16)
     info = runner.invoke(main, ["info", str(out)])
     assert info.exit_code == 0 and "5 rows" in info.stdout
     r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(tmp_path / "default.rbtw")])
     assert r.exit_code == 0, r.output
     K = export.DEFAULT_BN_STEPS                                   # T_max is 20 here
-    assert export.read_export(tmp_path / "default.rbtw").arrays["rnn0.scale_h"].shape[0] == K + 1
+    assert export_format.read_export(tmp_path / "default.rbtw").arrays["rnn0.scale_h"].shape[0] == K + 1
     for bad in ("0", "-1", "x"):
         r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(out), "--bn-steps", bad])
         assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rbtw.config import TrainConfig
 from rbtw import __version__
 from rbtw.checkpoint import load_checkpoint, save_checkpoint
 from rbtw.cli import main
@@ -170,7 +171,7 @@ def test_force_replaces_the_old_run_at_once(tmp_path):
     out = tmp_path / "run"
     assert invoke("train", "default", *TINY, "--out", out).exit_code == 0
     from rbtw import train
-    config = train.TrainConfig(task="default", hidden=16, seq_len=20, batch=8, epochs=1, max_batches=2, seed=5)
+    config = TrainConfig(task="default", hidden=16, seq_len=20, batch=8, epochs=1, max_batches=2, seed=5)
 
     def poison(run, loss):
         run.params["out.W"][0, 0] = np.nan

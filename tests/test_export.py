@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rbtw.config import TrainConfig
+from rbtw.evaluate import evaluate_engine
+from rbtw.tasks import TaskData
 from rbtw import export, infer, models, train
+from rbtw import export_format
 from rbtw.checkpoint import load_checkpoint
 from rbtw.cli import main
 from rbtw.errors import UserError
@@ -22,21 +26,21 @@ def alice():
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     ids = np.array([index[c] for c in text], dtype=np.int32)
-    return train.TaskData("char", ids[:16000], ids[16000:18000], ids[18000:], vocab=vocab)
+    return TaskData("char", ids[:16000], ids[16000:18000], ids[18000:], vocab=vocab)
 
 
 def word_data():
     rng = np.random.default_rng(5)
     vocab = [f"w{k}" for k in range(40)]
     stream = rng.integers(0, 40, size=3000).astype(np.int32)
-    return train.TaskData("word", stream[:2000], stream[2000:2500], stream[2500:], vocab=vocab)
+    return TaskData("word", stream[:2000], stream[2000:2500], stream[2500:], vocab=vocab)
 
 
 def classify_data():
     rng = np.random.default_rng(6)
     xs = rng.random((60, 784), dtype=np.float32)
     ys = rng.integers(0, 10, size=60)
-    return train.TaskData("classify", (xs[:40], ys[:40]), (xs[40:50], ys[40:50]), (xs[50:], ys[50:]),
+    return TaskData("classify", (xs[:40], ys[:40]), (xs[40:50], ys[40:50]), (xs[50:], ys[50:]),
                           n_in=49, n_out=10)
 
 
@@ -44,7 +48,7 @@ def trained(tmp_path, data, **kw):
     base = dict(task="default", hidden=24, seq_len=30, batch=16, epochs=2, max_batches=6, lr=1e-2,
                 log_every=1000)
     base.update(kw)
-    run = train.Run(train.TrainConfig(**base), tmp_path, data=data, log=lambda line: None)
+    run = train.Run(TrainConfig(**base), tmp_path, data=data, log=lambda line: None)
     run.run()
     return load_checkpoint(tmp_path / "checkpoint.npz"), run
 
@@ -64,9 +68,10 @@ CASES = [
 def test_packed_engine_equals_dense_engine_on_a_trained_char_model(alice, tmp_path, case):
     ckpt, run = trained(tmp_path, alice, **case)
     path = tmp_path / "model.rbtw"
-    size = export.write_export(path, export.build_export(ckpt.meta, ckpt.params, ckpt.stats))
+    size = export_format.write_export(path, export.build_export(ckpt.meta, ckpt.params, ckpt.stats,
+                                                                   bn_steps=export.PER_STEP))
     assert size == path.stat().st_size
-    packed = infer.PackedEngine(export.read_export(path))
+    packed = infer.PackedEngine(export_format.read_export(path))
     dense = models.DenseEngine(ckpt.params, ckpt.stats, run.spec)
     ids = np.random.default_rng(0).integers(0, len(alice.vocab), size=(45, 5))  # beyond T_max = 30
     a, sa = packed.forward(ids)
@@ -74,8 +79,8 @@ def test_packed_engine_equals_dense_engine_on_a_trained_char_model(alice, tmp_pa
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
     for x, y in zip(sa[-1], sb[-1]):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
-    ev_p = train.evaluate_engine(packed, alice, "valid", run.config)
-    ev_d = train.evaluate_engine(dense, alice, "valid", run.config)
+    ev_p = evaluate_engine(packed, alice, "valid", run.config)
+    ev_d = evaluate_engine(dense, alice, "valid", run.config)
     assert ev_p["bpc"] == pytest.approx(ev_d["bpc"], rel=1e-5)
     prime = [1, 2, 3]
     assert generate(packed, prime, 40, rng=np.random.default_rng(1)) == generate(dense, prime, 40, rng=np.random.default_rng(1))
@@ -93,7 +98,7 @@ def test_packed_engine_equals_dense_engine_for_word_lm_and_classifier(tmp_path, 
         ckpt, run = trained(tmp_path, data, task="mnist", pixels_per_step=49, quant="binary", batch=8,
                             stochastic=True)
         inputs = np.random.default_rng(1).random((16, 8, 49)).astype(np.float32)
-    packed = infer.PackedEngine(export.build_export(ckpt.meta, ckpt.params, ckpt.stats))
+    packed = infer.PackedEngine(export.build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=export.PER_STEP))
     dense = models.DenseEngine(ckpt.params, ckpt.stats, run.spec)
     a, sa = packed.forward(inputs)
     b, sb = dense.forward(inputs)
@@ -103,8 +108,8 @@ def test_packed_engine_equals_dense_engine_for_word_lm_and_classifier(tmp_path, 
         b2, _ = dense.forward(inputs, sb, t0=0)
         np.testing.assert_allclose(a2, b2, rtol=1e-5, atol=1e-5 * np.abs(b2).max())
     metric = "perplexity" if kind == "word" else "accuracy"
-    assert train.evaluate_engine(packed, data, "test", run.config)[metric] == pytest.approx(
-        train.evaluate_engine(dense, data, "test", run.config)[metric], rel=1e-5)
+    assert evaluate_engine(packed, data, "test", run.config)[metric] == pytest.approx(
+        evaluate_engine(dense, data, "test", run.config)[metric], rel=1e-5)
 
 
 def test_binary_weights_take_one_bit_and_ternary_two(alice, tmp_path):
@@ -113,7 +118,7 @@ def test_binary_weights_take_one_bit_and_ternary_two(alice, tmp_path):
         ex = export.build_export(ckpt.meta, ckpt.params, ckpt.stats)
         words = {name: -(-m["cols"] // 64) for name, m in ex.manifest["matrices"].items()}
         expected = sum(bits * m["rows"] * words[n] * 8 for n, m in ex.manifest["matrices"].items())
-        assert export.size_breakdown(ex)["weights"] == expected
+        assert export_format.size_breakdown(ex)["weights"] == expected
         ah = ex.alpha("rnn0.W_h")
         assert ah == pytest.approx(run.spec.cell_spec(0).alphas[1])
 
@@ -123,7 +128,7 @@ def export_file(alice, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     ckpt, _ = trained(tmp, alice, quant="ternary", stochastic=True)
     path = tmp / "model.rbtw"
-    export.write_export(path, export.build_export(ckpt.meta, ckpt.params, ckpt.stats))
+    export_format.write_export(path, export.build_export(ckpt.meta, ckpt.params, ckpt.stats))
     return path
 
 
@@ -147,15 +152,15 @@ def test_damaged_exports_give_clear_errors(export_file, tmp_path):
         bad = tmp_path / f"{what}.rbtw"
         bad.write_bytes(content)
         with pytest.raises(UserError, match=message):
-            export.read_export(bad)
+            export_format.read_export(bad)
 
 
 def test_version_is_checked(export_file, tmp_path):
-    ex = export.read_export(export_file)
-    ex.manifest["version"] = export.VERSION + 1
-    export.write_export(tmp_path / "future.rbtw", ex)
+    ex = export_format.read_export(export_file)
+    ex.manifest["version"] = export_format.VERSION + 1
+    export_format.write_export(tmp_path / "future.rbtw", ex)
     with pytest.raises(UserError, match="version"):
-        export.read_export(tmp_path / "future.rbtw")
+        export_format.read_export(tmp_path / "future.rbtw")
 
 
 def test_export_cli_info_reports_the_size_on_disk(alice, tmp_path):
@@ -188,16 +193,19 @@ def test_cli_eval_and_sample_agree_across_engines(tmp_path):
                              "--stochastic", "--out", str(out)])
     assert r.exit_code == 0, r.output
     ckpt = str(out / "checkpoint.npz")
-    # K = T_max: one BN table per step, what the packed engine builds from a checkpoint
+    # K = T_max: one BN table per step, the dense model's arithmetic; no K: the default export,
+    # which is also what the packed engine builds from a checkpoint
     assert runner.invoke(main, ["export", ckpt, str(tmp_path / "m.rbtw"), "--bn-steps", "20"]).exit_code == 0
+    assert runner.invoke(main, ["export", ckpt, str(tmp_path / "default.rbtw")]).exit_code == 0
+    engines = (["--engine", "dense", ckpt], [str(tmp_path / "m.rbtw")], ["--engine", "packed", ckpt],
+               [str(tmp_path / "default.rbtw")])
     results = []
-    for args in (["--engine", "dense", ckpt], ["--engine", "packed", ckpt], [str(tmp_path / "m.rbtw")]):
+    for args in engines:
         r = runner.invoke(main, ["eval", "--json", "--max-batches", "3", *args])
         assert r.exit_code == 0, r.output
         results.append(json.loads(r.stdout))
-    assert [r["engine"] for r in results] == ["dense", "packed", "packed"]
+    assert [r["engine"] for r in results] == ["dense", "packed", "packed", "packed"]
     assert results[1]["bpc"] == pytest.approx(results[0]["bpc"], rel=1e-5)
-    assert results[2]["bpc"] == results[1]["bpc"]
-    texts = [runner.invoke(main, ["sample", "--prime", "The ", "--length", "60", *args]).stdout
-             for args in (["--engine", "dense", ckpt], ["--engine", "packed", ckpt], [str(tmp_path / "m.rbtw")])]
-    assert texts[0] == texts[1] == texts[2]
+    assert results[3]["bpc"] == results[2]["bpc"]
+    texts = [runner.invoke(main, ["sample", "--prime", "The ", "--length", "60", *args]).stdout for args in engines]
+    assert texts[0] == texts[1] and texts[2] == texts[3]

@@ -119,7 +119,7 @@ def test_emulator_products_on_each_path_equal_the_integer_loop(path, quant, thre
     from rbtw.accel import datapath
     from rbtw.accel import design as dm
     from rbtw.accel.engine import AccelEngine
-    from rbtw.accel.randmodel import random_export
+    from randmodel import random_export
     rng = np.random.default_rng(3)
     ex = random_export(rng, hidden=37, quant=quant, kind="classify", n_in=20, t_max=3)
     d = dm.preset(quant)

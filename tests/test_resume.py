@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rbtw.config import TrainConfig
 from rbtw import train
 from rbtw.checkpoint import load_checkpoint
 from rbtw.runlock import RunBusy, RunLock
@@ -36,11 +37,13 @@ POINTS = {"step": 8, "eval": 6, "save": 5, "kill": 5, "kill-in-write": 5}
 DRIVER = r"""
 import os, signal, sys
 import numpy as np
+import rbtw.evaluate as evaluation
 from rbtw import optim, train
+from rbtw.config import TrainConfig
 from rbtw.runlock import RunLock
 
 phase, k, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-config = train.TrainConfig(**__CONFIG__)
+config = TrainConfig(**__CONFIG__)
 count = [0]
 
 def hit():
@@ -63,7 +66,7 @@ if phase == "step":            # gradients computed (RNG drawn), weights not yet
 elif phase == "term":          # the same point, SIGTERM (kill, a batch scheduler)
     wrap(optim.Adam, "step", before=signal.SIGTERM)
 elif phase == "eval":          # one evaluation batch scored, the next not yet
-    wrap(train, "score", after=signal.SIGINT)
+    wrap(evaluation, "score", after=signal.SIGINT)
 elif phase == "save":          # the archive written to its temporary name, not yet renamed
     wrap(np, "savez", after=signal.SIGINT)
 elif phase == "kill-in-write":
@@ -97,7 +100,7 @@ def events(out):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("whole")
-    test = train.Run(train.TrainConfig(**CONFIG), out, log=lambda line: None).run()
+    test = train.Run(TrainConfig(**CONFIG), out, log=lambda line: None).run()
     return out, test
 
 

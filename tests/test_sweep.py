@@ -18,8 +18,10 @@ from click.testing import CliRunner
 from rbtw import sweep as sw
 from rbtw.checkpoint import load_checkpoint
 from rbtw.cli import main
+from rbtw.rundir import RunDir
 from rbtw.runlock import RunLock
-from rbtw.train import Run, TrainConfig
+from rbtw.config import TrainConfig
+from rbtw.train import Run
 
 distributed = pytest.importorskip("distributed")
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -62,7 +64,7 @@ def tiny_sweep(variants, seeds=(0,), **options):
 
 
 def events(run_dir, kind):
-    return [e for e in sw.read_events(run_dir) if e.get("event") == kind]
+    return [e for e in RunDir(run_dir).events() if e.get("event") == kind]
 
 
 def snapshot(out):
@@ -181,7 +183,7 @@ def test_rerun_after_interruption_finishes_only_what_was_missing(client, tmp_pat
     assert results[finished.name] == {"status": "done", "skipped": True}
     assert snapshot(finished.out) == before
     assert results[interrupted.name]["resumed"] is True and results[untouched.name]["resumed"] is False
-    train_events = [e for e in sw.read_events(interrupted.out) if e.get("event") == "epoch"]
+    train_events = [e for e in RunDir(interrupted.out).events() if e.get("event") == "epoch"]
     assert len(train_events) == 1 and train_events[0]["step"] == 8
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rbtw.config import TrainConfig
+from rbtw.evaluate import evaluate
+from rbtw.tasks import TaskData
 from rbtw import train
 from rbtw.checkpoint import load_checkpoint
 from rbtw.errors import UserError
@@ -22,13 +25,13 @@ def alice():
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     ids = np.array([index[c] for c in text], dtype=np.int32)
-    return train.TaskData("char", ids[:10000], ids[10000:11000], ids[11000:], vocab=vocab)
+    return TaskData("char", ids[:10000], ids[10000:11000], ids[11000:], vocab=vocab)
 
 
 def tiny_config(**kw):
     base = dict(task="default", hidden=32, seq_len=50, batch=32, epochs=8, lr=1e-2, log_every=1000)
     base.update(kw)
-    return train.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 @pytest.mark.slow
@@ -57,7 +60,7 @@ def word_task():
     rng = np.random.default_rng(5)
     vocab = [f"w{k}" for k in range(30)]
     stream = rng.integers(0, 30, size=4000).astype(np.int32)
-    return train.TaskData("word", stream[:3000], stream[3000:3500], stream[3500:], vocab=vocab)
+    return TaskData("word", stream[:3000], stream[3000:3500], stream[3500:], vocab=vocab)
 
 
 @pytest.mark.parametrize("kind", ["char", "word"])
@@ -118,7 +121,7 @@ def test_damaged_checkpoints_give_clear_errors(alice, tmp_path):
 
 def test_resume_rejects_a_checkpoint_for_another_vocabulary(alice, tmp_path):
     train.Run(tiny_config(epochs=1, max_batches=2), tmp_path, data=alice, log=lambda line: None).run()
-    other = train.TaskData("char", alice.train, alice.valid, alice.test, vocab=list(reversed(alice.vocab)))
+    other = TaskData("char", alice.train, alice.valid, alice.test, vocab=list(reversed(alice.vocab)))
     with pytest.raises(UserError, match="vocabulary"):
         train.Run(None, tmp_path, data=other, resume=True)
 
@@ -131,9 +134,9 @@ def test_metrics_log_and_evaluation_conventions(alice, tmp_path):
     assert [e["event"] for e in events if e["event"] != "train"] == ["epoch", "epoch", "test"]
     assert all("valid_bpc" in e for e in events if e["event"] == "epoch")
     assert json.loads((tmp_path / "config.json").read_text())["quant"] == "binary"
-    pop = train.evaluate(run.params, run.stats, run.spec, alice, "valid", config)
-    again = train.evaluate(run.params, run.stats, run.spec, alice, "valid", config)
+    pop = evaluate(run.params, run.stats, run.spec, alice, "valid", config)
+    again = evaluate(run.params, run.stats, run.spec, alice, "valid", config)
     assert pop == again  # deterministic weights + population statistics: reproducible
-    official = train.evaluate(run.params, run.stats, run.spec, alice, "valid", config, weights="sampled",
+    official = evaluate(run.params, run.stats, run.spec, alice, "valid", config, weights="sampled",
                               batch_stats=True)
     assert official["bpc"] != pop["bpc"] and math.isfinite(official["bpc"])

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from rbtw.config import TrainConfig
+from rbtw.tasks import TaskData
 from rbtw import optim, train
 from rbtw.checkpoint import load_checkpoint
 from rbtw.errors import UserError
@@ -40,19 +42,19 @@ def test_warmdown_values():
                                          ("lr_warmdown_epochs", -3)])
 def test_warmdown_options_outside_their_domain_are_user_errors(field, value):
     with pytest.raises(UserError):
-        train.TrainConfig(**{field: value}).validate()
+        TrainConfig(**{field: value}).validate()
 
 
 def _alice_task():
     text = ALICE.read_text(encoding="utf-8")[:6000]
     vocab = sorted(set(text))
     ids = np.array([vocab.index(c) for c in text], dtype=np.int32)
-    return train.TaskData("char", ids[:5000], ids[5000:5500], ids[5500:], vocab=vocab)
+    return TaskData("char", ids[:5000], ids[5000:5500], ids[5500:], vocab=vocab)
 
 
 def test_trainer_applies_the_warmdown_per_minibatch(tmp_path):
     data = _alice_task()
-    config = train.TrainConfig(hidden=8, seq_len=20, batch=8, epochs=2, max_batches=10, lr=1e-2,
+    config = TrainConfig(hidden=8, seq_len=20, batch=8, epochs=2, max_batches=10, lr=1e-2,
                                lr_warmdown="linear", lr_warmdown_frac=0.5, lr_warmdown_to=0.1, log_every=1)
     train.Run(config, tmp_path, data=data, log=lambda line: None).run()
     events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -66,9 +68,9 @@ def test_a_branch_continues_exactly_like_a_run_started_with_its_schedule(tmp_pat
     data = _alice_task()
     base = dict(hidden=8, seq_len=20, batch=8, max_batches=4, lr=1e-2, quant="ternary", stochastic=True,
                 log_every=1)
-    direct = train.TrainConfig(epochs=5, lr_warmdown="cosine", lr_warmdown_frac=0.4, **base)
+    direct = TrainConfig(epochs=5, lr_warmdown="cosine", lr_warmdown_frac=0.4, **base)
     train.Run(direct, tmp_path / "direct", data=data, log=lambda line: None).run()
-    train.Run(train.TrainConfig(epochs=3, **base), tmp_path / "prefix", data=data, log=lambda line: None).run()
+    train.Run(TrainConfig(epochs=3, **base), tmp_path / "prefix", data=data, log=lambda line: None).run()
     train.branch(tmp_path / "prefix", tmp_path / "branch", epochs=5, lr_warmdown="cosine", lr_warmdown_frac=0.4)
     branched = train.Run(None, tmp_path / "branch", data=data, resume=True, log=lambda line: None)
     assert branched.config == direct
@@ -83,7 +85,7 @@ def test_a_branch_continues_exactly_like_a_run_started_with_its_schedule(tmp_pat
 
 def test_a_branch_may_not_rewrite_the_past(tmp_path):
     data = _alice_task()
-    cfg = train.TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=3, log_every=100)
+    cfg = TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=3, log_every=100)
     train.Run(cfg, tmp_path / "prefix", data=data, log=lambda line: None).run()
     for changes in (dict(epochs=4, lr_warmdown="cosine", lr_warmdown_frac=0.5),  # decay would start at 8 < 12
                     dict(epochs=2), dict(hidden=16)):
@@ -96,8 +98,8 @@ def test_a_branch_may_not_rewrite_the_past(tmp_path):
        extra=st.integers(0, 4), frac=st.floats(0.01, 1.0), to=st.floats(0.0, 1.0))
 def test_a_warmdown_span_shorter_than_the_run_holds_its_end_rate(kind, n, span, extra, frac, to):
     """Within its span the factor is the warm-down of a run that long; after it, its last factor (``to``)."""
-    short = train.TrainConfig(epochs=span, lr_warmdown=kind, lr_warmdown_frac=frac, lr_warmdown_to=to)
-    longer = train.TrainConfig(epochs=span + extra, lr_warmdown=kind, lr_warmdown_frac=frac,
+    short = TrainConfig(epochs=span, lr_warmdown=kind, lr_warmdown_frac=frac, lr_warmdown_to=to)
+    longer = TrainConfig(epochs=span + extra, lr_warmdown=kind, lr_warmdown_frac=frac,
                                lr_warmdown_to=to, lr_warmdown_epochs=span)
     for step in range((span + extra) * n):
         factor = train.warmdown_factor(longer, n, step)
@@ -118,11 +120,11 @@ def test_extending_a_finished_warmdown_run_continues_at_its_end_rate(tmp_path):
     base = dict(hidden=8, seq_len=20, batch=8, max_batches=4, lr=1e-2, quant="ternary", stochastic=True,
                 lr_warmdown="cosine", lr_warmdown_frac=0.5, lr_warmdown_to=0.1, log_every=1)
     quiet = dict(data=data, log=lambda line: None)
-    train.Run(train.TrainConfig(epochs=2, **base), tmp_path / "run", **quiet).run()
-    extended = train.Run(train.TrainConfig(epochs=4, **base), tmp_path / "run", resume=True, **quiet)
+    train.Run(TrainConfig(epochs=2, **base), tmp_path / "run", **quiet).run()
+    extended = train.Run(TrainConfig(epochs=4, **base), tmp_path / "run", resume=True, **quiet)
     assert extended.config.lr_warmdown_epochs == 2 and extended.config.epochs == 4
     extended.run()
-    planned = train.TrainConfig(epochs=4, lr_warmdown_epochs=2, **base)
+    planned = TrainConfig(epochs=4, lr_warmdown_epochs=2, **base)
     train.Run(planned, tmp_path / "planned", **quiet).run()
     rates = [e["lr"] for e in _events(tmp_path / "run") if e["event"] == "train"]
     assert rates == [e["lr"] for e in _events(tmp_path / "planned") if e["event"] == "train"]
@@ -139,7 +141,7 @@ def test_a_branch_may_end_the_warmdown_earlier_than_its_epochs(tmp_path):
     """A finished warm-down run branched to more epochs with its span pinned is allowed; the
     same branch without the pin would re-raise the rate of trained minibatches and is refused."""
     data = _alice_task()
-    cfg = train.TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=2, log_every=100,
+    cfg = TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=2, log_every=100,
                             lr_warmdown="linear", lr_warmdown_frac=0.5)
     train.Run(cfg, tmp_path / "prefix", data=data, log=lambda line: None).run()
     with pytest.raises(UserError, match="minibatch 4"):

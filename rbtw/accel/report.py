@@ -67,3 +67,75 @@ def explain(rows):
                        f"({eq['pes']} add/subtract PEs in the area of {fp['pes']} multiply-accumulate PEs)")
         out.append(f"energy per step fp12 / {name}: {fp['energy_nj'] / b['energy_nj']:.1f}×")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the report of `rbtw emulate`
+
+
+def fixed_point_metric(export, design, data, config, max_batches=None, on_batch=None):
+    """The test metric of ``export`` run in fixed point on ``design`` (``on_batch()`` after each
+    batch of time steps, for a progress bar)."""
+    from rbtw.accel.engine import AccelEngine
+    from rbtw.evaluate import evaluate_engine, metric_name
+    engine = AccelEngine(export, design, on_steps=(lambda n: on_batch()) if on_batch else None)
+    return evaluate_engine(engine, data, "test", config, max_batches=max_batches)[metric_name(config.kind)]
+
+
+def emulation(export, design, data, config, *, max_batches=None, compare_kw=None, progress=None):
+    """The lines of ``rbtw emulate``: the design's figures, the test metric in fixed point beside
+    the packed float engine's, and with ``compare_kw`` (design parameters) the side-by-side
+    table of every design that can run the export.
+
+    ``progress(label, total)`` returns a callback called after each batch (or None).
+    """
+    from rbtw.evaluate import evaluate_engine, metric_name
+    from rbtw.infer import PackedEngine
+    name = metric_name(config.kind)
+    B = config.eval_batch or config.batch
+    total = sum(1 for _ in data.batches("test", config, batch=B))
+    total = min(total, max_batches) if max_batches else total
+
+    def fixed(d):
+        tick = progress(f"emulating {d.name}", total) if progress else None
+        return fixed_point_metric(export, d, data, config, max_batches, tick)
+
+    fixed_value = fixed(design)
+    float_value = evaluate_engine(PackedEngine(export), data, "test", config, max_batches=max_batches)[name]
+    lines = design_lines(export, design) + [f"test {name}: fixed point {fixed_value:.4f}, float {float_value:.4f}"]
+    if compare_kw is None:
+        return lines
+    designs = compare_designs(export, **compare_kw)
+    rows = figures(export, designs)
+    metrics, by_pe = {}, {design.pe == "fp": fixed_value}
+    for d in designs:
+        key = d.pe == "fp"        # binary and ternary PEs compute the same integers
+        if key not in by_pe:
+            by_pe[key] = fixed(d)
+        metrics[d.name] = by_pe[key]
+    return lines + [""] + table(rows, name, metrics) + [f"(float {name} {float_value:.4f})"] + explain(rows)
+
+
+def design_lines(export, design):
+    """Cycles, memory, energy and area of ``export`` on ``design``, one line each."""
+    c = schedule.costs(export, design)
+    walked = schedule.simulate(schedule.model_matrices(export), [export.spec["hidden"]] * export.spec["layers"],
+                               design)
+    parts = c["energy_parts_nj"]
+    on = "all on chip" if c["fits"] else (f"{c['on_chip_bits'] / c['weight_bits']:.0%} on chip, "
+                                          f"{c['off_chip_bits_per_step']:,} bits/step from DRAM")
+    return [
+        f"design {design.name}: {design.rows}×{design.cols} = {design.pes} PEs, SRAM {design.sram_kb:g} KiB, "
+        f"DRAM {design.dram_gbps:g} GB/s, {design.clock_mhz:g} MHz",
+        f"cycles/step {walked:,} (closed form {c['cycles']:,})  latency {c['latency_us']:.3f} µs  "
+        f"throughput {c['steps_per_s']:,.0f} steps/s",
+        f"weight memory {c['weight_bits']:,} bits ({c['weight_bits'] / 8192:.1f} KiB, {on}); "
+        f"BN tables {c['table_bits']:,} bits ({schedule.layer_info(export)[0][1]} rows); "
+        f"output layer {c['output_bits']:,} bits (float32, host)",
+        f"whole model {c['model_bits']:,} bits ({c['model_bits'] / 8192:.1f} KiB); with 32-bit weights "
+        f"{c['model_bits_fp32'] / 8192:.1f} KiB ({c['model_bits_fp32'] / c['model_bits']:.1f}×), with 12-bit "
+        f"{c['model_bits_12'] / 8192:.1f} KiB ({c['model_bits_12'] / c['model_bits']:.1f}×)",
+        f"energy/step {c['energy_nj']:.1f} nJ (PE {parts['pe']:.1f}, SRAM {parts['sram']:.1f}, "
+        f"DRAM {parts['dram']:.1f}, post-processing {parts['pp']:.1f})",
+        f"area {c['area_mm2']:.3f} mm² (PE array {c['pe_area_mm2']:.3f})",
+    ]

@@ -1,5 +1,7 @@
 """Random-initialised exports for tests and benchmarks (no training, no data needed).
 
+A fixture, not part of the package: the emulator and the packed engine read exports only.
+
 Population statistics are set to what products of random ±α weights with activations in
 [−1, 1] give: the variance of W_h·h (K = H) and of W_x·x (K = the layer's inputs) is about
 α²·K/3, here α²·(0.5 + u·K/3) with u ~ U(0, 1); the cell's variance 0.5 + u·H/3; means
@@ -9,13 +11,13 @@ input terms of a step are as large as its shifts.
 
 import numpy as np
 
-from rbtw.export import build_export
+from rbtw.config import TrainConfig
+from rbtw.export import PER_STEP, build_export
+from rbtw.models import ModelSpec, init
 
 
 def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in=12, n_out=None,
-                  emb=6, t_max=8, bn=True, cell="lstm", task=None, bn_steps=None):
-    from rbtw.models import ModelSpec, init
-    from rbtw.train import TrainConfig
+                  emb=6, t_max=8, bn=True, cell="lstm", task=None, bn_steps=PER_STEP):
     task = task or {"char": "ptb_char", "word": "ptb_word", "classify": "mnist"}[kind]
     spec = ModelSpec(kind=kind, n_in=n_in, n_out=n_out or n_in, cell=cell, hidden=hidden, layers=layers,
                      emb=emb if kind == "word" else 0, quant=quant, stochastic=False, bn=bn, t_max=t_max)

@@ -1,0 +1,141 @@
+"""A run directory: the files a training run keeps, and its metrics log.
+
+    config.json       the full TrainConfig (written at the start, and again on resume)
+    metrics.jsonl     one JSON object per line: {"event": "train"|"epoch"|"test"|..., "time": ...}
+    checkpoint.npz    parameters, BN statistics, optimiser state, RNG state and position
+    train.log         progress lines of a run trained by a sweep worker
+
+Every reader and writer of these files goes through :class:`RunDir`.  The log is appended one
+line at a time; a process killed in the middle of a line leaves a torn last line, which
+readers skip and the next append cuts off.  A damaged line elsewhere is reported (UserError
+naming the line), never guessed at.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from rbtw.errors import UserError
+from rbtw.fileio import atomic_open
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.npz"
+TRAIN_LOG = "train.log"
+
+
+class RunDir:
+    """The files of the run in ``path`` (nothing is read or created until asked)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def config_path(self):
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self):
+        return self.path / METRICS
+
+    @property
+    def checkpoint_path(self):
+        return self.path / CHECKPOINT
+
+    @property
+    def train_log_path(self):
+        return self.path / TRAIN_LOG
+
+    def has_checkpoint(self):
+        return self.checkpoint_path.exists()
+
+    def write_config(self, config_dict):
+        with atomic_open(self.config_path, "w") as f:
+            json.dump(config_dict, f, indent=2)
+
+    # -- the metrics log -------------------------------------------------------------------------
+
+    def append(self, **event):
+        """Append one event (with the current time) as a line; a torn last line is cut off first."""
+        event["time"] = round(time.time(), 3)
+        line = (json.dumps(event) + "\n").encode("utf-8")
+        with open(self.metrics_path, "ab+") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(max(end - 1, 0))
+                if f.read(1) != b"\n":
+                    f.truncate(_after_last_newline(f, end))
+            f.write(line)
+
+    def events(self):
+        """Every event of the log in order ([] when there is none); a torn last line is skipped."""
+        try:
+            text = self.metrics_path.read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        lines = text.split("\n")
+        torn = lines.pop()              # "" when the file ends with a newline
+        events = []
+        for k, line in enumerate(lines, 1):
+            if line.strip():
+                events.append(_parse(line, self.metrics_path, k))
+        if torn.strip():
+            try:
+                events.append(_parse(torn, self.metrics_path, len(lines) + 1))
+            except UserError:
+                pass                    # cut short by a killed process
+        return events
+
+    def of_kind(self, kind):
+        return [e for e in self.events() if e.get("event") == kind]
+
+    def epochs(self):
+        """The "epoch" events, in order."""
+        return self.of_kind("epoch")
+
+    def final_test(self):
+        """The last "test" event (a finished run), or None."""
+        tests = self.of_kind("test")
+        return tests[-1] if tests else None
+
+    def keep_events(self, keep):
+        """Rewrite the log (atomically) with the events for which ``keep(event)`` is true."""
+        if not self.metrics_path.exists():
+            return
+        self.write_events([e for e in self.events() if keep(e)])
+
+    def write_events(self, events):
+        """Replace the log (atomically) by ``events``, as they are (times kept)."""
+        with atomic_open(self.metrics_path, "w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in events)
+
+    def clear_events(self):
+        self.metrics_path.unlink(missing_ok=True)
+
+
+def _parse(line, path, k):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise UserError(f"{path}:{k} is damaged (not a JSON line)") from None
+    if not isinstance(event, dict):
+        raise UserError(f"{path}:{k} is not a metrics event")
+    return event
+
+
+def _after_last_newline(f, end):
+    """The offset just after the last b"\\n" of the open file f (0 when it has none)."""
+    pos = end
+    while pos > 0:
+        step = min(4096, pos)
+        f.seek(pos - step)
+        chunk = f.read(step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0

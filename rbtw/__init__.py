@@ -27,8 +27,7 @@ BLAS_TIMEOUT_AT_LOAD = None if "numpy" in _sys.modules else _os.environ["OPENBLA
 
 from rbtw.api import Model, TrainResult, fit, load
 from rbtw.errors import UserError
-
-__version__ = "0.1.0"
+from rbtw.version import __version__
 
 __all__ = ["Model", "TrainConfig", "TrainResult", "UserError", "fit", "load"]
 

@@ -1,6 +1,5 @@
 """Learning curves from metrics.jsonl logs (needs matplotlib: ``pip install 'rbtw[plot]'``)."""
 
-import json
 from pathlib import Path
 
 from rbtw.errors import UserError
@@ -8,27 +7,12 @@ from rbtw.fileio import atomic_path
 
 
 def read_log(path):
-    """Events of one metrics.jsonl file; a damaged line is a UserError naming it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    events = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such metrics log") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a metrics log (not UTF-8 text)") from None
-    for k, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"{path}:{k} is not a JSON line") from None
-            if not isinstance(event, dict):
-                raise UserError(f"{path}:{k} is not a metrics event")
-            events.append(event)
-    return path, events
+    """(log path, events) of a metrics log or a run directory; a damaged line is a UserError."""
+    from rbtw.rundir import RunDir
+    rd = RunDir.of_log(path)
+    if not rd.metrics_path.is_file():
+        raise UserError(f"{rd.metrics_path}: no such metrics log")
+    return rd.metrics_path, rd.events()
 
 
 def curves(events):

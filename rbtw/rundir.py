@@ -7,8 +7,8 @@
 
 Every reader and writer of these files goes through :class:`RunDir`.  The log is appended one
 line at a time; a process killed in the middle of a line leaves a torn last line, which
-readers skip and the next append cuts off.  A damaged line elsewhere is reported (UserError
-naming the line), never guessed at.
+readers skip and the next append cuts off (or completes, when only its newline is missing).
+A damaged line elsewhere is reported (UserError naming the line), never guessed at.
 """
 
 import json
@@ -28,8 +28,15 @@ TRAIN_LOG = "train.log"
 class RunDir:
     """The files of the run in ``path`` (nothing is read or created until asked)."""
 
-    def __init__(self, path):
+    def __init__(self, path, metrics_name=METRICS):
         self.path = Path(path)
+        self._metrics = metrics_name
+
+    @classmethod
+    def of_log(cls, path):
+        """The run whose metrics log is ``path``: a run directory, or a log file itself."""
+        path = Path(path)
+        return cls(path) if path.is_dir() else cls(path.parent, path.name)
 
     def __repr__(self):
         return f"RunDir({str(self.path)!r})"
@@ -40,7 +47,7 @@ class RunDir:
 
     @property
     def metrics_path(self):
-        return self.path / METRICS
+        return self.path / self._metrics
 
     @property
     def checkpoint_path(self):
@@ -60,25 +67,29 @@ class RunDir:
     # -- the metrics log -------------------------------------------------------------------------
 
     def append(self, **event):
-        """Append one event (with the current time) as a line; a torn last line is cut off first."""
+        """Append one event (with the current time) as a line.  A last line without its newline
+        is completed when it holds a whole event (as readers take it) and cut off otherwise."""
         event["time"] = round(time.time(), 3)
         line = (json.dumps(event) + "\n").encode("utf-8")
         with open(self.metrics_path, "ab+") as f:
             end = f.seek(0, os.SEEK_END)
             if end:
-                f.seek(max(end - 1, 0))
-                if f.read(1) != b"\n":
-                    f.truncate(_after_last_newline(f, end))
+                start = _after_last_newline(f, end)
+                f.seek(start)
+                tail = f.read()
+                if tail and _is_event(tail):
+                    f.write(b"\n")
+                elif tail:
+                    f.truncate(start)
             f.write(line)
 
     def events(self):
         """Every event of the log in order ([] when there is none); a torn last line is skipped."""
         try:
-            text = self.metrics_path.read_bytes().decode("utf-8", errors="replace")
+            lines = self.metrics_path.read_bytes().split(b"\n")
         except FileNotFoundError:
             return []
-        lines = text.split("\n")
-        torn = lines.pop()              # "" when the file ends with a newline
+        torn = lines.pop()              # b"" when the file ends with a newline
         events = []
         for k, line in enumerate(lines, 1):
             if line.strip():
@@ -118,13 +129,23 @@ class RunDir:
 
 
 def _parse(line, path, k):
+    """The event on line ``k`` (bytes) of the log at ``path``."""
     try:
-        event = json.loads(line)
+        event = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}:{k} is not a metrics log line (not UTF-8 text)") from None
     except ValueError:
-        raise UserError(f"{path}:{k} is damaged (not a JSON line)") from None
+        raise UserError(f"{path}:{k} is not a metrics log line (not a JSON line)") from None
     if not isinstance(event, dict):
-        raise UserError(f"{path}:{k} is not a metrics event")
+        raise UserError(f"{path}:{k} is not a metrics log line (not a JSON object)")
     return event
+
+
+def _is_event(raw):
+    try:
+        return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except ValueError:          # UnicodeDecodeError is one too
+        return False
 
 
 def _after_last_newline(f, end):

@@ -185,7 +185,7 @@ def test_force_replaces_the_old_run_at_once(tmp_path):
 
 
 def test_progress_bar_shows_the_current_loss():
-    from rbtw.cli import _EpochBar
+    from rbtw.cli.progress import EpochBar as _EpochBar
 
     class FakeRun:
         epoch, batch_index, config = 0, 0, type("C", (), {"epochs": 1})()
@@ -242,7 +242,7 @@ def test_reproduce_without_tasks_is_an_error(tmp_path):
 def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch):
     """A KeyboardInterrupt, or the SystemError a compiled kernel wraps it in, ends a command
     with "interrupted" and status 130, without a traceback."""
-    import rbtw.cli as cli
+    import rbtw.cli.inference as cli
 
     def interrupted_kernel(*args, **kwargs):
         try:
@@ -260,15 +260,15 @@ def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch):
 def test_run_directory_deleted_during_training(tmp_path, monkeypatch):
     import shutil
 
-    import rbtw.cli as cli
+    from rbtw.cli.progress import EpochBar
     out = tmp_path / "run"
-    original = cli._EpochBar.__call__
+    original = EpochBar.__call__
 
     def delete_it(self, run, loss):
         shutil.rmtree(out, ignore_errors=True)
         original(self, run, loss)
 
-    monkeypatch.setattr(cli._EpochBar, "__call__", delete_it)
+    monkeypatch.setattr(EpochBar, "__call__", delete_it)
     result = invoke("train", "default", *TINY, "--out", out)
     assert result.exit_code == 2
     last = result.stderr.strip().splitlines()[-1]
@@ -287,3 +287,19 @@ def test_no_library_warnings_reach_the_terminal(tmp_path):
     assert proc.returncode == 2
     assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: the run diverged")
+
+
+@pytest.mark.slow
+def test_demo_run_twice_keeps_its_runs_and_other_settings_need_force(tmp_path):
+    out = tmp_path / "demo"
+    first = invoke("demo", "--hidden", "4", "--epochs", "1", "--out", out)
+    assert first.exit_code == 0, first.output
+    assert "ternary" in first.stdout and "full precision" in first.stdout
+    checkpoint = out / "ternary" / "checkpoint.npz"
+    before = checkpoint.stat().st_mtime_ns
+    again = invoke("demo", "--hidden", "4", "--epochs", "1", "--out", out)
+    assert again.exit_code == 0 and "have finished" in again.stderr
+    assert again.stdout.splitlines()[1:] == first.stdout.splitlines()[1:]      # the same results, reported
+    assert checkpoint.stat().st_mtime_ns == before                            # nothing retrained
+    assert_one_line_error(invoke("demo", "--hidden", "5", "--epochs", "1", "--out", out), "--force")
+    assert checkpoint.stat().st_mtime_ns == before

@@ -94,19 +94,19 @@ def _files(d):
 
 def test_good_download_is_verified_and_stored(serve, tmp_path):
     url, log = serve(SHARED)
-    download("ptb_word", tmp_path, mirror=url, progress=False)
+    download("ptb_word", tmp_path, mirror=url)
     assert _files(tmp_path / "ptb") == ["manifest.json", "ptb.test.txt", "ptb.train.txt",
                                         "ptb.valid.txt"]
     assert [p for p, _ in log] == ["/ptb/ptb.train.txt", "/ptb/ptb.valid.txt", "/ptb/ptb.test.txt"]
     assert load_corpus("ptb_word", tmp_path).vocab_size == 10_000
-    download("ptb_char", tmp_path, mirror=url, progress=False)  # same source, already present
+    download("ptb_char", tmp_path, mirror=url)  # same source, already present
     assert len(log) == 3
 
 
 def test_mirror_from_environment(serve, tmp_path, monkeypatch):
     url, log = serve(SHARED)
     monkeypatch.setenv("RBTW_MIRROR", url + "/")
-    download("warpeace", tmp_path, progress=False)
+    download("warpeace", tmp_path)
     assert log == [("/warpeace/warpeace_input.txt", None)]
     assert load_corpus("warpeace", tmp_path).status == "verified"
 
@@ -118,7 +118,7 @@ def test_checksum_mismatch_leaves_nothing_in_the_cache(serve, tmp_path):
     (tmp_path / "srv" / "ptb" / "ptb.train.txt").write_bytes(bytes(data))
     url, _ = serve(tmp_path / "srv")
     with pytest.raises(UserError, match="ptb.train.txt: checksum mismatch"):
-        download("ptb_char", tmp_path / "cache", mirror=url, progress=False)
+        download("ptb_char", tmp_path / "cache", mirror=url)
     assert _files(tmp_path / "cache" / "ptb") == []
 
 
@@ -126,13 +126,13 @@ def test_cut_off_transfer_is_resumed_with_range(serve, tmp_path):
     url, log = serve(SHARED, cut={"/ptb/ptb.valid.txt"})
     cut = r"cut off after 199,891 of 399,782 bytes.*run the command again"
     with pytest.raises(UserError, match=cut):
-        download("ptb_word", tmp_path, mirror=url, progress=False)
+        download("ptb_word", tmp_path, mirror=url)
     assert _files(tmp_path / "ptb") == ["ptb.train.txt", "ptb.valid.txt.part"]
     assert (tmp_path / "ptb" / "ptb.valid.txt.part").stat().st_size == 199_891
     assert {r["name"]: r["status"] for r in dataset_rows(tmp_path)}["ptb_word"] == "incomplete"
     with pytest.raises(UserError, match="incomplete"):
         load_corpus("ptb_word", tmp_path)
-    download("ptb_word", tmp_path, mirror=url, progress=False)
+    download("ptb_word", tmp_path, mirror=url)
     assert ("/ptb/ptb.valid.txt", "bytes=199891-") in log
     assert [p for p, _ in log].count("/ptb/ptb.train.txt") == 1  # kept from the first run
     assert load_corpus("ptb_word", tmp_path).status == "verified"
@@ -142,9 +142,9 @@ def test_cut_off_transfer_is_resumed_with_range(serve, tmp_path):
 def test_cut_off_transfer_restarts_when_the_server_ignores_range(serve, tmp_path):
     url, log = serve(SHARED, cut={"/warpeace/warpeace_input.txt"}, ranges=False)
     with pytest.raises(UserError, match="cut off"):
-        download("warpeace", tmp_path, mirror=url, progress=False)
+        download("warpeace", tmp_path, mirror=url)
     assert _files(tmp_path / "warpeace") == ["warpeace_input.txt.part"]
-    download("warpeace", tmp_path, mirror=url, progress=False)
+    download("warpeace", tmp_path, mirror=url)
     assert log[-1] == ("/warpeace/warpeace_input.txt", "bytes=1598114-")  # asked, got 200
     stored = tmp_path / "warpeace" / "warpeace_input.txt"
     assert stored.read_bytes() == (SHARED / "warpeace" / "warpeace_input.txt").read_bytes()
@@ -154,7 +154,7 @@ def test_a_stale_partial_file_that_fails_its_check_is_fetched_afresh(serve, tmp_
     url, log = serve(SHARED)
     (tmp_path / "warpeace").mkdir()
     (tmp_path / "warpeace" / "warpeace_input.txt.part").write_bytes(b"x" * 1000)
-    download("warpeace", tmp_path, mirror=url, progress=False)
+    download("warpeace", tmp_path, mirror=url)
     assert log == [("/warpeace/warpeace_input.txt", "bytes=1000-"),
                    ("/warpeace/warpeace_input.txt", None)]
     assert _files(tmp_path / "warpeace") == ["manifest.json", "warpeace_input.txt"]
@@ -163,9 +163,9 @@ def test_a_stale_partial_file_that_fails_its_check_is_fetched_afresh(serve, tmp_
 def test_http_errors_are_one_line_user_errors(serve, tmp_path):
     url, _ = serve(tmp_path / "empty")
     with pytest.raises(UserError, match=r"HTTP 404"):
-        download("linux", tmp_path, mirror=url, progress=False)
+        download("linux", tmp_path, mirror=url)
     with pytest.raises(UserError, match="cannot download http://127.0.0.1:1/linux/linux_input.txt"):
-        download("linux", tmp_path, mirror="http://127.0.0.1:1", progress=False)
+        download("linux", tmp_path, mirror="http://127.0.0.1:1")
 
 
 # --- CLI -------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-import rbtw
 from rbtw.errors import UserError
 from rbtw.fileio import atomic_open
 from rbtw.data.registry import DATASETS, SOURCES
@@ -124,7 +123,7 @@ def _status(files):
 
 def default_text_path():
     """Where the embedded default corpus lives: ``<repository>/data/carroll-alice.txt``."""
-    return Path(rbtw.__file__).resolve().parent.parent / "data" / DEFAULT_TEXT
+    return Path(__file__).resolve().parents[2] / "data" / DEFAULT_TEXT
 
 
 def load_default():

@@ -1,7 +1,7 @@
 """Getting raw files into the data directory: HTTP(S) download or import of a local copy.
 
-Download: each file is streamed into ``<name>.part`` (progress bar on stderr when it is a
-terminal), checked (:func:`rbtw.data.store.match_variant`) and only then renamed to its final
+Download: each file is streamed into ``<name>.part`` (progress reported to a callback; the CLI
+draws a bar with it on a terminal), checked (:func:`rbtw.data.store.match_variant`) and only then renamed to its final
 name; the manifest is written last.  A transfer that is cut off (fewer bytes than
 Content-Length, or a network error) raises a UserError and leaves the ``.part`` file; a rerun
 *resumes* it with an HTTP ``Range: bytes=N-`` request, or restarts from zero when the server
@@ -20,14 +20,11 @@ import http.client
 import os
 import re
 import shutil
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import click
-
-from rbtw import __version__
+from rbtw.version import __version__
 from rbtw.errors import UserError
 from rbtw.data.registry import DATASETS, FRAGMENT, SOURCES
 from rbtw.data.store import (MANIFEST, match_variant, packing_of, read_manifest, source_dir,
@@ -56,8 +53,12 @@ def file_url(source, raw, mirror=None):
     return raw.url
 
 
-def download(dataset, data_dir=None, mirror=None, progress=True, echo=None):
-    """Fetch, check and store the raw files of ``dataset``; return the source directory."""
+def download(dataset, data_dir=None, mirror=None, progress=None, echo=None):
+    """Fetch, check and store the raw files of ``dataset``; return the source directory.
+
+    ``progress(label, done, total)`` is called as bytes arrive (total None when the server does
+    not say); ``echo(line)`` with one line per file stored.
+    """
     source = source_of(dataset)
     sdir = source_dir(data_dir, source.name)
     old = _forget(sdir)
@@ -105,7 +106,7 @@ def _stored(entry, path, origin):
     return dict(entry, stored=path.name, bytes=path.stat().st_size, origin=str(origin))
 
 
-def fetch(url, part, label="", progress=True):
+def fetch(url, part, label="", progress=None):
     """Bring ``part`` up to the full resource at ``url``, resuming it if it already exists."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": f"rbtw/{__version__}"}
@@ -134,17 +135,16 @@ def _range_start(resp):
 def _stream(resp, part, start, total, url, label, progress):
     """Copy the response body into ``part`` from byte ``start``; raise if it ends early."""
     got = start
-    shown = progress and total and sys.stderr.isatty()  # a bar only on a terminal
-    bar = click.progressbar(length=total or 1, label=label, file=sys.stderr, hidden=not shown)
-    with open(part, "r+b" if start else "wb") as f, bar:
+    tell = progress or (lambda label, done, total: None)
+    with open(part, "r+b" if start else "wb") as f:
         f.seek(start)
         f.truncate()
-        bar.update(start)
+        tell(label, got, total)
         try:
             for block in iter(lambda: resp.read(_CHUNK), b""):
                 f.write(block)
                 got += len(block)
-                bar.update(len(block))
+                tell(label, got, total)
         except (http.client.HTTPException, OSError) as e:
             raise _cut_off(url, got, total, e) from None
     if total is not None and got != total:

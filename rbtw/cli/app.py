@@ -1,0 +1,103 @@
+"""The click group of every command, and how errors reach the user.
+
+Errors a user can cause are raised as :class:`rbtw.errors.UserError` and reported here as one
+line on stderr with exit status 2; Ctrl-C ends a command with "interrupted" and status 130.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from rbtw.errors import UserError
+from rbtw.version import __version__
+
+
+def _fail(message):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _usage_message(e):
+    where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+    return e.format_message().replace("\n", " ") + where
+
+
+class _Group(click.Group):
+    """A click group that reports user errors as one line on stderr and exits with status 2.
+
+    That covers :class:`UserError` from the library and click's own usage errors (unknown
+    option, bad value), which click would otherwise print with a usage banner.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            _fail(_usage_message(e))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            _fail(str(e))
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            _fail(_usage_message(e))
+        except OSError as e:
+            _fail(_os_error_message(e))
+        except MemoryError:
+            _fail("out of memory: choose smaller sizes (--hidden, --batch, --seq-len)")
+        except KeyboardInterrupt:
+            _interrupted()
+        except SystemError as e:
+            # Ctrl-C inside a compiled kernel reaches Python as a SystemError around it
+            if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+                _interrupted()
+            raise
+
+
+def _os_error_message(e):
+    """One line for an operating-system error on a file: "PATH: reason"."""
+    reason = e.strerror or type(e).__name__
+    if e.filename is None:
+        return f"{reason} ({e})" if str(e) and str(e) != reason else reason
+    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
+    return f"{where}: {reason}"
+
+
+def _interrupted():
+    click.echo("\ninterrupted", err=True)
+    sys.exit(130)
+
+
+_Group.group_class = _Group
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rbtw")
+def main():
+    """Recurrent binary/ternary weights: train, export, run and emulate quantized BN-LSTMs."""
+    import warnings
+    # numeric problems are reported by the commands themselves (NaN stop, divergence), and
+    # library chatter (numpy overflow, matplotlib) is not for the terminal
+    warnings.simplefilter("ignore")
+
+
+def check_output(out, inputs, force=False, what="file"):
+    """Refuse to write ``out`` over one of ``inputs`` (ever) or over an existing file (unless
+    ``force``)."""
+    out = Path(out)
+    for path in inputs:
+        if Path(path).exists() and out.exists() and os.path.samefile(out, path):
+            raise UserError(f"{out} is an input of this command: choose another output {what}")
+        if Path(path).resolve() == out.resolve():
+            raise UserError(f"{out} is an input of this command: choose another output {what}")
+    if out.is_dir():
+        raise UserError(f"{out} is a directory: give a file name")
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: pass --force to replace it")

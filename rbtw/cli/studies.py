@@ -1,0 +1,158 @@
+"""rbtw reproduce, sweep, plot and demo: many runs, their reports and curves."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from rbtw.cli.app import check_output, main
+from rbtw.cli.progress import Progress
+from rbtw.errors import UserError
+
+@main.command()
+@click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick: ~6 min on 2 cores; full: ~1 hour (58.6 min measured)")
+@click.option("--tasks", default=",".join(["ptb_char", "warpeace", "linux", "text8", "mnist", "ptb_word"]),
+              show_default=True, help="comma-separated tasks")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="markdown report (default OUT/BUDGET/REPRODUCTION.md)")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="parallel runs: local Dask worker processes (default: cores)")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="run on an existing Dask scheduler instead, e.g. tcp://host:8786 (see rbtw sweep --help)")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def reproduce(budget, tasks, out_dir, report_path, workers, scheduler, data_dir):
+    """Train fp, BinaryConnect, binary and ternary models side by side and write a report."""
+    from rbtw.reproduce import reproduce as run_reproduction
+    text, failed = run_reproduction(budget, [t.strip() for t in tasks.split(",") if t.strip()], out_dir,
+                                    report_path=report_path, workers=workers, scheduler=scheduler,
+                                    data_dir=data_dir, echo=lambda line: click.echo(line, err=True))
+    click.echo(text)
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs: train.log in each run directory)")
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.argument("spec", metavar="SPEC|DIR", type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="sweep directory: one run directory per run")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="local cluster: worker processes, one thread each (default: cores)")
+@click.option("--summary", "summary_only", is_flag=True,
+              help="rebuild DIR/summary.json and summary.md from the run directories of DIR")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def sweep(spec, out_dir, scheduler, workers, summary_only, data_dir):
+    """Train every run of a sweep file on Dask and summarise the seeds.
+
+    \b
+    SPEC (TOML or JSON):
+      task = "ptb_char"            # the task of every run
+      preset = "quick"             # quick or paper (default quick)
+      seeds = [0, 1, 2]            # each variant runs once per seed
+      reference = "fp"             # optional: paired differences against it
+      [options]                    # TrainConfig fields of every run
+      epochs = 2
+      checkpoint_every = 50        # checkpoint every N minibatches, too
+      [grid]                       # tables are variants, arrays are axes
+      fp = { quant = "none" }
+      ternary = { quant = "ternary", stochastic = true }
+      hidden = [128, 256]          # crossed with every variant
+
+    \b
+    Each run trains in DIR/VARIANT[-AXES]-seedS as `rbtw train` would.  Runs are Dask tasks:
+    on a local cluster (one single-threaded worker process per core, or --workers N), or on
+    --scheduler ADDRESS (workers need rbtw installed and DIR and the data cache on a shared
+    filesystem).  Re-running the command skips finished runs and resumes unfinished ones; a
+    run killed with its worker is resumed from its last checkpoint.  DIR/summary.json and
+    DIR/summary.md give per variant the mean, sd and 95 % Student-t interval over seeds, and
+    paired differences against the reference.  Needs pip install 'rbtw[dist]'.
+    """
+    from rbtw import sweep as sw
+    if summary_only:
+        if out_dir and Path(out_dir) != Path(spec):
+            raise UserError("--summary takes the sweep directory as its argument, without --out")
+        sweep_ = sw.stored_sweep(spec)
+        click.echo(sw.markdown(sw.write_summary(sweep_, spec)))
+        return
+    if not out_dir:
+        raise UserError("--out DIR is required (the sweep directory)")
+    sweep_ = sw.load_sweep(spec)
+    runs = sweep_.runs(out_dir)
+    if not scheduler:
+        from rbtw.config import TrainConfig
+        from rbtw.tasks import load_task_data
+        load_task_data(TrainConfig(task=sweep_.task, emb=1), data_dir)  # fail early when data is missing
+    sw._import_dask()
+    sw.prepare_out(sweep_, out_dir)
+    results = _run_sweep(runs, scheduler, workers, data_dir)
+    summary = sw.write_summary(sweep_, out_dir)
+    click.echo(sw.markdown(summary))
+    click.echo(f"summary: {Path(out_dir) / 'summary.md'}", err=True)
+    failed = [name for name, r in results.items() if r["status"] == "failed"]
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (see summary.md and train.log)")
+
+
+def _run_sweep(runs, scheduler, workers, data_dir):
+    """Run ``runs`` through the Dask runner with a progress bar; the CLI side of rbtw.sweep.run_all."""
+    from rbtw import sweep as sw
+    todo = [r for r in runs if sw.finished_test(r.out) is None]
+    if not todo:
+        click.echo(f"all {len(runs)} runs have finished; nothing to train", err=True)
+        return {r.name: {"status": "done", "skipped": True} for r in runs}
+    client, cluster = sw.connect(scheduler, workers)
+    try:
+        n = len(client.scheduler_info()["workers"])
+        where = scheduler or f"a local cluster of {n} worker{'s' if n != 1 else ''}"
+        link = sw.dashboard(client, local=cluster is not None)
+        dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""
+        click.echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}", err=True)
+        with click.progressbar(length=len(runs), label="runs", file=sys.stderr, show_pos=True) as bar:
+            return sw.run_all(runs, client, data_dir, echo=lambda line: click.echo("\n" + line, err=True),
+                              progress=lambda result: bar.update(1))
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: run the same command again to resume", err=True)
+        sys.exit(130)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True,
+              help="image file: .png, .pdf or .svg")
+def plot(logs, out):
+    """Draw learning curves of one or more runs (metrics.jsonl files or run directories)."""
+    from rbtw.plot import plot_logs
+    from rbtw.rundir import RunDir
+    inputs = [RunDir(p).metrics_path if Path(p).is_dir() else Path(p) for p in logs]
+    check_output(out, inputs, force=True, what="image")
+    click.echo(f"wrote {plot_logs(logs, out)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# demo: the README's main job
+
+
+@main.command()
+@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@click.option("--force", is_flag=True, help="train both runs again even if OUT holds them")
+def demo(hidden, epochs, out_dir, force):
+    """Train a ternary and a full-precision BN-LSTM of the same size on the embedded corpus.
+
+    The two runs go in parallel processes (one BLAS thread each); their test BPC is printed
+    side by side.  Run again, finished runs are reported as they are and unfinished ones resume.
+    """
+    from rbtw.demo import run_demo
+    with Progress("epochs") as progress:
+        results, seconds = run_demo(hidden, epochs, out_dir, force=force,
+                                    echo=lambda line: click.echo(line, err=True), on_progress=progress)
+    click.echo(f"embedded corpus, BN-LSTM H={hidden}, {epochs} epochs, {seconds:.0f} s:")
+    for name, test in results:
+        click.echo(f"  {name:<15} test BPC {test['test_bpc']:.3f}")

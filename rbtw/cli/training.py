@@ -1,0 +1,139 @@
+"""rbtw train: the options of TrainConfig on the command line, and the run's progress."""
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from rbtw.cli.app import main
+from rbtw.cli.progress import EpochBar
+from rbtw.config import TASKS
+from rbtw.errors import UserError
+
+# TrainConfig fields settable from the command line: (option, field, type, help)
+_VALUE_OPTIONS = [
+    ("--cell", "cell", click.Choice(["lstm", "gru"]), "recurrent cell"),
+    ("--quant", "quant", click.Choice(["fp", "none", "binary", "ternary"]), "weights of W_x and W_h (fp = none)"),
+    ("--hidden", "hidden", click.IntRange(1), "hidden units H"),
+    ("--layers", "layers", click.IntRange(1), "stacked recurrent layers"),
+    ("--emb", "emb", click.IntRange(1), "embedding size (word LM)"),
+    ("--dropout", "dropout", click.FloatRange(0, 1, max_open=True), "dropout probability (word LM)"),
+    ("--seq-len", "seq_len", click.IntRange(1), "time steps per minibatch T"),
+    ("--batch", "batch", click.IntRange(1), "minibatch size B"),
+    ("--pixels-per-step", "pixels_per_step", click.IntRange(1), "sMNIST pixels fed per step"),
+    ("--h0-noise", "h0_noise", click.FloatRange(0), "std of noise on h0 while training (sMNIST preset: 0.1)"),
+    ("--epochs", "epochs", click.IntRange(1), "epochs"),
+    ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "optimiser"),
+    ("--lr", "lr", click.FloatRange(0, min_open=True), "learning rate"),
+    ("--lr-end", "lr_end", click.FloatRange(0, min_open=True), "Adam: decay geometrically to this rate"),
+    ("--lr-warmdown", "lr_warmdown", click.Choice(["none", "cosine", "linear"]),
+     "decay the rate per minibatch over the last part of the run"),
+    ("--lr-warmdown-frac", "lr_warmdown_frac", click.FloatRange(0, 1, min_open=True),
+     "fraction of all minibatches in the warm-down (default 0.25)"),
+    ("--lr-warmdown-to", "lr_warmdown_to", click.FloatRange(0, 1),
+     "rate at the last minibatch, as a fraction of the epoch's rate (default 0.01)"),
+    ("--lr-warmdown-epochs", "lr_warmdown_epochs", click.IntRange(1),
+     "end the warm-down with this epoch; later epochs keep its end rate (default: the last epoch)"),
+    ("--clip-norm", "clip_norm", click.FloatRange(0, min_open=True), "clip the global gradient norm"),
+    ("--adam-reset", "adam_reset", click.IntRange(0), "reset Adam every N minibatches (0: never)"),
+    ("--max-batches", "max_batches", click.IntRange(0), "cap on minibatches per epoch (0: all)"),
+    ("--checkpoint-every", "checkpoint_every", click.IntRange(1), "also checkpoint every N minibatches"),
+    ("--eval-batch", "eval_batch", click.IntRange(1), "evaluation batch size"),
+    ("--eval-max-batches", "eval_max_batches", click.IntRange(0), "cap on evaluation minibatches (0: all)"),
+    ("--eval-weights", "eval_weights", click.Choice(["deterministic", "sampled", "expected"]), "evaluation weights"),
+    ("--eval-stats", "eval_stats", click.Choice(["population", "batch"]), "evaluation BN statistics"),
+    ("--seed", "seed", click.IntRange(0, 2**63 - 1), "random seed"),
+    ("--dtype", "dtype", click.Choice(["float32", "float64"]), "floating-point type"),
+]
+
+
+def _config_options(f):
+    for opt, field, typ, help_ in reversed(_VALUE_OPTIONS):
+        f = click.option(opt, field, type=typ, default=None, help=help_)(f)
+    f = click.option("--stochastic/--deterministic", "stochastic", default=None,
+                     help="stochastic or deterministic quantization while training")(f)
+    f = click.option("--bn/--no-bn", "bn", default=None,
+                     help="batch norm on W_x·x, W_h·h and c (--no-bn: BinaryConnect-style baseline)")(f)
+    f = click.option("--step-clip/--no-step-clip", "step_clip", default=None,
+                     help="clip Adam steps of W_x, W_h to ±α (default: binary only)")(f)
+    return f
+
+
+def default_run_dir(config):
+    parts = [config.task if config.task != "text" else f"text-{Path(config.text_file).stem}", config.cell, config.quant]
+    if config.quant != "none":
+        parts.append("stoch" if config.stochastic else "det")
+    if not config.bn:
+        parts.append("nobn")
+    return Path("runs") / "-".join(parts)
+
+
+class _SplitType(click.ParamType):
+    """Three train/valid/test shares such as 90/5/5 or 0.8,0.1,0.1, scaled to sum to 1."""
+
+    name = "TRAIN/VALID/TEST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        try:
+            parts = [float(x) for x in value.replace(",", "/").split("/")]
+        except ValueError:
+            parts = []
+        if len(parts) != 3 or min(parts) <= 0:
+            self.fail(f"{value!r} is not three positive shares such as 90/5/5", param, ctx)
+        return [x / sum(parts) for x in parts]
+
+
+@main.command()
+@click.argument("task", type=click.Choice(list(TASKS)))
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+              help="settings to start from  [default: quick]")
+@_config_options
+@click.option("--file", "text_file", type=click.Path(dir_okay=False), default=None,
+              help="task text: the UTF-8 file to train a character LM on")
+@click.option("--split", "text_split", type=_SplitType(), default=None,
+              help="task text: train/valid/test shares of the file  [default: 90/5/5]")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run directory (default runs/TASK-CELL-QUANT...)")
+@click.option("--resume", is_flag=True,
+              help="continue the run in --out from its checkpoint (options may only raise --epochs "
+                   "or set --checkpoint-every)")
+@click.option("--force", is_flag=True, help="start afresh even if --out holds a checkpoint")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="data cache (default $RBTW_DATA or ~/.cache/rbtw)")
+def train(task, preset, out_dir, resume, force, data_dir, **options):
+    """Train a model on TASK and report its test metric.
+
+    TASK text trains a character LM on your own UTF-8 file: rbtw train text --file PATH.
+    The run directory is locked while training: a second training into it fails at once.
+    """
+    from rbtw.api import fit
+    from rbtw.config import build_config, metric_name, refuse_inapplicable
+    from rbtw.train import Interrupted
+
+    if resume and not out_dir:
+        raise UserError("--resume needs --out: the run directory to continue")
+    if resume and preset is not None:
+        raise UserError("--preset does not apply to --resume: the run keeps its settings")
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        config, fields = None, dict(given, task=task)
+    else:
+        config, fields = build_config(task, preset or "quick", **options), {}
+        refuse_inapplicable(config, options)
+    out = Path(out_dir) if out_dir else default_run_dir(config)
+    bar = EpochBar()
+    try:
+        result = fit(config, out, resume=resume, force=force, data_dir=data_dir, progress=bar,
+                     log=lambda line: click.echo(line, err=True), **fields)
+    except Interrupted as e:
+        bar.close()
+        click.echo(f"\ninterrupted: checkpoint saved; continue with: rbtw train {task} --resume --out {out}",
+                   err=True)
+        sys.exit(128 + (e.signal or signal.SIGINT))      # 130 Ctrl-C, 143 SIGTERM
+    finally:
+        bar.close()
+    c, name = result.config, metric_name(result.config.kind)
+    part = f", first {c.eval_max_batches} test minibatches" if c.eval_max_batches else ""
+    click.echo(f"{task} {c.cell} {c.quant}: test {name} {result.test[name]:.4f} "
+               f"(weights {c.eval_weights}, {c.eval_stats} statistics{part}) -> {out}")

@@ -1,0 +1,61 @@
+"""The run directory's metrics log: a write cut off anywhere is never read as an event and never
+glues itself to the next one; damage elsewhere is reported."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rbtw.errors import UserError
+from rbtw.rundir import RunDir
+
+EVENTS = [{"event": "train", "step": k, "loss": 3.0 - 0.1 * k, "note": "ü" * k} for k in range(1, 6)]
+
+
+def write(rd, events):
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.metrics_path.write_bytes(b"".join((json.dumps(e) + "\n").encode("utf-8") for e in events))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 10_000))
+def test_a_log_cut_at_any_byte_reads_its_whole_lines_and_appends_cleanly(tmp_path_factory, cut):
+    rd = RunDir(tmp_path_factory.mktemp("run"))
+    write(rd, EVENTS)
+    data = rd.metrics_path.read_bytes()
+    cut = cut % (len(data) + 1)
+    rd.metrics_path.write_bytes(data[:cut])
+    whole = data[:cut].count(b"\n")
+    # a cut exactly at the end of an event's JSON (its newline not yet written) still holds that event
+    complete = whole + (1 if cut < len(data) and data[cut:cut + 1] == b"\n" else 0)
+    assert rd.events() == EVENTS[:complete]
+    rd.append(event="test", step=99)
+    events = rd.events()
+    assert events[:-1] == EVENTS[:complete] and events[-1]["event"] == "test"
+    assert rd.metrics_path.read_bytes().endswith(b"\n")
+
+
+def test_damage_inside_the_log_is_named(tmp_path):
+    rd = RunDir(tmp_path)
+    write(rd, EVENTS)
+    lines = rd.metrics_path.read_text().splitlines()
+    lines[2] = "{oops"
+    rd.metrics_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"metrics.jsonl:3 is not a metrics log line"):
+        rd.events()
+
+
+def test_readers_of_a_run(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    assert rd.events() == [] and rd.final_test() is None and not rd.has_checkpoint()
+    rd.path.mkdir()
+    rd.append(event="epoch", epoch=0, step=3)
+    rd.append(event="test", epoch=1, step=3, test_bpc=2.0)
+    rd.append(event="epoch", epoch=1, step=6)
+    rd.append(event="test", epoch=2, step=6, test_bpc=1.5)
+    assert [e["epoch"] for e in rd.epochs()] == [0, 1]
+    assert rd.final_test()["test_bpc"] == 1.5
+    rd.keep_events(lambda e: e["step"] <= 3)
+    assert rd.final_test()["test_bpc"] == 2.0 and len(rd.events()) == 2
+    assert RunDir.of_log(rd.metrics_path).events() == RunDir.of_log(rd.path).events()

@@ -118,6 +118,18 @@ def test_sweep_command_runs_summarises_and_reruns_nothing(tmp_path):
     assert snapshot(out) == before
 
 
+def test_a_finished_run_is_skipped_by_the_task_and_by_the_runner(tmp_path):
+    sweep = tiny_sweep({"fp": {"quant": "none"}})
+    (run,) = sweep.runs(tmp_path)
+    assert sw.train_one(run.config, run.out)["status"] == "done"
+    before = snapshot(run.out)
+    again = sw.train_one(run.config, run.out)               # the task itself: nothing trained or logged
+    assert again == {"status": "done", "skipped": True} and snapshot(run.out) == before
+    # the runner submits no task for it at all: it needs no cluster (client None)
+    assert sw.run_all([run], None) == {run.name: {"status": "done", "skipped": True}}
+    assert snapshot(run.out) == before
+
+
 # ---------------------------------------------------------------------------------------------
 # the runner on a shared cluster
 
@@ -268,6 +280,7 @@ BAD = {
     "empty grid": (SPEC.split("[grid]")[0] + "[grid]\n", "the grid is empty"),
     "axes only": (SPEC.split("[grid]")[0] + "[grid]\nhidden = [8]\n", "the grid has no variant"),
     "no seeds": (SPEC.replace("seeds = [0, 1]", "seeds = []"), "seeds must be a non-empty array"),
+    "boolean seed": (SPEC.replace("seeds = [0, 1]", "seeds = [true]"), "seeds must be a non-empty array of integers"),
     "bad reference": (SPEC.replace('reference = "fp"', 'reference = "bf"'), "the reference 'bf' is not a variant"),
     "seed in options": (SPEC.replace("hidden = 8", "seed = 8"), "seed is set by the sweep itself"),
     "bad toml": (SPEC.replace("hidden = 8", "hidden = "), "is not valid TOML"),

@@ -94,6 +94,30 @@ def test_a_branch_may_not_rewrite_the_past(tmp_path):
     assert not (tmp_path / "b" / "checkpoint.npz").exists()
 
 
+@given(epochs=st.integers(2, 30), lr=st.floats(1e-4, 1.0), ratio=st.floats(0.01, 0.99))
+def test_adam_rate_decays_geometrically_from_lr_at_the_first_epoch_to_lr_end_at_the_last(epochs, lr, ratio):
+    c = TrainConfig(epochs=epochs, lr=lr, lr_end=lr * ratio)
+    rates = [train.epoch_rate(c, e, sgd_rate=None) for e in range(epochs + 2)]
+    assert rates[0] == lr and rates[epochs - 1] == pytest.approx(lr * ratio, rel=1e-12)
+    for e in range(epochs):
+        assert rates[e] == pytest.approx(lr * ratio ** (e / (epochs - 1)), rel=1e-12)
+    assert rates[epochs] == rates[epochs + 1] == rates[epochs - 1]     # extended runs keep the end rate
+
+
+def test_a_branch_may_not_change_the_rate_of_the_last_minibatch_trained(tmp_path):
+    data = _alice_task()
+    cfg = TrainConfig(hidden=8, seq_len=20, batch=8, max_batches=4, epochs=2, log_every=100)
+    train.Run(cfg, tmp_path / "prefix", data=data, log=lambda line: None).run()
+    done = 8
+    # a warm-down over 3 epochs whose first changed rate is exactly the last minibatch trained (7)
+    frac = next(f / 1000 for f in range(1, 1000)
+                if train._first_rate_change(cfg, TrainConfig(**dict(cfg.to_dict(), epochs=3, lr_warmdown="linear",
+                                                                    lr_warmdown_frac=f / 1000)), 4, done) == done - 1)
+    with pytest.raises(UserError, match="minibatch 7"):
+        train.branch(tmp_path / "prefix", tmp_path / "b", epochs=3, lr_warmdown="linear", lr_warmdown_frac=frac)
+    assert not (tmp_path / "b" / "checkpoint.npz").exists()
+
+
 @given(kind=st.sampled_from(["cosine", "linear"]), n=st.integers(1, 50), span=st.integers(1, 6),
        extra=st.integers(0, 4), frac=st.floats(0.01, 1.0), to=st.floats(0.0, 1.0))
 def test_a_warmdown_span_shorter_than_the_run_holds_its_end_rate(kind, n, span, extra, frac, to):

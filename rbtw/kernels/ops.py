@@ -35,7 +35,6 @@ from .packing import PackedMatrix
 PARALLEL_MIN_WORK = 1 << 24
 PARALLEL_MIN_WORK_BATCH = 1 << 26
 
-MODULES = {"avx512": "lut", "avx2": "avx2", "portable": "portable"}
 ROWS = {"avx512": 16, "avx2": 8, "portable": 8}
 BATCH_TILE = 4
 
@@ -116,9 +115,12 @@ def threads_for(work: int, batch: bool = False) -> int:
 
 
 def kernels(path: str | None = None):
-    """The kernel module of ``path`` (default: the selected one), imported on first use."""
+    """The kernel module of ``path`` (default: the selected one), imported on first use: the
+    kernels of each path are in the module of its name (rbtw.kernels.avx512, .avx2, .portable)."""
     path = path or isa.path()
-    return importlib.import_module(f"{__package__}.{MODULES[path]}")
+    if path not in isa.PATHS:
+        raise ValueError(f"unknown kernel path {path!r}")
+    return importlib.import_module(f"{__package__}.{path}")
 
 
 def _as_input(a, ndim: int, cols: int, name: str) -> np.ndarray:

@@ -23,7 +23,7 @@ each:
 
     (Q x)_r = sum_b S_b[code_b(r)]   (binary; ternary with T_b)
 
-Only additions and subtractions of float32 (see rbtw.kernels.lut on exactness).
+Only additions and subtractions of float32 (see rbtw.kernels.avx512 on exactness).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Numba kernels for the BN-LSTM: one fused element-wise pass per time step, forward and backward.
 
-Dimensions: T time, B batch, H hidden, G = 4H gate columns (i, f, g, o), F any feature count,
-V vocabulary (one-hot inputs), N = T·B rows.
+Dimensions: T time, B batch, H hidden, G = 4H gate columns (i, f, g, o), N = T·B rows.
 
 What stays in BLAS (called from rbtw.nn.lstm, into preallocated buffers):
     a_t = h_{t-1} W_h^q              (B, G)   one GEMM per step
@@ -11,210 +10,37 @@ What stays in BLAS (called from rbtw.nn.lstm, into preallocated buffers):
 
 Everything else is here, writing into caches and scratch buffers allocated once per pass (none
 per step): per-step batch moments, BN apply, gates, cell update, the BN of c, h; and in reverse
-the gate derivatives and the three BN backwards:
+the gate derivatives and the three BN backwards (the BN pieces: rbtw.nn.fused_common):
 
-    BN:        x̂ = (u − μ)·s,  s = 1/sqrt(σ² + ε),  y = γ x̂ + β
-    BN back:   du = s·(γ dy − mean_B(γ dy) − x̂·mean_B(γ dy ⊙ x̂))     (batch statistics)
-               du = s·γ dy                                           (population statistics)
     gates:     z = γ_a x̂_a + β_a + γ_b x̂_b;  i, f, o = σ(z);  g = tanh(z)
     cell:      c_t = f c_{t-1} + i g;  h_t = o tanh(γ_c x̂_c + β_c)
 
-Without BN (``bn`` false): z = a + b + β_a (β_a is then the plain bias) and h_t = o tanh(c_t).
+Without BN (``mode.bn`` false): z = a + b + β_a (β_a is then the plain bias) and h_t = o tanh(c_t).
 
-float32 uses a vectorisable rational approximation of tanh (Eigen's, a few ulp); float64 uses
-math.tanh, so the float64 path agrees with the NumPy reference to rounding.
+Argument groups, besides those of rbtw.nn.fused_common (BNStep, Input, Mode):
 
-Performance notes: no loop writes to the array it reads from when the two come in as separate
-arguments (an in-place loop fails LLVM's runtime alias check and runs scalar, ~8× slower), and
-the per-step work is split into small loops over few arrays, which vectorise (AVX-512 here).
+    LSTMParams(gamma_a, beta_a, gamma_b, gamma_c, beta_c)   (G,) ×3, (H,) ×2; empty without BN,
+                                                            except β_a (the bias b)
+    LSTMStep(xb, xa, gates, c, xc, tc, h)                   one step's activations: x̂_b (or b)
+        (B, G), x̂_a (B, G), [i f g o] (B, G), c_t (B, H), x̂_c (B, H), tanh(BN(c_t)) (B, H),
+        h_t (B, H); written forward, read backward
+    LSTMGrads(da, db, dgamma_a, dbeta_a, dgamma_b, dgamma_c, dbeta_c)
+        dL/da_t (B, G) and dL/d(x_t W_x^q) (B, G), written; the parameter gradients, accumulated
 """
 
-import math
+from collections import namedtuple
 
-import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
-JIT = dict(cache=True, error_model="numpy", nogil=True)
+from rbtw.nn.fused_common import JIT, bn_backward_rows, input_step, sigmoid_, standardise, tanh_
 
-
-# ------------------------------------------------------------------------------------------
-# tanh and σ, specialised by precision
-
-
-def tanh_(x):  # pragma: no cover - replaced by the overload inside jitted code
-    return math.tanh(x)
-
-
-def sigmoid_(x):  # pragma: no cover
-    return 0.5 * (1.0 + math.tanh(0.5 * x))
-
-
-@njit(inline="always", error_model="numpy", cache=True)
-def _tanh_f32(x):
-    """Eigen's float tanh: odd rational 13/6 on x clamped to ±7.905; x itself below 4e-4."""
-    c = np.float32(7.90531110763549805)
-    y = min(max(x, -c), c)
-    y2 = y * y
-    p = y2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = p * y2 + np.float32(-8.60467152213735e-11)
-    p = p * y2 + np.float32(5.12229709037114e-08)
-    p = p * y2 + np.float32(1.48572235717979e-05)
-    p = p * y2 + np.float32(6.37261928875436e-04)
-    p = p * y2 + np.float32(4.89352455891786e-03)
-    p = p * y
-    q = y2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = q * y2 + np.float32(2.26843463243900e-03)
-    q = q * y2 + np.float32(4.89352518554385e-03)
-    return x if abs(x) < np.float32(0.0004) else p / q
-
-
-@overload(tanh_, jit_options=dict(error_model="numpy"))
-def _ov_tanh(x):
-    if x == types.float32:
-        return lambda x: _tanh_f32(x)
-    return lambda x: math.tanh(x)
-
-
-@overload(sigmoid_, jit_options=dict(error_model="numpy"))
-def _ov_sigmoid(x):
-    if x == types.float32:
-        def sig32(x):
-            return np.float32(0.5) + np.float32(0.5) * _tanh_f32(np.float32(0.5) * x)
-        return sig32
-    return lambda x: 0.5 * (1.0 + math.tanh(0.5 * x))
-
-
-@njit(**JIT)
-def tanh_array(x, out):
-    """out = tanh(x) element-wise (the kernels' tanh, for tests)."""
-    xf, of = x.reshape(-1), out.reshape(-1)
-    for k in range(xf.size):
-        of[k] = tanh_(xf[k])
+LSTMParams = namedtuple("LSTMParams", "gamma_a beta_a gamma_b gamma_c beta_c")
+LSTMStep = namedtuple("LSTMStep", "xb xa gates c xc tc h")
+LSTMGrads = namedtuple("LSTMGrads", "da db dgamma_a dbeta_a dgamma_b dgamma_c dbeta_c")
 
 
 # ------------------------------------------------------------------------------------------
-# batch normalisation pieces
-
-
-@njit(**JIT)
-def moments(u, mean, var):
-    """Batch mean and biased variance of u (B, F) into mean, var (F,)."""
-    B, F = u.shape
-    mean[:] = 0
-    var[:] = 0
-    for b in range(B):
-        for j in range(F):
-            mean[j] += u[b, j]
-    for j in range(F):
-        mean[j] /= B
-    for b in range(B):
-        for j in range(F):
-            d = u[b, j] - mean[j]
-            var[j] += d * d
-    for j in range(F):
-        var[j] /= B
-
-
-@njit(**JIT)
-def normalise(u, mean, var, eps, inv, xhat):
-    """inv = 1/sqrt(var + eps) (F,); xhat = (u − mean)·inv (B, F) (may alias u)."""
-    B, F = u.shape
-    for j in range(F):
-        inv[j] = 1.0 / math.sqrt(var[j] + eps)
-    for b in range(B):
-        for j in range(F):
-            xhat[b, j] = (u[b, j] - mean[j]) * inv[j]
-
-
-@njit(**JIT)
-def bn_backward_rows(dy, xhat, gamma, inv, batch, du, dgamma, dbeta, s1, s2):
-    """BN backward for one step: dy, xhat (B, F) -> du (B, F); dγ, dβ (F,) are accumulated;
-    s1, s2 (F,) scratch.  du may alias dy, but then the loop does not vectorise.
-
-    With s1 = Σ_B dy, s2 = Σ_B dy ⊙ x̂:  dγ += s2, dβ += s1 and
-    du = γ s (dy − s1/B − x̂ s2/B)   (batch statistics),   du = γ s dy   (population).
-    """
-    B, F = dy.shape
-    s1[:] = 0
-    s2[:] = 0
-    for b in range(B):
-        for j in range(F):
-            g = dy[b, j]
-            s1[j] += g
-            s2[j] += g * xhat[b, j]
-    for j in range(F):
-        dgamma[j] += s2[j]
-        dbeta[j] += s1[j]
-    if batch:
-        for j in range(F):
-            s1[j] /= B
-            s2[j] /= B
-        for b in range(B):
-            for j in range(F):
-                du[b, j] = gamma[j] * inv[j] * (dy[b, j] - s1[j] - xhat[b, j] * s2[j])
-    else:
-        for b in range(B):
-            for j in range(F):
-                du[b, j] = gamma[j] * inv[j] * dy[b, j]
-
-
-@njit(**JIT)
-def update_running(mean_pop, var_pop, count, t0, means, variances, momentum):
-    """Blend the moments of steps t0.. (T, F) into the population rows (last row shared),
-    in order; the first update of a row copies (see rbtw.nn.bn.update_stats)."""
-    last = mean_pop.shape[0] - 1
-    for k in range(means.shape[0]):
-        row = min(t0 + k, last)
-        if count[row] == 0:
-            mean_pop[row, :] = means[k]
-            var_pop[row, :] = variances[k]
-        else:
-            for j in range(means.shape[1]):
-                mean_pop[row, j] = (1 - momentum) * mean_pop[row, j] + momentum * means[k, j]
-                var_pop[row, j] = (1 - momentum) * var_pop[row, j] + momentum * variances[k, j]
-        count[row] += 1
-
-
-# ------------------------------------------------------------------------------------------
-# one-hot inputs
-
-
-@njit(**JIT)
-def scatter_rows(ids, src, out):
-    """out[ids[n]] += src[n] for n < N: ids (N,), src (N, G), out (V, G)."""
-    for n in range(ids.shape[0]):
-        v = ids[n]
-        for j in range(src.shape[1]):
-            out[v, j] += src[n, j]
-
-
-# ------------------------------------------------------------------------------------------
-# LSTM step
-
-
-@njit(**JIT)
-def input_step(ids, Wxq, braw, scratch, xb, bn, batch, eps, mean_b, var_b, inv_b):
-    """The input term of one step into xb (B, G): x̂_b with BN, else b itself.
-
-    b is gathered from the rows ids (B,) of W_x^q into ``scratch`` when ids is not empty
-    (one-hot input), else it is braw = x_t W_x^q.  mean_b, var_b are written (batch) or read
-    (population).  (Source and destination differ: in-place loops do not vectorise.)
-    """
-    B, G = xb.shape
-    src = braw
-    if ids.shape[0] > 0:
-        for b in range(B):
-            row = ids[b]
-            for j in range(G):
-                scratch[b, j] = Wxq[row, j]
-        src = scratch
-    if bn:
-        if batch:
-            moments(src, mean_b, var_b)
-        normalise(src, mean_b, var_b, eps, inv_b, xb)
-    else:
-        xb[:, :] = src
+# forward
 
 
 @njit(**JIT)
@@ -269,6 +95,7 @@ def tanh_affine(xc, gamma, beta, tc):
 
 @njit(**JIT)
 def tanh_plain(c, tc):
+    """tc = tanh(c) without BN: (B, H)."""
     B, H = tc.shape
     for b in range(B):
         for j in range(H):
@@ -285,35 +112,31 @@ def hidden_out(gates, tc, h_new):
 
 
 @njit(**JIT)
-def lstm_step_forward(a, ids, Wxq, braw, xb, gamma_a, beta_a, gamma_b, c_prev, gamma_c, beta_c, bn,
-                      batch, eps, mean_a, var_a, inv_a, mean_b, var_b, inv_b, mean_c, var_c, inv_c,
-                      xa, gates, c_new, xc, tc, h_new, z):
-    """One LSTM step after a = h_{t-1} W_h^q (B, G).
+def lstm_step_forward(a, c_prev, inp, p, mode, bn_a, bn_b, bn_c, out, z):
+    """One LSTM step after a = h_{t-1} W_h^q (B, G), from c_prev = c_{t-1} (B, H).
 
-    ids, Wxq, braw: the input term, see :func:`input_step`; xb (B, G) receives x̂_b (or b
-    without BN).  mean/var_a, _b (G,), mean/var_c (H,) are written (batch) or read
-    (population); inv_* receive 1/sqrt(σ² + ε).  Writes xa (B, G) x̂_a, gates (B, G)
-    [i f g o], c_new (B, H), xc (B, H) x̂_c, tc (B, H) tanh(BN(c)), h_new (B, H); z (B, G) is
-    scratch.
+    inp: the step's Input (see rbtw.nn.fused_common.input_step); p: LSTMParams; mode: Mode;
+    bn_a, bn_b (G,), bn_c (H,): the step's BNStep of a, b and c; out: the step's LSTMStep,
+    written; z (B, G) scratch.
     """
-    input_step(ids, Wxq, braw, z, xb, bn, batch, eps, mean_b, var_b, inv_b)
-    if bn:
-        if batch:
-            moments(a, mean_a, var_a)
-        normalise(a, mean_a, var_a, eps, inv_a, xa)
-        gate_inputs(z, xa, xb, gamma_a, beta_a, gamma_b)
+    input_step(inp, mode, bn_b, z, out.xb)
+    if mode.bn:
+        standardise(a, mode, bn_a, out.xa)
+        gate_inputs(z, out.xa, out.xb, p.gamma_a, p.beta_a, p.gamma_b)
     else:
-        gate_inputs_plain(z, a, xb, beta_a)
-    lstm_nonlinearities(z, gates)
-    cell_update(gates, c_prev, c_new)
-    if bn:
-        if batch:
-            moments(c_new, mean_c, var_c)
-        normalise(c_new, mean_c, var_c, eps, inv_c, xc)
-        tanh_affine(xc, gamma_c, beta_c, tc)
+        gate_inputs_plain(z, a, out.xb, p.beta_a)
+    lstm_nonlinearities(z, out.gates)
+    cell_update(out.gates, c_prev, out.c)
+    if mode.bn:
+        standardise(out.c, mode, bn_c, out.xc)
+        tanh_affine(out.xc, p.gamma_c, p.beta_c, out.tc)
     else:
-        tanh_plain(c_new, tc)
-    hidden_out(gates, tc, h_new)
+        tanh_plain(out.c, out.tc)
+    hidden_out(out.gates, out.tc, out.h)
+
+
+# ------------------------------------------------------------------------------------------
+# backward
 
 
 @njit(**JIT)
@@ -357,24 +180,30 @@ def copy_and_sum(dz, da, db, dbias):
 
 
 @njit(**JIT)
-def lstm_step_backward(dh_out, dh_next, dc_next, c_prev, gates, xc, inv_c, tc, xa, inv_a, xb, inv_b,
-                       gamma_a, gamma_b, gamma_c, bn, batch, da, db, dgamma_a, dbeta_a, dgamma_b,
-                       dgamma_c, dbeta_c, dz, dnc, dc, s1, s2, s3):
+def lstm_step_backward(dh_out, carry, c_prev, saved, inv, p, mode, grads, scratch):
     """One LSTM step in reverse.
 
-    dh_out (B, H) dL/dh_t from above; dh_next (B, H) the recurrent part dL/dh_t from step t+1;
-    dc_next (B, H) dL/dc_t from step t+1, overwritten with dL/dc_{t-1}.
-    Writes da (B, G) dL/da_t and db (B, G) dL/d(x_t W_x^q); accumulates dγ_a, dβ_a (or the bias
-    without BN), dγ_b, dγ_c, dβ_c.  dz (B, G), dnc, dc (B, H), s1, s2, s3 (G,) are scratch.
+    dh_out (B, H): dL/dh_t from above.  carry = (dh_next, dc_next), each (B, H): the recurrent
+    dL/dh_t and dL/dc_t from step t+1; dc_next is overwritten with dL/dc_{t-1}.  c_prev (B, H)
+    c_{t-1}; saved: the step's LSTMStep; inv = (inv_a (G,), inv_b (G,), inv_c (H,)) of the
+    step's BNs; p: LSTMParams (the γ are read); mode: Mode.  grads: LSTMGrads; without BN the
+    bias gradient accumulates in dbeta_a.  scratch = (dz (B, G), dnc, dc (B, H), s1, s2, s3 (G,)).
     """
-    one = gates.dtype.type(1)
-    output_grads(dh_out, dh_next, gates, tc, dnc, dz, one)
-    if bn:
-        bn_backward_rows(dnc, xc, gamma_c, inv_c, batch, dc, dgamma_c, dbeta_c, s1, s2)
-        cell_grads(dc, dc_next, gates, c_prev, dz, one)
-        bn_backward_rows(dz, xa, gamma_a, inv_a, batch, da, dgamma_a, dbeta_a, s1, s2)
-        s3[:] = 0
-        bn_backward_rows(dz, xb, gamma_b, inv_b, batch, db, dgamma_b, s3, s1, s2)
+    dh_next, dc_next = carry
+    inv_a, inv_b, inv_c = inv
+    dz, dnc, dc, s1, s2, s3 = scratch
+    g = grads
+    one = saved.gates.dtype.type(1)
+    output_grads(dh_out, dh_next, saved.gates, saved.tc, dnc, dz, one)
+    if mode.bn:
+        bn_backward_rows(dnc, saved.xc, p.gamma_c, inv_c, mode.batch, dc,
+                         (g.dgamma_c, g.dbeta_c), (s1, s2))
+        cell_grads(dc, dc_next, saved.gates, c_prev, dz, one)
+        bn_backward_rows(dz, saved.xa, p.gamma_a, inv_a, mode.batch, g.da,
+                         (g.dgamma_a, g.dbeta_a), (s1, s2))
+        s3[:] = 0                                         # dβ_b: b has no shift; discarded
+        bn_backward_rows(dz, saved.xb, p.gamma_b, inv_b, mode.batch, g.db,
+                         (g.dgamma_b, s3), (s1, s2))
     else:
-        cell_grads(dnc, dc_next, gates, c_prev, dz, one)
-        copy_and_sum(dz, da, db, dbeta_a)
+        cell_grads(dnc, dc_next, saved.gates, c_prev, dz, one)
+        copy_and_sum(dz, g.da, g.db, g.dbeta_a)

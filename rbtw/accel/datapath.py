@@ -47,15 +47,14 @@ Large products share their rows among Numba's threads by the packed kernels' rul
 reference.  The cycle count of the tile loop is in rbtw.accel.schedule, so the fast nests lose
 nothing but time.
 
-Numba caches this module's compiled nests with the kernels they call linked in, and checks only
-this file's time stamp: after changing a kernel module, clear rbtw/accel/__pycache__/*.nb[ic]
-(a fresh install or clone starts clean).  Last such change: the portable path's 32-byte column
-blocks.
+Numba caches this module's compiled nests with the kernels they call linked in; rbtw.numba_cache
+makes an edit to any of those kernel modules recompile them (not only an edit to this file).
 """
 
 import numpy as np
 from numba import njit, prange
 
+from rbtw import numba_cache  # noqa: F401  (before any @njit: the cache sees edits to the kernels)
 from rbtw.accel import fixed
 from rbtw.kernels import isa, portable
 from rbtw.kernels.ops import kernels, threads_for

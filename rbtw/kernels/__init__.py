@@ -11,6 +11,8 @@ equations: ``avx512`` (its SIMD vocabulary ``avx512_simd``), ``avx2`` (``avx2_si
 ``portable``; NumPy references: ``reference``.
 """
 
+from rbtw import numba_cache  # noqa: F401  (first: the kernels' Numba cache sees edits to callees)
+
 from .ops import matmul, matvec, product
 from .packing import PackedMatrix, pack, unpack
 from .reference import reference_matmul, reference_matvec

@@ -14,7 +14,7 @@ code can reach:
 
     sources = the rbtw modules that import numba or llvmlite at module level, and, transitively,
               the rbtw modules those import at module level
-    stamp   = (sha256 of the function's file, sha256 over the contents of every file in sources)
+    stamp   = (Numba's stamp of the function's file, sha256 over every file of sources)
 
 So an edit to any of them makes every rbtw cached function recompile once, on its next use
 (kernels imported by name at run time, such as ops.kernels(path), are covered because their

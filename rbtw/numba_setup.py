@@ -2,8 +2,8 @@
 
 The first time a process compiles or loads a cached Numba function, Numba imports
 numba.np.arraymath, which imports scipy.linalg to find a BLAS for np.dot in jitted code, and
-numba.core.typing.cffi_utils, which imports cffi: about 0.4 s of the ~2 s a warm
-`rbtw sample` took (python -X importtime, AVX2 host).  rbtw's jitted code uses neither (no
+numba.core.typing.cffi_utils, which imports cffi: a sizeable part of a warm `rbtw sample`'s
+start (bench/results/kernels_evidence.md §numba-start).  rbtw's jitted code uses neither (no
 np.dot, @ or cffi inside @njit), so ``skip_probes`` imports those two Numba modules while
 scipy.linalg.cython_blas and cffi are hidden, then unhides them.  SciPy and cffi stay importable
 for everything else in the process; only there, jitted np.dot-like code would use Numba's own

@@ -32,30 +32,29 @@ Three loop nests compute the products.  ``tiled=True`` walks the PE array's sche
 literally: stripes of R rows, tiles of C columns, an adder-tree partial sum per row and tile,
 the accumulator saturating after each tile.  The integer row loop walks each row's columns in
 one loop and saturates once: by the bound above the two give the same integers, and the long
-inner loop vectorises, about 10× faster than C-wide tiles.  The binary and ternary matrices of
+inner loop vectorises.  The binary and ternary matrices of
 an export (on any design) go faster still through the accumulate-only kernels of rbtw.kernels,
 which read 1–2 bits a weight instead of a byte and add in float32.  float32 adds integers
 exactly while every partial sum stays below 2^24, so v is split into v = 2^8·hi + lo
 (lo = v & 255 in [0, 255], hi = v >> 8) and Q·v = 2^8·(Q·hi) + Q·lo, both products exact when
 K·2^(act_bits−9) and K·255 are below 2^24 (``exact_split``); otherwise the integer loop runs.
-(The integer loop, int64 multiply-adds, is the alternative here, not BLAS: on an AVX2 host the
-packed kernels ran binary products 1.8× (H 64) to 36× (H 256) faster than it, ternary about
-as fast or faster, so they run wherever exact.)  The kernel path is rbtw.kernels.isa's choice, passed in as a number; only the
+(The integer loop, int64 multiply-adds, is the alternative here, not BLAS; the packed kernels
+beat it, so they run wherever exact.  Speeds of the three nests: bench/results/kernels_evidence.md
+§emulator.)  The kernel path is rbtw.kernels.isa's choice, passed in as a number; only the
 paths this target can run are compiled in (the others name the portable kernels).
 Large products share their rows among Numba's threads by the packed kernels' rule
 (rbtw.kernels.ops.threads_for).  Tests check the three nests against each other and the
 reference.  The cycle count of the tile loop is in rbtw.accel.schedule, so the fast nests lose
 nothing but time.
 
-Numba caches this module's compiled nests with the kernels they call linked in, and checks only
-this file's time stamp: after changing a kernel module, clear rbtw/accel/__pycache__/*.nb[ic]
-(a fresh install or clone starts clean).  Last such change: the portable path's 32-byte column
-blocks.
+Numba caches this module's compiled nests with the kernels they call linked in; rbtw.numba_cache
+makes an edit to any of those kernel modules recompile them (not only an edit to this file).
 """
 
 import numpy as np
 from numba import njit, prange
 
+from rbtw import numba_cache  # noqa: F401  (before any @njit: the cache sees edits to the kernels)
 from rbtw.accel import fixed
 from rbtw.kernels import isa, portable
 from rbtw.kernels.ops import kernels, threads_for

@@ -7,9 +7,11 @@
     Y = product(pm, X)               # == X @ q.T, packed or dense, whichever is faster here
 
 Layouts: ``packing``; kernel paths and their selection: ``isa``; kernels and their
-equations: ``lut`` (AVX-512, vocabulary ``simd``), ``avx2`` (vocabulary ``simd8``),
+equations: ``avx512`` (its SIMD vocabulary ``avx512_simd``), ``avx2`` (``avx2_simd``),
 ``portable``; NumPy references: ``reference``.
 """
+
+from rbtw import numba_cache  # noqa: F401  (first: the kernels' Numba cache sees edits to callees)
 
 from .ops import matmul, matvec, product
 from .packing import PackedMatrix, pack, unpack

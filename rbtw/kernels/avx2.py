@@ -18,7 +18,7 @@ a ternary word holds 5 plus codes (bits 3n..) and 5 minus codes (bits 15+3n..) o
     binary   (Q x)_r = sum_j S_j[code_j(r)]
     ternary  (Q x)_r = sum_j U_j[plus_j(r)] - U_j[minus_j(r)]
 
-8 rows at a time: one 32-byte load brings a word of 8 rows; ``simd8.lookup8`` is one
+8 rows at a time: one 32-byte load brings a word of 8 rows; ``avx2_simd.lookup8`` is one
 ``vpermps`` (8 look-ups).  Binary: 30 weights of 8 rows per 10 permutes and 10 adds;
 ternary: 15 per 10.  Four row blocks go together so each table load serves 32 rows.  A batch
 shares each word load among 4 batch rows (each with its own tables); columns are cut into
@@ -33,16 +33,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .simd8 import lookup8, vadd8, vload8, vstore8, vsub8, vwords8, vzero8
+from .avx2_simd import lookup8, vadd8, vload8, vstore8, vsub8, vwords8, vzero8
 
 ROWS = 8            # rows per row block (vector lanes)
 BATCH_TILE = 4      # batch rows sharing one word load
 COL_BLOCK = 16      # code words per column block in the batch kernel
-
-
-def words_floats(ternary: bool) -> int:
-    """Table floats that one code word indexes: 5 or 10 tables of 8."""
-    return 40 if ternary else 80
 
 
 # ---------------------------------------------------------------- tables

@@ -27,37 +27,25 @@ from .packing import PackedMatrix
 
 # Below this many weights (G*K) a matvec runs on one thread, below this many weights x batch
 # rows (G*K*B) a matmul does: waking more threads costs more than the halved work saves.
-# From bench/results/kernels.md (AVX-512 host, quiet): 2 threads gained nothing at
-# 4000×1000 batch 1 (34.8 vs 36.2 µs) and gained at 8192×2048 (97 vs 144 µs); at batch 64
-# they lost up to 70× at G·K·B ≤ 1.7e7 and gained from 6.7e7 (2048×512×64: 429 vs 677 µs).
-# On a loaded machine every wait for a second core is far worse (kernels.md, AVX2 host, load
-# 10 on 2 cores: 2 threads 100–4000× slower than 1), so threads_for keeps to one thread then.
+# Thresholds: bench/results/kernels_evidence.md §threads.
 PARALLEL_MIN_WORK = 1 << 24
 PARALLEL_MIN_WORK_BATCH = 1 << 26
 
-MODULES = {"avx512": "lut", "avx2": "avx2", "portable": "portable"}
 ROWS = {"avx512": 16, "avx2": 8, "portable": 8}
 BATCH_TILE = 4
 
-# Where the packed kernels beat the faster BLAS layout (bench/results/kernels.md, 1 thread):
-# up to PACKED_MAX_BATCH batch rows, from PACKED_MIN_COLS columns, from DENSE_BELOW weights.
-# Elsewhere product() runs the dense float32 product.  AVX-512 won at every measured shape
-# (batch 1 and 64, K 50..2048); AVX2 loses at batch 64 and, ternary, at K = 50; the portable
-# kernels (AVX2 host, 2026-11-30) win for binary weights at batch <= 4 from K = 512 (1.3x at
-# 2048×512, 0.7-1.2x at 1024×256) and for ternary ones at batch <= 4 from K = 1000 (1.1-1.2x at
-# 4000×1000, 1.5-2.2x at 8192×2048, 0.55x at 2048×512).
+# Where the packed kernels beat the faster BLAS layout (1 thread): up to PACKED_MAX_BATCH batch
+# rows, from PACKED_MIN_COLS columns, from DENSE_BELOW weights; elsewhere product() runs the
+# dense float32 product.  Thresholds: bench/results/kernels_evidence.md §routing.
 PACKED_MAX_BATCH = {("avx512", "binary"): 1 << 30, ("avx512", "ternary"): 1 << 30,
                     ("avx2", "binary"): 8, ("avx2", "ternary"): 4,
                     ("portable", "binary"): 4, ("portable", "ternary"): 4}
 PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
                    ("avx2", "binary"): 0, ("avx2", "ternary"): 128,
                    ("portable", "binary"): 512, ("portable", "ternary"): 1000}
-# G·K below this: a product too small for tables to pay.  AVX2 and portable lost at
-# 1024×50 (G·K 51,200) in every run on the AVX2 host (0.60-0.86x at batch 1 and 4) and won from
-# 4000×50 (AVX2 binary) and 1024×256; AVX-512 won at 1024×50.
+# G·K below this: a product too small for tables to pay.
 DENSE_BELOW = {"avx512": 1 << 14, "avx2": 1 << 16, "portable": 1 << 16}
-# Wide matrices win at larger batches: (min columns, max batch).  AVX2 binary at batch 16:
-# 1.18x (2048×512), 1.66x (4000×1000), 1.64x (8192×2048), but 0.78x at 1024×256.
+# Wide matrices win at larger batches: (min columns, max batch).
 PACKED_WIDE = {("avx2", "binary"): (512, 16)}
 
 
@@ -116,9 +104,12 @@ def threads_for(work: int, batch: bool = False) -> int:
 
 
 def kernels(path: str | None = None):
-    """The kernel module of ``path`` (default: the selected one), imported on first use."""
+    """The kernel module of ``path`` (default: the selected one), imported on first use: the
+    kernels of each path are in the module of its name (rbtw.kernels.avx512, .avx2, .portable)."""
     path = path or isa.path()
-    return importlib.import_module(f"{__package__}.{MODULES[path]}")
+    if path not in isa.PATHS:
+        raise ValueError(f"unknown kernel path {path!r}")
+    return importlib.import_module(f"{__package__}.{path}")
 
 
 def _as_input(a, ndim: int, cols: int, name: str) -> np.ndarray:

@@ -186,11 +186,6 @@ def unpack(pm: PackedMatrix) -> np.ndarray:
     return bits[0] - bits[1]
 
 
-def code_columns(kind: str) -> int:
-    """Columns per 5-bit kernel code: 5 (binary) or 3 (ternary)."""
-    return CODE_COLUMNS[kind]
-
-
 def _to_kernel_layout(q: np.ndarray, kind: str) -> np.ndarray:
     """int8 (G, K) -> uint32 (RB, NW, 16), see the module docstring."""
     g, k = q.shape

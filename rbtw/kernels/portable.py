@@ -23,7 +23,7 @@ each:
 
     (Q x)_r = sum_b S_b[code_b(r)]   (binary; ternary with T_b)
 
-Only additions and subtractions of float32 (see rbtw.kernels.lut on exactness).
+Only additions and subtractions of float32 (see rbtw.kernels.avx512 on exactness).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from numba import njit, prange, uint64
 
 ROWS = 8
 BATCH_TILE = 4
-COL_BYTES = 32      # code bytes per column block: 32 KiB of tables (L1 size); 16 and 64 were
-                    # 4-18 % slower on the AVX2 host (binary H 1000/2048, ternary H 1000)
+COL_BYTES = 32      # code bytes per column block: 32 KiB of tables (L1 size); why 32:
+                    # bench/results/kernels_evidence.md §portable
 _1, _2, _3, _4, _5, _6, _7 = (np.uint64(i) for i in range(1, 8))   # unsigned offsets
 
 
@@ -72,7 +72,7 @@ def _mv_rows(lay, t, y, nb, rb0, rb1):
     lay: uint8 (RB*NB*8,).
 
     Table and layout indices are unsigned (uint64): Numba then omits the negative-index
-    wraparound test it adds to every signed index, which cost 1.2-1.3x here."""
+    wraparound test it adds to every signed index (its cost: kernels_evidence.md §portable)."""
     for b0 in range(0, nb, COL_BYTES):
         b1 = min(nb, b0 + COL_BYTES)
         for rb in range(rb0, rb1):

@@ -1,4 +1,5 @@
-"""What the BN-LSTM and BN-GRU layers share: their static description and weight quantization.
+"""What the BN-LSTM and BN-GRU layers share: their static description, weight quantization, the
+input products, and the per-pass buffers of the fused implementations.
 
 Dimensions: X input size, H hidden size, G gate rows (4H for the LSTM, 3H for the GRU).
 Weights are stored input-major so a batch multiplies from the left: W_x (X, G), W_h (H, G),
@@ -11,8 +12,9 @@ import numpy as np
 
 from rbtw import quant
 from rbtw.nn import bn as bn_
-from rbtw.nn import fused
+from rbtw.nn import workspace
 from rbtw.nn.embedding import OneHot
+from rbtw.nn.fused_common import BNStep, scatter_rows, update_running
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -150,7 +152,7 @@ def input_grads(x, db, Wxq):
     """
     if isinstance(x, OneHot):
         dW = np.zeros(Wxq.shape, dtype=db.dtype)
-        fused.scatter_rows(np.ascontiguousarray(x.ids.reshape(-1)), db, dW)
+        scatter_rows(np.ascontiguousarray(x.ids.reshape(-1)), db, dW)
         return dW, None
     T, B, X = x.shape
     return x.reshape(T * B, X).T @ db, (db @ Wxq.T).reshape(T, B, X)
@@ -168,3 +170,51 @@ def bn_step(u, key, t, params, stats, spec, use_batch, train):
         mean, var = view["mean"][row], view["var"][row]
     return bn_.forward(u, params[f"gamma_{key}"], params[f"beta_{key}"], mean, var,
                        batch=use_batch, eps=spec.eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-pass buffers of the fused implementations (rbtw.nn.lstm, rbtw.nn.gru)
+
+
+class FusedCache:
+    """Activations of one fused forward pass, each stored once (the fields: see each layer's
+    forward_fused)."""
+
+    def __init__(self, **arrays):
+        self.__dict__.update(arrays)
+
+
+def moment_buffers(stats, spec, key, T, F, t0, use_batch, dt):
+    """BNStep of (T, F) arrays for one BN ('a', 'b' or 'c') over a pass: mean and var to be
+    filled (batch statistics) or the population rows (evaluation); inv to be filled.  Without
+    BN, (T, 0) stand-ins."""
+    if not spec.bn:
+        return BNStep(np.zeros((T, 0), dt), np.zeros((T, 0), dt), np.zeros((T, 0), dt))
+    if use_batch:
+        mean, var = np.empty((T, F), dt), np.empty((T, F), dt)
+    else:
+        mean, var = (np.ascontiguousarray(v, dtype=dt) for v in bn_.population(stats_view(stats, key), t0, T))
+    return BNStep(mean, var, np.empty((T, F), dt))
+
+
+def update_running_stats(stats, key, t0, moments, spec):
+    """Blend a pass's batch moments (a BNStep of (T, F) arrays) into the population statistics
+    of BN ``key``, step by step."""
+    view = stats_view(stats, key)
+    update_running(view["mean"], view["var"], view["count"], t0, moments.mean.astype(view["mean"].dtype),
+                   moments.var.astype(view["var"].dtype), spec.momentum)
+
+
+def step_inputs(x, Wxq, dt):
+    """(ids, braw): the input term of every step for the fused step kernels.  A OneHot x gives
+    ids (T, B) (a row gather per step) and braw (T, 0, 0); else ids is (T, 0) and
+    braw = x W_x^q (T, B, G) in one GEMM, into a pooled buffer."""
+    T, B = x.shape[:2]
+    if isinstance(x, OneHot):
+        return np.ascontiguousarray(x.ids), np.zeros((T, 0, 0), dt)
+    return np.zeros((T, 0), np.int64), input_matmul(x, Wxq, out=workspace.empty((T, B, Wxq.shape[1]), dt))
+
+
+def at_step(group, t):
+    """The same named tuple with every array replaced by its row t: a pass's buffers -> one step's."""
+    return type(group)(*(v[t] for v in group))

@@ -3,8 +3,6 @@
     train:  y = x ⊙ mask / (1 − p),  mask ~ Bernoulli(1 − p)      eval: y = x
 """
 
-import numpy as np
-
 
 def forward(x, p, *, train, rng=None):
     """Returns y and the cache (the scaled mask, or None when nothing was dropped)."""

@@ -14,7 +14,7 @@ With ``spec.bn`` false: A_t = h_{t-1} W_h^q + b_a and B_t = x_t W_x^q + b_b.
 Gradients for "W_x", "W_h" are dL/dW^q (straight-through estimator).  h0 is a learned vector
 used when no initial state is passed in.  Initial values: γ = 0.1, β = 0, orthogonal weights.
 
-The fused implementation (default; rbtw.nn.fused_gru kernels around BLAS products, caches
+The fused implementation (default; rbtw.nn.gru_fused kernels around BLAS products, caches
 allocated once) and the NumPy reference (``forward_reference`` / ``backward_reference``) share
 one interface; :func:`backward` follows whichever forward made the cache.
 """
@@ -22,10 +22,11 @@ one interface; :func:`backward` follows whichever forward made the cache.
 import numpy as np
 
 from rbtw.nn import bn as bn_
-from rbtw.nn import fused, fused_gru, workspace
-from rbtw.nn.embedding import OneHot
-from rbtw.nn.lstm import FusedCache, _moment_buffers, _update_running
-from rbtw.nn.cell import bn_step, input_grads, input_matmul, input_products, orthogonal, quantized_weights, sigmoid
+from rbtw.nn import workspace
+from rbtw.nn.cell import (FusedCache, at_step, bn_step, input_grads, input_products, moment_buffers,
+                          orthogonal, quantized_weights, sigmoid, step_inputs, update_running_stats)
+from rbtw.nn.fused_common import Input, Mode
+from rbtw.nn.gru_fused import GRUGrads, GRUParams, GRUStep, gru_step_backward, gru_step_forward
 
 
 def init_params(spec, rng, dtype=np.float32, gamma0=0.1):
@@ -164,16 +165,16 @@ def backward_reference(dhs, cache, dfinal=None):
 
 
 def _vectors(params, spec, dt):
-    """(γ_a, β_a or b_a, γ_b, b_b) as contiguous dt arrays; empty stand-ins where absent."""
+    """GRUParams as contiguous dt arrays (β_a or b_a, and b_b); empty stand-ins where absent."""
     def get(name, n=0):
         return np.ascontiguousarray(params[name], dtype=dt) if name in params else np.zeros(n, dt)
     if spec.bn:
-        return get("gamma_a"), get("beta_a"), get("gamma_b"), get("b_b")
-    return get("gamma_a"), get("b_a"), get("gamma_b"), get("b_b")
+        return GRUParams(get("gamma_a"), get("beta_a"), get("gamma_b"), get("b_b"))
+    return GRUParams(get("gamma_a"), get("b_a"), get("gamma_b"), get("b_b"))
 
 
 def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
-    """:func:`forward_quantized` with the Numba step kernels (rbtw.nn.fused_gru).
+    """:func:`forward_quantized` with the Numba step kernels (rbtw.nn.gru_fused).
 
     Cache (FusedCache): hcat (T+1, B, H) h_{-1..T-1} and h_T; xb, xa, gates (T, B, G) x̂_b
     (or b), x̂_a, [r u n]; An (T, B, H) A_n; inv_a, inv_b (T, G).
@@ -184,18 +185,14 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     Whq = np.ascontiguousarray(Whq, dtype=dt)
     Wxq = np.ascontiguousarray(Wxq, dtype=dt)
     use_batch = train or batch_stats
-    bn, eps = spec.bn, float(spec.eps)
-    gamma_a, beta_a, gamma_b, bias_b = _vectors(params, spec, dt)
+    bn = spec.bn
+    mode = Mode(bn, use_batch, float(spec.eps))
+    p = _vectors(params, spec, dt)
 
     xb = workspace.empty((T, B, G), dt)                                      # x̂_b (T, B, G)
-    if isinstance(x, OneHot):
-        ids = np.ascontiguousarray(x.ids)                                    # gathered per step
-        braw = np.zeros((T, 0, 0), dt)
-    else:
-        ids = np.zeros((T, 0), np.int64)
-        braw = input_matmul(x, Wxq, out=workspace.empty((T, B, G), dt))      # one GEMM
-    mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
-    mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
+    ids, braw = step_inputs(x, Wxq, dt)
+    bn_b = moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
+    bn_a = moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
 
     hcat = workspace.empty((T + 1, B, H), dt)
     hcat[0] = params["h0"] if state is None else state[0]
@@ -206,13 +203,13 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     z = workspace.empty((B, G), dt)                                          # scratch
     for t in range(T):
         np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
-        fused_gru.gru_step_forward(a, ids[t], Wxq, braw[t], xb[t], gamma_a, beta_a, gamma_b, bias_b,
-                                   hcat[t], bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t], mean_b[t],
-                                   var_b[t], inv_b[t], xa[t], gates[t], An[t], hcat[t + 1], z)
+        out = GRUStep(xb[t], xa[t], gates[t], An[t], hcat[t + 1])
+        gru_step_forward(a, hcat[t], Input(ids[t], Wxq, braw[t]), p, mode, at_step(bn_a, t),
+                         at_step(bn_b, t), out, z)
     if bn and train:
-        for key, mean, var in (("b", mean_b, var_b), ("a", mean_a, var_a)):
-            _update_running(stats, key, t0, mean, var, spec)
-    store = FusedCache(hcat=hcat, xb=xb, xa=xa, gates=gates, An=An, inv_a=inv_a, inv_b=inv_b,
+        for key, moments in (("b", bn_b), ("a", bn_a)):
+            update_running_stats(stats, key, t0, moments, spec)
+    store = FusedCache(hcat=hcat, xb=xb, xa=xa, gates=gates, An=An, inv_a=bn_a.inv, inv_b=bn_b.inv,
                        batch=use_batch, had_state=state is not None, dt=dt)
     cache = (x, Wxq, Whq, params, spec, store)
     return (hcat[1:], (hcat[T].copy(),)), cache
@@ -224,7 +221,8 @@ def backward_fused(dhs, cache, dfinal=None):
     T, B = x.shape[:2]
     H, G, dt, bn = spec.H, spec.G, s.dt, spec.bn
     dhs = np.ascontiguousarray(dhs, dtype=dt)
-    gamma_a, _, gamma_b, _ = _vectors(params, spec, dt)
+    p = _vectors(params, spec, dt)
+    mode = Mode(bn, s.batch, float(spec.eps))
     grads = {k: np.zeros(v.shape, dt) for k, v in params.items()}
     zero = np.zeros(0, dt)
     if bn:
@@ -238,13 +236,14 @@ def backward_fused(dhs, cache, dfinal=None):
     dhu = np.zeros((B, H), dt)            # dh_{t+1} ⊙ u_{t+1}
     if dfinal is not None:
         dh_next += dfinal[0]
-    dA, dB = workspace.empty((B, G), dt), workspace.empty((B, G), dt)       # scratch
+    scratch = (workspace.empty((B, G), dt), workspace.empty((B, G), dt),
+               np.empty(G, dt), np.empty(G, dt), np.empty(G, dt))            # dA, dB, s1..s3
     WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
-    s1, s2, s3 = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
     for t in reversed(range(T)):
-        fused_gru.gru_step_backward(dhs[t], dh_next, dhu, s.hcat[t], s.gates[t], s.An[t], s.xa[t],
-                                    s.inv_a[t], s.xb[t], s.inv_b[t], gamma_a, gamma_b, bn, s.batch, da[t],
-                                    db[t], dgamma_a, dbeta_a, dgamma_b, dbias_b, dA, dB, s1, s2, s3)
+        saved = GRUStep(s.xb[t], s.xa[t], s.gates[t], s.An[t], s.hcat[t + 1])
+        step_grads = GRUGrads(da[t], db[t], dgamma_a, dbeta_a, dgamma_b, dbias_b)
+        gru_step_backward(dhs[t], (dh_next, dhu), s.hcat[t], saved, (s.inv_a[t], s.inv_b[t]), p, mode,
+                          step_grads, scratch)
         np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
 
     grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM

@@ -20,7 +20,7 @@ Initial values (official code): γ = 0.1 for all three BNs, β = 0 except the fo
 of β_a (or of b without BN), which is 1; W_x and W_h (semi-)orthogonal; h0 = c0 = 0.
 
 Two implementations with one interface: the fused one (default, float32 and float64; Numba
-kernels in rbtw.nn.fused, BLAS for the products, every cache preallocated once per pass) and
+kernels in rbtw.nn.lstm_fused, BLAS for the products, every cache preallocated once per pass) and
 the plain NumPy reference (``forward_reference`` / ``backward_reference``, step by step, kept as
 the specification the fused path is tested against).  :func:`backward` follows whichever
 forward made the cache.  Inputs may be a (T, B, X) array or an rbtw.nn.embedding.OneHot.
@@ -29,10 +29,11 @@ forward made the cache.  Inputs may be a (T, B, X) array or an rbtw.nn.embedding
 import numpy as np
 
 from rbtw.nn import bn as bn_
-from rbtw.nn import fused, workspace
-from rbtw.nn.cell import (bn_step, input_grads, input_matmul, input_products, orthogonal,
-                          quantized_weights, sigmoid, stats_view)
-from rbtw.nn.embedding import OneHot
+from rbtw.nn import workspace
+from rbtw.nn.cell import (FusedCache, at_step, bn_step, input_grads, input_products, moment_buffers,
+                          orthogonal, quantized_weights, sigmoid, step_inputs, update_running_stats)
+from rbtw.nn.fused_common import Input, Mode
+from rbtw.nn.lstm_fused import LSTMGrads, LSTMParams, LSTMStep, lstm_step_backward, lstm_step_forward
 
 
 def init_params(spec, rng, dtype=np.float32, gamma0=0.1):
@@ -200,67 +201,40 @@ def backward_reference(dhs, cache, dfinal=None):
 # The fused implementation
 
 
-class FusedCache:
-    """Activations of one fused forward pass, each stored once.
-
-    hcat, ccat (T+1, B, H)  h_{-1..T-1}, c_{-1..T-1} and the final state (row 0: initial state)
-    xb (T, B, G)            x̂_b (BN) or x W_x^q (no BN)
-    xa (T, B, G)            x̂_a;  gates (T, B, G) i, f, g, o after their nonlinearity
-    xc, tc (T, B, H)        x̂_c and tanh(BN(c))
-    inv_a, inv_b (T, G), inv_c (T, H)   1/sqrt(σ² + ε) of each step
-    """
-
-    def __init__(self, **arrays):
-        self.__dict__.update(arrays)
-
-
 def _vectors(params, spec, dt):
-    """(γ_a, β_a, γ_b, γ_c, β_c) as contiguous dt arrays; empty stand-ins without BN (β_a is b)."""
+    """LSTMParams as contiguous dt arrays; empty stand-ins without BN (β_a is then b)."""
     def get(name, n):
         return np.ascontiguousarray(params[name], dtype=dt) if name in params else np.zeros(n, dt)
-    G, H = spec.G, spec.H
+    G = spec.G
     beta_a = get("beta_a", G) if spec.bn else get("b", G)
-    return get("gamma_a", 0), beta_a, get("gamma_b", 0), get("gamma_c", 0), get("beta_c", 0)
-
-
-def _moment_buffers(stats, spec, key, T, F, t0, use_batch, dt):
-    """mean, var, inv (T, F) for one BN: population rows for evaluation, to be filled otherwise."""
-    if not spec.bn:
-        return np.zeros((T, 0), dt), np.zeros((T, 0), dt), np.zeros((T, 0), dt)
-    if use_batch:
-        mean, var = np.empty((T, F), dt), np.empty((T, F), dt)
-    else:
-        mean, var = (np.ascontiguousarray(v, dtype=dt) for v in bn_.population(stats_view(stats, key), t0, T))
-    return mean, var, np.empty((T, F), dt)
-
-
-def _update_running(stats, key, t0, mean, var, spec):
-    view = stats_view(stats, key)
-    fused.update_running(view["mean"], view["var"], view["count"], t0, mean.astype(view["mean"].dtype),
-                         var.astype(view["var"].dtype), spec.momentum)
+    return LSTMParams(get("gamma_a", 0), beta_a, get("gamma_b", 0), get("gamma_c", 0), get("beta_c", 0))
 
 
 def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_stats=False, t0=0):
-    """:func:`forward_quantized` with the Numba step kernels; see rbtw.nn.fused."""
+    """:func:`forward_quantized` with the Numba step kernels; see rbtw.nn.lstm_fused.
+
+    Cache (a FusedCache):
+        hcat, ccat (T+1, B, H)  h_{-1..T-1}, c_{-1..T-1} and the final state (row 0: initial state)
+        xb (T, B, G)            x̂_b (BN) or x W_x^q (no BN)
+        xa (T, B, G)            x̂_a;  gates (T, B, G) i, f, g, o after their nonlinearity
+        xc, tc (T, B, H)        x̂_c and tanh(BN(c))
+        inv_a, inv_b (T, G), inv_c (T, H)   1/sqrt(σ² + ε) of each step
+    """
     T, B = x.shape[:2]
     H, G = spec.H, spec.G
     dt = np.result_type(x.dtype, Whq.dtype)
     Whq = np.ascontiguousarray(Whq, dtype=dt)
-    use_batch = train or batch_stats
-    bn, eps = spec.bn, float(spec.eps)
-    gamma_a, beta_a, gamma_b, gamma_c, beta_c = _vectors(params, spec, dt)
-
     Wxq = np.ascontiguousarray(Wxq, dtype=dt)
+    use_batch = train or batch_stats
+    bn = spec.bn
+    mode = Mode(bn, use_batch, float(spec.eps))
+    p = _vectors(params, spec, dt)
+
     xb = workspace.empty((T, B, G), dt)                                      # x̂_b (T, B, G)
-    if isinstance(x, OneHot):
-        ids = np.ascontiguousarray(x.ids)                                    # gathered per step
-        braw = np.zeros((T, 0, 0), dt)
-    else:
-        ids = np.zeros((T, 0), np.int64)
-        braw = input_matmul(x, Wxq, out=workspace.empty((T, B, G), dt))      # one GEMM
-    mean_b, var_b, inv_b = _moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
-    mean_a, var_a, inv_a = _moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
-    mean_c, var_c, inv_c = _moment_buffers(stats, spec, "c", T, H, t0, use_batch, dt)
+    ids, braw = step_inputs(x, Wxq, dt)
+    bn_b = moment_buffers(stats, spec, "b", T, G, t0, use_batch, dt)
+    bn_a = moment_buffers(stats, spec, "a", T, G, t0, use_batch, dt)
+    bn_c = moment_buffers(stats, spec, "c", T, H, t0, use_batch, dt)
 
     hcat = workspace.empty((T + 1, B, H), dt)
     ccat = workspace.empty((T + 1, B, H), dt)
@@ -273,15 +247,14 @@ def forward_fused(x, Wxq, Whq, params, stats, spec, *, train, state=None, batch_
     z = workspace.empty((B, G), dt)                                          # scratch
     for t in range(T):
         np.matmul(hcat[t], Whq, out=a)                                       # (B, G)
-        fused.lstm_step_forward(a, ids[t], Wxq, braw[t], xb[t], gamma_a, beta_a, gamma_b, ccat[t],
-                                gamma_c, beta_c, bn, use_batch, eps, mean_a[t], var_a[t], inv_a[t],
-                                mean_b[t], var_b[t], inv_b[t], mean_c[t], var_c[t], inv_c[t], xa[t],
-                                gates[t], ccat[t + 1], xc[t], tc[t], hcat[t + 1], z)
+        out = LSTMStep(xb[t], xa[t], gates[t], ccat[t + 1], xc[t], tc[t], hcat[t + 1])
+        lstm_step_forward(a, ccat[t], Input(ids[t], Wxq, braw[t]), p, mode,
+                          at_step(bn_a, t), at_step(bn_b, t), at_step(bn_c, t), out, z)
     if bn and train:
-        for key, mean, var in (("b", mean_b, var_b), ("a", mean_a, var_a), ("c", mean_c, var_c)):
-            _update_running(stats, key, t0, mean, var, spec)
-    store = FusedCache(hcat=hcat, ccat=ccat, xb=xb, xa=xa, gates=gates, xc=xc, tc=tc, inv_a=inv_a,
-                       inv_b=inv_b, inv_c=inv_c, batch=use_batch, had_state=state is not None, dt=dt)
+        for key, moments in (("b", bn_b), ("a", bn_a), ("c", bn_c)):
+            update_running_stats(stats, key, t0, moments, spec)
+    store = FusedCache(hcat=hcat, ccat=ccat, xb=xb, xa=xa, gates=gates, xc=xc, tc=tc, inv_a=bn_a.inv,
+                       inv_b=bn_b.inv, inv_c=bn_c.inv, batch=use_batch, had_state=state is not None, dt=dt)
     cache = (x, Wxq, Whq, params, spec, store)
     return (hcat[1:], (hcat[T].copy(), ccat[T].copy())), cache
 
@@ -292,7 +265,8 @@ def backward_fused(dhs, cache, dfinal=None):
     T, B = x.shape[:2]
     H, G, dt, bn = spec.H, spec.G, s.dt, spec.bn
     dhs = np.ascontiguousarray(dhs, dtype=dt)
-    gamma_a, _, gamma_b, gamma_c, _ = _vectors(params, spec, dt)
+    p = _vectors(params, spec, dt)
+    mode = Mode(bn, s.batch, float(spec.eps))
     grads = {k: np.zeros(v.shape, dt) for k, v in params.items()}
     zero = np.zeros(0, dt)
     dgamma_a, dgamma_b, dgamma_c, dbeta_c = (grads[k] if bn else zero
@@ -306,15 +280,14 @@ def backward_fused(dhs, cache, dfinal=None):
     if dfinal is not None:
         dh_next += dfinal[0]
         dc_next += dfinal[1]
-    dz = workspace.empty((B, G), dt)      # scratch
-    dnc, dc = workspace.empty((B, H), dt), workspace.empty((B, H), dt)
+    scratch = (workspace.empty((B, G), dt), workspace.empty((B, H), dt), workspace.empty((B, H), dt),
+               np.empty(G, dt), np.empty(G, dt), np.empty(G, dt))            # dz, dnc, dc, s1..s3
     WhqT = np.ascontiguousarray(Whq.T)                                        # (G, H)
-    s1, s2, s3 = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
     for t in reversed(range(T)):
-        fused.lstm_step_backward(dhs[t], dh_next, dc_next, s.ccat[t], s.gates[t], s.xc[t], s.inv_c[t],
-                                 s.tc[t], s.xa[t], s.inv_a[t], s.xb[t], s.inv_b[t], gamma_a, gamma_b,
-                                 gamma_c, bn, s.batch, da[t], db[t], dgamma_a, dbeta_a, dgamma_b,
-                                 dgamma_c, dbeta_c, dz, dnc, dc, s1, s2, s3)
+        saved = LSTMStep(s.xb[t], s.xa[t], s.gates[t], s.ccat[t + 1], s.xc[t], s.tc[t], s.hcat[t + 1])
+        step_grads = LSTMGrads(da[t], db[t], dgamma_a, dbeta_a, dgamma_b, dgamma_c, dbeta_c)
+        lstm_step_backward(dhs[t], (dh_next, dc_next), s.ccat[t], saved, (s.inv_a[t], s.inv_b[t], s.inv_c[t]),
+                           p, mode, step_grads, scratch)
         np.matmul(da[t], WhqT, out=dh_next)                                   # (B, H)
 
     grads["W_h"] = s.hcat[:T].reshape(T * B, H).T @ da.reshape(T * B, G)     # one GEMM

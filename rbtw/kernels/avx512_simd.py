@@ -8,7 +8,7 @@ that live in one vector register each:
     i32x16   16 int32 lanes         <16 x i32>
 
 and the few operations the accumulate-only kernels need: load/store 16 floats, add,
-subtract, load 16 uint32 words, and sums of table look-ups (``lookup6``, ``lookup_first``)
+load 16 uint32 words, and sums of table look-ups (``lookup6``, ``lookup_first``)
 built on
 
     permute(T, i)[l] = T[i[l] & 31]      (16 look-ups in a 32-entry table: two registers)
@@ -16,7 +16,7 @@ built on
 This is one AVX-512F `vpermi2ps` instruction, which reads only the low 5 bits of each
 index, so the kernels need no masking.  (On AMD Zen 4 it costs the same as the 16-entry
 `vpermps`, so a 32-entry table is 5 bits of look-up per lane for the price of 4.)  Only the
-AVX-512 kernels (rbtw.kernels.lut) use it, and rbtw.kernels.isa runs them only where the
+AVX-512 kernels (rbtw.kernels.avx512) use it, and rbtw.kernels.isa runs them only where the
 target has AVX-512F; generating it for another target raises at compile time.  No operation
 multiplies.
 
@@ -98,13 +98,6 @@ def vstore(typingctx, arr, i, v):
 def vadd(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
-    return f32x16(a, b), codegen
-
-
-@intrinsic
-def vsub(typingctx, a, b):
-    def codegen(context, builder, sig, args):
-        return builder.fsub(args[0], args[1])
     return f32x16(a, b), codegen
 
 

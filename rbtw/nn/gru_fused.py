@@ -1,4 +1,4 @@
-"""Numba step kernels for the BN-GRU, built from the pieces in rbtw.nn.fused.
+"""Numba step kernels for the BN-GRU, built from the pieces in rbtw.nn.fused_common.
 
 Dimensions: B batch, H hidden, G = 3H gate columns (r, u, n).
 
@@ -11,11 +11,27 @@ Without BN: A = a + b_a, B = b + b_b.  Backward (dh = dL/dh_t):
     dn = dh (1 − u);  dz_u = dh (h_{t-1} − n) u (1 − u);  dz_n = dn (1 − n²);
     dz_r = dz_n A_n r (1 − r);  dB = [dz_r, dz_u, dz_n];  dA = [dz_r, dz_u, dz_n r];
     dL/dh_{t-1} = dh ⊙ u + da W_h^qᵀ
+
+Argument groups, besides those of rbtw.nn.fused_common (BNStep, Input, Mode):
+
+    GRUParams(gamma_a, beta_a, gamma_b, bias_b)    (G,) each; with BN, β_a is the shift of A
+        and bias_b is empty; without BN, beta_a and bias_b are b_a and b_b (the γ empty)
+    GRUStep(xb, xa, gates, An, h)                  one step's activations: x̂_b (or b) (B, G),
+        x̂_a (B, G), [r u n] (B, G), A_n (B, H), h_t (B, H); written forward, read backward
+    GRUGrads(da, db, dgamma_a, dbeta_a, dgamma_b, dbias_b)
+        dL/da_t (B, G) and dL/d(x_t W_x^q) (B, G), written; the parameter gradients, accumulated
+        (without BN, db_a in dbeta_a and db_b in dbias_b)
 """
+
+from collections import namedtuple
 
 from numba import njit
 
-from rbtw.nn.fused import JIT, bn_backward_rows, input_step, moments, normalise, sigmoid_, tanh_
+from rbtw.nn.fused_common import JIT, bn_backward_rows, input_step, sigmoid_, standardise, tanh_
+
+GRUParams = namedtuple("GRUParams", "gamma_a beta_a gamma_b bias_b")
+GRUStep = namedtuple("GRUStep", "xb xa gates An h")
+GRUGrads = namedtuple("GRUGrads", "da db dgamma_a dbeta_a dgamma_b dbias_b")
 
 
 @njit(**JIT)
@@ -63,23 +79,20 @@ def gru_gates(z, An, h_prev, gates, h_new):
 
 
 @njit(**JIT)
-def gru_step_forward(a, ids, Wxq, braw, xb, gamma_a, beta_a, gamma_b, bias_b, h_prev, bn, batch, eps,
-                     mean_a, var_a, inv_a, mean_b, var_b, inv_b, xa, gates, An, h_new, z):
-    """One GRU step after a = h_{t-1} W_h^q (B, G).
+def gru_step_forward(a, h_prev, inp, p, mode, bn_a, bn_b, out, z):
+    """One GRU step after a = h_{t-1} W_h^q (B, G), from h_prev = h_{t-1} (B, H).
 
-    The input term as in rbtw.nn.fused.input_step (xb receives x̂_b, or b without BN); with BN,
-    β_a is the shift of A, else ``beta_a`` and ``bias_b`` are b_a and b_b (``gamma_*`` unused).
-    Writes xa (B, G) x̂_a, gates (B, G), An (B, H), h_new (B, H); z (B, G) is scratch.
+    inp: the step's Input (see rbtw.nn.fused_common.input_step); p: GRUParams; mode: Mode;
+    bn_a, bn_b (G,): the step's BNStep of a and b; out: the step's GRUStep, written; z (B, G)
+    scratch.
     """
-    input_step(ids, Wxq, braw, z, xb, bn, batch, eps, mean_b, var_b, inv_b)
-    if bn:
-        if batch:
-            moments(a, mean_a, var_a)
-        normalise(a, mean_a, var_a, eps, inv_a, xa)
-        gru_inputs(xa, gamma_a, beta_a, xb, gamma_b, z, An)
+    input_step(inp, mode, bn_b, z, out.xb)
+    if mode.bn:
+        standardise(a, mode, bn_a, out.xa)
+        gru_inputs(out.xa, p.gamma_a, p.beta_a, out.xb, p.gamma_b, z, out.An)
     else:
-        gru_inputs_plain(a, beta_a, xb, bias_b, z, An)
-    gru_gates(z, An, h_prev, gates, h_new)
+        gru_inputs_plain(a, p.beta_a, out.xb, p.bias_b, z, out.An)
+    gru_gates(z, out.An, h_prev, out.gates, out.h)
 
 
 @njit(**JIT)
@@ -108,6 +121,7 @@ def gru_gate_grads(dh_out, dh_next, dhu, h_prev, gates, An, dA, dB):
 
 @njit(**JIT)
 def copy_sum(src, dst, dbias):
+    """Without BN: dst = src (B, G), and the bias gradient accumulates Σ_B src."""
     B, G = src.shape
     for b in range(B):
         for j in range(G):
@@ -116,15 +130,25 @@ def copy_sum(src, dst, dbias):
 
 
 @njit(**JIT)
-def gru_step_backward(dh_out, dh_next, dhu, h_prev, gates, An, xa, inv_a, xb, inv_b, gamma_a, gamma_b,
-                      bn, batch, da, db, dgamma_a, dbeta_a, dgamma_b, dbias_b, dA, dB, s1, s2, s3):
-    """One GRU step in reverse: writes da, db (B, G) (dL/da_t and dL/d(x_t W_x^q)); accumulates
-    dγ_a, dβ_a, dγ_b (BN) or db_a (in dbeta_a), db_b (in dbias_b).  dA, dB, s1..s3 scratch."""
-    gru_gate_grads(dh_out, dh_next, dhu, h_prev, gates, An, dA, dB)
-    if bn:
-        bn_backward_rows(dA, xa, gamma_a, inv_a, batch, da, dgamma_a, dbeta_a, s1, s2)
-        s3[:] = 0
-        bn_backward_rows(dB, xb, gamma_b, inv_b, batch, db, dgamma_b, s3, s1, s2)
+def gru_step_backward(dh_out, carry, h_prev, saved, inv, p, mode, grads, scratch):
+    """One GRU step in reverse.
+
+    dh_out (B, H): dL/dh_t from above.  carry = (dh_next, dhu), each (B, H): da_{t+1} W_h^qᵀ
+    and dh_{t+1} ⊙ u_{t+1}; dhu is overwritten with this step's.  h_prev (B, H) h_{t-1};
+    saved: the step's GRUStep; inv = (inv_a, inv_b) (G,) of the step's BNs; p: GRUParams
+    (the γ are read); mode: Mode; grads: GRUGrads; scratch = (dA, dB (B, G), s1, s2, s3 (G,)).
+    """
+    dh_next, dhu = carry
+    inv_a, inv_b = inv
+    dA, dB, s1, s2, s3 = scratch
+    g = grads
+    gru_gate_grads(dh_out, dh_next, dhu, h_prev, saved.gates, saved.An, dA, dB)
+    if mode.bn:
+        bn_backward_rows(dA, saved.xa, p.gamma_a, inv_a, mode.batch, g.da,
+                         (g.dgamma_a, g.dbeta_a), (s1, s2))
+        s3[:] = 0                                         # dβ_b: B has no shift; discarded
+        bn_backward_rows(dB, saved.xb, p.gamma_b, inv_b, mode.batch, g.db,
+                         (g.dgamma_b, s3), (s1, s2))
     else:
-        copy_sum(dA, da, dbeta_a)
-        copy_sum(dB, db, dbias_b)
+        copy_sum(dA, g.da, g.dbeta_a)
+        copy_sum(dB, g.db, g.dbias_b)

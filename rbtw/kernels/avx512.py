@@ -21,7 +21,7 @@ Products.  With code_j(r) the code of row r (``PackedMatrix.kernel_layout``),
     (Q x)_r = sum_j T_j[code_j(r)]         (T = S for binary, U for ternary)
 
 The kernels take 16 rows at a time: one 64-byte load brings 6 codes of 16 rows, and
-``simd.lookup6`` turns it into 6 two-register permutes (16 look-ups each) and 6 vector
+``avx512_simd.lookup6`` turns it into 6 two-register permutes (16 look-ups each) and 6 vector
 adds: 480 binary or 288 ternary weights, no multiplication.  Four row blocks go together,
 so each table register load serves 64 rows (the loads repeat otherwise: Numba cannot tell
 LLVM that the tables and y do not alias).  For a batch, each batch row
@@ -38,9 +38,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .simd import lookup6, lookup_first, vadd, vload, vload_u32, vstore, vzero
+from .avx512_simd import lookup6, lookup_first, vadd, vload, vload_u32, vstore, vzero
 
-LANES = 16          # output rows per vector
 TABLE = 32          # floats per table
 WORD_TABLES = 6 * TABLE   # floats of the 6 tables that one code word indexes
 BATCH_TILE = 4      # batch rows sharing one weight load in the batch kernels

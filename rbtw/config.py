@@ -18,7 +18,7 @@ Presets: ``paper`` (the official code's settings per task) and ``quick`` (minute
 text (your own file, ``rbtw train text --file PATH``): the character settings of ptb_char.
 quick: the same models scaled down (H 128, a capped number of minibatches per epoch) so that
 a run takes a few minutes on 2 cores; it shows trends, not the paper's numbers.
-(docs/design.md §1 gives the method these settings train.)
+(docs/design.md §1 gives the method these settings train, §1.9 the paper preset.)
 """
 
 import math

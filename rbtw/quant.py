@@ -27,7 +27,7 @@ import numpy as np
 
 MODES = ("none", "binary", "ternary")
 
-# How quantized weights are chosen when a model is evaluated (see DESIGN.md §1):
+# How quantized weights are chosen when a model is evaluated (docs/design.md §2):
 #   deterministic  the deterministic rule applied to the latent W (what hardware runs)
 #   sampled        a fresh stochastic sample (what the official code evaluates with)
 #   expected       E[W^q] = clip(W, −α, α): a float reference, not realisable in hardware

@@ -66,7 +66,7 @@ BUDGETS = {
     },
 }
 
-# Figures from the paper that are at hand (docs/design.md §1); others are compared side by side only.
+# Figures from the paper that are at hand (docs/design.md §1.9); others are compared side by side only.
 PAPER = {("ptb_word", "ternary"): ("test perplexity", 90.7, "small word LSTM: H 300, 80 epochs")}
 
 

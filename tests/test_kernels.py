@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbtw.kernels import (PackedMatrix, matmul, matvec, ops, pack, packing, reference_matmul,
+from rbtw.kernels import (PackedMatrix, matmul, matvec, ops, pack, reference_matmul,
                           reference_matvec, unpack)
 
 KINDS = ("binary", "ternary")

@@ -69,20 +69,20 @@ def blas_may_spin() -> bool:
     """True when OpenBLAS may keep worker threads spinning after a call (more than one BLAS
     thread, and a spin timeout above 2^SPIN_TIMEOUT_MAX cycles or unknown because NumPy was
     loaded before rbtw): a second packed-kernel thread would then fight them for a core."""
-    import rbtw
+    from rbtw.blas_env import BLAS_TIMEOUT_AT_LOAD
     if _one("OPENBLAS_NUM_THREADS") or (not os.environ.get("OPENBLAS_NUM_THREADS")
                                         and _one("OMP_NUM_THREADS")):
         return False
     try:
-        return int(rbtw.BLAS_TIMEOUT_AT_LOAD) > SPIN_TIMEOUT_MAX
+        return int(BLAS_TIMEOUT_AT_LOAD) > SPIN_TIMEOUT_MAX
     except (TypeError, ValueError):
         return True
 
 
 def describe_threads() -> str:
     """One line for ``rbtw info --system``: how packed products use threads here."""
-    import rbtw
-    timeout = rbtw.BLAS_TIMEOUT_AT_LOAD
+    from rbtw.blas_env import BLAS_TIMEOUT_AT_LOAD
+    timeout = BLAS_TIMEOUT_AT_LOAD
     spin = ("unknown (NumPy was loaded before rbtw)" if timeout is None else f"2^{timeout} cycles")
     rule = ("on one thread: OpenBLAS threads may spin" if blas_may_spin() else
             f"on {numba.get_num_threads()} Numba threads from {PARALLEL_MIN_WORK:,} weights "

@@ -104,6 +104,40 @@ def make_optimizer(config, spec):
     return optim.Adam(config.lr, clip=clip, reset_every=config.adam_reset)
 
 
+class EpochPlan:
+    """The minibatches of each epoch: their order depends on (seed, epoch) only; ``max_batches``
+    caps an epoch."""
+
+    def __init__(self, data, config):
+        self.data, self.config = data, config
+        self._n = None
+
+    def batches(self, epoch):
+        """(inputs, targets) of every minibatch of ``epoch``, in the epoch's order."""
+        rng = np.random.default_rng([self.config.seed, 3, epoch])
+        batches = self.data.batches("train", self.config, rng)
+        if self.config.max_batches is not None:
+            batches = (b for k, b in zip(range(self.config.max_batches), batches))
+        return batches
+
+    @property
+    def n_batches(self):
+        if self._n is None:
+            self._n = sum(1 for _ in self.data.batches("train", self.config, np.random.default_rng(0)))
+            if self.config.max_batches is not None:
+                self._n = min(self._n, self.config.max_batches)
+        return self._n
+
+
+def check_diverged(result, split, n_out, out_dir):
+    """Raise Diverged when an evaluation's loss is not finite or far worse than a uniform guess."""
+    limit = DIVERGED_FACTOR * chance_loss(n_out)
+    if not math.isfinite(result["loss"]) or result["loss"] > limit:
+        raise Diverged(
+            f"the run diverged: {split} loss {result['loss']:.4g} nats is far worse than a uniform guess "
+            f"({chance_loss(n_out):.3f} nats); try a smaller --lr (checkpoint kept in {out_dir})")
+
+
 # ---------------------------------------------------------------------------------------------
 # memory
 
@@ -252,6 +286,23 @@ def _restore_run(run, ckpt):
         _, k, j = key.split("/")
         carry.setdefault(int(k), {})[int(j)] = value
     run.carry = [tuple(carry[k][j] for j in sorted(carry[k])) for k in sorted(carry)] or None
+    run.dir.write_config(run.config.to_dict())
+    run.dir.keep_events(lambda e: not _past_checkpoint(run.epoch, run.step)(e))
+    for stale in run.out_dir.glob(".*.tmp"):   # a write cut off by a killed process
+        stale.unlink(missing_ok=True)
+
+
+def _start_run(run):
+    """A fresh run: initial parameters and generators, an empty log, the first checkpoint."""
+    c = run.config
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    run.params, run.stats = models.init(run.spec, np.random.default_rng([c.seed, 1]), np.dtype(c.dtype))
+    run.rng = np.random.default_rng([c.seed, 2])
+    run.epoch, run.batch_index, run.step = 0, 0, 0
+    run.epoch_losses, run.carry, run.best = [], None, None
+    run.dir.write_config(c.to_dict())
+    run.dir.clear_events()
+    run.save()
 
 
 def _past_checkpoint(epoch, step):
@@ -311,24 +362,13 @@ class Run:
         self.spec = model_spec(config, self.data)
         self.opt = make_optimizer(config, self.spec)
         self.plateau = optim.Plateau(config.lr, config.plateau_factor)
+        self.plan = EpochPlan(self.data, config)
         self.stop = StopFlag()
         self._boundary = True
         if resume:
             _restore_run(self, ckpt)
-            self.dir.write_config(config.to_dict())
-            self.dir.keep_events(lambda e: not _past_checkpoint(self.epoch, self.step)(e))
-            for stale in self.out_dir.glob(".*.tmp"):   # a write cut off by a killed process
-                stale.unlink(missing_ok=True)
         else:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            dtype = np.dtype(config.dtype)
-            self.params, self.stats = models.init(self.spec, np.random.default_rng([config.seed, 1]), dtype)
-            self.rng = np.random.default_rng([config.seed, 2])
-            self.epoch, self.batch_index, self.step = 0, 0, 0
-            self.epoch_losses, self.carry, self.best = [], None, None
-            self.dir.write_config(config.to_dict())
-            self.dir.clear_events()
-            self.save()
+            _start_run(self)
         self.saved_step = self.step
 
     @property
@@ -360,20 +400,8 @@ class Run:
         step = epoch * self.n_batches() + batch_index
         return self.lr_for_epoch(epoch) * warmdown_factor(self.config, self.n_batches(), step)
 
-    def epoch_batches(self, epoch):
-        """The minibatches of an epoch: their order depends on (seed, epoch) only."""
-        rng = np.random.default_rng([self.config.seed, 3, epoch])
-        batches = self.data.batches("train", self.config, rng)
-        if self.config.max_batches is not None:
-            batches = (b for k, b in zip(range(self.config.max_batches), batches))
-        return batches
-
     def n_batches(self):
-        if not hasattr(self, "_n_batches"):
-            self._n_batches = sum(1 for _ in self.data.batches("train", self.config, np.random.default_rng(0)))
-            if self.config.max_batches is not None:
-                self._n_batches = min(self._n_batches, self.config.max_batches)
-        return self._n_batches
+        return self.plan.n_batches
 
     # -- training ------------------------------------------------------------------------------
 
@@ -426,7 +454,7 @@ class Run:
             self.carry = None
             self.epoch_losses = []
         start = time.time()
-        for k, (inputs, targets) in enumerate(self.epoch_batches(self.epoch)):
+        for k, (inputs, targets) in enumerate(self.plan.batches(self.epoch)):
             if k < self.batch_index:
                 continue  # resumed mid-epoch: these were done before the interruption
             self.stop.check()
@@ -460,15 +488,8 @@ class Run:
         self.log(f"epoch {self.epoch + 1}/{c.epochs}: {train_and_valid(name, train_loss, valid)}")
         self.epoch, self.batch_index, self.epoch_losses = self.epoch + 1, 0, []
         self._save_here()
-        self._check_diverged(valid, "validation")
+        check_diverged(valid, "validation", self.data.n_out, self.out_dir)
         self.stop.check()
-
-    def _check_diverged(self, result, split):
-        limit = DIVERGED_FACTOR * chance_loss(self.data.n_out)
-        if not math.isfinite(result["loss"]) or result["loss"] > limit:
-            raise Diverged(
-                f"the run diverged: {split} loss {result['loss']:.4g} nats is far worse than a uniform guess "
-                f"({chance_loss(self.data.n_out):.3f} nats); try a smaller --lr (checkpoint kept in {self.out_dir})")
 
     def finish(self):
         """Evaluate the final model on the test split and record it."""
@@ -478,7 +499,7 @@ class Run:
         self.record(event="test", epoch=self.epoch, step=self.step, test_loss=test["loss"],
                     **{f"test_{name}": test[name]}, eval_weights=self.config.eval_weights,
                     eval_stats=self.config.eval_stats)
-        self._check_diverged(test, "test")
+        check_diverged(test, "test", self.data.n_out, self.out_dir)
         return test
 
 

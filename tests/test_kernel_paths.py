@@ -282,6 +282,25 @@ def test_rbtw_kernels_override_and_errors(monkeypatch):
     monkeypatch.setattr(isa, "_selected", None)
 
 
+@pytest.mark.parametrize("lacking", ["avx512", "avx2"])
+def test_rbtw_kernels_naming_a_path_this_cpu_lacks_is_refused_on_any_host(monkeypatch, lacking):
+    """The refusal of a path the CPU lacks, checked on every host: the runnable set is narrowed
+    as a CPU without that instruction set would have it."""
+    narrowed = [p for p in isa.PATHS if p == "portable" or (lacking == "avx512" and p == "avx2")]
+    monkeypatch.setattr(isa, "runnable", lambda: narrowed)
+    monkeypatch.setattr(isa, "_selected", None)
+    monkeypatch.setenv("RBTW_KERNELS", lacking)
+    with pytest.raises(UserError, match=f"lacks {isa.NEEDS[lacking]}"):
+        isa.select()
+    monkeypatch.setattr(isa, "_selected", None)
+    monkeypatch.setenv("RBTW_KERNELS", "portable")
+    assert isa.select() == ("portable", "set by RBTW_KERNELS")
+    monkeypatch.setattr(isa, "_selected", None)
+    monkeypatch.delenv("RBTW_KERNELS")
+    assert isa.select()[0] == narrowed[0]
+    monkeypatch.setattr(isa, "_selected", None)
+
+
 def test_info_system_names_the_path_and_rejects_a_bad_override(monkeypatch):
     monkeypatch.setattr(isa, "_selected", None)
     out = CliRunner().invoke(main, ["info", "--system"], catch_exceptions=False)

@@ -288,24 +288,31 @@ def _kernel_words(pm, act_bits, path):
     return lay, nw, int(pm.kind == "ternary")
 
 
+def layer_arguments(layer, design, tiled=False, packed=True, path=None):
+    """(prm, lay_h, lay_x, pk) that run_layer takes for ``layer`` on ``design`` (see
+    emulate_layer): the integer parameters, the packed kernel words and their plan."""
+    prm = kernel_params(design, layer, tiled)
+    path = path or isa.path()
+    lay_h, nw_h, tern_h = _kernel_words(layer.pm_h if packed else None, design.act_bits, path)
+    lay_x, nw_x, tern_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x, design.act_bits, path)
+    pk = np.array([nw_h, nw_x, tern_h, tern_x, threads_for(layer.Wh.size), threads_for(layer.Wx.size),
+                   PATH_ID[path]], dtype=np.int64)
+    return prm, lay_h, lay_x, pk
+
+
 def emulate_layer(layer, design, x, state, t0=0, roms=None, tiled=False, packed=True, path=None):
     """Python entry: x (T, B, K) int64 or ids (T, B); state (h (B, H), c (B, H)) int64.
 
     ``packed`` false keeps binary/ternary products in the integer loop (for tests); ``path``
     names the kernel path (default: rbtw.kernels.isa's choice)."""
     sig, tnh = roms if roms is not None else tables(design)
-    prm = kernel_params(design, layer, tiled)
+    prm, lay_h, lay_x, pk = layer_arguments(layer, design, tiled, packed, path)
     if layer.one_hot:
         ids, X = np.ascontiguousarray(x, dtype=np.int64), np.zeros((1, 1, 1), dtype=np.int64)
     else:
         X = np.ascontiguousarray(x, dtype=np.int64)
         ids = np.zeros((1, 1), dtype=np.int64)
     h, c = state
-    path = path or isa.path()
-    lay_h, nw_h, tern_h = _kernel_words(layer.pm_h if packed else None, design.act_bits, path)
-    lay_x, nw_x, tern_x = _kernel_words(None if layer.one_hot or not packed else layer.pm_x, design.act_bits, path)
-    pk = np.array([nw_h, nw_x, tern_h, tern_x, threads_for(layer.Wh.size), threads_for(layer.Wx.size),
-                   PATH_ID[path]], dtype=np.int64)
     return run_layer(layer.Wh, layer.Wx, X, ids, layer.sh, layer.sx, layer.k, layer.sc, layer.kc,
                      np.ascontiguousarray(h, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
                      t0, prm, sig, tnh, layer.kb if layer.gru else layer.k, lay_h, lay_x, pk)

@@ -3,7 +3,9 @@
 The recurrent layers run on the fixed-point datapath (emulator, or the NumPy reference with
 ``reference=True``); the output layer (H → V logits) runs in float on the host, as does the
 word embedding lookup, whose result is quantised to the activation format on the way in.
-So ``rbtw.train.evaluate_engine`` scores it like any engine.
+So ``rbtw.evaluate.evaluate_engine`` scores it like any engine, and ``session`` generates
+with the host loop of rbtw.accel.host (one jitted call per run of tokens), as rbtw.generate
+does with the packed engine.
 """
 
 import numpy as np
@@ -65,3 +67,12 @@ class AccelEngine:
         if self.kind == "classify":
             h = h[-1]
         return h @ self.W_out + self.b_out, final
+
+    def session(self, prime_ids):
+        """The per-token path of generation after ``prime_ids`` (rbtw.accel.host.AccelSession;
+        the NumPy reference datapath runs through ``forward`` one token at a time)."""
+        if self.reference:
+            from rbtw.generate import ForwardSession
+            return ForwardSession(self, prime_ids)
+        from rbtw.accel.host import AccelSession
+        return AccelSession(self, prime_ids)

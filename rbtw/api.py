@@ -160,6 +160,13 @@ class Model:
             return " ".join([prime or self.vocab[0]] + [self.vocab[i] for i in out])
         return decode(list(ids) + out, self.vocab, self.kind)   # starts with the prime itself
 
+    def sample_stream(self, prime=None, length=200, temperature=1.0, seed=0):
+        """:meth:`sample` as pieces of text, each as soon as its tokens are drawn (the prime
+        first); joined, the pieces are what :meth:`sample` returns (rbtw.generate.text_stream)."""
+        from rbtw.generate import text_stream
+        self._language_model()
+        return text_stream(self, prime, length, temperature, seed)
+
     def evaluate(self, data=None, *, split="test", max_batches=None, data_dir=None):
         """Score the model: {metric: value, "loss": nats per prediction, "n": predictions, ...}.
 

@@ -77,7 +77,10 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
             prime = Path(prime_file).read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise UserError(f"{prime_file} is not UTF-8 text (byte {e.start})") from None
-    click.echo(model.sample(prime, length=length, temperature=temperature, seed=seed))
+    import sys
+
+    from rbtw.generate import write_pieces
+    write_pieces(model.sample_stream(prime, length=length, temperature=temperature, seed=seed), sys.stdout)
 
 
 @main.command()

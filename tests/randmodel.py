@@ -16,8 +16,15 @@ from rbtw.export import PER_STEP, build_export
 from rbtw.models import ModelSpec, init
 
 
-def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in=12, n_out=None,
-                  emb=6, t_max=8, bn=True, cell="lstm", task=None, bn_steps=PER_STEP):
+def random_export(rng, *, bn_steps=PER_STEP, **kw):
+    """The export of :func:`random_model` (one BN table per step unless ``bn_steps``)."""
+    meta, params, stats = random_model(rng, **kw)
+    return build_export(meta, params, stats, bn_steps=bn_steps)
+
+
+def random_model(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in=12, n_out=None,
+                 emb=6, t_max=8, bn=True, cell="lstm", task=None):
+    """(meta, params, stats) of a random model, as a checkpoint holds them (meta: spec, config)."""
     task = task or {"char": "ptb_char", "word": "ptb_word", "classify": "mnist"}[kind]
     spec = ModelSpec(kind=kind, n_in=n_in, n_out=n_out or n_in, cell=cell, hidden=hidden, layers=layers,
                      emb=emb if kind == "word" else 0, quant=quant, stochastic=False, bn=bn, t_max=t_max)
@@ -40,4 +47,4 @@ def random_export(rng, *, hidden=16, layers=1, quant="binary", kind="char", n_in
             stats[name] = (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
     config = TrainConfig(task=task, hidden=hidden, layers=layers, quant=quant, cell=cell, bn=bn,
                          emb=spec.emb, seq_len=t_max).to_dict()
-    return build_export({"spec": spec.to_dict(), "config": config}, params, stats, bn_steps=bn_steps)
+    return {"spec": spec.to_dict(), "config": config}, params, stats

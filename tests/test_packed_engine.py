@@ -186,3 +186,38 @@ def test_the_gate_loops_vectorise():
     c, h, sc = np.ones(H, np.float32), np.ones(H, np.float32), np.ones(H, np.float32)
     assert vector_divisions(infer_steps._lstm_gates, a, v, v, v, v, sc, sc, c, h) >= 5   # σ σ tanh σ tanh
     assert vector_divisions(infer_steps._gru_gates, a, a.copy(), h) >= 3                # σ σ tanh
+
+
+PROBE = """
+import sys
+import numpy as np
+from rbtw.export_format import read_export
+from rbtw.generate import generate
+from rbtw.infer import PackedEngine
+engine = PackedEngine(read_export(sys.argv[1]))
+print(engine.path, *generate(engine, [1, 2], 40, rng=np.random.default_rng(3)))
+"""
+
+
+def test_rbtw_kernels_chooses_the_engines_path(tmp_path):
+    """RBTW_KERNELS reaches the engine in a fresh process, which generates what this process
+    generates on that path."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rbtw.export_format import write_export
+    root = Path(__file__).resolve().parents[1]
+    ex = random_export(np.random.default_rng(8), hidden=64, n_in=V, quant="ternary")
+    write_export(tmp_path / "m.rbtw", ex)
+    for path in isa.runnable():
+        env = dict(os.environ, RBTW_KERNELS=path,
+                   PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+        out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "m.rbtw")], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-2000:]
+        name, *ids = out.stdout.split()
+        assert name == path
+        want = generate(PackedEngine(ex, path=path), [1, 2], 40, rng=np.random.default_rng(3))
+        assert [int(i) for i in ids] == want

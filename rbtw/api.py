@@ -346,6 +346,12 @@ def fit(config=None, out=None, *, resume=False, force=False, data_dir=None, pres
     if resume and force:
         raise UserError("resume and force (--resume, --force) contradict each other: choose one")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file: a run directory is a directory (out=, --out)")
+    foreign = RunDir(out).foreign()
+    if foreign:
+        raise UserError(f"{out} holds files that are not a run's ({', '.join(foreign[:3])}"
+                        f"{', …' if len(foreign) > 3 else ''}): choose an empty or new run directory")
     with RunLock(out):
         if resume:
             config = _resumed(config, preset, RunDir(out), fields)

@@ -4,6 +4,9 @@
     metrics.jsonl     one JSON object per line: {"event": "train"|"epoch"|"test"|..., "time": ...}
     checkpoint.npz    parameters, BN statistics, optimiser state, RNG state and position
     train.log         progress lines of a run trained by a sweep worker
+    schedule-end.npz  a study's copy of the checkpoint where its planned schedule ended, kept when
+                      the run is extended until it converges (rbtw.sweep)
+    conventions.json  a study's test metrics under each evaluation convention, per checkpoint
 
 Every reader and writer of these files goes through :class:`RunDir`.  The log is appended one
 line at a time; a process killed in the middle of a line leaves a torn last line, which
@@ -23,6 +26,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.npz"
 TRAIN_LOG = "train.log"
+SCHEDULE_END = "schedule-end.npz"      # a copy of the checkpoint at the end of the planned schedule
+CONVENTIONS = "conventions.json"       # test metrics under each evaluation convention, by checkpoint
 
 
 class RunDir:
@@ -57,8 +62,25 @@ class RunDir:
     def train_log_path(self):
         return self.path / TRAIN_LOG
 
+    @property
+    def schedule_end_path(self):
+        return self.path / SCHEDULE_END
+
+    @property
+    def conventions_path(self):
+        return self.path / CONVENTIONS
+
     def has_checkpoint(self):
         return self.checkpoint_path.exists()
+
+    def foreign(self):
+        """Entries of the directory that no run writes (a run must not be trained into a
+        directory of other files, not even with --force: they would be mixed or lost)."""
+        if not self.path.is_dir():
+            return []
+        ours = {CONFIG, self._metrics, CHECKPOINT, TRAIN_LOG, SCHEDULE_END, CONVENTIONS, ".lock"}
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp")))
 
     def write_config(self, config_dict):
         with atomic_open(self.config_path, "w") as f:

@@ -142,9 +142,12 @@ def test_workers_compute_with_one_thread(client):
     assert set(profiling.values()) == {False}
 
 
-def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tmp_path):
+def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tmp_path, monkeypatch):
     """Two runs of one configuration and seed; the worker training the first is killed (SIGKILL)
-    after its first mid-epoch checkpoint.  Both end with the same weights."""
+    after its first mid-epoch checkpoint.  Both end with the same weights; the runner says that
+    the run resumed, and its summary counts both attempts."""
+    from rbtw.sweep import runner
+    monkeypatch.setattr(runner, "NOTICE_SECONDS", 0.2)
     slow = dict(max_batches=400, checkpoint_every=25, bn=True)  # the fused BN-LSTM path, as trained for real
     same = {"quant": "ternary", "stochastic": True}
     runs = tiny_sweep({"killed": same, "whole": same}, seeds=(0,), **slow).runs(tmp_path)
@@ -162,8 +165,12 @@ def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tm
 
     killer = threading.Thread(target=kill_when_checkpointed)
     killer.start()
-    results = sw.run_all(runs, client)
+    lines = []
+    results = sw.run_all(runs, client, echo=lines.append)
     killer.join()
+    assert any(line.startswith(f"{victim.name}: attempt 2 on ") and "resumed" in line for line in lines), lines
+    wall, attempts = sw.summary.attempt_seconds(RunDir(victim.out).events())
+    assert attempts == 2 and wall > RunDir(victim.out).of_kind("sweep")[-1]["seconds"]
     assert killed["pid"] not in client.run(os.getpid).values()  # that process is gone
     assert all(r["status"] == "done" for r in results.values()), results
     assert results[victim.name]["resumed"] is True and results[whole.name]["resumed"] is False

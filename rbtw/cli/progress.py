@@ -96,3 +96,32 @@ def batch_bar(label, total):
         if done[0] >= total:
             bar.__exit__(None, None, None)
     return tick
+
+
+class RunProgress:
+    """Runs done of a sweep: a bar on a terminal, a plain line per run elsewhere; ``say`` prints a
+    line without tearing the bar."""
+
+    def __init__(self, label, total):
+        self.label, self.total, self.done, self.bar = label, total, 0, None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            self.bar = click.progressbar(length=self.total, label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        return self
+
+    def advance(self):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        else:
+            click.echo(f"{self.label}: {self.done}/{self.total} done", err=True)
+
+    def say(self, line):
+        click.echo(("\n" if self.bar is not None else "") + line, err=True)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+        return False

@@ -352,3 +352,15 @@ def test_ctrl_c_stops_a_local_cluster_sweep_cleanly_and_the_rerun_resumes(tmp_pa
         rd = RunDir(out / name)
         assert rd.final_test() is not None and len(rd.of_kind("attempt")) == 2
     assert "2 (resumed)" in (out / "summary.md").read_text()
+
+
+def test_only_picks_variants_and_arms_with_their_prefixes(tmp_path):
+    s = study(seeds=(0, 1), variants={"fp": {"quant": "none"}, "binary": {"quant": "binary"}})
+    runs = s.runs(tmp_path)
+    keys = lambda names: sorted(r.key for r in s.select(runs, names))  # noqa: E731
+    assert keys(["fp"]) == sorted(r.key for r in runs if r.variant == "fp")
+    assert keys(["constant"]) == sorted(r.key for r in runs if r.arm != "cosine")
+    assert keys(["binary", "cosine"]) == ["cosine/binary-seed0", "cosine/binary-seed1",
+                                          "prefix/binary-seed0", "prefix/binary-seed1"]
+    with pytest.raises(UserError, match="--only names no variant or arm of the sweep: ternary"):
+        s.select(runs, ["ternary"])

@@ -43,10 +43,12 @@ def reproduce(budget, tasks, out_dir, report_path, workers, scheduler, data_dir)
               help="local cluster: worker processes, one thread each (default: cores)")
 @click.option("--wait-workers", type=click.FloatRange(0), default=120.0, show_default=True, metavar="SECONDS",
               help="--scheduler: how long to wait for a first worker")
+@click.option("--only", metavar="NAMES", default=None,
+              help="train only these variants and/or arms (comma-separated); the summary covers all")
 @click.option("--summary", "summary_only", is_flag=True,
               help="rebuild DIR/summary.json and summary.md from the run directories of DIR")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-def sweep(spec, out_dir, scheduler, workers, wait_workers, summary_only, data_dir):
+def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, data_dir):
     """Train every run of a sweep file (or study) on Dask and summarise the seeds.
 
     \b
@@ -98,6 +100,8 @@ def sweep(spec, out_dir, scheduler, workers, wait_workers, summary_only, data_di
         raise UserError("--out DIR is required (the sweep directory)")
     sweep_ = sw.load_sweep(spec)
     runs = sweep_.runs(out_dir)
+    if only is not None:
+        runs = sweep_.select(runs, [n.strip() for n in only.split(",") if n.strip()])
     data_dir = _data_dir_for_workers(sweep_, data_dir, check=not scheduler)
     sw._import_dask()
     sw.prepare_out(sweep_, out_dir)

@@ -165,8 +165,10 @@ class _Loop:
             self.progress(result)
 
     def submit(self, run, delay=0.0):
+        # an arm before a new prefix: chains already begun finish first
         f = self.client.submit(_delayed_stage, delay, task_spec(run), self.data_dir, self.stop_file,
-                               key=f"rbtw-{run.key.replace('/', '-')}-{time.time_ns()}", pure=False)
+                               key=f"rbtw-{run.key.replace('/', '-')}-{time.time_ns()}", pure=False,
+                               priority=1 if run.stage == "arm" else 0)
         self.futures[f] = run
 
     def submit_ready(self):

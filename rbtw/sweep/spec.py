@@ -111,6 +111,23 @@ class Sweep:
                                    **last))
         return stages
 
+    def select(self, runs, names):
+        """The runs of ``runs`` that ``names`` (variant and arm names) pick: a run is picked when
+        its variant is named (or no variant is) and its arm is named (or no arm is); an arm's
+        prefix goes with it."""
+        names = set(names)
+        unknown = names - set(self.variants) - set(self.arms)
+        if unknown:
+            raise UserError(f"--only names no variant or arm of the sweep: {', '.join(sorted(unknown))} "
+                            f"(variants: {', '.join(self.variants)}; arms: {', '.join(self.arms) or 'none'})")
+        variants = names & set(self.variants) or set(self.variants)
+        arms = names & set(self.arms) or set(self.arms)
+        picked = [r for r in runs if r.variant in variants and (r.stage != "arm" or r.arm in arms)]
+        if self.arms:      # a prefix only where one of its arms is picked
+            keep = {r.prefix.key for r in picked if r.stage == "arm"}
+            picked = [r for r in picked if r.stage != "prefix" or r.key in keep]
+        return picked
+
     def extends(self, other):
         """Why this sweep is not ``other`` with more seeds, variants, axis values or arms (None
         when it is: then the runs ``other`` has are runs of this one, unchanged)."""

@@ -149,7 +149,7 @@ def meeting_width(points, bound):
 
 def width_table(records, convention, at_schedule_end=False):
     widths = sorted({r["hidden"] for r in records})
-    lines = [f"| H | schedule | fp test BPC | ternary − fp | binary − fp | BinaryConnect − fp |",
+    lines = ["| H | schedule | fp test BPC | ternary − fp | binary − fp | BinaryConnect − fp |",
              "|---|---|---|---|---|---|"]
     for hidden in widths:
         for schedule in ARMS:

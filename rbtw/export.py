@@ -118,9 +118,10 @@ def fold_layer(params, stats, cell_spec, bn_steps=None):
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def integer_matrix(W, mode, alpha):
-    """Q (G, K) int8 of the deterministic rule for a latent W (K, G) stored input-major."""
-    return quant.integer_levels(quant.quantize(W, mode, alpha), alpha).T
+def integer_matrix(W, mode, alpha, threshold=None):
+    """Q (G, K) int8 of the deterministic rule for a latent W (K, G) stored input-major
+    (``threshold``: the ternary rule's τ/α, None: 1/3)."""
+    return quant.integer_levels(quant.quantize(W, mode, alpha, threshold=threshold), alpha).T
 
 
 def build_export(meta, params, stats, bn_steps=None):
@@ -150,7 +151,7 @@ def build_export(meta, params, stats, bn_steps=None):
                 arrays[key] = np.ascontiguousarray(W.T, dtype=np.float32)   # (G, K)
                 matrices[key] = {"kind": "dense", "rows": W.shape[1], "cols": W.shape[0], "alpha": 1.0}
             else:
-                pm = pack(integer_matrix(W, spec.quant, alpha), spec.quant)
+                pm = pack(integer_matrix(W, spec.quant, alpha, spec.threshold), spec.quant)
                 arrays[key] = pm.planes
                 matrices[key] = {"kind": spec.quant, "rows": pm.rows, "cols": pm.cols, "alpha": float(alpha)}
         for name, table in fold_layer(p, s, cs, bn_steps).items():

@@ -137,3 +137,49 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
     part = f", first {c.eval_max_batches} test minibatches" if c.eval_max_batches else ""
     click.echo(f"{task} {c.cell} {c.quant}: test {name} {result.test[name]:.4f} "
                f"(weights {c.eval_weights}, {c.eval_stats} statistics{part}) -> {out}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--batches", type=click.IntRange(1), default=150, show_default=True,
+              help="training minibatches to re-estimate the BN statistics with")
+@click.option("--threshold", "thresholds", default=None, metavar="θ[,θ...]",
+              help="ternary: candidate thresholds τ/α, the best on the validation split is kept "
+                   "[default: 1/3,0.4,0.5,0.6]")
+@click.option("--no-statistics", is_flag=True, help="keep the BN statistics (choose the threshold only)")
+@click.option("--valid-batches", type=click.IntRange(1), default=None,
+              help="validation minibatches to choose with (default: the whole split)")
+@click.option("--force", is_flag=True, help="replace OUT if it exists (never the checkpoint itself)")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def calibrate(checkpoint, out, batches, thresholds, no_statistics, valid_batches, force, data_dir):
+    """Calibrate a binary/ternary model's deterministic rule on the validation split.
+
+    Re-estimates the BN population statistics under the deterministic weights and, for ternary
+    weights, chooses the threshold τ = θ·α; writes the calibrated model to OUT (a checkpoint
+    whose parameters are the input's).  Export OUT as any checkpoint.
+    """
+    from rbtw.calibrate import calibrate as run_calibration
+    from rbtw.checkpoint import load_checkpoint, save_checkpoint
+    from rbtw.cli.app import check_output
+    from rbtw.config import TrainConfig
+    from rbtw.tasks import load_task_data
+    check_output(out, [checkpoint], force)
+    theta = None
+    if thresholds:
+        try:
+            theta = [float(x) for x in thresholds.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--threshold {thresholds!r}: give numbers such as 0.3333,0.5") from None
+        if not theta or not all(0 < t < 1 for t in theta):
+            raise UserError("--threshold: every θ lies in (0, 1)")
+    ckpt = load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    data = load_task_data(config, data_dir)
+    meta, params, stats, report = run_calibration(ckpt, data, config, batches=batches, thresholds=theta,
+                                                  statistics=not no_statistics, valid_batches=valid_batches,
+                                                  log=lambda line: click.echo(line, err=True))
+    save_checkpoint(out, meta, params, stats, ckpt.optimizer, ckpt.extra)
+    chosen = "α/3" if report["threshold"] is None else f"{report['threshold']:g}·α"
+    click.echo(f"{report['metric']} {report['uncalibrated']:.4f} -> {report['calibrated']:.4f} "
+               f"(threshold {chosen}{', statistics re-estimated' if report['statistics'] else ''}) -> {out}")

@@ -364,3 +364,36 @@ def test_only_picks_variants_and_arms_with_their_prefixes(tmp_path):
                                           "prefix/binary-seed0", "prefix/binary-seed1"]
     with pytest.raises(UserError, match="--only names no variant or arm of the sweep: ternary"):
         s.select(runs, ["ternary"])
+
+
+@pytest.mark.slow
+def test_workers_without_the_data_directory_get_it_from_the_client(tmp_path, monkeypatch):
+    """Workers started as `dask worker ADDRESS` know neither $RBTW_DATA nor the client's home:
+    the client passes its data directory with every task."""
+    cache = tmp_path / "cache"
+    text = tmp_path / "text8.txt"
+    text.write_bytes(b"anarchism originated as a term of abuse first used against early working class " * 400)
+    assert CliRunner().invoke(main, ["data", "import", "text8", str(text), "--data-dir", str(cache)]).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if k != "RBTW_DATA"}
+    env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path / "empty-home"), **sw.ONE_THREAD)
+    file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", str(file), "--no-dashboard"], env=env, stderr=subprocess.DEVNULL),
+             subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(file), "--nthreads",
+                               "1", "--host", "127.0.0.1", "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        spec = tmp_path / "s.json"
+        spec.write_text(json.dumps({"task": "text8", "options": dict(TINY, epochs=1), "grid": {"fp": {"quant": "none"}},
+                                    "seeds": [0]}))
+        monkeypatch.setenv("RBTW_DATA", str(cache))
+        result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler", address])
+        assert result.exit_code == 0, result.stderr
+        assert RunDir(tmp_path / "out" / "fp-seed0").final_test() is not None
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)

@@ -4,7 +4,6 @@ resumes cleanly."""
 
 import http.server
 import json
-import logging
 import os
 import signal
 import socket
@@ -27,6 +26,8 @@ from rbtw.rundir import RunDir
 from rbtw.sweep.runner import until_state
 from rbtw.train import Run, branch
 
+from conftest import external_cluster
+
 distributed = pytest.importorskip("distributed")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,15 +47,6 @@ def study(seeds=(0,), variants=None, **extra):
 def snapshot(out):
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(Path(out).rglob("*"))
             if p.is_file() and p.name not in (".lock",)}
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = sw.local_cluster(2, silence_logs=logging.ERROR, dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,14 +285,7 @@ def test_a_closed_port_fails_at_once_naming_the_address():
 
 @pytest.mark.slow
 def test_a_scheduler_without_workers_is_said_and_the_wait_ends(tmp_path):
-    file = tmp_path / "scheduler.json"
-    proc = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                             "--scheduler-file", str(file), "--no-dashboard"], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads(file.read_text())["address"]
+    with external_cluster(tmp_path, workers=0) as address:
         spec = tmp_path / "s.json"
         spec.write_text(json.dumps({"task": "default", "options": TINY, "grid": {"fp": {"quant": "none"}},
                                     "seeds": [0]}))
@@ -310,9 +295,6 @@ def test_a_scheduler_without_workers_is_said_and_the_wait_ends(tmp_path):
         assert result.exit_code == 2 and time.time() - start < 30
         assert "has no workers; waiting up to 1 s" in result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith("error: the scheduler at")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,16 +358,7 @@ def test_workers_without_the_data_directory_get_it_from_the_client(tmp_path, mon
     assert CliRunner().invoke(main, ["data", "import", "text8", str(text), "--data-dir", str(cache)]).exit_code == 0
     env = {k: v for k, v in os.environ.items() if k != "RBTW_DATA"}
     env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path / "empty-home"), **sw.ONE_THREAD)
-    file = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--scheduler-file", str(file), "--no-dashboard"], env=env, stderr=subprocess.DEVNULL),
-             subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(file), "--nthreads",
-                               "1", "--host", "127.0.0.1", "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)]
-    try:
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads(file.read_text())["address"]
+    with external_cluster(tmp_path, workers=1, env=env) as address:
         spec = tmp_path / "s.json"
         spec.write_text(json.dumps({"task": "text8", "options": dict(TINY, epochs=1), "grid": {"fp": {"quant": "none"}},
                                     "seeds": [0]}))
@@ -393,7 +366,3 @@ def test_workers_without_the_data_directory_get_it_from_the_client(tmp_path, mon
         result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler", address])
         assert result.exit_code == 0, result.stderr
         assert RunDir(tmp_path / "out" / "fp-seed0").final_test() is not None
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(timeout=30)

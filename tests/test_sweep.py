@@ -1,7 +1,6 @@
 """Sweeps on Dask: the sweep file, the runner (faults, restarts, locks), the seed statistics."""
 
 import json
-import logging
 import os
 import signal
 import statistics
@@ -46,16 +45,6 @@ bn = false
 fp = { quant = "none" }
 ternary = { quant = "ternary", stochastic = true }
 """
-
-
-@pytest.fixture(scope="module")
-def client():
-    """One 2-worker LocalCluster, built as the CLI builds it, shared by the tests below."""
-    cluster = sw.local_cluster(2, silence_logs=logging.ERROR, dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
 
 
 def tiny_sweep(variants, seeds=(0,), **options):

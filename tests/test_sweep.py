@@ -276,7 +276,7 @@ BAD = {
     "unknown variant key": (SPEC.replace('fp = { quant = "none" }', 'fp = { quantize = "none" }'),
                             "variant 'fp': unknown field 'quantize'"),
     "wrong type": (SPEC.replace("hidden = 8", 'hidden = "8"'), "hidden = '8' is not of type int"),
-    "bad value": (SPEC.replace('quant = "none"', 'quant = "quaternary"'), "unknown quantization"),
+    "bad value": (SPEC.replace('quant = "none"', 'quant = "quaternary"'), "quant (--quant) must be one of"),
     "empty grid": (SPEC.split("[grid]")[0] + "[grid]\n", "the grid is empty"),
     "axes only": (SPEC.split("[grid]")[0] + "[grid]\nhidden = [8]\n", "the grid has no variant"),
     "no seeds": (SPEC.replace("seeds = [0, 1]", "seeds = []"), "seeds must be a non-empty array"),

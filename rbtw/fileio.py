@@ -35,8 +35,11 @@ def check_output(out, inputs=(), force=False, what="file"):
         raise UserError(f"{out}: the directory {parent} does not exist (create it first)")
     if not parent.is_dir():
         raise UserError(f"{out}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{out}: the directory {parent} is not writable")
+    try:                                  # a real probe: permissions, read-only file systems, root
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UserError(f"{out}: cannot write in {parent} ({e.strerror or type(e).__name__})") from None
     if out.exists() and not force:
         raise UserError(f"{out} already exists: pass --force (force=True) to replace it")
     return out
@@ -59,7 +62,10 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:                  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions

@@ -49,8 +49,9 @@ class Lines:
         if note:
             parts.append(note)
         parts.append(_duration(elapsed))
-        if total and 0 < done < total:
-            parts.append(f"about {_duration(elapsed * (total - done) / done)} left")
+        left = elapsed * (total - done) / done if total and 0 < done < total else 0
+        if left >= 1:
+            parts.append(f"about {_duration(left)} left")
         click.echo(", ".join(parts), err=True)
 
 

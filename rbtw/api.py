@@ -53,6 +53,11 @@ def _choice(value, name, choices):
     return value
 
 
+def _callable(value, name):
+    if value is not None and not callable(value):
+        raise UserError(f"{name} must be a function (or None), not {type(value).__name__}")
+
+
 def _whole(value, name, lo, hi=2 ** 63 - 1):
     import numbers
     if type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
@@ -109,6 +114,8 @@ def load(path, *, engine=None, weights=None, stats=None, data_dir=None):
     _choice(engine, "engine", ("dense", "packed"))
     _choice(weights, "weights", CHOICES["eval_weights"])
     _choice(stats, "stats", CHOICES["eval_stats"])
+    if data_dir is not None:
+        _path(data_dir, "data_dir")
     with _os_errors():
         return _load(path, engine, weights, stats, data_dir)
 
@@ -247,6 +254,7 @@ class Model:
             max_batches = _whole(max_batches, "max_batches", 1)
         if data_dir is not None:
             _path(data_dir, "data_dir")
+        _callable(progress, "progress")
         with _os_errors():
             return self._evaluate(data, split, max_batches, data_dir, progress)
 
@@ -295,6 +303,8 @@ class Model:
         from rbtw.fileio import check_output
         from rbtw.summary import bn_warning
         bn_steps = check_bn_steps(bn_steps)
+        if data_dir is not None:
+            _path(data_dir, "data_dir")
         text_file = self.config.text_file if self.config.task == "text" else None
         path = check_output(path, [self.path, text_file], force, what="export")
         with _os_errors():
@@ -435,6 +445,10 @@ def fit(config=None, out=None, *, resume=False, force=False, data_dir=None, pres
     if out is None:
         raise UserError("training needs a run directory: out=PATH (--out)")
     out = _path(out, "out (the run directory)")
+    _callable(log, "log")
+    _callable(progress, "progress")
+    if data_dir is not None:
+        _path(data_dir, "data_dir")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file: out= (--out) names a run directory")
     if resume and force:

@@ -91,6 +91,12 @@ def test_opening_errors_are_user_errors(model, tmp_path):
         rbtw.fit(out=blocker, **TINY)
     with pytest.raises(UserError, match="Not a directory"):
         rbtw.fit(out=blocker / "run", **TINY)
+    for kwargs in (dict(log=3), dict(progress="bar"), dict(data_dir=5)):
+        with pytest.raises(UserError, match=next(iter(kwargs))):
+            rbtw.fit(out=tmp_path / "run", **TINY, **kwargs)
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="progress"):
+        model.evaluate("Alice was", progress=1)
     assert blocker.read_text() == "x"
 
 

@@ -137,8 +137,10 @@ def reproduce(budget, tasks, out_dir, *, report_path=None, workers=None, schedul
     """Train every run of the reproduction, write the report (and learning curves where
     matplotlib is installed); returns (report text, names of failed runs)."""
     from rbtw.config import TrainConfig
-    from rbtw.fileio import atomic_open
+    from rbtw.fileio import atomic_open, check_output
     from rbtw.tasks import load_task_data
+    if report_path is not None:       # before any training: the report must have somewhere to go
+        check_output(report_path, [], force=True, what="report")
     if not tasks:
         raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
     from rbtw.data import resolve_data_dir

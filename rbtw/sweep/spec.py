@@ -7,9 +7,7 @@ validated here, so a mistake anywhere in the file is one line before any trainin
 
 import json
 import re
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbtw.errors import UserError
@@ -315,45 +313,20 @@ def load_sweep(path):
     return parse_spec(read_spec(path), str(path))
 
 
-def _field_types():
-    from rbtw.config import TrainConfig
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in fields(TrainConfig)}
-
-
 def _check_fields(d, where):
-    """Every key a TrainConfig field (task and seed excepted), every value of the field's type."""
-    types_ = _field_types()
+    """Every key a TrainConfig field (task and seed excepted), every value of its type and in
+    its domain (rbtw.config.check_field: the rule every surface applies)."""
+    from rbtw.config import TrainConfig, check_field
+    names = set(TrainConfig.field_names())
     for key, value in d.items():
         if key in ("task", "seed"):
             raise UserError(f"{where}: {key} is set by the sweep itself (task = ..., seeds = [...])")
-        if key not in types_:
+        if key not in names:
             raise UserError(f"{where}: unknown field {key!r} (TrainConfig fields: see rbtw train --help)")
-        if not _is_type(value, types_[key]):
-            raise UserError(f"{where}: {key} = {value!r} is not of type {_type_name(types_[key])}")
-
-
-def _is_type(value, tp):
-    allowed = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
-    for a in allowed:
-        if a is type(None) and value is None:
-            return True
-        if a is bool and isinstance(value, bool):
-            return True
-        if a is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        if a is str and isinstance(value, str):
-            return True
-        if a is list and isinstance(value, list):
-            return True
-    return False
-
-
-def _type_name(tp):
-    allowed = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
-    return " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
+        try:
+            check_field(key, value)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------

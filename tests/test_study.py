@@ -67,7 +67,8 @@ def test_a_study_lists_prefixes_and_arms_in_their_directories(tmp_path):
     ({"constant": {"hidden": 16}}, "may change only"),
     ({"prefix": {"epochs": 3}}, "arm name 'prefix'"),
     ({}, "arms is empty"),
-    ({"fast": {"epochs": 0}}, "epochs and lr must be positive"),
+    ({"fast": {"epochs": 0}}, r"arm 'fast': epochs \(--epochs\) must be a whole number from 1"),
+    ({"fast": {"lr": 0.0}}, r"arm 'fast': lr \(--lr\) must be"),
 ])
 def test_bad_arms_are_one_line_errors(arms, message):
     with pytest.raises(UserError, match=message):

@@ -1,28 +1,26 @@
-"""Collect the converged PTB-character study (bench/converged.sh) into results a reader can check.
+"""Collect the converged PTB-character study into results a reader can check.
 
-    python3 bench/converged.py [OUT ...] [--results bench/results]
+    python3 bench/converged.py STUDY_DIR ... [--results bench/results]
 
-For every run directory under each OUT (named VARIANT-SCHEDULE-sSEED): the configuration,
-validation BPC after every epoch, wall time, whether it converged (the last epoch improved
-validation BPC by less than 0.005; epochs past the warm-down's end run at its end rate, see
-bench/converged.sh converge), and test BPC under three evaluation conventions from the same
-checkpoint:
+Each STUDY_DIR is a directory made by ``rbtw sweep bench/studies/ptb_char_hH.toml`` (its
+sweep.json says what it holds).  For every arm run (variant × seed × arm): validation BPC after
+every epoch, whether it converged (the last epoch improved validation BPC by less than 0.005;
+epochs past the schedule's end run at its end rate), wall time over every attempt, and test BPC
+under the three evaluation conventions (population: population statistics, deterministic
+weights; official: test-batch statistics, sampled weights; expected: population statistics,
+E[W^q]) at the final checkpoint and at the schedule's end.
 
-    population   population BN statistics, deterministic weights (what hardware runs; default)
-    official     the test batch's own statistics, freshly sampled weights (the official code)
-    expected     population statistics, E[W^q] = clip(W, -α, α) (a float reference)
-
-Per (cell, H, variant): mean test BPC with a 95 % Student-t interval over seeds; per claim the
-paired gap (variant − fp, same cell, H, seed and schedule) with its interval, for the final
-checkpoints and for those at the warm-down's end where a run trained on past it.  Writes
-RESULTS/converged.json, RESULTS/converged.md and RESULTS/curves-converged.png.  Conventions are
-cached in each run directory by checkpoint step (conventions.json), so re-running is cheap.
+The records join those already in RESULTS/converged.json (earlier points: H 128, the GRU, a
+14-epoch budget, the first H 256 cosine runs on another host), which are kept as they are.  A
+study's records replace earlier records of the same study and name.  Writes converged.json,
+converged.md (every run; per width × arm × convention the paired gaps with 95 % Student-t
+intervals and each claim's verdict; where a claim fails at the widest width, the width at which
+the measured trend would meet it) and gap-vs-width.png.
 """
 
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,189 +33,17 @@ sys.path.insert(0, str(ROOT))
 
 from rbtw.errors import UserError  # noqa: E402
 
-CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),
-               "expected": ("expected", False)}
-CLAIMS = [("ternary", 0.02, "≤"), ("binary", 0.06, "≤"), ("binaryconnect", 0.5, "≥")]
-NAME = re.compile(r"^(?P<variant>[a-z]+)-(?P<schedule>[a-z]+)-s(?P<seed>\d+)$")
-CRITERION = 0.005   # converged: the last epoch improved validation BPC by less than this
+CONVENTIONS = ("population", "official", "expected")
+CLAIMS = {"ternary": (0.02, "≤"), "binary": (0.06, "≤"), "binaryconnect": (0.5, "≥")}
+ARMS = ("constant", "cosine")
 
 
-def read_events(run_dir):
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def has_converged(valid):
-    """Whether the validation BPC per epoch ``valid`` meets the convergence criterion."""
-    return len(valid) >= 2 and valid[-2] - valid[-1] < CRITERION
-
-
-def next_step(run_dir, max_epochs):
-    """What bench/converged.sh converge does next with a run: resume (unfinished), converged,
-    cap (``max_epochs`` reached), or the epoch count to extend it to."""
-    events = read_events(run_dir)
-    valid = [e["valid_bpc"] for e in events if e.get("event") == "epoch"]
-    if not any(e.get("event") == "test" for e in events):
-        return "resume"
-    if has_converged(valid):
-        return "converged"
-    return "cap" if len(valid) >= max_epochs else str(len(valid) + 1)
-
-
-def cached_conventions(run_dir):
-    """{checkpoint step (str): {convention: test BPC}} measured so far for this run."""
-    cache = run_dir / "conventions.json"
-    return json.loads(cache.read_text()) if cache.exists() else {}
-
-
-def conventions(run_dir, config, checkpoint="checkpoint.npz"):
-    """Test BPC of a checkpoint of the run under each convention (cached in conventions.json).
-
-    ``checkpoint``: the final one, or schedule-end.npz, the copy bench/converged.sh keeps of
-    the warm-down's last checkpoint before training on at its end rate.
-    """
-    from rbtw.checkpoint import load_checkpoint
-    from rbtw.models import ModelSpec
-    from rbtw.config import TrainConfig
-    from rbtw.evaluate import evaluate
-    from rbtw.tasks import load_task_data
-    ckpt = load_checkpoint(run_dir / checkpoint)
-    known = cached_conventions(run_dir)
-    if str(ckpt.meta["step"]) in known:
-        return known[str(ckpt.meta["step"])]
-    spec = ModelSpec.from_dict(ckpt.meta["spec"])
-    cfg = TrainConfig.from_dict(config)
-    data = load_task_data(cfg)
-    out = {}
-    for name, (weights, batch_stats) in CONVENTIONS.items():
-        if cfg.quant == "none" and weights != "deterministic":
-            weights = "deterministic"  # full precision: only the statistics differ
-        out[name] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", cfg, weights=weights,
-                             batch_stats=batch_stats, max_batches=None)["bpc"]
-    known[str(ckpt.meta["step"])] = out
-    (run_dir / "conventions.json").write_text(json.dumps(known, indent=1))
-    return out
-
-
-def collect(out_dir):
-    records = []
-    for run_dir in sorted(p for p in Path(out_dir).iterdir() if (p / "config.json").exists()):
-        m = NAME.match(run_dir.name)
-        if not m:
-            continue
-        config = json.loads((run_dir / "config.json").read_text())
-        events = read_events(run_dir)
-        epochs = [e for e in events if e.get("event") == "epoch"]
-        test = [e for e in events if e.get("event") == "test"]
-        valid = [round(e["valid_bpc"], 5) for e in epochs]
-        schedule_epochs = config.get("lr_warmdown_epochs") or config["epochs"]
-        rec = dict(name=run_dir.name, variant=m["variant"], schedule=m["schedule"], seed=int(m["seed"]),
-                   cell=config["cell"], hidden=config["hidden"], epochs=config["epochs"],
-                   schedule_epochs=schedule_epochs, tail_epochs=max(len(valid) - schedule_epochs, 0),
-                   minibatches=epochs[-1]["step"] if epochs else 0, valid_bpc=valid,
-                   wall_seconds=round(sum(e.get("seconds", 0) for e in epochs), 1),
-                   status="finished" if test else f"running ({len(epochs)}/{config['epochs']} epochs)")
-        if test:
-            rec["converged"] = has_converged(valid)
-            rec["last_epoch_gain"] = round(valid[-2] - valid[-1], 5) if len(valid) >= 2 else None
-            rec["test_bpc"] = conventions(run_dir, config)
-            if rec["tail_epochs"] and (run_dir / "schedule-end.npz").exists():
-                rec["test_bpc_at_schedule_end"] = conventions(run_dir, config, "schedule-end.npz")
-        records.append(rec)
-    return records
-
-
-def interval(values):
-    """Mean and 95 % Student-t half-width (nan for fewer than two values)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return float(x.mean()) if len(x) else math.nan, math.nan
-    half = sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean()), float(half)
-
-
-def fmt(mean, half):
-    return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
-
-
-def table(records, convention, at_schedule_end=False):
-    """Per (cell, H, variant, schedule): mean ± CI and the paired gap to fp, with the claim's verdict.
-
-    ``at_schedule_end``: the checkpoints at the warm-down's end instead of the final ones (the
-    same for runs that stopped there).
-    """
-    def value(r):
-        return (r.get("test_bpc_at_schedule_end") or r["test_bpc"]) if at_schedule_end else r["test_bpc"]
-
-    done = [r for r in records if "test_bpc" in r]
-    lines = [f"| cell | H | variant | schedule | runs | test BPC ({convention}) mean ± 95 % CI "
-             "| gap to fp, paired by seed | claim | holds? |", "|---|---|---|---|---|---|---|---|---|"]
-    fp = {(r["cell"], r["hidden"], r["schedule"], r["seed"]): value(r)[convention]
-          for r in done if r["variant"] == "fp"}
-    points = sorted({(r["cell"], r["hidden"]) for r in done}, key=lambda p: (p != ("lstm", 256), p))
-    for cell, hidden in points:
-        for variant in ("fp", "ternary", "binary", "binaryconnect"):
-            for schedule in ("constant", "cosine", "long"):
-                rows = [r for r in done if (r["cell"], r["hidden"], r["variant"], r["schedule"])
-                        == (cell, hidden, variant, schedule)]
-                if rows:
-                    lines.append(_row(rows, fp, convention, value))
-    return lines
-
-
-def _row(rows, fp, convention, value):
-    r0 = rows[0]
-    variant = r0["variant"]
-    mean, half = interval([value(r)[convention] for r in rows])
-    keys = [(r["cell"], r["hidden"], r["schedule"], r["seed"]) for r in rows]
-    gaps = [value(r)[convention] - fp[k] for r, k in zip(rows, keys) if k in fp]
-    claim = next((c for c in CLAIMS if c[0] == variant), None)
-    gap_text, verdict, claim_text = "—", "—", "—"
-    if gaps and variant != "fp":
-        g, gh = interval(gaps)
-        gap_text = f"{g:+.3f}" + ("" if math.isnan(gh) else f" ± {gh:.3f}") + f" (n={len(gaps)})"
-        if claim:
-            _, bound, op = claim
-            claim_text = f"gap {op} {bound}"
-            lo, hi = (g - gh, g + gh) if not math.isnan(gh) else (g, g)
-            if op == "≤":
-                verdict = "holds" if hi <= bound else ("does not hold" if lo > bound else "undecided")
-            else:
-                verdict = "holds" if lo >= bound else ("does not hold" if hi < bound else "undecided")
-            if math.isnan(gh):
-                verdict += " (one seed: no interval)"
-    return (f"| {r0['cell']} | {r0['hidden']} | {variant} | {r0['schedule']} | {len(rows)} | {fmt(mean, half)} "
-            f"| {gap_text} | {claim_text} | {verdict} |")
-
-
-def report(records):
-    lines = ["| run | status | schedule + tail epochs (× 784) | valid BPC per epoch | last-epoch gain | converged | "
-             "test BPC population / official / expected | wall |", "|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        t = r.get("test_bpc")
-        tests = " / ".join(f"{t[c]:.3f}" for c in CONVENTIONS) if t else "—"
-        gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
-        curve = [f"{v:.3f}" for v in r["valid_bpc"]]
-        if r["tail_epochs"]:
-            curve.insert(r["schedule_epochs"], "‖")      # the warm-down ends here
-        lines.append(f"| {r['name']} ({r['cell']} H {r['hidden']}) | {r['status']} | "
-                     f"{r['schedule_epochs']} + {r['tail_epochs']} | {' '.join(curve)} | {gain} | "
-                     f"{r.get('converged', '—')} | {tests} | {r['wall_seconds'] / 60:.0f} min |")
-    out = [f"Collected {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python3 bench/converged.py`; "
-           f"runs by `bash bench/converged.sh` on {machine()}. Validation BPC is the whole valid split; "
-           "test BPC the whole test split; `‖` marks the warm-down's end (later epochs: its end rate).",
-           "", "### Every run", ""] + lines
-    for convention in CONVENTIONS:
-        out += ["", f"### Test BPC, {convention} convention, final checkpoints", ""] + table(records, convention)
-    if any(r.get("test_bpc_at_schedule_end") for r in records):
-        for convention in CONVENTIONS:
-            out += ["", f"### Test BPC, {convention} convention, at the warm-down's end", ""] \
-                + table(records, convention, at_schedule_end=True)
-    return "\n".join(out)
+# ---------------------------------------------------------------------------------------------
+# records
 
 
 def machine():
-    """CPU model, cores and the widest vector instruction set (the fused path's Numba kernels use it)."""
+    """CPU model, cores and the widest vector instruction set."""
     import os
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
@@ -226,35 +52,216 @@ def machine():
     return f"{model}, {os.cpu_count()} cores, {isa}"
 
 
+def study_records(study_dir):
+    """The arm runs of a study directory as converged.json records."""
+    from rbtw import sweep as sw
+    sweep = sw.stored_sweep(study_dir)
+    _, recs = sw.collect(sweep, study_dir)
+    runs = {r.key: r for r in sweep.runs(study_dir)}
+    out = []
+    for rec in recs:
+        run = runs[rec["key"]]
+        if run.stage == "prefix":
+            continue
+        c = run.config
+        schedule_epochs = c.get("lr_warmdown_epochs") or c["epochs"]
+        valid = [round(v, 5) for v in rec["valid"] if v is not None]
+        r = dict(name=f"{run.variant}-{run.arm or 'run'}-s{run.seed}", study=Path(study_dir).name, machine=machine(),
+                 variant=run.variant, schedule=run.arm or "run", seed=run.seed, cell=c["cell"], hidden=c["hidden"],
+                 epochs=len(valid), schedule_epochs=schedule_epochs, tail_epochs=max(len(valid) - schedule_epochs, 0),
+                 valid_bpc=valid, wall_seconds=round(rec["wall_seconds"], 1), attempts=rec["attempts"],
+                 status="finished" if rec["status"] == "done" else f"{rec['status']} ({len(valid)} epochs)")
+        if rec["status"] == "done":
+            r.update(converged=rec.get("converged"), last_epoch_gain=rec.get("last_epoch_gain"),
+                     test_bpc=rec.get("conventions"))
+            if rec.get("conventions_at_schedule_end"):
+                r["test_bpc_at_schedule_end"] = rec["conventions_at_schedule_end"]
+        out.append(r)
+    return out
+
+
+def merge(old, new):
+    """``old`` records with those of ``new`` laid over them (same study and name: replaced)."""
+    key = lambda r: (r.get("study"), r["name"], r["cell"], r["hidden"])  # noqa: E731
+    merged = {key(r): r for r in old}
+    merged.update({key(r): r for r in new})
+    return list(merged.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+
+
+def interval(values):
+    """(mean, 95 % Student-t half-width; nan for fewer than two values)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return (float(x.mean()) if len(x) else math.nan), math.nan
+    return float(x.mean()), float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def chosen(records, cell="lstm"):
+    """The records a width table uses: finished LSTM runs; at a width and schedule that a study
+    measured, the study's runs only (one host, both arms from the same prefixes)."""
+    done = [r for r in records if r.get("test_bpc") and r["cell"] == cell]
+    studied = {(r["hidden"], r["schedule"]) for r in done if r.get("study")}
+    return [r for r in done if r.get("study") or (r["hidden"], r["schedule"]) not in studied]
+
+
+def gaps(records, variant, hidden, schedule, convention, at_schedule_end=False):
+    """Paired gaps variant − fp (same width, schedule and seed)."""
+    def value(r):
+        v = (r.get("test_bpc_at_schedule_end") or r["test_bpc"]) if at_schedule_end else r["test_bpc"]
+        return v[convention]
+    pick = [r for r in records if (r["hidden"], r["schedule"]) == (hidden, schedule)]
+    fp = {r["seed"]: value(r) for r in pick if r["variant"] == "fp"}
+    return [value(r) - fp[r["seed"]] for r in pick if r["variant"] == variant and r["seed"] in fp]
+
+
+def verdict(variant, g, half):
+    bound, op = CLAIMS[variant]
+    lo, hi = (g - half, g + half) if not math.isnan(half) else (g, g)
+    if op == "≤":
+        text = "holds" if hi <= bound else ("does not hold" if lo > bound else "undecided")
+    else:
+        text = "holds" if lo >= bound else ("does not hold" if hi < bound else "undecided")
+    return text + (" (one seed)" if math.isnan(half) else "")
+
+
+def meeting_width(points, bound):
+    """Where a gap shrinking geometrically with width would meet ``bound``: fit log(gap) =
+    a + b·log2(H) to ``points`` [(H, gap)] (least squares); returns (H*, per-doubling factor
+    2^b) or None when the gap does not shrink or a gap is not positive."""
+    pts = [(h, g) for h, g in points if g > 0]
+    if len(pts) < 2 or len(pts) != len(points):
+        return None
+    x = np.log2([h for h, _ in pts])
+    y = np.log([g for _, g in pts])
+    b, a = np.polyfit(x, y, 1)
+    if b >= 0:
+        return None
+    return float(2 ** ((math.log(bound) - a) / b)), float(2 ** b)
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+def width_table(records, convention, at_schedule_end=False):
+    widths = sorted({r["hidden"] for r in records})
+    lines = ["| H | schedule | fp test BPC | ternary − fp | binary − fp | BinaryConnect − fp |",
+             "|---|---|---|---|---|---|"]
+    for hidden in widths:
+        for schedule in ARMS:
+            fp = [r for r in records if (r["hidden"], r["schedule"], r["variant"]) == (hidden, schedule, "fp")]
+            if not fp:
+                continue
+            m, h = interval([(r.get("test_bpc_at_schedule_end") or r["test_bpc"] if at_schedule_end
+                              else r["test_bpc"])[convention] for r in fp])
+            cells = [f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}") + f" (n={len(fp)})"]
+            for variant in ("ternary", "binary", "binaryconnect"):
+                g = gaps(records, variant, hidden, schedule, convention, at_schedule_end)
+                if not g:
+                    cells.append("—")
+                    continue
+                gm, gh = interval(g)
+                cells.append(f"{gm:+.3f}" + ("" if math.isnan(gh) else f" ± {gh:.3f}")
+                             + f" (n={len(g)}): {verdict(variant, gm, gh)}")
+            lines.append(f"| {hidden} | {schedule} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def trend_lines(records):
+    out = []
+    for convention in CONVENTIONS:
+        for schedule in ARMS:
+            for variant in ("ternary", "binary"):
+                points = []
+                for hidden in sorted({r["hidden"] for r in records}):
+                    g = gaps(records, variant, hidden, schedule, convention)
+                    if g:
+                        points.append((hidden, interval(g)[0]))
+                if len(points) < 2:
+                    continue
+                bound = CLAIMS[variant][0]
+                widest, g_widest = points[-1]
+                fit = meeting_width(points, bound)
+                where = ", ".join(f"H {h}: {g:+.3f}" for h, g in points)
+                if g_widest <= bound:
+                    text = f"meets ≤ {bound} at H {widest}"
+                elif fit is None:
+                    text = "does not shrink with width: no width meets the claim on this trend"
+                else:
+                    h_star, per_doubling = fit
+                    text = (f"each doubling of H multiplies the gap by {per_doubling:.2f} (fit over {len(points)} "
+                            f"widths); on that trend the gap would reach {bound} at H ≈ {h_star:,.0f}")
+                out.append(f"- {variant}, {schedule}, {convention}: {where} — {text}")
+    return out
+
+
+def report(records):
+    lstm = chosen(records)
+    out = [f"Collected {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python3 bench/converged.py`. "
+           "Validation BPC on the whole valid split, test BPC on the whole test split. Gaps are paired by "
+           "seed (variant − fp, same width, schedule and seed); ± is the 95 % Student-t half-width over "
+           "seeds (none with one seed). Claims: ternary − fp ≤ 0.02, binary − fp ≤ 0.06, BinaryConnect − fp "
+           "≥ 0.5. Where a study measured a width and schedule, only its runs are used.", ""]
+    for convention in CONVENTIONS:
+        out += [f"### Width × schedule, {convention} convention, final checkpoints", ""] + width_table(lstm, convention)
+        out.append("")
+    if any(r.get("test_bpc_at_schedule_end") for r in lstm):
+        out += ["### Width × schedule, population convention, at the schedule's end (before the epochs "
+                "added until convergence)", ""] + width_table(lstm, "population", at_schedule_end=True) + [""]
+    out += ["### The trend with width", "",
+            "A fit of log(gap) against log2(H) over the widths measured (a straight line there means each "
+            "doubling of H removes the same fraction of the gap). Two to four widths and one to three seeds "
+            "each: the extrapolated width is a rough guide, not a measurement.", ""] + trend_lines(lstm) + [""]
+    out += ["### Every run", "", "| run | machine | status | schedule + tail epochs | valid BPC per epoch | "
+            "last gain | converged | test BPC population / official / expected | wall |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["cell"], r["hidden"], r["schedule"], r["variant"], r["seed"])):
+        t = r.get("test_bpc")
+        tests = " / ".join(f"{t[c]:.3f}" for c in CONVENTIONS) if t else "—"
+        gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
+        curve = [f"{v:.3f}" for v in r["valid_bpc"]]
+        if r.get("tail_epochs"):
+            curve.insert(r["schedule_epochs"], "‖")
+        where = r.get("study") or "earlier study"
+        out.append(f"| {r['name']} ({r['cell']} H {r['hidden']}, {where}) | {r.get('machine', 'AMD EPYC, 2 cores, AVX2')} "
+                   f"| {r['status']} | {r.get('schedule_epochs', '?')} + {r.get('tail_epochs', 0)} | {' '.join(curve)} "
+                   f"| {gain} | {r.get('converged', '—')} | {tests} | {r['wall_seconds'] / 60:.0f} min |")
+    return "\n".join(out)
+
+
 def plot(records, path):
-    """Validation BPC per epoch: the study (LSTM H 256, 10-epoch schedule) left, other points right."""
+    """Gap to fp against H (log2 axis), one panel per convention; claim bounds drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
-    colours = {"fp": "C0", "ternary": "C1", "binary": "C2", "binaryconnect": "C3"}
-    styles = {("lstm", 256): "-", ("gru", 256): "--"}      # other widths: dash-dot; constant rate: dotted
-    for r in records:
-        if not r["valid_bpc"]:
-            continue
-        main = (r["cell"], r["hidden"], r["schedule"]) in {("lstm", 256, "cosine"), ("lstm", 256, "constant")}
-        ls = ":" if r["schedule"] == "constant" else styles.get((r["cell"], r["hidden"]), "-.")
-        marker = "s" if r["schedule"] == "long" else "o"       # the 14-epoch budget: squares
-        axes[0 if main else 1].plot(range(1, len(r["valid_bpc"]) + 1), r["valid_bpc"], marker=marker, ms=3,
-                                    color=colours.get(r["variant"], "k"), ls=ls,
-                                    label=f"{r['name']} {r['cell']} H {r['hidden']}")
-    axes[0].set(title="the study: BN-LSTM H 256 (warm-down ends at epoch 10)", ylabel="validation BPC")
-    axes[1].set(title="other points: H 128, GRU, 14-epoch budget (ends at 14)")
-    bc = [r for r in records if r["variant"] == "binaryconnect" and r["valid_bpc"]]
-    if bc:       # far above the others: keep the axis on the BN models and say where it is
-        axes[0].text(0.02, 0.02, "BinaryConnect: " + "; ".join(f"{r['valid_bpc'][0]:.2f} → {r['valid_bpc'][-1]:.2f}"
-                                                               for r in bc) + " (above the axis)",
-                     transform=axes[0].transAxes, ha="left", va="bottom", fontsize=8, color=colours["binaryconnect"])
-    for ax in axes:
-        ax.set(xlabel="epoch (784 minibatches)", ylim=(1.45, 2.25))
+    lstm = chosen(records)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True)
+    colours = {"ternary": "C1", "binary": "C2"}
+    for ax, convention in zip(axes, CONVENTIONS):
+        for variant in ("ternary", "binary"):
+            for schedule, style in (("cosine", "-"), ("constant", "--")):
+                pts = []
+                for hidden in sorted({r["hidden"] for r in lstm}):
+                    g = gaps(lstm, variant, hidden, schedule, convention)
+                    if g:
+                        m, h = interval(g)
+                        pts.append((hidden, m, 0 if math.isnan(h) else h))
+                if pts:
+                    h_, m_, e_ = zip(*pts)
+                    ax.errorbar(h_, m_, yerr=e_, color=colours[variant], ls=style, marker="o", capsize=3,
+                                label=f"{variant}, {schedule}")
+            ax.axhline(CLAIMS[variant][0], color=colours[variant], lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set(title=f"{convention} convention", xlabel="hidden units H (log2)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("PTB characters; epochs after the warm-down's end run at its end rate")
+    axes[0].set_ylabel("test BPC gap to fp (paired by seed)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("PTB characters, BN-LSTM: quantized − full precision against width; dotted: the claims "
+                 "(ternary 0.02, binary 0.06)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -262,28 +269,23 @@ def plot(records, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", nargs="*", default=["/work/runs/converged"])
+    ap.add_argument("studies", nargs="*", help="study directories made by rbtw sweep")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
-    ap.add_argument("--next", metavar="RUN_DIR", help="print what converged.sh converge does next with the run")
-    ap.add_argument("--max-epochs", type=int, default=16, help="with --next: the cap on epochs")
     args = ap.parse_args()
-    if args.next:
-        print(next_step(Path(args.next), args.max_epochs))
-        return
-    for out in args.out:
-        if not Path(out).is_dir():
-            sys.exit(f"error: {out} is not a directory of study runs (run bench/converged.sh first)")
+    results = Path(args.results)
+    known = results / "converged.json"
+    old = json.loads(known.read_text())["runs"] if known.exists() else []
     try:
-        records = [r for out in args.out for r in collect(out)]
+        new = [r for d in args.studies for r in study_records(d)]
     except UserError as e:
         sys.exit(f"error: {e}")
-    results = Path(args.results)
+    records = merge(old, new)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "converged.json").write_text(json.dumps(
-        {"made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": records}, indent=1) + "\n")
+    known.write_text(json.dumps({"made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": records},
+                                indent=1) + "\n")
     text = report(records)
     (results / "converged.md").write_text(text + "\n")
-    plot(records, results / "curves-converged.png")
+    plot(records, results / "gap-vs-width.png")
     print(text)
 
 

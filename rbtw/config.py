@@ -2,8 +2,18 @@
 
 This module owns what a configuration may be, whichever surface it comes from (the CLI, the
 Python API, a sweep file, a reproduction): the fields and their types, their domains, which
-options apply to which task, cell and quantization, how a user's spelling is normalised
-("fp" is "none", 0 means "no limit"), and what a resumed or branched run may change.
+options apply to which task, cell, quantization and optimiser, how a user's spelling is
+normalised ("fp" is "none", 0 means "no limit"), and what a resumed or branched run may change.
+
+    TrainConfig(**fields)        names, types and domains checked at construction
+    config.validate()            ... and the rules between fields, and which options apply
+    check_fields(dict, base)     the same checks for a table of fields as a user wrote them
+    build_config(task, preset, *tables, **options)   a preset with the user's fields laid over it
+
+Every surface (``rbtw train``, ``rbtw.fit``, sweep files, ``rbtw reproduce``) goes through these,
+so each refuses the same mistakes with the same one-line UserError, which names the field.
+An option that the run would ignore (dropout on a char model, step_clip on full precision,
+lr_end with SGD) is refused unless it holds its default value, which leaves it unset.
 
 Presets: ``paper`` (the official code's settings per task) and ``quick`` (minutes on 2 cores):
 
@@ -22,6 +32,8 @@ a run takes a few minutes on 2 cores; it shows trends, not the paper's numbers.
 """
 
 import math
+import numbers
+import os
 from dataclasses import asdict, dataclass, fields
 
 from rbtw.errors import UserError
@@ -37,11 +49,30 @@ N_PIXELS = 784                # sequential MNIST: pixels of an image, fed pixels
 TEXT_SPLITS = (0.9, 0.05, 0.05)   # task "text": train/valid/test fractions unless text_split says
 WARMDOWNS = ("none", "cosine", "linear")
 LIMITS = ("adam_reset", "eval_max_batches", "max_batches")   # 0 (or None): no limit
+MAX_COUNT = 2 ** 31 - 1       # sizes and counts: ids and indices are int32
+MAX_SEED = 2 ** 63 - 1
+
+# the values a field may take by name; "fp" is also accepted for quant (normalise)
+CHOICES = {
+    "task": tuple(TASKS), "cell": ("lstm", "gru"), "quant": ("none", "binary", "ternary"),
+    "optimizer": ("adam", "sgd"), "lr_warmdown": WARMDOWNS,
+    "eval_weights": ("deterministic", "sampled", "expected"), "eval_stats": ("population", "batch"),
+    "dtype": ("float32", "float64"),
+}
+# command-line spelling of the fields whose option is not --FIELD-WITH-DASHES
+_OPTIONS = {"text_file": "--file", "text_split": "--split", "stochastic": "--stochastic/--deterministic",
+            "bn": "--bn/--no-bn", "step_clip": "--step-clip/--no-step-clip"}
+_NOT_ON_THE_COMMAND_LINE = ("plateau_factor", "text_sha256", "log_every")
 
 
-@dataclass
+@dataclass(init=False)
 class TrainConfig:
-    """Everything that defines a run.  Presets fill these in; every surface can override each."""
+    """Everything that defines a run.  Presets fill these in; every surface can override each.
+
+    Made by name only: ``TrainConfig(hidden=256, quant="ternary")``.  Construction checks every
+    field's name, type and domain (:func:`check_field`) and normalises its spelling;
+    :meth:`validate` also checks the rules between fields and which options apply.
+    """
 
     task: str = "default"
     # model
@@ -87,6 +118,13 @@ class TrainConfig:
     dtype: str = "float32"
     log_every: int = 20
 
+    def __init__(self, *args, **values):
+        if args:
+            raise UserError("TrainConfig takes its fields by name, e.g. TrainConfig(hidden=256)")
+        checked = check_fields(values)
+        for f in fields(self):
+            setattr(self, f.name, checked.get(f.name, f.default))
+
     @classmethod
     def field_names(cls):
         return [f.name for f in fields(cls)]
@@ -96,11 +134,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
-        known = set(cls.field_names())
-        unknown = set(d) - known
-        if unknown:
-            raise UserError(f"unknown configuration field(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        if not isinstance(d, dict):
+            raise UserError(f"a configuration is a dict of TrainConfig fields, not {type(d).__name__}")
+        return cls(**check_fields(d))
 
     @property
     def kind(self):
@@ -112,47 +148,148 @@ class TrainConfig:
         """Time steps of one training sequence: 784 / pixels_per_step for the classifier, else T."""
         return N_PIXELS // self.pixels_per_step if self.kind == "classify" else self.seq_len
 
-    def validate(self):
-        """Check every field's domain; returns self (raises UserError on the first problem)."""
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
-        for name in ("lr", "lr_end", "clip_norm", "dropout", "h0_noise", "plateau_factor"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise UserError(f"{name} must be a finite number, not {value}")
-        for ok, message in _domain_checks(self):
-            if not ok:
-                raise UserError(message)
+    def validate(self, scope=True):
+        """Check every field (type, domain), the rules between fields and, for the fields of
+        ``scope`` (True: all; False: none, as a resumed run, made by the rules of its day, is
+        not judged again; or a collection of names), that an option set to
+        anything but its default applies to this task, cell, quantization and optimiser.
+        Returns self; raises a one-line UserError naming the first field at fault."""
+        for f in fields(self):
+            setattr(self, f.name, check_field(f.name, getattr(self, f.name)))
+        for name, ok, why in BETWEEN_FIELDS:
+            if not ok(self):
+                raise UserError(f"{_named(name)}: {why}")
+        for name, applies, why in OPTION_SCOPE:
+            if (scope is True or (scope and name in scope)) and not applies(self) and getattr(self, name) != default(name):
+                raise UserError(f"{_named(name)} {getattr(self, name)!r} does not apply: {why}; this run is "
+                                f"{self.task} ({self.kind}) with {self.quant} weights and {self.optimizer}")
         return self
 
 
-def _domain_checks(c):
-    return [
-        (c.cell in ("lstm", "gru"), f"unknown cell {c.cell!r}; choose lstm or gru"),
-        (c.quant in ("none", "binary", "ternary"), f"unknown quantization {c.quant!r}"),
-        (c.optimizer in ("adam", "sgd"), f"unknown optimizer {c.optimizer!r}"),
-        (c.eval_weights in ("deterministic", "sampled", "expected"), f"unknown eval weights {c.eval_weights!r}"),
-        (c.eval_stats in ("population", "batch"), f"unknown eval statistics {c.eval_stats!r}"),
-        (c.dtype in ("float32", "float64"), f"unknown dtype {c.dtype!r}"),
-        (c.hidden >= 1 and c.layers >= 1 and c.batch >= 1 and c.seq_len >= 1, "sizes must be positive"),
-        (c.epochs >= 1 and c.lr > 0, "epochs and lr must be positive"),
-        (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
-        (c.kind != "word" or c.emb > 0, "the word LM needs --emb > 0"),
-        (N_PIXELS % c.pixels_per_step == 0, f"pixels per step must divide {N_PIXELS}"),
-        (c.h0_noise >= 0, "h0 noise must be non-negative"),
-        (c.lr_warmdown in WARMDOWNS, f"unknown warm-down {c.lr_warmdown!r}; choose none, cosine or linear"),
-        (0.0 < c.lr_warmdown_frac <= 1.0, "the warm-down fraction must be in (0, 1]"),
-        (0.0 <= c.lr_warmdown_to <= 1.0, "the warm-down end factor must be in [0, 1]"),
-        (c.task != "text" or c.text_file is not None, "the text task needs a file (--file PATH)"),
-        (c.task == "text" or (c.text_file is None and c.text_split is None),
-         "a text file (--file) and its split (--split) belong to the text task only"),
-        (c.text_split is None or valid_split(c.text_split),
-         f"a split is three positive fractions summing to 1, not {c.text_split}"),
-        (c.checkpoint_every is None or c.checkpoint_every >= 1, "checkpoint_every must be positive"),
-        (c.lr_warmdown_epochs is None or c.lr_warmdown_epochs >= 1, "the warm-down's last epoch must be positive"),
-        (c.seed >= 0, "the seed must be non-negative"),
-        (c.log_every >= 1, "log_every must be positive"),
-    ]
+def default(name):
+    """The dataclass default of field ``name``: the value that leaves an option unset."""
+    return TrainConfig.__dataclass_fields__[name].default
+
+
+def option_name(name):
+    """How a field is written on the command line, e.g. "--seq-len" (for messages)."""
+    return _OPTIONS.get(name, "--" + name.replace("_", "-"))
+
+
+def _named(name):
+    """A field as messages name it: "hidden (--hidden)", or just the name off the command line."""
+    return name if name in _NOT_ON_THE_COMMAND_LINE else f"{name} ({option_name(name)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# one field: its type, its domain, its spelling
+
+
+def _whole(lo, hi=MAX_COUNT):
+    return (lambda v: lo <= v <= hi), f"a whole number from {lo:,} to {hi:,}"
+
+
+_DOMAINS = {
+    **{name: _whole(1) for name in ("hidden", "layers", "seq_len", "batch", "epochs", "log_every", "eval_batch",
+                                    "checkpoint_every", "lr_warmdown_epochs")},
+    **{name: _whole(0) for name in ("emb", "adam_reset", "max_batches", "eval_max_batches")},
+    "seed": _whole(0, MAX_SEED),
+    "pixels_per_step": (lambda v: 1 <= v <= N_PIXELS and N_PIXELS % v == 0, f"a divisor of {N_PIXELS}"),
+    "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "h0_noise": (lambda v: v >= 0, "a number ≥ 0"),
+    "lr": (lambda v: v > 0, "a number > 0"),
+    "lr_end": (lambda v: v > 0, "a number > 0"),
+    "clip_norm": (lambda v: v > 0, "a number > 0"),
+    "plateau_factor": (lambda v: v >= 1, "a number ≥ 1"),
+    "lr_warmdown_frac": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "lr_warmdown_to": (lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    "text_file": (lambda v: v != "", "a path"),
+    "text_sha256": (lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v), "64 hex digits"),
+    "text_split": (lambda v: valid_split(v), "three positive fractions summing to 1"),
+    **{name: ((lambda v, c=choices: v in c), "one of " + ", ".join(choices)) for name, choices in CHOICES.items()},
+}
+
+
+def _field_types():
+    """field -> (base type, None allowed) from the dataclass annotations."""
+    out = {}
+    for f in fields(TrainConfig):
+        parts = getattr(f.type, "__args__", (f.type,))
+        out[f.name] = (next(p for p in parts if p is not type(None)), type(None) in parts)
+    return out
+
+
+_TYPES = _field_types()
+
+
+def _is_bool(value):
+    return type(value).__name__ in ("bool", "bool_")      # Python's or NumPy's
+
+
+def _typed(name, value):
+    """``value`` as the field's type (ints stay whole, floats finite, paths str), or raise."""
+    base, optional = _TYPES[name]
+    if value is None and optional:
+        return None
+    if base is bool and _is_bool(value):
+        return bool(value)
+    if base is int and not _is_bool(value) and _is_integer(value):
+        return int(value)
+    if base is float and not _is_bool(value) and isinstance(value, numbers.Real):
+        if not math.isfinite(float(value)):
+            raise UserError(f"{_named(name)} must be a finite number, not {value}")
+        return float(value)
+    if base is str and isinstance(value, (str, os.PathLike)) and (name == "text_file" or isinstance(value, str)):
+        return os.fspath(value)
+    if base is list and isinstance(value, (list, tuple)):
+        return list(value)
+    wanted = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+              list: "a list"}[base]
+    raise UserError(f"{_named(name)} must be {wanted}{' or None' if optional else ''}, not {value!r}")
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral)
+
+
+def check_field(name, value):
+    """One field's value in canonical form (its type, its spelling), or a one-line UserError
+    naming the field: an unknown name, a wrong type (a bool is not a number, 32.7 is not a
+    whole number), a number that is not finite, or a value outside the field's domain."""
+    if name not in _TYPES:
+        raise UserError(f"unknown configuration field {name!r}")
+    value = normalise({name: value})[name]
+    value = _typed(name, value)
+    if value is not None and name in _DOMAINS:
+        ok, what = _DOMAINS[name]
+        if not ok(value):
+            raise UserError(f"{_named(name)} must be {what}, not {value!r}")
+    if name == "text_split" and value is not None:
+        value = [float(x) for x in value]
+    return value
+
+
+def check_fields(values, base=None):
+    """Check a dict of TrainConfig fields as a user wrote them (a sweep file's table, ``fit``'s
+    keywords, a JSON config); returns them in canonical form.
+
+    Each name must be a field and each value of its type and in its domain (:func:`check_field`).
+    With ``base`` (a TrainConfig, or a dict of fields with the task), the fields laid over it
+    must also make a valid configuration as a whole: the rules between fields, and that each
+    field given applies to the task, cell, quantization and optimiser (:meth:`TrainConfig.validate`
+    with the given fields in scope; as :func:`build_config` judges fields laid over a preset).
+    Raises a one-line UserError naming the field at fault.
+    """
+    if not isinstance(values, dict):
+        raise UserError(f"configuration fields come as a table (a dict), not {type(values).__name__}")
+    unknown = [k for k in values if not isinstance(k, str) or k not in _TYPES]
+    if unknown:
+        raise UserError(f"unknown configuration field(s): {', '.join(sorted(map(repr, unknown)))}")
+    checked = {name: check_field(name, value) for name, value in values.items()}
+    if base is not None:
+        merged = base.to_dict() if isinstance(base, TrainConfig) else check_fields(base)
+        TrainConfig(**dict(merged, **checked)).validate(scope=set(checked))
+    return checked
 
 
 def valid_split(split):
@@ -161,16 +298,13 @@ def valid_split(split):
         parts = [float(x) for x in split]
     except (TypeError, ValueError):
         return False
-    return len(parts) == 3 and min(parts) > 0 and abs(sum(parts) - 1) < 1e-6
+    return (len(parts) == 3 and all(math.isfinite(x) for x in parts) and min(parts) > 0
+            and abs(sum(parts) - 1) < 1e-6)
 
 
 def metric_name(kind):
     """The metric of a model kind: "bpc", "perplexity" or "accuracy"."""
     return METRICS[kind]
-
-
-# ---------------------------------------------------------------------------------------------
-# spelling: what a user writes -> a TrainConfig field's value
 
 
 def normalise(values):
@@ -180,9 +314,42 @@ def normalise(values):
     if out.get("quant") == "fp":
         out["quant"] = "none"
     for name in LIMITS:
-        if out.get(name) == 0 and not isinstance(out.get(name), bool):
+        if name in out and not _is_bool(out[name]) and _is_integer(out[name]) and out[name] == 0:
             out[name] = None
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# rules between fields: (field blamed, holds for the config?, why not)
+
+BETWEEN_FIELDS = [
+    ("emb", lambda c: c.kind != "word" or c.emb > 0, "the word LM needs an embedding size > 0"),
+    ("text_file", lambda c: c.task != "text" or c.text_file is not None, "the text task needs a file"),
+]
+
+# which options apply: (field, applies to the config?, why not).  A field at its default
+# (``default``) is unset and always accepted; any other value must apply.
+OPTION_SCOPE = [
+    ("dropout", lambda c: c.kind == "word", "it applies to the word LM only"),
+    ("emb", lambda c: c.kind == "word", "it applies to the word LM only"),
+    ("seq_len", lambda c: c.kind != "classify",
+     "it applies to language models (sMNIST's steps are 784 / --pixels-per-step)"),
+    ("pixels_per_step", lambda c: c.kind == "classify", "it applies to mnist/pmnist only"),
+    ("h0_noise", lambda c: c.kind == "classify", "it applies to mnist/pmnist only"),
+    ("stochastic", lambda c: c.quant != "none", "it applies to binary/ternary weights only"),
+    ("step_clip", lambda c: c.optimizer == "adam" and c.quant != "none",
+     "it clips Adam's steps of binary/ternary weights only"),
+    ("adam_reset", lambda c: c.optimizer == "adam", "it applies to Adam only"),
+    ("lr_end", lambda c: c.optimizer == "adam", "it applies to Adam only"),
+    ("plateau_factor", lambda c: c.optimizer == "sgd", "it applies to SGD only"),
+    *((name, lambda c: c.lr_warmdown != "none", "it applies with --lr-warmdown cosine or linear only")
+      for name in ("lr_warmdown_frac", "lr_warmdown_to", "lr_warmdown_epochs")),
+    ("eval_weights", lambda c: c.quant != "none" and c.stochastic,
+     "other weights than deterministic exist for stochastically trained binary/ternary models only"),
+    ("eval_stats", lambda c: c.bn, "a model without batch norm has no statistics"),
+    *((name, lambda c: c.task == "text", "it belongs to the text task only")
+      for name in ("text_file", "text_split", "text_sha256")),
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,45 +398,28 @@ def build_config(task, preset="quick", *layers, **overrides):
     ``layers`` and the keyword ``overrides`` in turn, each in the user's spelling (normalised).
 
     Overrides whose value is None are ignored (the CLI passes None for options not given).
+    The fields the user gives are judged (:meth:`TrainConfig.validate`); a preset's setting
+    that the user's choices make inapplicable (mnist's ``lr_end`` after ``optimizer="sgd"``)
+    falls back to its default instead.
     """
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    values = {"task": task}
-    values.update(PRESETS[preset][task])
+    given = {}
     for layer in (*layers, {k: v for k, v in overrides.items() if v is not None}):
-        unknown = set(layer) - set(TrainConfig.field_names())
-        if unknown:
-            raise UserError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        values.update(normalise(layer))
-    return TrainConfig(**values).validate()
+        given.update(check_fields(layer))
+    config = TrainConfig(**dict(PRESETS[preset][task], task=task, **given))
+    return _without_inert_settings(config, given).validate(scope=set(given))
 
 
-# ---------------------------------------------------------------------------------------------
-# which options apply: (field, applies to the config?, why not)
-
-OPTION_SCOPE = [
-    ("dropout", lambda c: c.kind == "word", "--dropout applies to the word LM only"),
-    ("emb", lambda c: c.kind == "word", "--emb applies to the word LM only"),
-    ("stochastic", lambda c: c.quant != "none" or not c.stochastic,
-     "--stochastic applies to binary/ternary weights only"),
-    ("pixels_per_step", lambda c: c.kind == "classify", "--pixels-per-step applies to mnist/pmnist only"),
-    ("h0_noise", lambda c: c.kind == "classify" or c.h0_noise == 0, "--h0-noise applies to mnist/pmnist only"),
-    ("step_clip", lambda c: c.optimizer == "adam", "--step-clip applies to Adam only"),
-    ("adam_reset", lambda c: c.optimizer == "adam", "--adam-reset applies to Adam only"),
-    ("lr_end", lambda c: c.optimizer == "adam", "--lr-end applies to Adam only"),
-    ("lr_warmdown_epochs", lambda c: c.lr_warmdown != "none" or c.lr_warmdown_epochs is None,
-     "--lr-warmdown-epochs applies with --lr-warmdown cosine or linear only"),
-]
-
-
-def refuse_inapplicable(config, given):
-    """Refuse options in ``given`` (field -> value, None: not given) that ``config``'s task,
-    cell, quantization or optimiser would ignore."""
-    for field, applies, why in OPTION_SCOPE:
-        if given.get(field) is not None and not applies(config):
-            raise UserError(f"{why}; this run is {config.task} with {config.quant} weights and {config.optimizer}")
+def _without_inert_settings(config, given):
+    """``config`` with the settings nobody gave (not in ``given``) that do not apply reset to
+    their defaults."""
+    for name, applies, _ in OPTION_SCOPE:
+        if name not in given and not applies(config):
+            setattr(config, name, default(name))
+    return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,5 +457,5 @@ def resume_overrides(saved, given):
     """``saved`` with the options ``given`` (field -> value in the user's spelling, None: not
     given) laid over it, for :func:`resume_config` to check."""
     values = saved.to_dict()
-    values.update(normalise({k: v for k, v in given.items() if v is not None}))
+    values.update(check_fields({k: v for k, v in given.items() if v is not None}))
     return TrainConfig(**values)

@@ -10,6 +10,15 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, never a traceback."""
 
 
+def os_error_message(e):
+    """One line for an operating-system error on a file: "PATH: reason"."""
+    reason = e.strerror or type(e).__name__
+    if e.filename is None:
+        return f"{reason} ({e})" if str(e) and str(e) != reason else reason
+    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
+    return f"{where}: {reason}"
+
+
 def run_script(main):
     """Run a script's ``main()``: a UserError or an operating-system error ends it with one
     line on stderr and exit status 2, Ctrl-C with status 130 (no traceback in either case)."""
@@ -20,8 +29,7 @@ def run_script(main):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -38,18 +38,22 @@ def evaluate(params, stats, spec, data, split, config, *, weights=None, batch_st
     return evaluate_engine(engine, data, split, config, max_batches=max_batches, should_stop=should_stop)
 
 
-def evaluate_engine(engine, data, split, config, *, max_batches=None, should_stop=None):
+def evaluate_engine(engine, data, split, config, *, max_batches=None, should_stop=None, progress=None):
     """Evaluate an engine (dense or packed) on one split.
 
     Char LM: segments of T from the start of the split, each from the initial state; word LM:
     contiguous streams with the state carried; classifier: the split's examples in order.
     Returns {"loss": nats per prediction, metric: value, "n": predictions}.
     ``should_stop()``, when given, is asked before every batch; True raises :class:`Stop`.
+    ``progress(done, total)``, when given, is called after every batch.
     """
+    from rbtw.tasks import count_batches
     max_batches = max_batches if max_batches is not None else config.eval_max_batches
     nll, n, correct = 0.0, 0, 0
     state = None
     B = config.eval_batch or config.batch
+    total = count_batches(data, split, config, B) if progress is not None else 0
+    total = min(total, max_batches) if max_batches is not None else total
     for k, (inputs, targets) in enumerate(data.batches(split, config, batch=B)):
         if max_batches is not None and k >= max_batches:
             break
@@ -62,6 +66,8 @@ def evaluate_engine(engine, data, split, config, *, max_batches=None, should_sto
         nll, n, correct = nll + b_nll, n + b_n, correct + b_correct
         if engine.kind == "word":
             state = [tuple(np.array(s, copy=True) for s in layer) for layer in final]   # carried
+        if progress is not None:
+            progress(k + 1, max(total, k + 1))
     if n == 0:
         raise UserError(f"the {split} split is too small for one batch")
     return metrics_of(engine.kind, nll / n, n, correct)

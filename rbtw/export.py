@@ -24,6 +24,14 @@ shared by those steps would have estimated from the same data (a plain mean of t
 would miss the spread of the means).  So the tables hold K + 1 rows instead of T_max.  The
 manifest records K as "bn_steps" (null: one row per step).
 
+Choosing K (``export_checkpoint``, the one default of ``rbtw export``, ``Model.export`` and
+``rbtw.load(checkpoint, engine="packed")``): by measurement.  The export with one table per
+step computes what the checkpoint's float model does; K is the smallest number of per-step
+tables whose validation metric, on the first ``MEASURE`` predictions of the validation split,
+is within ``TOLERANCE`` of that export's (``smallest_within``: K = 1, then T_max / 2, then
+bisection).  No such K up to T_max / 2, or no validation data at hand: one table per step.  An explicit K is measured too, so that its cost is known.  The manifest records the
+measurement as "bn_choice" (``rbtw info`` prints it).
+
 The file format is rbtw.export_format's; this module builds what goes in it.
 """
 
@@ -34,11 +42,13 @@ from rbtw.errors import UserError
 from rbtw.export_format import FORMAT, VERSION, Export
 from rbtw.kernels import pack
 
-# default K of ``rbtw export --bn-steps``: the smallest K whose test BPC on trained PTB-char
-# models was within 0.005 of one table per step (bench/results/bn_steps.md)
-DEFAULT_BN_STEPS = 1
 # bn_steps that keeps one table per step (any K ≥ T_max does)
 PER_STEP = 1 << 62
+# how much worse than one table per step the default export may be on the validation split:
+# BPC and accuracy as differences (0.005 BPC, half an accuracy point), perplexity relative (0.5 %)
+TOLERANCE = {"bpc": 0.005, "perplexity": 0.005, "accuracy": 0.005}
+# what the measurement reads of the validation split: predictions (LMs) or examples (classifier)
+MEASURE = {"char": 20_000, "word": 20_000, "classify": 1_000}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,27 +128,33 @@ def fold_layer(params, stats, cell_spec, bn_steps=None):
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def integer_matrix(W, mode, alpha):
-    """Q (G, K) int8 of the deterministic rule for a latent W (K, G) stored input-major."""
-    return quant.integer_levels(quant.quantize(W, mode, alpha), alpha).T
+def integer_matrix(W, mode, alpha, threshold=None):
+    """Q (G, K) int8 of the deterministic rule for a latent W (K, G) stored input-major
+    (``threshold``: the ternary rule's τ/α, None: 1/3)."""
+    return quant.integer_levels(quant.quantize(W, mode, alpha, threshold=threshold), alpha).T
 
 
-def build_export(meta, params, stats, bn_steps=None):
-    """An Export from a checkpoint's parts (meta as saved by the trainer).
+def check_bn_steps(bn_steps):
+    """``bn_steps`` as an int ≥ 1 (or None), or a one-line UserError."""
+    import numbers
+    if bn_steps is None:
+        return None
+    if type(bn_steps).__name__ in ("bool", "bool_") or not isinstance(bn_steps, numbers.Integral) or bn_steps < 1:
+        raise UserError(f"bn_steps (--bn-steps) must be a whole number ≥ 1, not {bn_steps!r}")
+    return int(bn_steps)
 
-    ``bn_steps`` K ≥ 1: per-step BN tables for steps < K, one shared table after (module doc);
-    K ≥ T_max keeps one row per step; None: the default, DEFAULT_BN_STEPS (here and only here,
-    so that every caller — ``rbtw export``, ``Model.export``, ``rbtw.load(ckpt, engine="packed")``
-    — builds the same export).
+
+def build_export(meta, params, stats, bn_steps=PER_STEP):
+    """An Export from a checkpoint's parts (meta as saved by the trainer), with exactly the
+    tables asked for: ``bn_steps`` K ≥ 1 per-step BN tables for steps < K and one shared table
+    after (module doc); K ≥ T_max or None keeps one row per step.  The measured default is
+    :func:`export_checkpoint`'s.
     """
     from rbtw.models import ModelSpec, strip  # the model layout; the engine never imports models
 
     spec = ModelSpec.from_dict(meta["spec"])
-    if bn_steps is None:
-        bn_steps = DEFAULT_BN_STEPS
-    if isinstance(bn_steps, bool) or int(bn_steps) != bn_steps or bn_steps < 1:
-        raise UserError(f"--bn-steps must be a whole number ≥ 1, not {bn_steps}")
-    bn_steps = int(bn_steps) if spec.bn and bn_steps < spec.t_max else None
+    bn_steps = check_bn_steps(bn_steps)
+    bn_steps = bn_steps if spec.bn and bn_steps is not None and bn_steps < spec.t_max else None
     arrays, matrices = {}, {}
     for k in range(spec.layers):
         cs = spec.cell_spec(k)
@@ -150,7 +166,7 @@ def build_export(meta, params, stats, bn_steps=None):
                 arrays[key] = np.ascontiguousarray(W.T, dtype=np.float32)   # (G, K)
                 matrices[key] = {"kind": "dense", "rows": W.shape[1], "cols": W.shape[0], "alpha": 1.0}
             else:
-                pm = pack(integer_matrix(W, spec.quant, alpha), spec.quant)
+                pm = pack(integer_matrix(W, spec.quant, alpha, spec.threshold), spec.quant)
                 arrays[key] = pm.planes
                 matrices[key] = {"kind": spec.quant, "rows": pm.rows, "cols": pm.cols, "alpha": float(alpha)}
         for name, table in fold_layer(p, s, cs, bn_steps).items():
@@ -163,9 +179,127 @@ def build_export(meta, params, stats, bn_steps=None):
             arrays[name] = np.ascontiguousarray(params[name], dtype=np.float32)
     manifest = {
         "format": FORMAT, "version": VERSION, "model": spec.to_dict(), "task": meta["config"]["task"],
-        "config": meta["config"], "vocab": meta.get("vocab"), "matrices": matrices,
+        "config": meta["config"], "vocab": meta.get("vocab"), "symbols": _symbols(meta, spec), "matrices": matrices,
         "engine": {"weights": "deterministic", "stats": "population"}, "bn_steps": bn_steps,
     }
     return Export(manifest, arrays)
 
 
+def _symbols(meta, spec):
+    from rbtw.symbols import recorded
+    return recorded(spec.kind, meta.get("symbols"), meta.get("vocab"))
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing K by measurement
+
+
+def cost_of(metric, value, reference):
+    """How much worse ``value`` is than ``reference`` (negative: better): BPC and accuracy as
+    differences, perplexity relative to the reference."""
+    if metric == "bpc":
+        return value - reference
+    if metric == "perplexity":
+        return value / reference - 1
+    return reference - value
+
+
+def smallest_within(cost, t_max, tolerance):
+    """The smallest K in [1, t_max // 2] with cost(K) ≤ tolerance, or None (one table per step).
+
+    The cost is taken to fall as K grows (more steps keep their own statistics), so K = 1 is
+    tried first (language models: enough), then K = t_max // 2 (if even half the steps with
+    their own tables is not enough, as in sequential MNIST, one table per step it is; beyond
+    it a shared table saves less than half the rows), then bisection between the two.
+    """
+    if cost(1) <= tolerance:
+        return 1
+    lo, hi = 1, t_max // 2
+    if hi <= lo or cost(hi) > tolerance:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if cost(mid) <= tolerance else (mid, hi)
+    return hi
+
+
+def export_checkpoint(ckpt, bn_steps=None, *, data_dir=None, log=None):
+    """The export of a checkpoint (rbtw.checkpoint.Checkpoint) as every surface builds it.
+
+    ``bn_steps`` None: the smallest K within ``TOLERANCE`` of one table per step on the
+    validation split (module doc); a number: that K, its cost measured.  The manifest's
+    "bn_choice" records how K was chosen and what it costs.  ``log(line)`` hears when a
+    measurement starts.
+    """
+    from rbtw.models import ModelSpec
+    spec = ModelSpec.from_dict(ckpt.meta["spec"])
+    bn_steps = check_bn_steps(bn_steps)
+    if not spec.bn or spec.t_max <= 1 or (bn_steps is not None and bn_steps >= spec.t_max):
+        return _with_choice(ckpt, None, {"how": "exact"})
+    given = bn_steps is not None
+    measure, reason = _measurer(ckpt, spec, data_dir)
+    if measure is None:
+        return _with_choice(ckpt, bn_steps, {"how": "given" if given else "unmeasured", "reason": reason})
+    tolerance = TOLERANCE[measure.metric]
+    measure.log = log
+    if not given:
+        bn_steps = smallest_within(measure.cost, spec.t_max, tolerance)
+    choice = {"how": "given" if given else "measured", **measure.record(bn_steps), "tolerance": tolerance}
+    return _with_choice(ckpt, bn_steps, choice)
+
+
+def _with_choice(ckpt, bn_steps, choice):
+    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps if bn_steps is not None else PER_STEP)
+    export.manifest["bn_choice"] = choice
+    return export
+
+
+class _Measure:
+    """The validation metric of the export with K per-step tables, each K measured once."""
+
+    def __init__(self, ckpt, data, config):
+        from rbtw.config import metric_name
+        self.ckpt, self.data, self.config = ckpt, data, config
+        self.metric = metric_name(data.kind)
+        per_batch = (config.eval_batch or config.batch) * (1 if data.kind == "classify" else config.seq_len)
+        self.max_batches = -(-MEASURE[data.kind] // per_batch)
+        self.results, self.log = {}, None
+
+    def result(self, K):
+        from rbtw.evaluate import evaluate_engine
+        from rbtw.infer import PackedEngine   # the export is judged by what will run it
+        if K not in self.results:
+            export = build_export(self.ckpt.meta, self.ckpt.params, self.ckpt.stats, K or PER_STEP)
+            self.results[K] = r = evaluate_engine(PackedEngine(export), self.data, "valid", self.config,
+                                                  max_batches=self.max_batches)
+            if self.log is not None:
+                tables = f"K = {K}" if K else "one per step"
+                self.log(f"measuring BN tables, {tables}: valid {self.metric} {r[self.metric]:.4f} on {r['n']:,} "
+                         f"{'examples' if self.data.kind == 'classify' else 'predictions'}")
+        return self.results[K]
+
+    def cost(self, K):
+        return cost_of(self.metric, self.result(K)[self.metric], self.result(None)[self.metric])
+
+    def record(self, K):
+        """What the manifest keeps: the metric of K's tables and of one per step, and the cost."""
+        value, reference = self.result(K)[self.metric], self.result(None)[self.metric]
+        return {"metric": self.metric, "split": "valid", "predictions": self.result(None)["n"],
+                "value": value, "per_step": reference, "cost": cost_of(self.metric, value, reference)}
+
+
+def _measurer(ckpt, spec, data_dir):
+    """(_Measure, None), or (None, why the validation split is not at hand)."""
+    from dataclasses import replace
+
+    from rbtw.config import TrainConfig
+    from rbtw.tasks import load_task_data
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    config = replace(config, eval_weights="deterministic", eval_stats="population", eval_max_batches=None)
+    try:
+        data = load_task_data(config, data_dir, _symbols(ckpt.meta, spec))
+    except UserError as e:
+        return None, f"no validation data ({e})"
+    if data.vocab is not None and data.vocab != ckpt.meta.get("vocab"):
+        return None, "the data set's vocabulary is not the model's"
+    return _Measure(ckpt, data, config), None

@@ -1,12 +1,57 @@
-"""Atomic file writes: write to a temporary name in the same directory, then rename.
+"""Where files may be written, and atomic writes (a temporary name, then a rename).
 
 A reader never sees a half-written file, and an interrupted write leaves the old file intact.
+
+A file the user names as an output (an export, a plot, a report) goes through
+:func:`check_output` first, on every surface (the CLI and the Python API): it is never one of
+the command's inputs, never replaces an existing file without ``force``, and never lands in a
+directory that does not exist (none is created for it).  The library's own directories (a
+run directory, a sweep directory, the data cache) are made by :func:`atomic_path` as needed.
 """
 
 import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from rbtw.errors import UserError
+
+
+def check_output(out, inputs=(), force=False, what="file"):
+    """Refuse to write the user-named file ``out``: over one of ``inputs`` (ever), onto a
+    directory, into a parent that does not exist, is not a directory or cannot be written, or
+    over an existing file (unless ``force``).  Returns ``out`` as a Path; raises a one-line
+    UserError otherwise."""
+    if not isinstance(out, (str, os.PathLike)) or os.fspath(out) in ("", b""):
+        raise UserError(f"an output {what} is a path (str or os.PathLike), not {out!r}")
+    out = Path(out)
+    for path in inputs:
+        if path is not None and _same_file(out, Path(path)):
+            raise UserError(f"{out} is an input of this command: choose another output {what}")
+    if out.is_dir():
+        raise UserError(f"{out} is a directory: give a file name")
+    parent = out.parent
+    if not parent.exists():
+        raise UserError(f"{out}: the directory {parent} does not exist (create it first)")
+    if not parent.is_dir():
+        raise UserError(f"{out}: {parent} is not a directory")
+    try:                                  # a real probe: permissions, read-only file systems, root
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UserError(f"{out}: cannot write in {parent} ({e.strerror or type(e).__name__})") from None
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: pass --force (force=True) to replace it")
+    return out
+
+
+def _same_file(a, b):
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -17,7 +62,10 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:                  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions

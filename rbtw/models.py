@@ -36,7 +36,8 @@ class ModelSpec:
               input is the same for the whole batch (the blank top rows of every digit) give
               every row the same state, W_h·h has zero batch variance, and BN's backward
               multiplies the gradient by γ/sqrt(ε) ≈ 32 at each such step: it overflows.
-    The remaining fields describe every recurrent layer (see rbtw.nn.cell.CellSpec).
+    The remaining fields describe every recurrent layer (see rbtw.nn.cell.CellSpec);
+    ``threshold`` is the deterministic ternary rule's τ/α (None: 1/3; set by rbtw.calibrate).
     """
 
     kind: str = "char"
@@ -52,6 +53,7 @@ class ModelSpec:
     bn: bool = True
     t_max: int = 100
     h0_noise: float = 0.0
+    threshold: float | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -68,10 +70,13 @@ class ModelSpec:
         else:
             X = self.hidden
         return cell.CellSpec(kind=self.cell, X=X, H=self.hidden, quant=self.quant,
-                             stochastic=self.stochastic, bn=self.bn, t_max=self.t_max)
+                             stochastic=self.stochastic, bn=self.bn, t_max=self.t_max, threshold=self.threshold)
 
     def to_dict(self):
-        return asdict(self)
+        d = asdict(self)
+        if d["threshold"] is None:          # the paper's rule: spec dicts stay as they were
+            del d["threshold"]
+        return d
 
     @classmethod
     def from_dict(cls, d):

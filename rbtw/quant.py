@@ -6,6 +6,7 @@ drawn once per forward pass (shared by every time step and batch row):
     binary, deterministic:   W^q = +α if W ≥ 0 else −α
     binary, stochastic:      W^q = +α with p = clip((W/α + 1)/2, 0, 1), else −α
     ternary, deterministic:  W^q = α·([W > τ] − [W < −τ]),  τ = α/3 rounded to W's dtype
+                             (τ = θ·α for a calibrated model, rbtw.calibrate)
     ternary, stochastic:     W^q = α·sign(W)·Bernoulli(clip(|W|/α, 0, 1))
 
 The ternary rule gives zero on the closed interval [−τ, τ] and is odd: W and −W quantise to
@@ -62,14 +63,15 @@ def binary_stochastic(W, alpha, rng):
     return np.where(uniforms(W, rng) < p, a, -a)
 
 
-def ternary_threshold(alpha, dtype):
-    """τ = α/3 rounded once to ``dtype`` (the threshold of the deterministic ternary rule)."""
-    return np.dtype(dtype).type(alpha / 3)
+def ternary_threshold(alpha, dtype, fraction=None):
+    """τ = α/3 (or ``fraction``·α) rounded once to ``dtype``: the deterministic ternary rule's
+    threshold."""
+    return np.dtype(dtype).type(alpha / 3 if fraction is None else alpha * fraction)
 
 
-def ternary_deterministic(W, alpha):
+def ternary_deterministic(W, alpha, fraction=None):
     """W^q = α·([W > τ] − [W < −τ]), τ = ternary_threshold: zero on [−τ, τ], ±α outside."""
-    tau = ternary_threshold(alpha, W.dtype)
+    tau = ternary_threshold(alpha, W.dtype, fraction)
     levels = (W > tau).astype(np.int8) - (W < -tau).astype(np.int8)
     return (alpha * levels).astype(W.dtype)
 
@@ -88,8 +90,9 @@ def expected(W, mode, alpha):
     return np.clip(W, -alpha, alpha).astype(W.dtype)
 
 
-def quantize(W, mode, alpha, *, stochastic=False, rng=None):
-    """Return W^q for the given mode; ``rng`` (numpy Generator) is required when stochastic."""
+def quantize(W, mode, alpha, *, stochastic=False, rng=None, threshold=None):
+    """Return W^q for the given mode; ``rng`` (numpy Generator) is required when stochastic;
+    ``threshold``: the deterministic ternary rule's τ/α (None: 1/3)."""
     check_mode(mode)
     if mode == "none":
         return W
@@ -98,11 +101,12 @@ def quantize(W, mode, alpha, *, stochastic=False, rng=None):
             raise ValueError("stochastic quantization needs a numpy.random.Generator")
         rule = binary_stochastic if mode == "binary" else ternary_stochastic
         return rule(W, alpha, rng)
-    rule = binary_deterministic if mode == "binary" else ternary_deterministic
-    return rule(W, alpha)
+    if mode == "binary":
+        return binary_deterministic(W, alpha)
+    return ternary_deterministic(W, alpha, threshold)
 
 
-def eval_weights(W, mode, alpha, how, *, stochastic=False, rng=None):
+def eval_weights(W, mode, alpha, how, *, stochastic=False, rng=None, threshold=None):
     """Weights for evaluation: ``how`` is one of EVAL_WEIGHTS.
 
     For a deterministically trained model "sampled" and "expected" fall back to the
@@ -111,7 +115,7 @@ def eval_weights(W, mode, alpha, how, *, stochastic=False, rng=None):
     if how not in EVAL_WEIGHTS:
         raise ValueError(f"unknown evaluation weights {how!r}; expected one of {', '.join(EVAL_WEIGHTS)}")
     if mode == "none" or how == "deterministic" or not stochastic:
-        return quantize(W, mode, alpha)
+        return quantize(W, mode, alpha, threshold=threshold)
     if how == "sampled":
         return quantize(W, mode, alpha, stochastic=True, rng=rng)
     return expected(W, mode, alpha)

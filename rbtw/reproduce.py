@@ -137,13 +137,17 @@ def reproduce(budget, tasks, out_dir, *, report_path=None, workers=None, schedul
     """Train every run of the reproduction, write the report (and learning curves where
     matplotlib is installed); returns (report text, names of failed runs)."""
     from rbtw.config import TrainConfig
-    from rbtw.fileio import atomic_open
+    from rbtw.fileio import atomic_open, check_output
     from rbtw.tasks import load_task_data
+    if report_path is not None:       # before any training: the report must have somewhere to go
+        check_output(report_path, [], force=True, what="report")
     if not tasks:
         raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
+    from rbtw.data import resolve_data_dir
     jobs = plan(budget, tasks, out_dir)
     for task in tasks:  # fail early, before any training, when data is missing
         load_task_data(TrainConfig(task=task, emb=1), data_dir)
+    data_dir = str(Path(resolve_data_dir(data_dir)).resolve())      # for workers without $RBTW_DATA
     workers = workers or os.cpu_count() or 1
     where = f"on {scheduler}" if scheduler else f"{workers} at a time"
     echo(f"{len(jobs)} runs, {where}, in {out_dir}/{budget}")
@@ -184,17 +188,22 @@ def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
             echo(f"  {job.name}: already finished")
     results = {}
     if any(finished(j) is None for j in jobs):
-        client, cluster = sweep.connect(scheduler, workers)
+        stop_file = Path(jobs[0].out).parents[1] / sweep.STOP_FILE      # OUT/BUDGET/.stop
+        stop_file.parent.mkdir(parents=True, exist_ok=True)
+        stop_file.unlink(missing_ok=True)
+        client, cluster = sweep.connect(scheduler, workers, echo=echo)
         try:
             def progress(result):
                 if not result.get("skipped"):
                     done = sum(1 for j in jobs if finished(j) is not None)
                     echo(f"  {done}/{len(jobs)} runs finished")
-            results = sweep.run_all(runs, client, data_dir, echo=lambda line: echo(f"  {line}"), progress=progress)
+            results = sweep.run_all(runs, client, data_dir, echo=lambda line: echo(f"  {line}"), progress=progress,
+                                    stop_file=str(stop_file.resolve()))
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+            stop_file.unlink(missing_ok=True)
     for job in jobs:
         result = results.get(job.name, {})
         if result.get("status") == "failed":

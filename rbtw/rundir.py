@@ -4,8 +4,12 @@
     metrics.jsonl     one JSON object per line: {"event": "train"|"epoch"|"test"|..., "time": ...}
     checkpoint.npz    parameters, BN statistics, optimiser state, RNG state and position
     train.log         progress lines of a run trained by a sweep worker
+    schedule-end.npz  a study's copy of the checkpoint where its planned schedule ended, kept when
+                      the run is extended until it converges (rbtw.sweep)
+    conventions.json  a study's test metrics under each evaluation convention, per checkpoint
 
-Every reader and writer of these files goes through :class:`RunDir`.  The log is appended one
+Every reader and writer of these files goes through :class:`RunDir`; :func:`find_runs` and
+:func:`run_rows` list the runs under a directory (``rbtw runs``).  The log is appended one
 line at a time; a process killed in the middle of a line leaves a torn last line, which
 readers skip and the next append cuts off (or completes, when only its newline is missing).
 A damaged line elsewhere is reported (UserError naming the line), never guessed at.
@@ -23,6 +27,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.npz"
 TRAIN_LOG = "train.log"
+SCHEDULE_END = "schedule-end.npz"      # a copy of the checkpoint at the end of the planned schedule
+CONVENTIONS = "conventions.json"       # test metrics under each evaluation convention, by checkpoint
 
 
 class RunDir:
@@ -57,8 +63,28 @@ class RunDir:
     def train_log_path(self):
         return self.path / TRAIN_LOG
 
+    @property
+    def schedule_end_path(self):
+        return self.path / SCHEDULE_END
+
+    @property
+    def conventions_path(self):
+        return self.path / CONVENTIONS
+
     def has_checkpoint(self):
         return self.checkpoint_path.exists()
+
+    def foreign(self):
+        """Entries of the directory that are neither the run's files nor what rbtw makes from a
+        run (exports, calibrated checkpoints, curves, logs): a run must not be trained into a
+        directory of other files, not even with --force, where they would be mixed or lost."""
+        if not self.path.is_dir():
+            return []
+        ours = {CONFIG, self._metrics, CHECKPOINT, TRAIN_LOG, SCHEDULE_END, CONVENTIONS, ".lock"}
+        made = (".rbtw", ".npz", ".png", ".pdf", ".svg", ".log")
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in ours and not (p.is_file() and p.suffix in made)
+                      and not (p.name.startswith(".") and p.name.endswith(".tmp")))
 
     def write_config(self, config_dict):
         with atomic_open(self.config_path, "w") as f:
@@ -160,3 +186,78 @@ def _after_last_newline(f, end):
             return pos - step + i + 1
         pos -= step
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# listing runs (rbtw runs)
+
+# events that say where a run stands, the last one deciding: finished, failed or unfinished
+_STANDING = {"test": "finished", "failed": "failed", "epoch": "unfinished", "interrupted": "unfinished",
+             "train": "unfinished"}
+
+
+def find_runs(root):
+    """The run directories under ``root`` (holding config.json or checkpoint.npz), sorted."""
+    root = Path(root)
+    found = set()
+    for name in (CONFIG, CHECKPOINT):
+        found.update(p.parent for p in root.rglob(name) if p.is_file())
+    return sorted(found)
+
+
+def standing(events):
+    """"finished", "failed" or "unfinished": what the last event that says decides."""
+    status = "unfinished"
+    for e in events:
+        kind = e.get("event")
+        if kind == "sweep" and e.get("status") == "failed":
+            status = "failed"
+        elif kind in _STANDING:
+            status = _STANDING[kind]
+    return status
+
+
+def variant(config):
+    """"lstm ternary stoch", "gru fp no-bn": cell, weights, training rule, batch norm."""
+    quant = {"none": "fp"}.get(config.get("quant"), config.get("quant"))
+    parts = [config.get("cell"), quant]
+    if config.get("quant") not in (None, "none"):
+        parts.append("stoch" if config.get("stochastic") else "det")
+    if config.get("bn") is False:
+        parts.append("no-bn")
+    return " ".join(str(p) for p in parts)
+
+
+def run_row(run_dir, root="."):
+    """One row of ``rbtw runs``: run (path under ``root``), task, variant, status, epochs, metric."""
+    from rbtw.runlock import is_held
+    rd = RunDir(run_dir)
+    name = str(Path(run_dir).relative_to(root)) if Path(run_dir).is_relative_to(root) else str(run_dir)
+    row = {"run": name, "task": "?", "variant": "?", "status": "?", "epochs": "?", "metric": ""}
+    try:
+        config = json.loads(rd.config_path.read_text(encoding="utf-8"))
+        events = rd.events()
+    except (OSError, ValueError, UserError) as e:
+        row["status"] = f"unreadable ({type(e).__name__})"
+        return row
+    task = config.get("task")
+    if task == "text" and config.get("text_file"):
+        task = f"text:{Path(config['text_file']).name}"
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    row.update(task=task, variant=variant(config), status="training" if is_held(run_dir) else standing(events),
+               epochs=f"{len(epochs)}/{config.get('epochs', '?')}", metric=_last_metric(events, epochs))
+    return row
+
+
+def _last_metric(events, epochs):
+    tests = [e for e in events if e.get("event") == "test"]
+    for prefix, last in (("test_", tests[-1] if tests else None), ("valid_", epochs[-1] if epochs else None)):
+        if last is not None:
+            for k, v in last.items():
+                if k.startswith(prefix) and k != prefix + "loss" and isinstance(v, (int, float)):
+                    return f"{k.replace('_', ' ')} {v:.4f}"
+    return ""
+
+
+def run_rows(run_dirs, root="."):
+    return [run_row(d, root) for d in run_dirs]

@@ -84,3 +84,20 @@ class RunLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def is_held(run_dir):
+    """Whether a live process holds the lock of ``run_dir`` now (it is training)."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

@@ -58,6 +58,7 @@ def describe_export(export, file_bytes):
         f"  h0/c0         {parts['state']:,} bytes; manifest and alignment {file_bytes - total:,} bytes",
         f"model         {spec['layers']} x {spec['cell'].upper()} H={spec['hidden']}, {spec['kind']} task "
         f"{export.manifest['task']}, weights {spec['quant']}",
+        f"BN tables     {describe_choice(export.manifest)}",
         "whole-model memory (weights + BN tables + output layer + h0/c0):",
         f"  this export          {total / 1024:12,.1f} KiB",
     ]
@@ -72,3 +73,42 @@ def describe_export(export, file_bytes):
     for name, m in export.manifest["matrices"].items():
         lines.append(f"  {name:<10} {m['kind']:<8} {m['rows']} x {m['cols']}  alpha {m['alpha']:.6g}")
     return lines
+
+
+def describe_choice(manifest):
+    """What the export's BN tables cost against its checkpoint, as measured when it was made."""
+    K, c = manifest.get("bn_steps"), manifest.get("bn_choice")
+    tables = f"K = {K}: {K} per-step table{'s' if K > 1 else ''}, one shared after" if K else "one per step"
+    if not c:
+        return f"{tables} (made before rbtw measured the cost)"
+    if c["how"] == "exact":
+        return f"{tables}: what the checkpoint computes"
+    if c.get("cost") is None:
+        return f"{tables} ({'given' if c['how'] == 'given' else 'the safe default'}; not measured: {c['reason']})"
+    how = "chosen by measurement" if c["how"] == "measured" else "given"
+    unit = "examples" if c["metric"] == "accuracy" else "predictions"
+    return (f"{tables}, {how}: valid {c['metric']} {c['value']:.4f}, one table per step {c['per_step']:.4f}: "
+            f"{describe_cost(c)} (tolerance {describe_cost(c, c['tolerance'])}; first {c['predictions']:,} {unit})")
+
+
+def bn_warning(export):
+    """A warning for an export whose given K costs more than the tolerance, else None."""
+    c = export.manifest.get("bn_choice") or {}
+    if c.get("how") != "given" or c.get("cost") is None or c["cost"] <= c["tolerance"]:
+        return None
+    return (f"--bn-steps {export.manifest['bn_steps']} is {describe_cost(c)} than one BN table per step on the "
+            f"validation split (tolerance {describe_cost(c, c['tolerance'])}); without --bn-steps rbtw chooses K "
+            "by measurement")
+
+
+def describe_cost(choice, cost=None):
+    """"0.0123 BPC worse", "1.20 % perplexity better", "3.40 accuracy points worse" (or
+    without a direction, ``cost`` given: a tolerance)."""
+    metric, value = choice["metric"], choice["cost"] if cost is None else cost
+    amount = {"bpc": f"{abs(value):.4f} BPC", "perplexity": f"{100 * abs(value):.2f} % perplexity",
+              "accuracy": f"{100 * abs(value):.2f} accuracy points"}[metric]
+    if cost is not None:
+        return amount
+    if not any(ch in "123456789" for ch in amount.split()[0]):
+        return "no difference at this precision"
+    return f"{amount} {'worse' if value > 0 else 'better'}"

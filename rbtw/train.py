@@ -37,7 +37,8 @@ from rbtw.config import BRANCHABLE, TrainConfig, metric_name, resume_config
 from rbtw.errors import UserError
 from rbtw.evaluate import Stop, evaluate
 from rbtw.rundir import RunDir
-from rbtw.tasks import load_task_data, model_spec
+from rbtw.symbols import recorded
+from rbtw.tasks import check_fits, load_task_data, model_spec
 
 
 class NonFiniteLoss(UserError):
@@ -163,7 +164,7 @@ def estimate_peak_bytes(config, data):
         B = min(max(config.batch, config.eval_batch or 0), n_seg)
         n_in, T_out = (config.emb or data.n_in), T
     gates = 4 if config.cell == "lstm" else 3
-    weights = sum(gates * H * ((n_in if k == 0 else H) + H) for k in range(L)) + (H + 1) * V
+    weights = gates * H * (n_in + H) + (L - 1) * gates * H * 2 * H + (H + 1) * V
     if config.kind == "word":
         weights += data.n_in * config.emb
     activations = L * T * B * H * 32 + 3 * T_out * B * V + T * B * n_in
@@ -251,6 +252,7 @@ def _run_meta(run):
     """What a checkpoint records besides the arrays: configuration, position, RNG and schedule."""
     return {
         "config": run.config.to_dict(), "spec": run.spec.to_dict(), "vocab": run.data.vocab,
+        "symbols": run.data.symbols,
         "task": run.config.task, "epoch": run.epoch, "batch_index": run.batch_index,
         "step": run.step, "rng": run.rng.bit_generator.state, "plateau": run.plateau.state_dict(),
         "best": run.best, "optimizer_t": int(run.opt.t), "epoch_losses": run.epoch_losses,
@@ -331,7 +333,7 @@ def _open_config(config, rundir, resume):
     if config.epochs < ckpt.meta["epoch"]:
         raise UserError(f"the run has already trained {ckpt.meta['epoch']} epochs; "
                         f"--epochs {config.epochs} cannot shorten it")
-    return config.validate(), ckpt
+    return config.validate(scope=False), ckpt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,12 +355,14 @@ class Run:
         self.dir = RunDir(out_dir)
         self.log = log or (lambda line: print(line, file=sys.stderr))
         config, ckpt = _open_config(config, self.dir, resume)
-        self.data = data if data is not None else load_task_data(config, data_dir)
+        symbols = recorded(config.kind, ckpt.meta.get("symbols"), ckpt.meta.get("vocab")) if ckpt else None
+        self.data = data if data is not None else load_task_data(config, data_dir, symbols)
         if config.task == "text" and not resume:  # remember which file, and which bytes
             config = replace(config, text_file=str(Path(config.text_file).expanduser().resolve()),
                              text_sha256=self.data.text_sha256)
         self.config = config
         check_memory(config, self.data)
+        check_fits(config, self.data)
         self.spec = model_spec(config, self.data)
         self.opt = make_optimizer(config, self.spec)
         self.plateau = optim.Plateau(config.lr, config.plateau_factor)
@@ -545,7 +549,7 @@ def branch(src_dir, dst_dir, **changes):
         raise UserError(f"{dst.path} already holds a checkpoint")
     ckpt = load_checkpoint(src.checkpoint_path)
     old = TrainConfig.from_dict(ckpt.meta["config"])
-    new = TrainConfig.from_dict(dict(old.to_dict(), **changes)).validate()
+    new = TrainConfig.from_dict(dict(old.to_dict(), **changes)).validate(scope=changes)
     done = ckpt.meta["step"]
     n = done // max(ckpt.meta["epoch"], 1) if ckpt.meta["batch_index"] == 0 else None
     if n is None or ckpt.meta["epoch"] == 0:

@@ -157,9 +157,12 @@ def test_evaluate_a_text_equals_evaluating_its_ids_and_the_packed_engines_agree(
     dense.export(per_step, bn_steps=dense.spec.t_max)
     packed = rbtw.load(per_step).evaluate(text)
     assert packed["bpc"] == pytest.approx(by_text["bpc"], abs=1e-3)
-    from rbtw.export import DEFAULT_BN_STEPS  # Model.export's default is rbtw export's
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.export import export_checkpoint  # Model.export's default is rbtw export's
     from rbtw.export_format import read_export
-    assert read_export(exported).manifest["bn_steps"] == DEFAULT_BN_STEPS
+    default = export_checkpoint(load_checkpoint(run.checkpoint))
+    assert read_export(exported).manifest["bn_steps"] == default.manifest["bn_steps"]
+    assert read_export(exported).manifest["bn_choice"]["how"] == "measured"
     # a checkpoint's packed engine is its default export's: the same tables, the same figures
     on_the_fly = rbtw.load(run.checkpoint, engine="packed")
     assert on_the_fly.evaluate(text) == rbtw.load(exported).evaluate(text)

@@ -163,8 +163,12 @@ def test_cli_export_bn_steps_on_a_trained_checkpoint(tmp_path):
     assert info.exit_code == 0 and "5 rows" in info.stdout
     r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(tmp_path / "default.rbtw")])
     assert r.exit_code == 0, r.output
-    K = export.DEFAULT_BN_STEPS                                   # T_max is 20 here
-    assert export_format.read_export(tmp_path / "default.rbtw").arrays["rnn0.scale_h"].shape[0] == K + 1
+    # trained on a slice of the corpus: its vocabulary is not the default corpus's, so nothing
+    # measures K and the default is the safe one, a table per step (T_max is 20), said so
+    default = export_format.read_export(tmp_path / "default.rbtw")
+    assert default.arrays["rnn0.scale_h"].shape[0] == 20 and default.manifest["bn_choice"]["how"] == "unmeasured"
+    assert "not measured: the data set's vocabulary is not the model's" in runner.invoke(
+        main, ["info", str(tmp_path / "default.rbtw")]).stdout
     for bad in ("0", "-1", "x"):
         r = runner.invoke(main, ["export", str(tmp_path / "checkpoint.npz"), str(out), "--bn-steps", bad])
         assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1

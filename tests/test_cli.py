@@ -193,7 +193,7 @@ def test_progress_bar_shows_the_current_loss():
         def n_batches(self):
             return 3
 
-    bar, run = _EpochBar(), FakeRun()
+    bar, run = _EpochBar(terminal=True), FakeRun()
     shown = []
     for k, loss in enumerate([3.0, 2.0, 1.0]):
         run.batch_index = k + 1

@@ -48,6 +48,8 @@ def trained(tmp_path, data, **kw):
     base = dict(task="default", hidden=24, seq_len=30, batch=16, epochs=2, max_batches=6, lr=1e-2,
                 log_every=1000)
     base.update(kw)
+    if base["task"] == "mnist":
+        del base["seq_len"]                       # sMNIST's steps come from pixels_per_step
     run = train.Run(TrainConfig(**base), tmp_path, data=data, log=lambda line: None)
     run.run()
     return load_checkpoint(tmp_path / "checkpoint.npz"), run

@@ -142,6 +142,7 @@ COMMANDS = {
     ("reproduce",): ([], {"--budget", "--workers"}),
     ("sweep",): ([], {"--workers"}),               # no drawn input is a sweep file: no cluster starts
     ("demo",): (["--epochs", "0"], set()),       # only its option checks: a demo trains for minutes
+    ("runs",): ([], set()),
     ("data", "list"): ([], set()),
     ("data", "download"): (["--mirror", "http://127.0.0.1:1"], {"--mirror"}),
     ("data", "import"): ([], set()),

@@ -1,7 +1,6 @@
 """Sweeps on Dask: the sweep file, the runner (faults, restarts, locks), the seed statistics."""
 
 import json
-import logging
 import os
 import signal
 import statistics
@@ -46,16 +45,6 @@ bn = false
 fp = { quant = "none" }
 ternary = { quant = "ternary", stochastic = true }
 """
-
-
-@pytest.fixture(scope="module")
-def client():
-    """One 2-worker LocalCluster, built as the CLI builds it, shared by the tests below."""
-    cluster = sw.local_cluster(2, silence_logs=logging.ERROR, dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
 
 
 def tiny_sweep(variants, seeds=(0,), **options):
@@ -142,9 +131,12 @@ def test_workers_compute_with_one_thread(client):
     assert set(profiling.values()) == {False}
 
 
-def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tmp_path):
+def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tmp_path, monkeypatch):
     """Two runs of one configuration and seed; the worker training the first is killed (SIGKILL)
-    after its first mid-epoch checkpoint.  Both end with the same weights."""
+    after its first mid-epoch checkpoint.  Both end with the same weights; the runner says that
+    the run resumed, and its summary counts both attempts."""
+    from rbtw.sweep import runner
+    monkeypatch.setattr(runner, "NOTICE_SECONDS", 0.2)
     slow = dict(max_batches=400, checkpoint_every=25, bn=True)  # the fused BN-LSTM path, as trained for real
     same = {"quant": "ternary", "stochastic": True}
     runs = tiny_sweep({"killed": same, "whole": same}, seeds=(0,), **slow).runs(tmp_path)
@@ -162,8 +154,12 @@ def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tm
 
     killer = threading.Thread(target=kill_when_checkpointed)
     killer.start()
-    results = sw.run_all(runs, client)
+    lines = []
+    results = sw.run_all(runs, client, echo=lines.append)
     killer.join()
+    assert any(line.startswith(f"{victim.name}: attempt 2 on ") and "resumed" in line for line in lines), lines
+    wall, attempts = sw.summary.attempt_seconds(RunDir(victim.out).events())
+    assert attempts == 2 and wall > RunDir(victim.out).of_kind("sweep")[-1]["seconds"]
     assert killed["pid"] not in client.run(os.getpid).values()  # that process is gone
     assert all(r["status"] == "done" for r in results.values()), results
     assert results[victim.name]["resumed"] is True and results[whole.name]["resumed"] is False
@@ -275,8 +271,8 @@ BAD = {
     "unknown option": (SPEC.replace("hidden = 8", "hiden = 8"), "unknown field 'hiden'"),
     "unknown variant key": (SPEC.replace('fp = { quant = "none" }', 'fp = { quantize = "none" }'),
                             "variant 'fp': unknown field 'quantize'"),
-    "wrong type": (SPEC.replace("hidden = 8", 'hidden = "8"'), "hidden = '8' is not of type int"),
-    "bad value": (SPEC.replace('quant = "none"', 'quant = "quaternary"'), "unknown quantization"),
+    "wrong type": (SPEC.replace("hidden = 8", 'hidden = "8"'), "hidden (--hidden) must be a whole number, not '8'"),
+    "bad value": (SPEC.replace('quant = "none"', 'quant = "quaternary"'), "quant (--quant) must be one of"),
     "empty grid": (SPEC.split("[grid]")[0] + "[grid]\n", "the grid is empty"),
     "axes only": (SPEC.split("[grid]")[0] + "[grid]\nhidden = [8]\n", "the grid has no variant"),
     "no seeds": (SPEC.replace("seeds = [0, 1]", "seeds = []"), "seeds must be a non-empty array"),

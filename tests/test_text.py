@@ -58,7 +58,7 @@ def test_the_run_remembers_the_file_and_its_bytes(trained):
     assert config["task"] == "text" and config["text_file"] == str(path.resolve())
     assert config["text_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     ckpt = rbtw.load(out / "checkpoint.npz")
-    assert "".join(ckpt.vocab).encode("latin-1") == bytes(sorted(set(path.read_bytes())))
+    assert ckpt.vocab == sorted(set(path.read_text(encoding="utf-8"))) and ckpt.symbols == "chars"
 
 
 def test_sample_eval_export_and_sample_the_export(trained, tmp_path):
@@ -73,7 +73,8 @@ def test_sample_eval_export_and_sample_the_export(trained, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("Alice said “café” to the naïve Mock Turtle. " * 5, encoding="utf-8")
     on_other = json.loads(invoke("eval", ckpt, "--text", other, "--json").stdout)
-    assert on_other["split"] == str(other) and on_other["n"] == (len(other.read_bytes()) - 1) // 20 * 20
+    n_chars = len(other.read_text(encoding="utf-8"))
+    assert on_other["split"] == str(other) and on_other["n"] == (n_chars - 1) // 20 * 20
 
     model = tmp_path / "model.rbtw"
     # the default export: what the packed engine builds from the checkpoint
@@ -122,7 +123,7 @@ def test_a_changed_file_stops_resume_and_eval(trained, tmp_path):
 def test_split_option_cuts_the_file(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text(own_text(), encoding="utf-8")
-    n = len(path.read_bytes())
+    n = len(own_text())                                   # characters
     for option, shares in (("80/10/10", (0.8, 0.1, 0.1)), ("0.7,0.2,0.1", (0.7, 0.2, 0.1))):
         result = invoke("train", "text", "--file", path, "--split", option, *TINY, "--out", tmp_path / option[:2])
         assert result.exit_code == 0, result.output
@@ -188,9 +189,70 @@ def test_cli_refuses_every_bad_file_in_one_line(tmp_path, data):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1, max_size=60))
-def test_any_text_loads_and_decodes_back(tmp_path, text):
+def test_any_text_loads_as_its_characters_and_decodes_back(tmp_path, text):
     path = tmp_path / "t.txt"
     path.write_bytes(text.encode("utf-8"))
+    if len(set(text)) < 2:                      # one symbol repeated: nothing to predict
+        with pytest.raises(UserError, match="nothing for a model to predict"):
+            load_text(path)
+        return
     corpus = load_text(path)
-    assert corpus.decode(list(corpus.train) + list(corpus.valid) + list(corpus.test)) == text
+    ids = list(corpus.train) + list(corpus.valid) + list(corpus.test)
+    assert corpus.vocab == sorted(set(text)) and len(ids) == len(text)
+    assert corpus.decode(ids) == text
     assert corpus.info["sha256"] == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    as_bytes = load_text(path, symbols="bytes")         # how models were made before characters
+    assert as_bytes.decode(list(as_bytes.train) + list(as_bytes.valid) + list(as_bytes.test)) == text
+
+
+def test_samples_are_the_files_characters_and_length_counts_characters(trained):
+    path, out = trained
+    chars = set(path.read_text(encoding="utf-8"))
+    model = rbtw.load(out / "checkpoint.npz")
+    for seed in range(3):
+        text = model.sample("naïve ", length=300, temperature=1.5, seed=seed)
+        assert len(text) == len("naïve ") + 300 and set(text) <= chars and "\ufffd" not in text
+    printed = invoke("sample", out / "checkpoint.npz", "--prime", "ß", "--length", 50, "--seed", 1).stdout
+    assert len(printed.rstrip("\n")) >= 51 and set(printed) <= chars | {"\n"}
+
+
+def test_a_prime_character_the_file_lacks_is_refused_even_when_its_bytes_occur(tmp_path):
+    # "ũ" is C5 A9 in UTF-8: "ł" (C5 82) and "é" (C3 A9) bring both bytes, not the character
+    path = tmp_path / "t.txt"
+    path.write_text(("Łódź, café and łódka. " * 40 + "\n") * 3, encoding="utf-8")
+    out = tmp_path / "run"
+    assert invoke("train", "text", "--file", path, *TINY, "--out", out).exit_code == 0
+    assert_one_line_error(invoke("sample", out / "checkpoint.npz", "--prime", "ũ"),
+                          "characters not in the model's vocabulary: 'ũ'")
+
+
+@pytest.mark.parametrize("content", ["a" * 5000, "☃" * 3000])
+def test_a_file_of_one_repeated_character_is_refused(tmp_path, content):
+    path = tmp_path / "one.txt"
+    path.write_text(content, encoding="utf-8")
+    assert_one_line_error(invoke("train", "text", "--file", path, *TINY, "--out", tmp_path / "run"),
+                          "repeated", "nothing for a model to predict")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_byte_level_checkpoint_made_before_characters_still_loads_samples_resumes(trained, tmp_path):
+    """A text model from before characters: its vocabulary is the file's bytes and its meta has
+    no "symbols".  It loads, samples, evaluates on its own split and resumes as bytes, as before."""
+    from rbtw import train as train_module
+    from rbtw.checkpoint import load_checkpoint, save_checkpoint
+    path, _ = trained
+    config = TrainConfig(task="text", text_file=str(path), hidden=16, seq_len=20, batch=8, epochs=1,
+                         max_batches=2, eval_max_batches=2, log_every=1000)
+    data = load_task_data(config, symbols="bytes")
+    out = tmp_path / "old"
+    train_module.Run(config, out, data=data, log=lambda line: None).run()
+    ckpt = load_checkpoint(out / "checkpoint.npz")
+    del ckpt.meta["symbols"]                                       # as rbtw wrote it before
+    save_checkpoint(out / "checkpoint.npz", ckpt.meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    model = rbtw.load(out / "checkpoint.npz")
+    assert model.symbols == "bytes" and "".join(model.vocab).encode("latin-1") == bytes(sorted(set(path.read_bytes())))
+    assert model.sample("naïve", length=40, seed=1).startswith("naïve")
+    assert model.evaluate(max_batches=1)["n"] == 8 * 20            # its own split, read as bytes
+    resumed = invoke("train", "text", "--resume", "--out", out, "--epochs", 2)
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out / "checkpoint.npz").meta["vocab"] == ckpt.meta["vocab"]

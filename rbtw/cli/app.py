@@ -4,13 +4,12 @@ Errors a user can cause are raised as :class:`rbtw.errors.UserError` and reporte
 line on stderr with exit status 2; Ctrl-C ends a command with "interrupted" and status 130.
 """
 
-import os
 import sys
-from pathlib import Path
 
 import click
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, os_error_message
+from rbtw.fileio import check_output  # noqa: F401  (the commands' rule for outputs)
 from rbtw.version import __version__
 
 
@@ -49,7 +48,7 @@ class _Group(click.Group):
         except click.UsageError as e:
             _fail(_usage_message(e))
         except OSError as e:
-            _fail(_os_error_message(e))
+            _fail(os_error_message(e))
         except MemoryError:
             _fail("out of memory: choose smaller sizes (--hidden, --batch, --seq-len)")
         except KeyboardInterrupt:
@@ -59,15 +58,6 @@ class _Group(click.Group):
             if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
                 _interrupted()
             raise
-
-
-def _os_error_message(e):
-    """One line for an operating-system error on a file: "PATH: reason"."""
-    reason = e.strerror or type(e).__name__
-    if e.filename is None:
-        return f"{reason} ({e})" if str(e) and str(e) != reason else reason
-    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
-    return f"{where}: {reason}"
 
 
 def _interrupted():
@@ -86,18 +76,3 @@ def main():
     # numeric problems are reported by the commands themselves (NaN stop, divergence), and
     # library chatter (numpy overflow, matplotlib) is not for the terminal
     warnings.simplefilter("ignore")
-
-
-def check_output(out, inputs, force=False, what="file"):
-    """Refuse to write ``out`` over one of ``inputs`` (ever) or over an existing file (unless
-    ``force``)."""
-    out = Path(out)
-    for path in inputs:
-        if Path(path).exists() and out.exists() and os.path.samefile(out, path):
-            raise UserError(f"{out} is an input of this command: choose another output {what}")
-        if Path(path).resolve() == out.resolve():
-            raise UserError(f"{out} is an input of this command: choose another output {what}")
-    if out.is_dir():
-        raise UserError(f"{out} is a directory: give a file name")
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists: pass --force to replace it")

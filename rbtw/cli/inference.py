@@ -6,8 +6,9 @@ from pathlib import Path
 import click
 
 from rbtw.cli.app import check_output, main
-from rbtw.cli.progress import batch_bar
+from rbtw.cli.progress import Progress, batch_bar
 from rbtw.errors import UserError
+
 
 def _load(checkpoint):
     from rbtw.api import read_checkpoint
@@ -38,9 +39,10 @@ def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text
     skip_probes()
     from rbtw.api import load
     from rbtw.data.corpus import read_text_file
-    model = load(model_path, engine=engine, weights=eval_weights, stats=eval_stats)
+    model = load(model_path, engine=engine, weights=eval_weights, stats=eval_stats, data_dir=data_dir)
     text = read_text_file(text_file).decode("utf-8") if text_file else None
-    result = model.evaluate(text, split=split, max_batches=max_batches, data_dir=data_dir)
+    with Progress(f"evaluating {text_file or split}", "batches") as progress:
+        result = model.evaluate(text, split=split, max_batches=max_batches, data_dir=data_dir, progress=progress)
     where = text_file if text_file else split
     if as_json:
         click.echo(json.dumps(dict(result, split=where)))
@@ -51,9 +53,9 @@ def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text
                    f"{result['eval_stats']} statistics)")
 
 
-def _encode_prime(text, vocab, level):
+def _encode_text(text, vocab, symbols):
     from rbtw.api import encode
-    return encode(text, vocab, level)
+    return encode(text, vocab, symbols)
 
 
 @main.command()
@@ -66,8 +68,9 @@ def _encode_prime(text, vocab, level):
 @_ENGINE
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
-    from rbtw.api import load
+    from rbtw.api import check_sampling, load
     from rbtw.numba_setup import skip_probes
+    check_sampling(prime, length, temperature, seed)
     skip_probes()
     model = load(model_path, engine=engine)
     if model.config.kind == "classify" or not model.vocab:
@@ -114,19 +117,32 @@ def info(model_path, system):
 @click.option("--force", is_flag=True, help="replace OUT if it exists (never the checkpoint itself)")
 @click.option("--bn-steps", type=click.IntRange(1), default=None,
               help="per-step BN tables for steps < K, one shared table (pooled statistics of the "
-                   "later steps) for steps ≥ K; K ≥ T_max: one table per step  [default: 1]")
-def export_(checkpoint, out, force, bn_steps):
-    """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest."""
-    from rbtw.export import build_export
+                   "later steps) for steps ≥ K; K ≥ T_max: one table per step  [default: the smallest K "
+                   "within the tolerance of one table per step on the validation split]")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="data cache holding the validation split that measures K")
+def export_(checkpoint, out, force, bn_steps, data_dir):
+    """Write a packed model: bit-packed weights, BN folded per step, a checksummed manifest.
+
+    The BN tables are chosen by measurement: K per-step tables and one shared after, K the
+    smallest whose validation metric is within a tolerance (0.005 BPC, 0.5 % perplexity, 0.5
+    accuracy points) of one table per step; an explicit --bn-steps that costs more warns.
+    """
+    from rbtw.export import export_checkpoint
     from rbtw.export_format import write_export
-    from rbtw.summary import describe_export
+    from rbtw.summary import bn_warning, describe_export
     check_output(out, [checkpoint], force)
     ckpt, _ = _load(checkpoint)
-    export = build_export(ckpt.meta, ckpt.params, ckpt.stats, bn_steps=bn_steps)
+    if ckpt.meta["config"].get("task") == "text":
+        check_output(out, [ckpt.meta["config"].get("text_file")], force)
+    export = export_checkpoint(ckpt, bn_steps, data_dir=data_dir, log=lambda line: click.echo(line, err=True))
     size = write_export(out, export)
     click.echo(f"wrote {out}")
     for line in describe_export(export, size)[:10]:
         click.echo(line)
+    warning = bn_warning(export)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +153,9 @@ def _emulation_data(export, config, data_dir, text_file):
     """The test split of the export's task, or --text FILE (char LMs) as a test split."""
     from rbtw.tasks import given_text, load_task_data
     if text_file is None:
-        data = load_task_data(config, data_dir)
+        from rbtw.symbols import recorded
+        data = load_task_data(config, data_dir, recorded(config.kind, export.manifest.get("symbols"),
+                                                         export.manifest.get("vocab")))
         if data.vocab is not None and data.vocab != export.manifest.get("vocab"):
             raise UserError("the model's vocabulary does not match the data set")
         return data
@@ -147,8 +165,10 @@ def _emulation_data(export, config, data_dir, text_file):
         text = Path(text_file).read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{text_file} is not UTF-8 text (byte {e.start})") from None
+    from rbtw.symbols import recorded
     vocab = export.manifest["vocab"]
-    return given_text(_encode_prime(text, vocab, "char"), vocab)
+    symbols = recorded("char", export.manifest.get("symbols"), vocab)
+    return given_text(_encode_text(text, vocab, symbols), vocab, symbols=symbols)
 
 
 @main.command()

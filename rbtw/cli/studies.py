@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from rbtw.cli.app import check_output, main
-from rbtw.cli.progress import Progress
+from rbtw.cli.progress import Progress, RunProgress
 from rbtw.errors import UserError
 
 @main.command()
@@ -35,16 +35,21 @@ def reproduce(budget, tasks, out_dir, report_path, workers, scheduler, data_dir)
 
 @main.command(context_settings={"max_content_width": 100})
 @click.argument("spec", metavar="SPEC|DIR", type=click.Path())
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="sweep directory: one run directory per run")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="sweep directory: one run directory per run (not needed when SPEC is a sweep directory)")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="local cluster: worker processes, one thread each (default: cores)")
+@click.option("--wait-workers", type=click.FloatRange(0), default=120.0, show_default=True, metavar="SECONDS",
+              help="--scheduler: how long to wait for a first worker")
+@click.option("--only", metavar="NAMES", default=None,
+              help="train only these variants and/or arms (comma-separated); the summary covers all")
 @click.option("--summary", "summary_only", is_flag=True,
               help="rebuild DIR/summary.json and summary.md from the run directories of DIR")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-def sweep(spec, out_dir, scheduler, workers, summary_only, data_dir):
-    """Train every run of a sweep file on Dask and summarise the seeds.
+def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, data_dir):
+    """Train every run of a sweep file (or study) on Dask and summarise the seeds.
 
     \b
     SPEC (TOML or JSON):
@@ -59,15 +64,26 @@ def sweep(spec, out_dir, scheduler, workers, summary_only, data_dir):
       fp = { quant = "none" }
       ternary = { quant = "ternary", stochastic = true }
       hidden = [128, 256]          # crossed with every variant
+      [arms.cosine]                # optional: each run is a prefix, each arm a branch of it
+      epochs = 10                  #   (epochs and warm-down fields only)
+      lr_warmdown = "cosine"
+      [until]                      # optional: then one epoch at a time at the schedule's end
+      min_gain = 0.005             #   rate until the validation metric gains less than this
+      max_epochs = 16
+      [summary]
+      conventions = true           # optional: test metric under each evaluation convention
 
     \b
-    Each run trains in DIR/VARIANT[-AXES]-seedS as `rbtw train` would.  Runs are Dask tasks:
-    on a local cluster (one single-threaded worker process per core, or --workers N), or on
-    --scheduler ADDRESS (workers need rbtw installed and DIR and the data cache on a shared
-    filesystem).  Re-running the command skips finished runs and resumes unfinished ones; a
-    run killed with its worker is resumed from its last checkpoint.  DIR/summary.json and
-    DIR/summary.md give per variant the mean, sd and 95 % Student-t interval over seeds, and
-    paired differences against the reference.  Needs pip install 'rbtw[dist]'.
+    Each run trains in DIR/VARIANT[-AXES]-seedS (with arms: DIR/prefix/NAME and DIR/ARM/NAME) as
+    `rbtw train` would.  Runs are Dask tasks: on a local cluster (one single-threaded worker
+    process per core, or --workers N), or on --scheduler ADDRESS (workers need rbtw installed and
+    DIR and the data cache on a shared filesystem; the data directory is passed to them).
+    Re-running the command (or `rbtw sweep DIR`) skips finished runs and resumes unfinished ones;
+    a run killed with its worker is resumed from its last checkpoint, and said so.  A sweep file
+    that adds seeds, variants, axis values or arms extends DIR.  Ctrl-C stops every run at its
+    next minibatch boundary with its checkpoint saved.  DIR/summary.json and DIR/summary.md give
+    per variant the mean, sd and 95 % Student-t interval over seeds, and paired differences
+    against the reference.  Needs pip install 'rbtw[dist]'.
     """
     from rbtw import sweep as sw
     if summary_only:
@@ -76,17 +92,20 @@ def sweep(spec, out_dir, scheduler, workers, summary_only, data_dir):
         sweep_ = sw.stored_sweep(spec)
         click.echo(sw.markdown(sw.write_summary(sweep_, spec)))
         return
+    if Path(spec).is_dir():
+        if out_dir and Path(out_dir).resolve() != Path(spec).resolve():
+            raise UserError(f"{spec} is a sweep directory: resume it without --out (or give a sweep file)")
+        out_dir = spec
     if not out_dir:
         raise UserError("--out DIR is required (the sweep directory)")
     sweep_ = sw.load_sweep(spec)
     runs = sweep_.runs(out_dir)
-    if not scheduler:
-        from rbtw.config import TrainConfig
-        from rbtw.tasks import load_task_data
-        load_task_data(TrainConfig(task=sweep_.task, emb=1), data_dir)  # fail early when data is missing
+    if only is not None:
+        runs = sweep_.select(runs, [n.strip() for n in only.split(",") if n.strip()])
+    data_dir = _data_dir_for_workers(sweep_, data_dir, check=not scheduler)
     sw._import_dask()
     sw.prepare_out(sweep_, out_dir)
-    results = _run_sweep(runs, scheduler, workers, data_dir)
+    results = _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir)
     summary = sw.write_summary(sweep_, out_dir)
     click.echo(sw.markdown(summary))
     click.echo(f"summary: {Path(out_dir) / 'summary.md'}", err=True)
@@ -95,30 +114,45 @@ def sweep(spec, out_dir, scheduler, workers, summary_only, data_dir):
         raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (see summary.md and train.log)")
 
 
-def _run_sweep(runs, scheduler, workers, data_dir):
-    """Run ``runs`` through the Dask runner with a progress bar; the CLI side of rbtw.sweep.run_all."""
+def _data_dir_for_workers(sweep_, data_dir, check):
+    """The data directory as an absolute path, for workers that do not share this environment;
+    checked here (for a local cluster) so that missing data fails before any training."""
+    from rbtw.data import resolve_data_dir
+    if check:
+        from rbtw.config import TrainConfig
+        from rbtw.tasks import load_task_data
+        load_task_data(TrainConfig(task=sweep_.task, emb=1), data_dir)
+    return str(Path(resolve_data_dir(data_dir)).resolve())
+
+
+def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
+    """Run ``runs`` through the Dask runner with progress; the CLI side of rbtw.sweep.run_all."""
     from rbtw import sweep as sw
-    todo = [r for r in runs if sw.finished_test(r.out) is None]
+    todo = [r for r in runs if not sw.stage_done(r)]
     if not todo:
         click.echo(f"all {len(runs)} runs have finished; nothing to train", err=True)
-        return {r.name: {"status": "done", "skipped": True} for r in runs}
-    client, cluster = sw.connect(scheduler, workers)
+        return {r.key: {"status": "done", "skipped": True} for r in runs}
+    echo = lambda line: click.echo(line, err=True)  # noqa: E731
+    stop_file = Path(out_dir) / sw.STOP_FILE
+    stop_file.unlink(missing_ok=True)
+    client, cluster = sw.connect(scheduler, workers, wait_workers=wait_workers, echo=echo)
     try:
         n = len(client.scheduler_info()["workers"])
         where = scheduler or f"a local cluster of {n} worker{'s' if n != 1 else ''}"
         link = sw.dashboard(client, local=cluster is not None)
         dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""
-        click.echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}", err=True)
-        with click.progressbar(length=len(runs), label="runs", file=sys.stderr, show_pos=True) as bar:
-            return sw.run_all(runs, client, data_dir, echo=lambda line: click.echo("\n" + line, err=True),
-                              progress=lambda result: bar.update(1))
+        echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}")
+        with RunProgress("runs", len(runs)) as bar:
+            return sw.run_all(runs, client, data_dir, echo=bar.say, progress=lambda result: bar.advance(),
+                              stop_file=str(stop_file.resolve()))
     except KeyboardInterrupt:
-        click.echo("\ninterrupted: run the same command again to resume", err=True)
+        echo("interrupted: every run saved its checkpoint; run the same command again to resume")
         sys.exit(130)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+        stop_file.unlink(missing_ok=True)
 
 
 @main.command()

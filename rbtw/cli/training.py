@@ -8,43 +8,46 @@ import click
 
 from rbtw.cli.app import main
 from rbtw.cli.progress import EpochBar
-from rbtw.config import TASKS
+from rbtw.config import CHOICES, TASKS
 from rbtw.errors import UserError
 
-# TrainConfig fields settable from the command line: (option, field, type, help)
+# TrainConfig fields settable from the command line: (option, field, type, help).  The types
+# only parse; domains and which options apply are rbtw.config's (one place for every surface).
+_QUANTS = ["fp", *CHOICES["quant"]]
 _VALUE_OPTIONS = [
-    ("--cell", "cell", click.Choice(["lstm", "gru"]), "recurrent cell"),
-    ("--quant", "quant", click.Choice(["fp", "none", "binary", "ternary"]), "weights of W_x and W_h (fp = none)"),
-    ("--hidden", "hidden", click.IntRange(1), "hidden units H"),
-    ("--layers", "layers", click.IntRange(1), "stacked recurrent layers"),
-    ("--emb", "emb", click.IntRange(1), "embedding size (word LM)"),
-    ("--dropout", "dropout", click.FloatRange(0, 1, max_open=True), "dropout probability (word LM)"),
-    ("--seq-len", "seq_len", click.IntRange(1), "time steps per minibatch T"),
-    ("--batch", "batch", click.IntRange(1), "minibatch size B"),
-    ("--pixels-per-step", "pixels_per_step", click.IntRange(1), "sMNIST pixels fed per step"),
-    ("--h0-noise", "h0_noise", click.FloatRange(0), "std of noise on h0 while training (sMNIST preset: 0.1)"),
-    ("--epochs", "epochs", click.IntRange(1), "epochs"),
-    ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "optimiser"),
-    ("--lr", "lr", click.FloatRange(0, min_open=True), "learning rate"),
-    ("--lr-end", "lr_end", click.FloatRange(0, min_open=True), "Adam: decay geometrically to this rate"),
-    ("--lr-warmdown", "lr_warmdown", click.Choice(["none", "cosine", "linear"]),
+    ("--cell", "cell", click.Choice(CHOICES["cell"]), "recurrent cell"),
+    ("--quant", "quant", click.Choice(_QUANTS), "weights of W_x and W_h (fp = none)"),
+    ("--hidden", "hidden", click.INT, "hidden units H"),
+    ("--layers", "layers", click.INT, "stacked recurrent layers"),
+    ("--emb", "emb", click.INT, "embedding size (word LM)"),
+    ("--dropout", "dropout", click.FLOAT, "dropout probability (word LM)"),
+    ("--seq-len", "seq_len", click.INT, "time steps per minibatch T (language models)"),
+    ("--batch", "batch", click.INT, "minibatch size B (at most the sequences of the training split)"),
+    ("--pixels-per-step", "pixels_per_step", click.INT, "sMNIST pixels fed per step (a divisor of 784)"),
+    ("--h0-noise", "h0_noise", click.FLOAT, "std of noise on h0 while training (sMNIST preset: 0.1)"),
+    ("--epochs", "epochs", click.INT, "epochs"),
+    ("--optimizer", "optimizer", click.Choice(CHOICES["optimizer"]), "optimiser"),
+    ("--lr", "lr", click.FLOAT, "learning rate"),
+    ("--lr-end", "lr_end", click.FLOAT, "Adam: decay geometrically to this rate"),
+    ("--lr-warmdown", "lr_warmdown", click.Choice(CHOICES["lr_warmdown"]),
      "decay the rate per minibatch over the last part of the run"),
-    ("--lr-warmdown-frac", "lr_warmdown_frac", click.FloatRange(0, 1, min_open=True),
+    ("--lr-warmdown-frac", "lr_warmdown_frac", click.FLOAT,
      "fraction of all minibatches in the warm-down (default 0.25)"),
-    ("--lr-warmdown-to", "lr_warmdown_to", click.FloatRange(0, 1),
+    ("--lr-warmdown-to", "lr_warmdown_to", click.FLOAT,
      "rate at the last minibatch, as a fraction of the epoch's rate (default 0.01)"),
-    ("--lr-warmdown-epochs", "lr_warmdown_epochs", click.IntRange(1),
+    ("--lr-warmdown-epochs", "lr_warmdown_epochs", click.INT,
      "end the warm-down with this epoch; later epochs keep its end rate (default: the last epoch)"),
-    ("--clip-norm", "clip_norm", click.FloatRange(0, min_open=True), "clip the global gradient norm"),
-    ("--adam-reset", "adam_reset", click.IntRange(0), "reset Adam every N minibatches (0: never)"),
-    ("--max-batches", "max_batches", click.IntRange(0), "cap on minibatches per epoch (0: all)"),
-    ("--checkpoint-every", "checkpoint_every", click.IntRange(1), "also checkpoint every N minibatches"),
-    ("--eval-batch", "eval_batch", click.IntRange(1), "evaluation batch size"),
-    ("--eval-max-batches", "eval_max_batches", click.IntRange(0), "cap on evaluation minibatches (0: all)"),
-    ("--eval-weights", "eval_weights", click.Choice(["deterministic", "sampled", "expected"]), "evaluation weights"),
-    ("--eval-stats", "eval_stats", click.Choice(["population", "batch"]), "evaluation BN statistics"),
-    ("--seed", "seed", click.IntRange(0, 2**63 - 1), "random seed"),
-    ("--dtype", "dtype", click.Choice(["float32", "float64"]), "floating-point type"),
+    ("--clip-norm", "clip_norm", click.FLOAT, "clip the global gradient norm"),
+    ("--adam-reset", "adam_reset", click.INT, "reset Adam every N minibatches (0: never)"),
+    ("--max-batches", "max_batches", click.INT, "cap on minibatches per epoch (0: all)"),
+    ("--checkpoint-every", "checkpoint_every", click.INT, "also checkpoint every N minibatches"),
+    ("--eval-batch", "eval_batch", click.INT, "evaluation batch size"),
+    ("--eval-max-batches", "eval_max_batches", click.INT, "cap on evaluation minibatches (0: all)"),
+    ("--eval-weights", "eval_weights", click.Choice(CHOICES["eval_weights"]),
+     "evaluation weights (sampled, expected: stochastically trained binary/ternary models)"),
+    ("--eval-stats", "eval_stats", click.Choice(CHOICES["eval_stats"]), "evaluation BN statistics"),
+    ("--seed", "seed", click.INT, "random seed"),
+    ("--dtype", "dtype", click.Choice(CHOICES["dtype"]), "floating-point type"),
 ]
 
 
@@ -101,14 +104,19 @@ class _SplitType(click.ParamType):
                    "or set --checkpoint-every)")
 @click.option("--force", is_flag=True, help="start afresh even if --out holds a checkpoint")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="data cache (default $RBTW_DATA or ~/.cache/rbtw)")
-def train(task, preset, out_dir, resume, force, data_dir, **options):
+@click.option("--show-config", is_flag=True,
+              help="print every setting the run would have (the preset with your options, or the run "
+                   "--resume continues) and exit without training")
+def train(task, preset, out_dir, resume, force, data_dir, show_config, **options):
     """Train a model on TASK and report its test metric.
 
     TASK text trains a character LM on your own UTF-8 file: rbtw train text --file PATH.
     The run directory is locked while training: a second training into it fails at once.
+    An option the run would ignore (--dropout on a char model, --step-clip on full precision)
+    is refused.  Long runs print a progress line every few seconds when stderr is not a terminal.
     """
     from rbtw.api import fit
-    from rbtw.config import build_config, metric_name, refuse_inapplicable
+    from rbtw.config import build_config, metric_name
     from rbtw.train import Interrupted
 
     if resume and not out_dir:
@@ -120,7 +128,9 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
         config, fields = None, dict(given, task=task)
     else:
         config, fields = build_config(task, preset or "quick", **options), {}
-        refuse_inapplicable(config, options)
+    if show_config:
+        _show_config(config or _resumed_config(out_dir, fields), task, preset, given, resume)
+        return
     out = Path(out_dir) if out_dir else default_run_dir(config)
     bar = EpochBar()
     try:
@@ -137,3 +147,82 @@ def train(task, preset, out_dir, resume, force, data_dir, **options):
     part = f", first {c.eval_max_batches} test minibatches" if c.eval_max_batches else ""
     click.echo(f"{task} {c.cell} {c.quant}: test {name} {result.test[name]:.4f} "
                f"(weights {c.eval_weights}, {c.eval_stats} statistics{part}) -> {out}")
+
+
+def _resumed_config(out_dir, fields):
+    from rbtw.api import resumed_config
+    return resumed_config(out_dir, **fields)
+
+
+def _show_config(config, task, preset, given, resume):
+    from rbtw.config import option_name
+    where = "the run in --out, resumed" if resume else f"preset {preset or 'quick'}"
+    mine = ", ".join(f"{option_name(k)} {v}" for k, v in given.items()) or "no options"
+    click.echo(f"# rbtw train {task}: {where}, with {mine}")
+    width = max(len(k) for k in config.to_dict())
+    for k, v in config.to_dict().items():
+        click.echo(f"{k:<{width}}  {v}")
+
+
+@main.command("runs")
+@click.argument("root", metavar="[DIR]", type=click.Path(file_okay=False), default="runs")
+def runs(root):
+    """List the run directories under DIR (default runs/, searched recursively): task, variant
+    (cell, weights, BN), status (finished, unfinished, failed), epochs and metric."""
+    from rbtw.rundir import find_runs, run_rows
+    if not Path(root).is_dir():
+        raise UserError(f"{root}: no such directory")
+    rows = run_rows(find_runs(root), root)
+    if not rows:
+        click.echo(f"no run directories under {root}")
+        return
+    header = ("run", "task", "variant", "status", "epochs", "metric")
+    widths = [max(len(str(r[k])) for r in [dict(zip(header, header))] + rows) for k in header]
+    for row in [dict(zip(header, header))] + rows:
+        click.echo("  ".join(str(row[k]).ljust(w) for k, w in zip(header, widths)).rstrip())
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--batches", type=click.IntRange(1), default=150, show_default=True,
+              help="training minibatches to re-estimate the BN statistics with")
+@click.option("--threshold", "thresholds", default=None, metavar="θ[,θ...]",
+              help="ternary: candidate thresholds τ/α, the best on the validation split is kept "
+                   "[default: 1/3,0.4,0.5,0.6]")
+@click.option("--no-statistics", is_flag=True, help="keep the BN statistics (choose the threshold only)")
+@click.option("--valid-batches", type=click.IntRange(1), default=None,
+              help="validation minibatches to choose with (default: the whole split)")
+@click.option("--force", is_flag=True, help="replace OUT if it exists (never the checkpoint itself)")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def calibrate(checkpoint, out, batches, thresholds, no_statistics, valid_batches, force, data_dir):
+    """Calibrate a binary/ternary model's deterministic rule on the validation split.
+
+    Re-estimates the BN population statistics under the deterministic weights and, for ternary
+    weights, chooses the threshold τ = θ·α; writes the calibrated model to OUT (a checkpoint
+    whose parameters are the input's).  Export OUT as any checkpoint.
+    """
+    from rbtw.calibrate import calibrate as run_calibration
+    from rbtw.checkpoint import load_checkpoint, save_checkpoint
+    from rbtw.cli.app import check_output
+    from rbtw.config import TrainConfig
+    from rbtw.tasks import load_task_data
+    check_output(out, [checkpoint], force)
+    theta = None
+    if thresholds:
+        try:
+            theta = [float(x) for x in thresholds.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--threshold {thresholds!r}: give numbers such as 0.3333,0.5") from None
+        if not theta or not all(0 < t < 1 for t in theta):
+            raise UserError("--threshold: every θ lies in (0, 1)")
+    ckpt = load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    data = load_task_data(config, data_dir)
+    meta, params, stats, report = run_calibration(ckpt, data, config, batches=batches, thresholds=theta,
+                                                  statistics=not no_statistics, valid_batches=valid_batches,
+                                                  log=lambda line: click.echo(line, err=True))
+    save_checkpoint(out, meta, params, stats, ckpt.optimizer, ckpt.extra)
+    chosen = "α/3" if report["threshold"] is None else f"{report['threshold']:g}·α"
+    click.echo(f"{report['metric']} {report['uncalibrated']:.4f} -> {report['calibrated']:.4f} "
+               f"(threshold {chosen}{', statistics re-estimated' if report['statistics'] else ''}) -> {out}")

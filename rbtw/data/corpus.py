@@ -1,9 +1,12 @@
 """Text corpora as id streams: tokenisation, vocabularies, splits and the prepared-data cache.
 
-Symbols.  Character-level corpora are read at the level of UTF-8 *bytes*, as the paper's
-readers do (War and Peace has 83 distinct bytes but 82 distinct characters).  ``vocab[i]``
-is ``chr(b)`` for byte ``b``: the character itself for ASCII text.  A text must be valid
-UTF-8.  Word-level PTB: whitespace-separated tokens, each line followed by ``<eos>``.
+Symbols (rbtw.symbols).  The character-level corpora are read at the level of UTF-8 *bytes*,
+as the paper's readers do (War and Peace has 83 distinct bytes but 82 distinct characters):
+``vocab[i]`` is ``chr(b)`` for byte ``b``, the character itself for ASCII text.  A user's own
+text (``load_text``, task "text") is read as Unicode *characters* (code points): ``vocab[i]``
+is a character of the file, so a model of it generates only that file's characters.  A text
+must be valid UTF-8.  Word-level PTB: whitespace-separated tokens, each line followed by
+``<eos>``.
 
 PTB characters are derived from the word files, one line at a time (Mikolov's char files):
 
@@ -18,8 +21,8 @@ train = ids[:round(f0 n)], valid = the next round(f1 n), test = the rest.  text8
 War and Peace and Linux use 80/10/10 % as in Karpathy et al. (2015), the corpora's source;
 the embedded default uses 90/5/5 %.
 
-Vocabulary order: characters by byte value; words by descending train frequency, ties
-alphabetical.  Char vocabularies of single texts come from the whole text; PTB vocabularies
+Vocabulary order: bytes by value, characters by code point; words by descending train
+frequency, ties alphabetical.  Char vocabularies of single texts come from the whole text; PTB vocabularies
 from train (valid/test symbols outside it are an error).
 
 Prepared data is cached as ``prepared/<name>.npz`` (train/valid/test ids, stored as
@@ -60,6 +63,10 @@ class Corpus:
     test: np.ndarray  # (N_test,) int32
     status: str = "verified"  # verified | size-checked | fragment | embedded | custom
     info: dict = field(default_factory=dict)
+    symbols: str = ""  # "bytes", "chars" or "words" (rbtw.symbols); "" : the level's usual
+
+    def __post_init__(self):
+        self.symbols = self.symbols or ("words" if self.level == "word" else "bytes")
 
     @property
     def vocab_size(self):
@@ -71,19 +78,14 @@ class Corpus:
         return vocab_fingerprint(self.vocab)
 
     def encode(self, text):
-        """Ids of ``text`` (a str; chars are UTF-8 bytes, words split on whitespace)."""
-        index = {s: i for i, s in enumerate(self.vocab)}
-        units = text.split() if self.level == "word" else [chr(b) for b in text.encode("utf-8")]
-        missing = sorted({u for u in units if u not in index})
-        if missing:
-            raise UserError(f"{self.name}: symbols not in the vocabulary: {missing[:10]!r}")
-        return np.array([index[u] for u in units], dtype=np.int32)
+        """Ids of ``text`` (a str) under the corpus's symbols (rbtw.symbols.encode)."""
+        from rbtw.symbols import encode
+        return np.array(encode(text, self.vocab, self.symbols), dtype=np.int32)
 
     def decode(self, ids):
-        """Text of ``ids``: words joined by spaces, or the UTF-8 bytes decoded (bad -> U+FFFD)."""
-        if self.level == "word":
-            return " ".join(self.vocab[i] for i in ids)
-        return bytes(ord(self.vocab[i]) for i in ids).decode("utf-8", errors="replace")
+        """Text of ``ids`` (rbtw.symbols.decode)."""
+        from rbtw.symbols import decode
+        return decode(ids, self.vocab, self.symbols)
 
 
 def vocab_fingerprint(vocab):
@@ -122,27 +124,34 @@ def _status(files):
 
 
 def default_text_path():
-    """Where the embedded default corpus lives: ``<repository>/data/carroll-alice.txt``."""
-    return Path(__file__).resolve().parents[2] / "data" / DEFAULT_TEXT
+    """Where the embedded default corpus lives: inside the installed package
+    (``rbtw/data/carroll-alice.txt``, copied there by the build, setup.py), or in a source
+    checkout at ``<repository>/data/carroll-alice.txt``."""
+    here = Path(__file__).resolve().parent
+    for path in (here / DEFAULT_TEXT, here.parents[1] / "data" / DEFAULT_TEXT):
+        if path.is_file():
+            return path
+    return here / DEFAULT_TEXT
 
 
 def load_default():
     """The embedded default corpus (needs nothing downloaded); splits 90/5/5 %."""
     path = default_text_path()
     if not path.is_file():
-        raise UserError(f"embedded default corpus missing: {path} (the repository's data/ "
-                        "folder is not beside the installed package: pip install -e . from a "
-                        "source checkout)")
+        raise UserError(f"embedded default corpus missing: {path} (a broken installation: "
+                        "reinstall rbtw)")
     corpus = text_corpus("default", path.read_bytes(), DATASETS["default"].splits, str(path))
     corpus.status = "embedded"
     return corpus
 
 
-def load_text(path, splits=(0.9, 0.05, 0.05), sha256=None):
-    """A character corpus from any UTF-8 text file (status ``custom``).
+def load_text(path, splits=(0.9, 0.05, 0.05), sha256=None, symbols="chars"):
+    """A character corpus from any UTF-8 text file (status ``custom``): its characters, or
+    with ``symbols="bytes"`` its UTF-8 bytes (how models were made before characters).
 
     ``info["sha256"]`` is the hash of the file's bytes.  Given ``sha256`` (the hash recorded
-    when a model was made from the file), a file that hashes differently is an error.
+    when a model was made from the file), a file that hashes differently is an error.  A file
+    of one distinct symbol is refused: there would be nothing to predict.
     """
     path = Path(path).expanduser()
     data = read_text_file(path)
@@ -150,7 +159,10 @@ def load_text(path, splits=(0.9, 0.05, 0.05), sha256=None):
     if sha256 is not None and digest != sha256:
         raise UserError(f"{path} has changed since the model was made from it "
                         f"(sha256 was {sha256[:12]}..., is {digest[:12]}...)")
-    corpus = text_corpus(path.stem, data, splits, str(path))
+    corpus = text_corpus(path.stem, data, splits, str(path), symbols=symbols)
+    if corpus.vocab_size < 2:
+        raise UserError(f"{path}: the text is one character ({corpus.vocab[0]!r}) repeated: there is nothing "
+                        "for a model to predict")
     corpus.info["sha256"] = digest
     corpus.status = "custom"
     return corpus
@@ -198,18 +210,25 @@ def check_utf8(data, where):
                         f"{e.start:,})") from None
 
 
-def text_corpus(name, data, splits, where):
-    """Char corpus of one text: byte vocabulary of the whole text, contiguous splits."""
+def text_corpus(name, data, splits, where, symbols="bytes"):
+    """Char corpus of one text: the vocabulary of the whole text's bytes (or, with
+    ``symbols="chars"``, its characters), contiguous splits."""
     check_utf8(data, where)
     if not data:
         raise UserError(f"{where}: empty text")
-    codes = np.frombuffer(data, dtype=np.uint8)
-    present = np.flatnonzero(np.bincount(codes, minlength=256))
-    vocab = [chr(b) for b in present]
-    ids = _byte_ids(codes, present)
+    if symbols == "chars":
+        codes = np.frombuffer(data.decode("utf-8").encode("utf-32-le"), dtype="<u4")
+        present = np.unique(codes)
+        vocab = [chr(c) for c in present]
+        ids = np.searchsorted(present, codes).astype(np.int32)
+    else:
+        codes = np.frombuffer(data, dtype=np.uint8)
+        present = np.flatnonzero(np.bincount(codes, minlength=256))
+        vocab = [chr(b) for b in present]
+        ids = _byte_ids(codes, present)
     train, valid, test = split_stream(ids, splits)
     info = {"splits": list(splits), "symbols": len(ids), "source_path": where}
-    return Corpus(name, "char", vocab, train, valid, test, info=info)
+    return Corpus(name, "char", vocab, train, valid, test, info=info, symbols=symbols)
 
 
 def _byte_ids(codes, present):

@@ -31,6 +31,7 @@ class CellSpec:
                 BinaryConnect-style baseline with a plain bias
     alpha_x/h   quantization scales; None means the rule ½·sqrt(6/(fan_in + G))
     t_max       rows of the per-time-step population statistics
+    threshold   the deterministic ternary rule's τ/α (None: 1/3; set by rbtw.calibrate)
     """
 
     kind: str = "lstm"
@@ -44,6 +45,7 @@ class CellSpec:
     t_max: int = 100
     eps: float = bn_.EPS
     momentum: float = bn_.MOMENTUM
+    threshold: float | None = None
 
     def __post_init__(self):
         if self.kind not in GATES:
@@ -87,9 +89,11 @@ def quantized_weights(params, spec, *, train, rng=None, weights="deterministic")
     for name, alpha in (("W_x", ax), ("W_h", ah)):
         W = params[name]
         if train:
-            out.append(quant.quantize(W, spec.quant, alpha, stochastic=spec.stochastic, rng=rng))
+            out.append(quant.quantize(W, spec.quant, alpha, stochastic=spec.stochastic, rng=rng,
+                                      threshold=spec.threshold))
         else:
-            out.append(quant.eval_weights(W, spec.quant, alpha, weights, stochastic=spec.stochastic, rng=rng))
+            out.append(quant.eval_weights(W, spec.quant, alpha, weights, stochastic=spec.stochastic, rng=rng,
+                                          threshold=spec.threshold))
     return tuple(out)
 
 

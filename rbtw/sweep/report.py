@@ -1,0 +1,87 @@
+"""summary.md: a sweep's summary as Markdown tables."""
+
+
+def _num(x):
+    return "—" if x is None else f"{x:.4f}"
+
+
+def _ci(ci):
+    return "—" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def _pm(stat):
+    """"mean ± half-width" (or the mean alone without an interval)."""
+    if stat["mean"] is None:
+        return "—"
+    if not stat["ci95"]:
+        return f"{stat['mean']:.4f}"
+    return f"{stat['mean']:.4f} ± {(stat['ci95'][1] - stat['ci95'][0]) / 2:.4f}"
+
+
+def _axes(axes):
+    return ", ".join(f"{k}={v}" for k, v in axes.items()) or "—"
+
+
+def markdown(summary):
+    metric = summary["metric"]
+    arms = any(g.get("arm") for g in summary["groups"])
+    head_where = "axes | arm" if arms else "axes"
+    sep_where = "---|---" if arms else "---"
+
+    def where(g):
+        return f"{_axes(g['axes'])} | {g.get('arm') or '—'}" if arms else _axes(g["axes"])
+
+    conventions = {(r["eval_weights"], r["eval_stats"]) for r in summary["runs"] if r["status"] == "done"}
+    conv = "; ".join(f"{w} weights, {s} statistics" for w, s in sorted(conventions)) or "—"
+    lines = [f"# Sweep: {summary['task']}, {metric}", "",
+             f"Evaluation: {conv}. Intervals: {summary['interval']}.", "",
+             f"| variant | {head_where} | seeds done | mean {metric} | sd | 95 % interval | failed |",
+             f"|---|{sep_where}|---|---|---|---|---|"]
+    for g in summary["groups"]:
+        lines.append(f"| {g['variant']} | {where(g)} | {g['n']}/{g['runs']} | {_num(g['mean'])} | "
+                     f"{_num(g['sd'])} | {_ci(g['ci95'])} | {g['failed']} |")
+    if summary["reference"]:
+        lines += ["", f"Paired differences, variant − {summary['reference']}, same seed:", "",
+                  f"| variant | {head_where} | pairs | mean Δ | sd | 95 % interval |", f"|---|{sep_where}|---|---|---|---|"]
+        for d in summary["differences"]:
+            lines.append(f"| {d['variant']} | {where(d)} | {d['n']} | {_num(d['mean'])} | "
+                         f"{_num(d['sd'])} | {_ci(d['ci95'])} |")
+    lines += _conventions_tables(summary, where, head_where, sep_where)
+    lines += _runs_table(summary, metric)
+    return "\n".join(lines)
+
+
+def _conventions_tables(summary, where, head_where, sep_where):
+    convs = summary.get("conventions") or []
+    if not convs:
+        return []
+    names = " | ".join(convs)
+    lines = ["", "Test metric under each evaluation convention (mean ± 95 % t half-width over seeds; "
+                 "population: population statistics, deterministic weights; official: test-batch "
+                 "statistics, sampled weights; expected: population statistics, E[W^q]):", "",
+             f"| variant | {head_where} | {names} |", f"|---|{sep_where}|" + "---|" * len(convs)]
+    for g in summary["groups"]:
+        lines.append(f"| {g['variant']} | {where(g)} | " + " | ".join(_pm(g["conventions"][c]) for c in convs) + " |")
+    if summary["reference"]:
+        lines += ["", f"Paired gaps, variant − {summary['reference']}, same seed, per convention:", "",
+                  f"| variant | {head_where} | pairs | {names} |", f"|---|{sep_where}|---|" + "---|" * len(convs)]
+        for d in summary["differences"]:
+            lines.append(f"| {d['variant']} | {where(d)} | {d['n']} | "
+                         + " | ".join(_pm(d["conventions"][c]) for c in convs) + " |")
+    return lines
+
+
+def _runs_table(summary, metric):
+    key = "test_" + metric.split()[-1]
+    until = any("until" in r for r in summary["runs"])
+    head = f"| run | status | {metric} | wall time | attempts |" + (" epochs | last gain | converged |" if until else "")
+    lines = ["", head, "|---|---|---|---|---|" + ("---|---|---|" if until else "")]
+    for r in summary["runs"]:
+        status = r["status"] + (f": {r['error']}" if r.get("error") else "")
+        attempts = f"{r['attempts']}" + (" (resumed)" if r.get("resumed") else "")
+        row = f"| {r['key']} | {status} | {_num(r[key])} | {r['wall_seconds']:.1f} s | {attempts} |"
+        if until:
+            conv = {"converged": "yes", "cap": "no (cap)", "extend": "not yet"}.get(r.get("until"), "—")
+            row += f" {len(r.get('valid') or [])} | {_num(r.get('last_epoch_gain'))} | {conv} |"
+        lines.append(row)
+    return lines

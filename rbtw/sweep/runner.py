@@ -1,0 +1,224 @@
+"""Running a sweep's runs as Dask tasks: each task one run (or one arm, then its extensions).
+
+A task holds its run directory's lock (rbtw.runlock) while it trains, so no run is trained
+twice at once; it skips a finished run and resumes an unfinished one from its checkpoint.  When
+a worker dies, Dask runs the task again elsewhere and it resumes.  A task that finds the lock
+held by another live process returns "busy" and is submitted again a few seconds later.
+
+An arm waits for its prefix: the runner submits a task only when what it depends on has
+finished on disk, and submits the dependants as tasks complete (a re-submission loop over Dask
+futures, not a scheduler of its own).  An arm's task branches its prefix (rbtw.train.branch),
+trains the arm's schedule, then, with ``until``, trains one more epoch at a time at the
+schedule's end rate until the last epoch's validation gain is below ``min_gain`` (or
+``max_epochs`` is reached), keeping the schedule's last checkpoint as schedule-end.npz; with
+``conventions`` it finally measures the test metric under each evaluation convention.
+
+Every attempt is logged in the run's metrics log ("attempt" when it starts, "sweep" when it
+ends), so the runner can say when a run was resumed after a lost worker and the summary can
+add up every attempt's time.  Ctrl-C stops the runs at their next minibatch boundary (each
+saves a checkpoint and logs "interrupted") through a stop file in the sweep directory.
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+from rbtw.errors import UserError
+from rbtw.rundir import RunDir
+
+INSTALL_HINT = "rbtw sweep needs Dask: pip install 'rbtw[dist]' (or pip install 'dask[distributed]')"
+# Each worker computes with one thread; set before the worker process starts (and imports numpy).
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "NUMBA_NUM_THREADS": "1"}
+BUSY_RETRY_SECONDS = 5.0
+NOTICE_SECONDS = 5.0       # how often the runner looks for resumed attempts and lost workers
+STOP_GRACE_SECONDS = 600   # how long Ctrl-C waits for runs to reach a minibatch boundary
+STOP_FILE = ".stop"
+
+
+def _import_dask():
+    try:
+        import dask
+        import distributed
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    return dask, distributed
+
+
+# ---------------------------------------------------------------------------------------------
+# is a stage finished?
+
+
+def metric_of(config):
+    from rbtw.config import TASKS, metric_name
+    return metric_name(TASKS[config["task"]])
+
+
+def until_state(run_dir, config, until):
+    """"converged", "cap" or "extend" for a finished run under the ``until`` criterion."""
+    metric = metric_of(config)
+    valid = [e[f"valid_{metric}"] for e in RunDir(run_dir).epochs()]
+    if len(valid) >= 2:
+        gain = valid[-2] - valid[-1] if metric != "accuracy" else valid[-1] - valid[-2]
+        if gain < until["min_gain"]:
+            return "converged"
+    return "cap" if len(valid) >= until["max_epochs"] else "extend"
+
+
+def checkpoints_to_measure(run_dir):
+    """The checkpoints whose test metric a study reports: the final one and, when the run was
+    extended past its schedule, the schedule's last."""
+    rd = RunDir(run_dir)
+    names = [rd.checkpoint_path.name]
+    if rd.schedule_end_path.exists():
+        names.append(rd.schedule_end_path.name)
+    return names
+
+
+def stage_done(run):
+    """Whether ``run`` (a SweepRun) has nothing left to do."""
+    from rbtw.sweep.summary import has_conventions
+    rd = RunDir(run.out)
+    if rd.final_test() is None:
+        return False
+    if run.until is not None and until_state(run.out, run.config, run.until) == "extend":
+        return False
+    return not run.conventions or all(has_conventions(run.out, name) for name in checkpoints_to_measure(run.out))
+
+
+# ---------------------------------------------------------------------------------------------
+# one task
+
+
+def _watch_stop_file(stop_file, run, done):
+    """Until ``done`` is set, ask ``run`` to stop (at its next boundary) once ``stop_file`` exists."""
+    def watch():
+        while not done.wait(0.5):
+            if os.path.exists(stop_file):
+                run.request_stop()
+                return
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _train(config, out, data_dir, stop_file, log, resume, started):
+    """Train the run in ``out`` to its configured end (``config`` a TrainConfig or None to resume);
+    ``started()`` once the run directory is set up (a fresh run starts a new log)."""
+    from rbtw.train import Run
+    run = Run(config, out, data_dir=data_dir, resume=resume, log=log)
+    started()
+    done = threading.Event()
+    if stop_file:
+        _watch_stop_file(stop_file, run, done)
+    try:
+        run.run()
+    finally:
+        done.set()
+
+
+def stage_task(spec, data_dir=None, stop_file=None):
+    """Bring one stage to its end (a Dask task; also callable directly).
+
+    ``spec``: {"config", "out", "stage", "prefix_out", "changes", "until", "conventions"} as made
+    by :func:`task_spec`.  Holds the run's lock throughout.  Returns {"status": "done" | "failed" |
+    "busy" | "interrupted", ...}: done with "skipped" when nothing was left to do, "resumed" when
+    it continued a checkpoint; failed with the run's own error; busy when another live process
+    holds the lock; interrupted when the sweep was asked to stop.
+    """
+    from rbtw.runlock import RunBusy, RunLock
+    from rbtw.sweep.spec import SweepRun
+    run = SweepRun(None, None, {}, 0, spec["config"], Path(spec["out"]), until=spec.get("until"),
+                   conventions=spec.get("conventions", False))
+    try:
+        lock = RunLock(run.out).acquire()
+    except RunBusy as e:
+        return {"status": "busy", "error": str(e)}
+    try:
+        if stage_done(run):
+            return {"status": "done", "skipped": True}
+        return _attempt(run, spec, data_dir, stop_file)
+    finally:
+        lock.release()
+
+
+def train_one(config, out_dir, data_dir=None, stop_file=None):
+    """Train one plain run to its end (see :func:`stage_task`)."""
+    return stage_task({"config": config, "out": str(out_dir), "stage": "run"}, data_dir, stop_file)
+
+
+def _attempt(run, spec, data_dir, stop_file):
+    from rbtw.config import TrainConfig
+    rd = RunDir(run.out)
+    resume = rd.has_checkpoint()
+    start = time.time()
+    where = dict(host=socket.gethostname(), pid=os.getpid(), resumed=resume)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    logged = []
+
+    def started():              # the attempt's first event, once its log is the run's own
+        if not logged:
+            rd.append(event="attempt", time_started=round(start, 3), **where)
+            logged.append(True)
+    if resume:
+        started()
+    try:
+        with open(rd.train_log_path, "a") as log:
+            def echo(line):
+                log.write(line + "\n")
+                log.flush()
+            if spec.get("stage") == "arm" and not resume:
+                from rbtw.train import branch
+                branch(spec["prefix_out"], run.out, **spec["changes"])
+                resume = True
+                started()
+            if rd.final_test() is None:
+                config = None if resume else TrainConfig.from_dict(run.config)
+                _train(config, run.out, data_dir, stop_file, echo, resume, started)
+            started()
+            if run.until is not None:
+                _extend_until(run, data_dir, stop_file, echo)
+            if run.conventions:
+                from rbtw.sweep.summary import measure_conventions
+                for name in checkpoints_to_measure(run.out):
+                    measure_conventions(run.out, name, data_dir)
+    except KeyboardInterrupt:          # the sweep was stopped: the run saved its checkpoint
+        started()
+        rd.append(event="sweep", status="interrupted", seconds=round(time.time() - start, 3), **where)
+        return {"status": "interrupted", "resumed": where["resumed"]}
+    except Exception as e:  # the run's own failure: recorded, the sweep goes on
+        started()
+        message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        message = message.splitlines()[0] if message else type(e).__name__
+        rd.append(event="sweep", status="failed", error=message, seconds=round(time.time() - start, 3), **where)
+        return {"status": "failed", "error": message, "resumed": where["resumed"]}
+    seconds = round(time.time() - start, 3)
+    rd.append(event="sweep", status="done", seconds=seconds, **where)
+    return {"status": "done", "seconds": seconds, "resumed": where["resumed"]}
+
+
+def _extend_until(run, data_dir, stop_file, log):
+    """One more epoch at a time at the schedule's end rate until the criterion holds."""
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.config import TrainConfig
+    from rbtw.fileio import atomic_path
+    rd = RunDir(run.out)
+    while until_state(run.out, run.config, run.until) == "extend":
+        if not rd.schedule_end_path.exists():          # the schedule's last checkpoint, kept
+            with atomic_path(rd.schedule_end_path) as tmp:
+                shutil.copyfile(rd.checkpoint_path, tmp)
+        meta = load_checkpoint(rd.checkpoint_path).meta
+        saved = TrainConfig.from_dict(meta["config"])
+        more = TrainConfig.from_dict(dict(saved.to_dict(), epochs=meta["epoch"] + 1))
+        log(f"until: epoch {meta['epoch'] + 1} at the schedule's end rate")
+        _train(more, run.out, data_dir, stop_file, log, True, lambda: None)
+
+
+def task_spec(run):
+    """What a task needs to know of a SweepRun (plain data, sent to the worker)."""
+    spec = {"config": run.config, "out": str(Path(run.out).resolve()), "stage": run.stage,
+            "until": run.until, "conventions": run.conventions}
+    if run.prefix is not None:
+        spec.update(prefix_out=str(Path(run.prefix.out).resolve()), changes=run.changes)
+    return spec

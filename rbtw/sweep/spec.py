@@ -1,0 +1,376 @@
+"""The sweep file: what a sweep (or a study) trains, checked before anything runs.
+
+A sweep file (TOML or JSON; see rbtw.sweep for the format) becomes a :class:`Sweep`, and a
+Sweep, given its directory, lists its runs (:meth:`Sweep.runs`).  Every run's configuration is
+validated here, so a mistake anywhere in the file is one line before any training starts.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rbtw.errors import UserError
+
+SPEC_KEYS = ("task", "preset", "options", "grid", "seeds", "reference", "arms", "until", "summary")
+SPEC_NAME = "sweep.json"
+PREFIX_DIR = "prefix"
+UNTIL_KEYS = {"min_gain": (int, float), "max_epochs": (int,)}
+SUMMARY_KEYS = {"conventions": (bool,)}
+_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+@dataclass
+class SweepRun:
+    """One training run of a sweep: where it lives and its full configuration.
+
+    stage        "run" (a plain run), "prefix" (shared by arms) or "arm" (a branch of its prefix)
+    arm          the arm's name (None unless stage is "arm"); prefix: the prefix run (arms only)
+    changes      what the arm changes in its prefix's configuration (rbtw.train.branch)
+    until        the convergence criterion its task applies after the schedule (or None)
+    conventions  whether its task measures the test metric under every evaluation convention
+    """
+
+    name: str
+    variant: str
+    axes: dict
+    seed: int
+    config: dict      # TrainConfig.to_dict()
+    out: Path
+    stage: str = "run"
+    arm: str | None = None
+    prefix: "SweepRun | None" = None
+    changes: dict = field(default_factory=dict)
+    until: dict | None = None
+    conventions: bool = False
+
+    @property
+    def key(self):
+        """A name unique in the sweep: NAME, prefix/NAME or ARM/NAME."""
+        return self.name if self.stage == "run" else f"{self.arm or PREFIX_DIR}/{self.name}"
+
+
+@dataclass
+class Sweep:
+    task: str
+    preset: str
+    options: dict
+    variants: dict    # name -> {field: value}
+    axes: dict        # field -> [values]
+    seeds: list
+    reference: str | None = None
+    arms: dict = field(default_factory=dict)      # name -> {branchable field: value}
+    until: dict | None = None                      # {"min_gain": g, "max_epochs": n}
+    summary: dict = field(default_factory=dict)    # {"conventions": bool}
+
+    def to_dict(self):
+        grid = dict(self.variants)
+        grid.update(self.axes)
+        out = {"task": self.task, "preset": self.preset, "options": self.options, "grid": grid,
+               "seeds": self.seeds, "reference": self.reference}
+        if self.arms:
+            out["arms"] = self.arms
+        if self.until is not None:
+            out["until"] = self.until
+        if self.summary:
+            out["summary"] = self.summary
+        return out
+
+    def _combos(self):
+        combos = [{}]
+        for name, values in self.axes.items():
+            combos = [dict(c, **{name: v}) for c in combos for v in values]
+        return combos
+
+    def runs(self, out_dir):
+        """Every run: variants × axis values × seeds (× arms, each after its prefix), validated."""
+        out_dir = Path(out_dir)
+        runs, names = [], set()
+        for variant, overrides in self.variants.items():
+            for combo in self._combos():
+                for seed in self.seeds:
+                    name = "-".join([variant] + [_safe(f"{k}{v}") for k, v in combo.items()] + [f"seed{seed}"])
+                    if name in names:
+                        raise UserError(f"two runs of the sweep would share the directory name {name!r}")
+                    names.add(name)
+                    config = make_config(self.task, self.preset, self.options, overrides, combo, {"seed": seed})
+                    runs += self._stages(name, variant, combo, seed, config, out_dir)
+        return runs
+
+    def _stages(self, name, variant, combo, seed, config, out_dir):
+        last = dict(until=self.until, conventions=bool(self.summary.get("conventions")))
+        if not self.arms:
+            return [SweepRun(name, variant, combo, seed, config, out_dir / name, **last)]
+        prefix = SweepRun(name, variant, combo, seed, config, out_dir / PREFIX_DIR / name, stage="prefix")
+        stages = [prefix]
+        for arm, changes in self.arms.items():
+            stages.append(SweepRun(name, variant, combo, seed, arm_config(config, changes, arm),
+                                   out_dir / arm / name, stage="arm", arm=arm, prefix=prefix, changes=changes,
+                                   **last))
+        return stages
+
+    def select(self, runs, names):
+        """The runs of ``runs`` that ``names`` (variant and arm names) pick: a run is picked when
+        its variant is named (or no variant is) and its arm is named (or no arm is); an arm's
+        prefix goes with it."""
+        names = set(names)
+        unknown = names - set(self.variants) - set(self.arms)
+        if unknown:
+            raise UserError(f"--only names no variant or arm of the sweep: {', '.join(sorted(unknown))} "
+                            f"(variants: {', '.join(self.variants)}; arms: {', '.join(self.arms) or 'none'})")
+        variants = names & set(self.variants) or set(self.variants)
+        arms = names & set(self.arms) or set(self.arms)
+        picked = [r for r in runs if r.variant in variants and (r.stage != "arm" or r.arm in arms)]
+        if self.arms:      # a prefix only where one of its arms is picked
+            keep = {r.prefix.key for r in picked if r.stage == "arm"}
+            picked = [r for r in picked if r.stage != "prefix" or r.key in keep]
+        return picked
+
+    def extends(self, other):
+        """Why this sweep is not ``other`` with more seeds, variants, axis values or arms (None
+        when it is: then the runs ``other`` has are runs of this one, unchanged)."""
+        if (self.task, self.preset, self.options, self.reference, self.until) != \
+                (other.task, other.preset, other.options, other.reference, other.until):
+            return "its task, preset, options, reference or until differ"
+        for label, mine, theirs in (("variant", self.variants, other.variants), ("arm", self.arms, other.arms)):
+            for key, value in theirs.items():
+                if mine.get(key) != value:
+                    return f"the {label} {key!r} is missing or defined otherwise"
+        if set(other.axes) != set(self.axes) or any(not set(v) <= set(self.axes[k]) for k, v in other.axes.items()):
+            return "its axes differ"
+        if not set(other.seeds) <= set(self.seeds):
+            return "seeds it had are missing"
+        return None
+
+
+def _safe(text):
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def make_config(task, preset, *layers):
+    """A validated TrainConfig dict: defaults, then the preset for ``task``, then each layer."""
+    from rbtw.config import build_config
+    return build_config(task, preset, *layers).to_dict()
+
+
+def arm_config(config, changes, arm):
+    """The configuration of an arm: its prefix's with the arm's (branchable) changes."""
+    from rbtw.config import BRANCHABLE, TrainConfig
+    bad = sorted(set(changes) - set(BRANCHABLE))
+    if bad:
+        raise UserError(f"arm {arm!r} may change only {', '.join(BRANCHABLE)}, not {', '.join(bad)}")
+    return TrainConfig.from_dict(dict(config, **changes)).validate().to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and parsing
+
+
+def read_spec(path):
+    """Parse a sweep file (.toml or .json) into a raw dict; one-line UserError on failure."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the sweep file {path}: {e.strerror or e}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+            return tomllib.loads(raw.decode("utf-8"))      # TOML itself refuses duplicate keys
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+            if not isinstance(data, dict):
+                raise UserError(f"{path}: a sweep file holds one object/table")
+            return data
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start})") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    except ValueError as e:  # tomllib.TOMLDecodeError and json.JSONDecodeError are ValueErrors
+        raise UserError(f"{path} is not valid {path.suffix[1:].upper()}: {str(e).splitlines()[0]}") from None
+    raise UserError(f"{path}: a sweep file ends in .toml or .json")
+
+
+def _unique_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise UserError(f"the key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def parse_spec(d, where="the sweep file"):
+    """A :class:`Sweep` from a raw dict, every run's configuration checked."""
+    from rbtw.config import PRESETS, TASKS
+    unknown = sorted(set(d) - set(SPEC_KEYS))
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; expected {', '.join(SPEC_KEYS)}")
+    task = d.get("task")
+    if task not in TASKS:
+        raise UserError(f"{where}: task must be one of {', '.join(TASKS)} (got {task!r})")
+    preset = d.get("preset", "quick")
+    if preset not in PRESETS:
+        raise UserError(f"{where}: preset must be one of {', '.join(PRESETS)} (got {preset!r})")
+    options = _table(d.get("options", {}), f"{where}: options", "a table of TrainConfig fields")
+    _check_fields(options, f"{where}: options")
+    variants, axes = _grid(d.get("grid"), where)
+    seeds = d.get("seeds")
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise UserError(f"{where}: seeds must be a non-empty array of integers")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: seeds repeat")
+    reference = d.get("reference")
+    if reference is not None and reference not in variants:
+        raise UserError(f"{where}: the reference {reference!r} is not a variant of the grid")
+    sweep = Sweep(task, preset, options, variants, axes, seeds, reference, _arms(d.get("arms"), where),
+                  _until(d.get("until"), where), _summary(d.get("summary"), where))
+    try:
+        sweep.runs(".")
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    return sweep
+
+
+def _table(value, where, what):
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be {what}")
+    return value
+
+
+def _grid(grid, where):
+    if not isinstance(grid, dict) or not grid:
+        raise UserError(f"{where}: the grid is empty; give at least one variant, e.g. fp = {{ quant = \"none\" }}")
+    variants, axes = {}, {}
+    for key, value in grid.items():
+        if isinstance(value, dict):
+            if not _NAME.fullmatch(key) or key == PREFIX_DIR:
+                raise UserError(f"{where}: variant name {key!r} may hold only letters, digits and _ . + - "
+                                f"(and is not {PREFIX_DIR!r})")
+            _check_fields(value, f"{where}: variant {key!r}")
+            variants[key] = value
+        elif isinstance(value, list):
+            if not value:
+                raise UserError(f"{where}: axis {key!r} has no values")
+            for v in value:
+                _check_fields({key: v}, f"{where}: axis {key!r}")
+            axes[key] = value
+        else:
+            raise UserError(f"{where}: grid entry {key!r} must be a table (a variant) or an array (an axis)")
+    if not variants:
+        raise UserError(f"{where}: the grid has no variant (a table of TrainConfig overrides)")
+    return variants, axes
+
+
+def _arms(arms, where):
+    if arms is None:
+        return {}
+    _table(arms, f"{where}: arms", "a table of arms, each a table of branchable fields")
+    if not arms:
+        raise UserError(f"{where}: arms is empty; leave it out for a sweep without arms")
+    for name, changes in arms.items():
+        if not _NAME.fullmatch(name) or name == PREFIX_DIR:
+            raise UserError(f"{where}: arm name {name!r} may hold only letters, digits and _ . + - "
+                            f"(and is not {PREFIX_DIR!r})")
+        _table(changes, f"{where}: arm {name!r}", "a table of branchable fields")
+        _check_fields(changes, f"{where}: arm {name!r}")
+    return arms
+
+
+def _until(until, where):
+    if until is None:
+        return None
+    _table(until, f"{where}: until", "a table with min_gain and max_epochs")
+    for key in until:
+        if key not in UNTIL_KEYS:
+            raise UserError(f"{where}: until: unknown field {key!r}; expected min_gain and max_epochs")
+    for key, kinds in UNTIL_KEYS.items():
+        value = until.get(key)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise UserError(f"{where}: until needs {key} (a number)")
+    if not until["min_gain"] >= 0 or until["max_epochs"] < 1:
+        raise UserError(f"{where}: until: min_gain must be ≥ 0 and max_epochs ≥ 1")
+    return dict(until)
+
+
+def _summary(summary, where):
+    if summary is None:
+        return {}
+    _table(summary, f"{where}: summary", "a table, e.g. conventions = true")
+    for key, value in summary.items():
+        if key not in SUMMARY_KEYS or not isinstance(value, SUMMARY_KEYS[key]):
+            raise UserError(f"{where}: summary: unknown field or value {key} = {value!r}; "
+                            "expected conventions = true or false")
+    return dict(summary)
+
+
+def load_sweep(path):
+    """The Sweep of a sweep file, or of a sweep directory (its stored sweep.json)."""
+    path = Path(path)
+    if path.is_dir():
+        return stored_sweep(path)
+    return parse_spec(read_spec(path), str(path))
+
+
+def _check_fields(d, where):
+    """Every key a TrainConfig field (task and seed excepted), every value of its type and in
+    its domain (rbtw.config.check_field: the rule every surface applies)."""
+    from rbtw.config import TrainConfig, check_field
+    names = set(TrainConfig.field_names())
+    for key, value in d.items():
+        if key in ("task", "seed"):
+            raise UserError(f"{where}: {key} is set by the sweep itself (task = ..., seeds = [...])")
+        if key not in names:
+            raise UserError(f"{where}: unknown field {key!r} (TrainConfig fields: see rbtw train --help)")
+        try:
+            check_field(key, value)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep directory
+
+
+def prepare_out(sweep, out_dir):
+    """Claim ``out_dir`` for the sweep: store the sweep there, or check that it holds this one —
+    or one that this sweep extends (more seeds, variants, axis values or arms), then store this."""
+    from rbtw.fileio import atomic_open
+    out = Path(out_dir)
+    stored = out / SPEC_NAME
+    want = json.loads(json.dumps(sweep.to_dict()))
+    if stored.exists():
+        try:
+            have = json.loads(stored.read_text())
+            old = parse_spec(have, str(stored))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{stored} is unreadable: {e}") from None
+        if have == want:
+            return
+        why = sweep.extends(old)
+        if why is not None:
+            raise UserError(f"{out} holds a different sweep (see {stored}): {why}; choose another --out")
+    elif out.exists() and (not out.is_dir() or _foreign(sweep, out)):
+        raise UserError(f"{out} exists and does not hold a sweep; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(stored, "w") as f:
+        json.dump(want, f, indent=2)
+
+
+def _foreign(sweep, out):
+    """Entries of ``out`` that are not this sweep's (its run directories may exist already, e.g.
+    runs started by hand in the sweep's layout, which the sweep then takes over)."""
+    ours = {r.out.relative_to(out).parts[0] for r in sweep.runs(out)}
+    ours |= {SPEC_NAME, "summary.json", "summary.md", ".lock"}
+    return [p for p in out.iterdir() if p.name not in ours and not p.name.endswith(".log")]
+
+
+def stored_sweep(out_dir):
+    path = Path(out_dir) / SPEC_NAME
+    if not path.exists():
+        raise UserError(f"{out_dir} holds no sweep ({SPEC_NAME} is missing)")
+    try:
+        return parse_spec(json.loads(path.read_text()), str(path))
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON: {e}") from None

@@ -1,0 +1,256 @@
+"""A sweep's results, read from its run directories alone: per run, per group, per claim.
+
+For the test metric x_s of each finished run (s = 1..n seeds) of a group (variant, axis values,
+arm):
+
+    mean  x̄ = Σ x_s / n,   sd = sqrt(Σ (x_s − x̄)² / (n − 1)),
+    95 % interval  x̄ ± t_{0.975, n−1} · sd / √n      (Student t; none when n < 2)
+
+and the paired differences d_s = x_s(variant) − x_s(reference) over the seeds where both
+finished (same axis values and arm), with the same three figures.
+
+A study (``[summary] conventions = true``) also reports the test metric of every run under
+each evaluation convention (docs/design.md §2), from the same checkpoint:
+
+    population   population BN statistics, deterministic weights (what hardware runs)
+    official     the test batch's own statistics, freshly sampled weights (the official code)
+    expected     population statistics, E[W^q] = clip(W, −α, α) (a float reference)
+
+(full precision has no weight sampling: its official convention differs in the statistics
+only), measured once per checkpoint and kept in the run's conventions.json; and, for runs
+extended until they converged, the same at the schedule's end (schedule-end.npz).
+"""
+
+import json
+import math
+from pathlib import Path
+
+from rbtw.errors import UserError
+from rbtw.rundir import RunDir
+
+CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),
+               "expected": ("expected", False)}
+
+
+# ---------------------------------------------------------------------------------------------
+# conventions
+
+
+def _cache(run_dir):
+    path = RunDir(run_dir).conventions_path
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _checkpoint_key(run_dir, name):
+    from rbtw.checkpoint import load_checkpoint
+    return f"{name}@{load_checkpoint(Path(run_dir) / name).meta['step']}"
+
+
+def has_conventions(run_dir, name):
+    try:
+        return _checkpoint_key(run_dir, name) in _cache(run_dir)
+    except (OSError, UserError):
+        return False
+
+
+def conventions_of(run_dir, name):
+    """The cached {convention: test metric} of checkpoint ``name`` of the run, or None."""
+    try:
+        return _cache(run_dir).get(_checkpoint_key(run_dir, name))
+    except (OSError, UserError):
+        return None
+
+
+def measure_conventions(run_dir, name, data_dir=None):
+    """Measure (or read) {convention: test metric} of checkpoint ``name`` on the whole test split."""
+    from rbtw.checkpoint import load_checkpoint
+    from rbtw.config import TrainConfig, metric_name
+    from rbtw.evaluate import evaluate
+    from rbtw.fileio import atomic_open
+    from rbtw.models import ModelSpec
+    from rbtw.tasks import load_task_data
+    key = _checkpoint_key(run_dir, name)
+    known = _cache(run_dir)
+    if key in known:
+        return known[key]
+    ckpt = load_checkpoint(Path(run_dir) / name)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    spec = ModelSpec.from_dict(ckpt.meta["spec"])
+    data = load_task_data(config, data_dir)
+    out = {}
+    for convention, (weights, batch_stats) in CONVENTIONS.items():
+        if config.quant == "none":
+            weights = "deterministic"
+        out[convention] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", config, weights=weights,
+                                   batch_stats=batch_stats, max_batches=None)[metric_name(config.kind)]
+    known = dict(_cache(run_dir), **{key: out})
+    with atomic_open(RunDir(run_dir).conventions_path, "w") as f:
+        json.dump(known, f, indent=1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+def attempt_seconds(events):
+    """(wall seconds over every attempt, attempts): an attempt runs from its "attempt" event to its
+    "sweep" event, or, when its worker died, to the last event it logged.  Runs trained outside a
+    sweep (no attempt events) count the seconds of their epochs."""
+    starts = [k for k, e in enumerate(events) if e.get("event") == "attempt"]
+    if not starts:
+        return round(sum(e.get("seconds", 0) for e in events if e.get("event") == "epoch"), 3), 0
+    total = 0.0
+    for i, k in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(events)
+        span = events[k:end]
+        closed = [e for e in span if e.get("event") == "sweep"]
+        begun = span[0].get("time_started", span[0].get("time", 0))
+        total += closed[-1]["seconds"] if closed else max(span[-1].get("time", 0) - begun, 0)
+    return round(total, 3), len(starts)
+
+
+def record(run, metric):
+    """One run's record, from its run directory alone."""
+    from rbtw.sweep.runner import until_state
+    rd = RunDir(run.out)
+    rec = {"name": run.name, "key": run.key, "variant": run.variant, "axes": run.axes, "seed": run.seed,
+           "arm": run.arm, "stage": run.stage, f"test_{metric}": None, "eval_weights": None, "eval_stats": None}
+    try:
+        events = rd.events()
+    except UserError as e:
+        return dict(rec, status="damaged", error=str(e), wall_seconds=0.0, attempts=0, resumed=False)
+    wall, attempts = attempt_seconds(events)
+    rec.update(status="not started" if not run.out.exists() else "unfinished", wall_seconds=wall,
+               attempts=attempts, resumed=attempts > 1)
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    rec["valid"] = [e.get(f"valid_{metric}") for e in epochs]
+    tests = [e for e in events if e.get("event") == "test"]
+    ends = [e for e in events if e.get("event") == "sweep"]
+    if tests:
+        rec.update(status="done", **{f"test_{metric}": tests[-1].get(f"test_{metric}")},
+                   eval_weights=tests[-1].get("eval_weights"), eval_stats=tests[-1].get("eval_stats"))
+    elif ends and ends[-1].get("status") in ("failed", "interrupted"):
+        rec.update(status=ends[-1]["status"], error=ends[-1].get("error"))
+    if tests and run.until is not None:
+        state = until_state(run.out, run.config, run.until)
+        rec.update(converged=state == "converged", until=state,
+                   last_epoch_gain=_gain(rec["valid"], metric))
+        if state == "extend":
+            rec["status"] = "unfinished"
+    if run.conventions:
+        rec["conventions"] = conventions_of(run.out, rd.checkpoint_path.name) if tests else None
+        if rd.schedule_end_path.exists():
+            rec["conventions_at_schedule_end"] = conventions_of(run.out, rd.schedule_end_path.name)
+    return rec
+
+
+def _gain(valid, metric):
+    if len(valid) < 2:
+        return None
+    return round(valid[-2] - valid[-1] if metric != "accuracy" else valid[-1] - valid[-2], 6)
+
+
+def collect(sweep, out_dir):
+    """(metric, one record per run of the sweep), read from the run directories alone."""
+    from rbtw.config import TASKS, metric_name
+    metric = metric_name(TASKS[sweep.task])
+    return metric, [record(r, metric) for r in sweep.runs(out_dir)]
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation
+
+
+def t_interval(values, level=0.95):
+    """(n, mean, sd, (low, high)) of ``values``; sd and the interval are None when n < 2."""
+    import numpy as np
+    from scipy import stats
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n == 0:
+        return 0, None, None, None
+    mean = float(x.mean())
+    if n < 2:
+        return n, mean, None, None
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return n, mean, sd, (mean - half, mean + half)
+
+
+def _group_key(rec):
+    return rec["variant"], json.dumps(rec["axes"], sort_keys=True), rec["arm"]
+
+
+def _stat(values):
+    n, mean, sd, ci = t_interval(values)
+    return {"n": n, "mean": mean, "sd": sd, "ci95": list(ci) if ci else None}
+
+
+def _values(recs, field, convention=None):
+    """{seed: value} of the finished runs of a group, for the test metric or a convention."""
+    out = {}
+    for r in recs:
+        if r["status"] != "done":
+            continue
+        v = (r.get("conventions") or {}).get(convention) if convention else r.get(field)
+        if v is not None:
+            out[r["seed"]] = v
+    return out
+
+
+def summarize(sweep, metric, records):
+    """Per group (variant, axes, arm): n, mean, sd, 95 % interval, and the same per evaluation
+    convention of a study; paired differences against the reference (same axes, arm and seed)."""
+    key = f"test_{metric}"
+    groups, order = {}, []
+    for rec in records:
+        if rec["stage"] == "prefix":
+            continue
+        g = _group_key(rec)
+        if g not in groups:
+            groups[g] = []
+            order.append(g)
+        groups[g].append(rec)
+    conventions = list(CONVENTIONS) if sweep.summary.get("conventions") else []
+    rows, diffs = [], []
+    for g in order:
+        variant, axes, arm = g
+        recs = groups[g]
+        row = {"variant": variant, "axes": json.loads(axes), "arm": arm, "runs": len(recs),
+               "failed": sum(r["status"] == "failed" for r in recs), **_stat(list(_values(recs, key).values()))}
+        if sweep.until is not None:
+            row["converged"] = sum(bool(r.get("converged")) for r in recs)
+        row["conventions"] = {c: _stat(list(_values(recs, key, c).values())) for c in conventions}
+        rows.append(row)
+        if sweep.reference is None or variant == sweep.reference:
+            continue
+        ref = groups.get((sweep.reference, axes, arm), [])
+        diff = {"variant": variant, "reference": sweep.reference, "axes": json.loads(axes), "arm": arm}
+        diff.update(_paired(_values(recs, key), _values(ref, key)))
+        diff["conventions"] = {c: _paired(_values(recs, key, c), _values(ref, key, c)) for c in conventions}
+        diffs.append(diff)
+    return {"task": sweep.task, "metric": f"test {metric}", "reference": sweep.reference,
+            "interval": "95 % Student t over seeds", "conventions": conventions, "groups": rows,
+            "differences": diffs, "runs": records}
+
+
+def _paired(mine, ref):
+    seeds = sorted(s for s in mine if s in ref)
+    return dict(_stat([mine[s] - ref[s] for s in seeds]), seeds=seeds)
+
+
+def write_summary(sweep, out_dir):
+    """Write DIR/summary.json and DIR/summary.md from the run directories; returns the summary."""
+    from rbtw.fileio import atomic_open
+    from rbtw.sweep.report import markdown
+    metric, records = collect(sweep, out_dir)
+    summary = summarize(sweep, metric, records)
+    with atomic_open(Path(out_dir) / "summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    with atomic_open(Path(out_dir) / "summary.md", "w") as f:
+        f.write(markdown(summary) + "\n")
+    return summary

@@ -1,0 +1,44 @@
+"""Fixtures shared by the test modules: Dask clusters for the sweep runner."""
+
+import contextlib
+import json
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One 2-worker LocalCluster, built as the CLI builds it, shared by a module's tests."""
+    distributed = pytest.importorskip("distributed")
+    from rbtw import sweep as sw
+    cluster = sw.local_cluster(2, silence_logs=logging.ERROR, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@contextlib.contextmanager
+def external_cluster(tmp_path, workers=1, env=None):
+    """A `dask scheduler` (and ``workers`` `dask worker` processes) started as a user would, on
+    127.0.0.1; yields the scheduler's address."""
+    file = tmp_path / "scheduler.json"
+    common = ["--no-dashboard"]
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", str(file), *common], env=env, stderr=subprocess.DEVNULL)]
+    procs += [subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(file), "--nthreads",
+                                "1", "--host", "127.0.0.1", *common], env=env, stderr=subprocess.DEVNULL)
+              for _ in range(workers)]
+    try:
+        deadline = time.time() + 60
+        while not file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        yield json.loads(file.read_text())["address"]
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)

@@ -1,0 +1,142 @@
+"""What users expect of a CLI: progress lines off a terminal, ``rbtw runs``, the README's Python
+block run twice, and the embedded corpus in a non-editable install."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import rbtw
+from rbtw.cli import main, progress
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "8", "--epochs", "1", "--max-batches", "3", "--eval-max-batches", "2", "--seq-len", "10",
+        "--batch", "4"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# --- progress lines when stderr is not a terminal ----------------------------------------------
+
+@pytest.fixture
+def every_call(monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_SECONDS", 0.0)
+
+
+def test_train_and_eval_print_plain_progress_lines_off_a_terminal(tmp_path, every_call):
+    result = invoke("train", "default", *TINY, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch 1/1: ")]
+    assert "epoch 1/1: 1/3 minibatches (33 %), loss " in lines[0]
+    assert any(line.startswith("epoch 1/1: 3/3 minibatches (100 %)") for line in lines)
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr          # no bar redrawing
+    result = invoke("eval", tmp_path / "run" / "checkpoint.npz", "--max-batches", 2)
+    assert result.exit_code == 0 and "evaluating test: 2/2 batches (100 %)" in result.stderr
+
+
+def test_quick_work_prints_no_progress_line(tmp_path):
+    result = invoke("train", "default", *TINY, "--out", tmp_path / "run")
+    assert result.exit_code == 0 and "minibatches (" not in result.stderr
+
+
+def test_every_progress_helper_prints_lines_off_a_terminal(capsys, every_call):
+    bars = progress.ByteBars()
+    for done in (0, 2_500_000, 5_000_000):
+        bars("ptb.train.txt", done, 5_000_000)
+    with progress.Progress("epochs") as demo:
+        demo(1, 4)
+        demo(4, 4)
+    tick = progress.batch_bar("emulating", 3)
+    for _ in range(3):
+        tick()
+    err = capsys.readouterr().err
+    assert "ptb.train.txt: 2.5/5.0 MB (50 %)" in err and "ptb.train.txt: 5.0/5.0 MB (100 %)" in err
+    assert "epochs: 1/4 (25 %)" in err and "epochs: 4/4 (100 %)" in err
+    from rbtw.cli.progress import Lines
+    lines = Lines("epoch 2/3", "minibatches")
+    lines.start -= 30                                    # 30 s into a quarter of the work
+    lines(25, 100, "loss 1.234")
+    assert capsys.readouterr().err.strip() == "epoch 2/3: 25/100 minibatches (25 %), loss 1.234, 30 s, about 90 s left"
+    assert "emulating: 3/3 batches (100 %)" in err
+
+
+# --- rbtw runs ----------------------------------------------------------------------------------
+
+def test_runs_lists_finished_unfinished_and_failed_runs(tmp_path):
+    root = tmp_path / "runs"
+    assert invoke("train", "default", *TINY, "--quant", "ternary", "--stochastic", "--out", root / "done").exit_code == 0
+    assert invoke("train", "default", *TINY, "--lr", "1e9", "--out", root / "deeper" / "failed").exit_code == 2
+
+    def stop(run, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rbtw.fit(task="default", hidden=8, seq_len=10, batch=4, epochs=2, max_batches=3, cell="gru",
+                 out=root / "deeper" / "cut", log=lambda line: None, progress=stop)
+    (root / "not-a-run").mkdir()
+    result = invoke("runs", root)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert sorted(rows) == ["deeper/cut", "deeper/failed", "done"]
+    assert re.search(r"done\s+default\s+lstm ternary stoch\s+finished\s+1/1\s+test bpc \d\.\d{4}", rows["done"])
+    assert re.search(r"deeper/failed\s+default\s+lstm fp\s+failed\s+1/1", rows["deeper/failed"])
+    assert re.search(r"deeper/cut\s+default\s+gru fp\s+unfinished\s+0/2", rows["deeper/cut"])
+    assert result.stdout.splitlines()[0].split() == ["run", "task", "variant", "status", "epochs", "metric"]
+
+
+def test_runs_of_a_missing_or_empty_directory(tmp_path):
+    result = invoke("runs", tmp_path / "nothing")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "no such directory" in result.stderr
+    assert "no run directories" in invoke("runs", tmp_path).stdout
+
+
+# --- the README's Python block, twice -------------------------------------------------------
+
+def test_readme_python_block_runs_twice_in_a_row(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text.split("## Python API", 1)[1], re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for _ in range(2):
+        exec(compile(code, "README.md", "exec"), {})
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]                  # the same seed, the same run, the same figures
+
+
+# --- packaging ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_plain_install_carries_the_embedded_corpus(tmp_path):
+    """``pip install .`` (not editable) builds a wheel: the corpus must be inside it, and an
+    install from it must find the corpus with the source checkout out of sight."""
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".*")
+    for name in ("rbtw", "data"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), "-q"], capture_output=True, text=True, env=env, timeout=600)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1:]}")
+    wheel, = (tmp_path / "dist").glob("rbtw-*.whl")
+    assert "rbtw/data/carroll-alice.txt" in zipfile.ZipFile(wheel).namelist()
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel), "-q"],
+                   check=True, capture_output=True, env=env, timeout=600)
+    listing = subprocess.run([sys.executable, "-m", "rbtw.cli", "data", "list", "--data-dir", str(tmp_path / "c")],
+                             capture_output=True, text=True, cwd=tmp_path, env=dict(env, PYTHONPATH=str(target)),
+                             timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    default = next(line for line in listing.stdout.splitlines() if line.startswith("default"))
+    assert "embedded" in default and str(target / "rbtw" / "data" / "carroll-alice.txt") in default

@@ -1,0 +1,369 @@
+"""Studies as sweep files: shared prefixes, arms that branch from them, extension until the
+validation metric stops improving, evaluation conventions, and a cluster that fails, stops and
+resumes cleanly."""
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rbtw import sweep as sw
+from rbtw.checkpoint import load_checkpoint
+from rbtw.cli import main
+from rbtw.config import TrainConfig
+from rbtw.errors import UserError
+from rbtw.rundir import RunDir
+from rbtw.sweep.runner import until_state
+from rbtw.train import Run, branch
+
+from conftest import external_cluster
+
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(hidden=8, seq_len=10, batch=4, epochs=2, max_batches=4, eval_max_batches=3, log_every=1000, bn=False)
+ARMS = {"constant": {"epochs": 3},
+        "cosine": {"epochs": 3, "lr_warmdown": "cosine", "lr_warmdown_frac": 0.3, "lr_warmdown_to": 0.1}}
+UNTIL = {"min_gain": 0.0, "max_epochs": 5}
+
+
+def study(seeds=(0,), variants=None, **extra):
+    d = {"task": "default", "options": dict(TINY), "grid": variants or {"fp": {"quant": "none"}},
+         "seeds": list(seeds), "arms": ARMS, "until": UNTIL}
+    d.update(extra)
+    return sw.parse_spec(d)
+
+
+def snapshot(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(Path(out).rglob("*"))
+            if p.is_file() and p.name not in (".lock",)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the file
+
+
+def test_a_study_lists_prefixes_and_arms_in_their_directories(tmp_path):
+    runs = study(seeds=(0, 1)).runs(tmp_path)
+    assert [r.key for r in runs] == ["prefix/fp-seed0", "constant/fp-seed0", "cosine/fp-seed0",
+                                     "prefix/fp-seed1", "constant/fp-seed1", "cosine/fp-seed1"]
+    prefix, constant, cosine = runs[:3]
+    assert prefix.out == tmp_path / "prefix" / "fp-seed0" and cosine.out == tmp_path / "cosine" / "fp-seed0"
+    assert constant.prefix is prefix and prefix.until is None and constant.until == UNTIL
+    assert cosine.config == dict(prefix.config, **ARMS["cosine"])
+
+
+@pytest.mark.parametrize("arms, message", [
+    ({"constant": {"hidden": 16}}, "may change only"),
+    ({"prefix": {"epochs": 3}}, "arm name 'prefix'"),
+    ({}, "arms is empty"),
+    ({"fast": {"epochs": 0}}, r"arm 'fast': epochs \(--epochs\) must be a whole number from 1"),
+    ({"fast": {"lr": 0.0}}, r"arm 'fast': lr \(--lr\) must be"),
+])
+def test_bad_arms_are_one_line_errors(arms, message):
+    with pytest.raises(UserError, match=message):
+        study(arms=arms)
+
+
+@pytest.mark.parametrize("until, message", [
+    ({"min_gain": 0.1}, "until needs max_epochs"),
+    ({"min_gain": -1, "max_epochs": 3}, "min_gain must be ≥ 0"),
+    ({"min_gain": 0.1, "max_epochs": True}, "until needs max_epochs"),
+    ({"min_gain": 0.1, "max_epochs": 3, "patience": 2}, "unknown field 'patience'"),
+])
+def test_bad_until_is_a_one_line_error(until, message):
+    with pytest.raises(UserError, match=message):
+        study(until=until)
+
+
+def test_a_json_sweep_file_with_a_repeated_key_is_refused(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"task": "default", "seeds": [0], "grid": {"fp": {"quant": "none"}, "fp": {"quant": "binary"}}}')
+    with pytest.raises(UserError, match="'fp' appears twice"):
+        sw.load_sweep(path)
+
+
+def _log_epochs(run_dir, values, metric="bpc"):
+    rd = RunDir(run_dir)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    for k, v in enumerate(values):
+        rd.append(event="epoch", epoch=k, step=k + 1, **{f"valid_{metric}": v})
+
+
+@pytest.mark.parametrize("values, state", [
+    ([2.0], "extend"), ([2.0, 1.9], "extend"), ([2.0, 1.997], "converged"), ([2.0, 2.1], "converged"),
+    ([2.0, 1.9, 1.8, 1.7], "cap"), ([2.0, 1.9, 1.8, 1.799], "converged"),
+])
+def test_until_extends_until_the_gain_is_small_or_the_cap(tmp_path, values, state):
+    _log_epochs(tmp_path, values)
+    assert until_state(tmp_path, {"task": "ptb_char"}, {"min_gain": 0.005, "max_epochs": 4}) == state
+
+
+def test_until_reads_accuracy_as_higher_is_better(tmp_path):
+    _log_epochs(tmp_path, [0.50, 0.60], metric="accuracy")
+    assert until_state(tmp_path, {"task": "mnist"}, {"min_gain": 0.01, "max_epochs": 9}) == "extend"
+    _log_epochs(tmp_path / "b", [0.60, 0.50], metric="accuracy")
+    assert until_state(tmp_path / "b", {"task": "mnist"}, {"min_gain": 0.01, "max_epochs": 9}) == "converged"
+
+
+# ---------------------------------------------------------------------------------------------
+# the runs: the same as by hand
+
+
+def _by_hand(tmp_path, config):
+    """The study's sequence for one seed, by hand: prefix, branch, the arm, then one more epoch
+    at a time while the criterion says so."""
+    prefix = tmp_path / "hand" / "prefix"
+    Run(TrainConfig.from_dict(config), prefix, log=lambda line: None).run()
+    out = {}
+    for arm, changes in ARMS.items():
+        dst = tmp_path / "hand" / arm
+        branch(prefix, dst, **changes)
+        Run(None, dst, resume=True, log=lambda line: None).run()
+        while until_state(dst, config, UNTIL) == "extend":
+            meta = load_checkpoint(dst / "checkpoint.npz").meta
+            more = TrainConfig.from_dict(dict(meta["config"], epochs=meta["epoch"] + 1))
+            Run(more, dst, resume=True, log=lambda line: None).run()
+        out[arm] = dst
+    return prefix, out
+
+
+@pytest.mark.slow
+def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_nothing(client, tmp_path):
+    s = study(summary={"conventions": True}, reference="fp",
+              variants={"fp": {"quant": "none"}, "ternary": {"quant": "ternary", "stochastic": True}})
+    runs = s.runs(tmp_path / "study")
+    results = sw.run_all(runs, client)
+    assert all(r["status"] == "done" for r in results.values()), results
+    fp_prefix, fp_constant, fp_cosine = runs[:3]
+    hand_prefix, hand = _by_hand(tmp_path, fp_prefix.config)
+    for mine, theirs in ((fp_prefix.out, hand_prefix), (fp_constant.out, hand["constant"]),
+                         (fp_cosine.out, hand["cosine"])):
+        got, want = load_checkpoint(mine / "checkpoint.npz"), load_checkpoint(theirs / "checkpoint.npz")
+        assert got.meta["step"] == want.meta["step"]
+        for name in want.params:
+            np.testing.assert_array_equal(got.params[name], want.params[name], err_msg=f"{mine} {name}")
+    for run in runs:
+        assert sw.stage_done(run), run.key
+    # a run extended past its schedule keeps the schedule's last checkpoint, measured too
+    extended = [r for r in runs if RunDir(r.out).schedule_end_path.exists()]
+    for r in extended:
+        assert load_checkpoint(RunDir(r.out).schedule_end_path).meta["epoch"] == 3
+    summary = sw.summarize(s, *sw.collect(s, tmp_path / "study"))
+    groups = {(g["variant"], g["arm"]): g for g in summary["groups"]}
+    assert set(groups) == {("fp", "constant"), ("fp", "cosine"), ("ternary", "constant"), ("ternary", "cosine")}
+    records = {r["key"]: r for r in summary["runs"]}
+    for key in ("constant/ternary-seed0", "cosine/fp-seed0"):
+        conv = records[key]["conventions"]
+        assert set(conv) == {"population", "official", "expected"}
+        assert conv["population"] == pytest.approx(records[key]["test_bpc"], rel=1e-12)  # the run's own default
+    fp_conv = records["constant/fp-seed0"]["conventions"]
+    assert fp_conv["population"] == fp_conv["expected"]          # full precision: no weight sampling
+    (gap,) = [d for d in summary["differences"] if d["arm"] == "constant"]
+    want = records["constant/ternary-seed0"]["conventions"]["official"] - fp_conv["official"]
+    assert gap["conventions"]["official"]["mean"] == pytest.approx(want, rel=1e-12)
+    before = snapshot(tmp_path / "study")
+    assert all(r.get("skipped") for r in sw.run_all(runs, None).values())    # nothing left: no cluster needed
+    assert snapshot(tmp_path / "study") == before
+
+
+@pytest.mark.slow
+def test_an_arm_waits_for_its_prefix_held_by_another_trainer(client, tmp_path):
+    """The study takes over a prefix started by hand in its layout: its arms start when it ends."""
+    s = study()
+    runs = s.runs(tmp_path)
+    prefix = runs[0]
+    config = TrainConfig.from_dict(prefix.config)
+    from rbtw.runlock import RunLock
+    lock = RunLock(prefix.out).acquire()
+
+    def train_then_release():                                   # "rbtw train" in another process
+        time.sleep(1.0)
+        Run(config, prefix.out, log=lambda line: None).run()
+        lock.release()
+    trainer = threading.Thread(target=train_then_release)
+    trainer.start()
+    lines = []
+    results = sw.run_all(runs, client, echo=lines.append, retry_seconds=0.5)
+    trainer.join()
+    assert all(r["status"] == "done" for r in results.values())
+    assert any("in use by" in line for line in lines)
+    assert len(RunDir(prefix.out).of_kind("test")) == 1                 # trained once, by its owner
+    for arm in runs[1:]:
+        assert sw.stage_done(arm)
+        first = RunDir(arm.out).epochs()[0]
+        assert first["epoch"] == 0          # the arm's log carries its prefix's history
+
+
+def test_a_study_directory_may_hold_runs_started_by_hand_and_may_be_extended(tmp_path):
+    out = tmp_path / "study"
+    s = study(seeds=(0,))
+    (out / "prefix" / "fp-seed0").mkdir(parents=True)
+    (out / "prefix" / "fp-seed0.log").write_text("started by hand\n")
+    sw.prepare_out(s, out)                                        # adopted
+    more = study(seeds=(0, 1), variants={"fp": {"quant": "none"}, "binary": {"quant": "binary"}})
+    sw.prepare_out(more, out)                                     # more seeds and variants: extended
+    assert sw.stored_sweep(out).seeds == [0, 1]
+    changed = study(seeds=(0, 1), variants={"fp": {"quant": "binary"}, "binary": {"quant": "binary"}})
+    with pytest.raises(UserError, match="variant 'fp' is missing or defined otherwise"):
+        sw.prepare_out(changed, out)
+    fewer = study(seeds=(1,), variants={"fp": {"quant": "none"}, "binary": {"quant": "binary"}})
+    with pytest.raises(UserError, match="seeds it had are missing"):
+        sw.prepare_out(fewer, out)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="does not hold a sweep"):
+        sw.prepare_out(s, tmp_path / "other")
+
+
+# ---------------------------------------------------------------------------------------------
+# attempts, wall time, resumed runs
+
+
+def test_wall_time_adds_every_attempt_even_one_whose_worker_died():
+    events = [{"event": "attempt", "time": 100.0}, {"event": "train", "time": 130.0},
+              {"event": "epoch", "time": 150.0, "seconds": 50},                       # then killed
+              {"event": "attempt", "time": 200.0}, {"event": "epoch", "time": 240.0, "seconds": 40},
+              {"event": "test", "time": 241.0}, {"event": "sweep", "status": "done", "seconds": 41.5, "time": 241.5}]
+    assert sw.summary.attempt_seconds(events) == (50.0 + 41.5, 2)
+    assert sw.summary.attempt_seconds([{"event": "epoch", "seconds": 3}, {"event": "epoch", "seconds": 4}]) == (7, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# clusters that are not there, not Dask, or empty
+
+
+def _serve(handler_cls):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_http_server_is_not_a_scheduler(tmp_path):
+    server = _serve(http.server.SimpleHTTPRequestHandler)     # speaks only when spoken to
+    try:
+        start = time.time()
+        with pytest.raises(UserError, match="not Dask"):
+            sw.probe_scheduler(f"tcp://127.0.0.1:{server.server_address[1]}", timeout=1.0)
+        assert time.time() - start < 5
+    finally:
+        server.shutdown()
+
+
+def test_a_server_that_answers_with_something_else_is_not_a_scheduler():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer():
+        conn, _ = listener.accept()
+        conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")          # what a proxy says
+        conn.close()
+    threading.Thread(target=answer, daemon=True).start()
+    with pytest.raises(UserError, match="not as a Dask scheduler"):
+        sw.probe_scheduler(f"127.0.0.1:{listener.getsockname()[1]}", timeout=2.0)
+    listener.close()
+
+
+def test_a_closed_port_fails_at_once_naming_the_address():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(UserError, match=f"tcp://127.0.0.1:{port}"):
+        sw.probe_scheduler(f"tcp://127.0.0.1:{port}", timeout=2.0)
+
+
+@pytest.mark.slow
+def test_a_scheduler_without_workers_is_said_and_the_wait_ends(tmp_path):
+    with external_cluster(tmp_path, workers=0) as address:
+        spec = tmp_path / "s.json"
+        spec.write_text(json.dumps({"task": "default", "options": TINY, "grid": {"fp": {"quant": "none"}},
+                                    "seeds": [0]}))
+        start = time.time()
+        result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler",
+                                           address, "--wait-workers", "1"])
+        assert result.exit_code == 2 and time.time() - start < 30
+        assert "has no workers; waiting up to 1 s" in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: the scheduler at")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C on a local cluster
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_local_cluster_sweep_cleanly_and_the_rerun_resumes(tmp_path):
+    spec = tmp_path / "s.json"
+    slow = dict(TINY, epochs=1, max_batches=3000, checkpoint_every=20, bn=True)
+    spec.write_text(json.dumps({"task": "default", "options": slow, "grid": {"ternary": {"quant": "ternary"}},
+                                "seeds": [0, 1]}))
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    launcher = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); "
+                "os.execvp(sys.executable, [sys.executable, '-m', 'rbtw.cli'] + sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "sweep", str(spec), "--out", str(out), "--workers", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    ckpts = [out / "ternary-seed0" / "checkpoint.npz", out / "ternary-seed1" / "checkpoint.npz"]
+    while time.time() < deadline and not all(p.exists() for p in ckpts):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)                       # Ctrl-C: the whole process group
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "every run saved its checkpoint" in err
+    for name in ("ternary-seed0", "ternary-seed1"):
+        rd = RunDir(out / name)
+        assert not (rd.path / ".lock").exists()
+        assert rd.of_kind("interrupted") and rd.of_kind("sweep")[-1]["status"] == "interrupted"
+        assert rd.final_test() is None
+    again = CliRunner().invoke(main, ["sweep", str(out), "--workers", "2"])      # the directory resumes it
+    assert again.exit_code == 0, again.stderr
+    for name in ("ternary-seed0", "ternary-seed1"):
+        rd = RunDir(out / name)
+        assert rd.final_test() is not None and len(rd.of_kind("attempt")) == 2
+    assert "2 (resumed)" in (out / "summary.md").read_text()
+
+
+def test_only_picks_variants_and_arms_with_their_prefixes(tmp_path):
+    s = study(seeds=(0, 1), variants={"fp": {"quant": "none"}, "binary": {"quant": "binary"}})
+    runs = s.runs(tmp_path)
+    keys = lambda names: sorted(r.key for r in s.select(runs, names))  # noqa: E731
+    assert keys(["fp"]) == sorted(r.key for r in runs if r.variant == "fp")
+    assert keys(["constant"]) == sorted(r.key for r in runs if r.arm != "cosine")
+    assert keys(["binary", "cosine"]) == ["cosine/binary-seed0", "cosine/binary-seed1",
+                                          "prefix/binary-seed0", "prefix/binary-seed1"]
+    with pytest.raises(UserError, match="--only names no variant or arm of the sweep: ternary"):
+        s.select(runs, ["ternary"])
+
+
+@pytest.mark.slow
+def test_workers_without_the_data_directory_get_it_from_the_client(tmp_path, monkeypatch):
+    """Workers started as `dask worker ADDRESS` know neither $RBTW_DATA nor the client's home:
+    the client passes its data directory with every task."""
+    cache = tmp_path / "cache"
+    text = tmp_path / "text8.txt"
+    text.write_bytes(b"anarchism originated as a term of abuse first used against early working class " * 400)
+    assert CliRunner().invoke(main, ["data", "import", "text8", str(text), "--data-dir", str(cache)]).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if k != "RBTW_DATA"}
+    env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path / "empty-home"), **sw.ONE_THREAD)
+    with external_cluster(tmp_path, workers=1, env=env) as address:
+        spec = tmp_path / "s.json"
+        spec.write_text(json.dumps({"task": "text8", "options": dict(TINY, epochs=1), "grid": {"fp": {"quant": "none"}},
+                                    "seeds": [0]}))
+        monkeypatch.setenv("RBTW_DATA", str(cache))
+        result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler", address])
+        assert result.exit_code == 0, result.stderr
+        assert RunDir(tmp_path / "out" / "fp-seed0").final_test() is not None

@@ -1,13 +1,24 @@
-"""Fixtures shared by the test modules: Dask clusters for the sweep runner."""
+"""Fixtures shared by the test modules: Dask clusters for the sweep runner.
+
+Ctrl-C as a user at a terminal has it: a shell without job control starts a background job with
+SIGINT ignored, and that disposition passes to every process the tests start, where the trainer
+then (rightly) leaves SIGINT alone; the tests of Ctrl-C would fail only when the suite runs in
+the background.  So the suite's own process takes Python's default handler back at import, and
+its children start with SIGINT at its default, as they do from a terminal.
+"""
 
 import contextlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")

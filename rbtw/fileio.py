@@ -17,6 +17,21 @@ from pathlib import Path
 from rbtw.errors import UserError
 
 
+def end_quietly_on_closed_pipe(out):
+    """A reader closed the pipe ``out`` writes to (``rbtw ... | head``): end with status 0
+    (SystemExit), ``out``'s file descriptor pointed at /dev/null so that no later flush (the
+    interpreter's own, at exit) fails and prints."""
+    try:
+        out.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    except (OSError, ValueError, AttributeError):          # not a file descriptor
+        pass
+    raise SystemExit(0)
+
+
 def check_output(out, inputs=(), force=False, what="file"):
     """Refuse to write the user-named file ``out``: over one of ``inputs`` (ever), onto a
     directory, into a parent that does not exist, is not a directory or cannot be written, or

@@ -140,3 +140,21 @@ def test_a_plain_install_carries_the_embedded_corpus(tmp_path):
     assert listing.returncode == 0, listing.stderr
     default = next(line for line in listing.stdout.splitlines() if line.startswith("default"))
     assert "embedded" in default and str(target / "rbtw" / "data" / "carroll-alice.txt") in default
+
+
+# --- a closed pipe ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["info", "--system"], ["data", "list"],
+                                  ["train", "ptb_char", "--show-config"], ["runs", "."]])
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(args, tmp_path):
+    """``rbtw ... | head``: the reader has what it wanted; status 0 and nothing on stderr.  The
+    pipe's read end is closed before the command starts, so its first write meets EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-c", "from rbtw.cli import main; main()", *args], stdout=write,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")

@@ -10,6 +10,7 @@ import click
 
 from rbtw.errors import UserError, os_error_message
 from rbtw.fileio import check_output  # noqa: F401  (the commands' rule for outputs)
+from rbtw.fileio import end_quietly_on_closed_pipe
 from rbtw.version import __version__
 
 
@@ -37,6 +38,8 @@ class _Group(click.Group):
             raise
         except click.UsageError as e:
             _fail(_usage_message(e))
+        except BrokenPipeError:                 # --help | head
+            end_quietly_on_closed_pipe(sys.stdout)
 
     def invoke(self, ctx):
         try:
@@ -47,6 +50,8 @@ class _Group(click.Group):
             raise
         except click.UsageError as e:
             _fail(_usage_message(e))
+        except BrokenPipeError:                 # rbtw ... | head: the reader has what it wanted
+            end_quietly_on_closed_pipe(sys.stdout)
         except OSError as e:
             _fail(os_error_message(e))
         except MemoryError:

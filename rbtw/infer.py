@@ -80,8 +80,8 @@ class _Layer:
 
     def _route(self, Q, B, path, route):
         """(kernel words, words per row, ternary, threads, Qᵀ) of one product for B rows."""
-        packed = isinstance(Q, PackedMatrix) and (route == "packed" or
-                                                   (route == "auto" and packed_wins(Q, B, path)))
+        packed = isinstance(Q, PackedMatrix) and (
+            route == "packed" or (route == "auto" and packed_wins(Q, B, path, jitted=True)))
         if packed:
             lay, nw = Q.path_layout(path)
             work = Q.rows * Q.cols * (B if B > 1 else 1)
@@ -109,8 +109,9 @@ class PackedEngine:
     """Inference for an export: char/word LMs and the sequence classifier.
 
     path    the kernel path (default: rbtw.kernels.isa's choice)
-    route   "auto": each product where it is faster (rbtw.kernels.ops.packed_wins); "packed" or
-            "dense": every product of a binary/ternary matrix that way (for tests and benchmarks)
+    route   "auto": each product where it is faster (rbtw.kernels.ops.packed_wins for jitted
+            callers); "packed" or "dense": every product of a binary/ternary matrix that way
+            (for tests and benchmarks)
     """
 
     def __init__(self, export, path=None, route="auto"):

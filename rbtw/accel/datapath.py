@@ -56,13 +56,10 @@ from numba import njit, prange
 
 from rbtw import numba_cache  # noqa: F401  (before any @njit: the cache sees edits to the kernels)
 from rbtw.accel import fixed
-from rbtw.kernels import isa, portable
-from rbtw.kernels.ops import kernels, threads_for
-
-_RUNNABLE = isa.runnable()
-_avx512 = kernels("avx512") if "avx512" in _RUNNABLE else portable
-_avx2 = kernels("avx2") if "avx2" in _RUNNABLE else portable
-PATH_ID = {"portable": 0, "avx2": 1, "avx512": 2}
+from rbtw.kernels import isa
+from rbtw.kernels.jitops import PATH_ID
+from rbtw.kernels.jitops import matvec as _matvec   # y = Q x by a kernel path named by number
+from rbtw.kernels.ops import threads_for
 
 # indices into the integer parameter vector handed to the kernel
 (_R, _C, _ACC, _ACT, _F, _CB, _FC, _PB, _P, _S, _FWH, _FWX, _SEG, _SIGR, _TANR, _ONEHOT, _TILED, _GRU) = range(18)
@@ -151,25 +148,6 @@ def exact_split(K, act_bits):
     """True when Q·hi and Q·lo (module docstring) are exact in float32 for K columns."""
     hi_max = 1 << max(act_bits - 1 - SPLIT, 0)
     return K * max(hi_max, (1 << SPLIT) - 1) < FLOAT32_EXACT
-
-
-@njit(cache=True)
-def _matvec(path, lay, nw, ternary, chunks, x, y):
-    """y = Q x by the kernels of path number ``path`` (PATH_ID) on ``chunks`` threads."""
-    if path == 2:
-        if chunks > 1:
-            _avx512.matvec_parallel(lay, x, y, nw, ternary, chunks)
-        else:
-            _avx512.matvec_serial(lay, x, y, nw, ternary)
-    elif path == 1:
-        if chunks > 1:
-            _avx2.matvec_parallel(lay, x, y, nw, ternary, chunks)
-        else:
-            _avx2.matvec_serial(lay, x, y, nw, ternary)
-    elif chunks > 1:
-        portable.matvec_parallel(lay, x, y, nw, ternary, chunks)
-    else:
-        portable.matvec_serial(lay, x, y, nw, ternary)
 
 
 @njit(cache=True)

@@ -47,6 +47,15 @@ PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
 DENSE_BELOW = {"avx512": 1 << 14, "avx2": 1 << 16, "portable": 1 << 16}
 # Wide matrices win at larger batches: (min columns, max batch).
 PACKED_WIDE = {("avx2", "binary"): (512, 16)}
+# Inside jitted code (the packed engine's windows, the emulator) the dense route is Numba's
+# np.dot, whose BLAS ran 1.4-1.7x slower than NumPy's here, so the packed kernels win further:
+# (min columns, max batch) rows, the first that fits applies; no row fits: dense.  Measured
+# with jitops.product, 1 thread, H 64-1000 (G = 4H, K = H), B 1-256: bench/jit_routing.py,
+# bench/results/jit_routing.md.  AVX-512 keeps PACKED_MAX_BATCH (packed at every batch measured).
+JIT_PACKED = {("avx2", "binary"): ((128, 256),),
+              ("avx2", "ternary"): ((768, 64), (256, 32), (128, 1)),
+              ("portable", "binary"): ((768, 32), (512, 16), (256, 8), (128, 1)),
+              ("portable", "ternary"): ((768, 16), (512, 8), (256, 4), (128, 1))}
 
 
 def _cores_busy() -> bool:
@@ -184,9 +193,12 @@ def matmul(pm: PackedMatrix, X, out=None, path: str | None = None) -> np.ndarray
     return out
 
 
-def packed_wins(pm: PackedMatrix, batch: int, path: str | None = None) -> bool:
-    """True where the packed kernels beat the dense float32 product for ``batch`` rows."""
+def packed_wins(pm: PackedMatrix, batch: int, path: str | None = None, jitted: bool = False) -> bool:
+    """True where the packed kernels beat the dense float32 product for ``batch`` rows: that of
+    NumPy (:func:`product`), or with ``jitted`` that of Numba (rbtw.kernels.jitops.product)."""
     key = (path or isa.path(), pm.kind)
+    if jitted and key in JIT_PACKED:
+        return any(pm.cols >= cols and batch <= max_batch for cols, max_batch in JIT_PACKED[key])
     max_batch = PACKED_MAX_BATCH[key]
     if key in PACKED_WIDE and pm.cols >= PACKED_WIDE[key][0]:
         max_batch = max(max_batch, PACKED_WIDE[key][1])

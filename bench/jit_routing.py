@@ -1,0 +1,112 @@
+"""Benchmark: where the packed kernels beat the dense product when jitted code calls them.
+
+    PYTHONPATH=$PWD python3 bench/jit_routing.py [--paths avx512 avx2 portable] [--out bench/results/jit_routing.md]
+
+The packed engine's windows and the emulator call products from inside Numba
+(rbtw.kernels.jitops.product).  There the dense route is Numba's np.dot, which links SciPy's
+BLAS, not NumPy's; it ran 1.4-1.7x slower than NumPy's here on the same shapes, so the packed
+kernels win up to larger batches than rbtw.kernels.ops.product's routing (measured against
+NumPy) says.  This script measures dense / packed time ratios of jitops.product for LSTM-shaped
+matrices (G = 4H rows, K = H columns, binary and ternary) over batches B, one kernel path per
+child process (RBTW_KERNELS), 1 thread, the two routes taking turns, median of 7 rounds; and
+shows the route rbtw.kernels.ops.packed_wins(..., jitted=True) takes.  The routing table
+JIT_PACKED in rbtw/kernels/ops.py is read off these tables.
+
+Dimension legend: H hidden, G = 4H rows, K = H columns, B batch rows (1 or a multiple of 4, as
+the engine pads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
+HIDDEN = (64, 128, 256, 512, 1000)
+BATCHES = (1, 4, 8, 16, 32, 64, 128, 256)
+
+
+def child():
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    import rbtw  # noqa: F401  (before NumPy's BLAS starts: OpenBLAS's spin timeout)
+    from rbtw.kernels import isa, jitops
+    from rbtw.kernels.ops import dense_t, packed_wins
+    from rbtw.kernels.packing import pack
+    path = isa.path()
+    number = jitops.PATH_ID[path]
+    rng = np.random.default_rng(0)
+    rows = []
+    for kind in ("binary", "ternary"):
+        values = (-1, 1) if kind == "binary" else (-1, 0, 1)
+        for H in HIDDEN:
+            G, K = 4 * H, H
+            pm = pack(rng.choice(values, (G, K)).astype(np.int8), kind)
+            lay, nw = pm.path_layout(path)
+            qt = dense_t(pm)
+            for B in BATCHES:
+                X = rng.standard_normal((B, K)).astype(np.float32)
+                Y = np.zeros((B, 16 * -(-G // 16)), np.float32)        # (B, GP)
+                ternary = kind == "ternary"
+                routes = {"packed": lambda: jitops.product(number, lay, nw, ternary, 1, qt, X, Y),
+                          "dense": lambda: jitops.product(number, lay, 0, ternary, 1, qt, X, Y)}
+                for f in routes.values():
+                    f()                                                 # compile, warm caches
+                reps = max(1, int(2e8 // (G * K * B)))
+                times = {name: [] for name in routes}
+                for r in range(7):
+                    for name in (("packed", "dense") if r % 2 else ("dense", "packed")):
+                        t = time.perf_counter()
+                        for _ in range(reps):
+                            routes[name]()
+                        times[name].append((time.perf_counter() - t) / reps)
+                ratio = float(np.median(times["dense"]) / np.median(times["packed"]))
+                rows.append({"kind": kind, "H": H, "B": B, "dense_over_packed": ratio,
+                             "routed": "packed" if packed_wins(pm, B, path, jitted=True) else "dense"})
+    return {"path": path, "isa": isa.describe(), "rows": rows}
+
+
+def table(entry):
+    out = [f"### {entry['path']}", "", *[f"- {line}" for line in entry["isa"]], "",
+           "dense time / packed time (above 1: packed faster); the route taken in brackets (p packed, d dense)", "",
+           "| export | H (= K) | " + " | ".join(f"B {b}" for b in BATCHES) + " |",
+           "|---|---|" + "---|" * len(BATCHES)]
+    for kind in ("binary", "ternary"):
+        for H in HIDDEN:
+            cells = {r["B"]: r for r in entry["rows"] if r["kind"] == kind and r["H"] == H}
+            out.append(f"| {kind} | {H} | " + " | ".join(
+                f"{cells[b]['dense_over_packed']:.2f} ({cells[b]['routed'][0]})" for b in BATCHES) + " |")
+    return out + [""]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--paths", nargs="+", default=["avx512", "avx2", "portable"])
+    ap.add_argument("--out", default=str(ROOT / "bench/results/jit_routing.md"))
+    ap.add_argument("--child", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child()))
+        return
+    lines = ["# Packed vs dense products called from jitted code (rbtw.kernels.jitops.product)", "",
+             "Produced by `PYTHONPATH=$PWD python3 bench/jit_routing.py --paths " + " ".join(args.paths) + "`",
+             "(module docstring: what is measured and why).  1 thread; median of 7 rounds, the routes "
+             "taking turns.", ""]
+    for path in args.paths:
+        env = dict(os.environ, RBTW_KERNELS=path, **{k: "1" for k in ONE})
+        done = subprocess.run([sys.executable, __file__, "--child"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, check=True)
+        lines += table(json.loads(done.stdout.strip().splitlines()[-1]))
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

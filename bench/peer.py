@@ -29,9 +29,10 @@ alone keeps the host's features) and asks torch for AVX2 (ATEN_CPU_CAPABILITY=av
 nearest this host comes to an AVX2 machine.
 
 Exports: from the checkpoints DIR/h{H}-{binary,ternary}/checkpoint.npz when given, else random
-models (tests/randmodel.py) with the PTB-char vocabulary; the default export (BN tables for step
-0 and one shared row, rbtw export's default).  --bpc evaluates the whole test split with the
-dense engine and with exports of one BN table per step and of the default: the same model.
+models (tests/randmodel.py) with the PTB-char vocabulary; each exported as `rbtw export` does
+(BN tables: the smallest number K of per-step tables within the tolerance on the validation
+split).  --bpc evaluates the whole test split with the dense engine and with exports of one BN
+table per step (the same model) and of rbtw export's default.
 Results accumulate in the JSON file (one entry per path), so long runs split into short windows.
 """
 
@@ -84,11 +85,13 @@ def checkpoints(args, H, tmp, vocab):
 
 
 def export_of(ckpt, path, bn_steps=None):
+    """Write the export of ``ckpt`` as ``rbtw export`` does (bn_steps None: K measured on the
+    validation split, rbtw.export.export_checkpoint) and return its path."""
     from rbtw.api import read_checkpoint
-    from rbtw.export import build_export
+    from rbtw.export import export_checkpoint
     from rbtw.export_format import write_export
     c, _ = read_checkpoint(ckpt)
-    write_export(path, build_export(c.meta, c.params, c.stats, bn_steps=bn_steps))
+    write_export(path, export_checkpoint(c, bn_steps))
     return path
 
 
@@ -237,17 +240,19 @@ def bpc_check(args):
     from rbtw.data import load_corpus
     from rbtw.export import PER_STEP
     vocab = load_corpus("ptb_char", None).vocab
-    lines = ["| H | export | dense test BPC | packed, one table per step | difference | packed, default export (K = 1) | chars |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| H | export | dense test BPC | packed, one table per step | difference | packed, rbtw export's "
+             "default | its K | chars |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for H in args.hidden:
             for q, ckpt in checkpoints(args, H, tmp, vocab).items():
                 whole = dict(split="test", max_batches=1 << 30)         # not the run's eval cap
                 dense = rbtw.load(ckpt).evaluate(**whole)
                 step = rbtw.load(export_of(ckpt, Path(tmp) / "s.rbtw", PER_STEP)).evaluate(**whole)["bpc"]
-                k1 = rbtw.load(export_of(ckpt, Path(tmp) / "k.rbtw")).evaluate(**whole)["bpc"]
+                default = rbtw.load(export_of(ckpt, Path(tmp) / "k.rbtw"))
+                k = default._export.manifest.get("bn_steps") or "per step"
+                k1 = default.evaluate(**whole)["bpc"]
                 lines.append(f"| {H} | {q} | {dense['bpc']:.6f} | {step:.6f} | {step - dense['bpc']:+.1e} | {k1:.6f} | "
-                             f"{dense['n']:,} |")
+                             f"{k} | {dense['n']:,} |")
                 print(lines[-1], flush=True)
     return lines
 

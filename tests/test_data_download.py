@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from rbtw.cli import main
 from rbtw.data import download, load_corpus
+from rbtw.data.fetch import import_path
 from rbtw.data.listing import dataset_rows
 from rbtw.errors import UserError
 
@@ -166,6 +167,24 @@ def test_http_errors_are_one_line_user_errors(serve, tmp_path):
         download("linux", tmp_path, mirror=url)
     with pytest.raises(UserError, match="cannot download http://127.0.0.1:1/linux/linux_input.txt"):
         download("linux", tmp_path, mirror="http://127.0.0.1:1")
+    assert not (tmp_path / "linux").exists()             # a failed command leaves no trace
+
+
+def test_a_failed_download_or_import_leaves_no_new_directory_and_keeps_an_old_one(tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError):
+        download("linux", cache, mirror="http://127.0.0.1:1")
+    with pytest.raises(UserError):
+        import_path("linux", tmp_path / "garbage.txt", cache)          # no such file
+    (tmp_path / "garbage.txt").write_text("not the Linux corpus")
+    with pytest.raises(UserError):
+        import_path("linux", tmp_path / "garbage.txt", cache)          # fails its check
+    assert not cache.exists() or list(cache.iterdir()) == []
+    (cache / "linux").mkdir(parents=True)
+    (cache / "linux" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError):
+        download("linux", cache, mirror="http://127.0.0.1:1")
+    assert (cache / "linux" / "notes.txt").read_text() == "mine"
 
 
 # --- CLI -------------------------------------------------------------------------------------

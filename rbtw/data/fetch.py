@@ -16,6 +16,7 @@ like a download, then renamed.  It may also be an unpacked form (raw IDX files, 
 ``text8``), or, for text8, a smaller fragment that is recorded as such.
 """
 
+import contextlib
 import http.client
 import os
 import re
@@ -61,12 +62,13 @@ def download(dataset, data_dir=None, mirror=None, progress=None, echo=None):
     """
     source = source_of(dataset)
     sdir = source_dir(data_dir, source.name)
-    old = _forget(sdir)
-    entries = {}
-    for raw in source.files:
-        entries[raw.name] = _download_file(source, raw, sdir, mirror, progress)
-        _say(echo, raw.name, entries[raw.name])
-    write_manifest(sdir, source.name, entries)
+    with _removed_if_left_empty(sdir):
+        old = _forget(sdir)
+        entries = {}
+        for raw in source.files:
+            entries[raw.name] = _download_file(source, raw, sdir, mirror, progress)
+            _say(echo, raw.name, entries[raw.name])
+        write_manifest(sdir, source.name, entries)
     _drop_replaced(sdir, old, entries)
     return sdir
 
@@ -166,23 +168,24 @@ def import_path(dataset, path, data_dir=None, echo=None):
     if path.is_file() and len(source.files) > 1:
         raise UserError(f"{dataset}: give the directory holding {_names(source)}")
     sdir = source_dir(data_dir, source.name)
-    sdir.mkdir(parents=True, exist_ok=True)
     staged = {}
-    try:
-        for raw in source.files:   # copy and check every file before touching the cache
-            staged[raw.name] = _stage_file(raw, _find_local(raw, path), sdir)
-        old = _forget(sdir)
-        entries = {}
-        for raw in source.files:
-            tmp, entry, local = staged.pop(raw.name)
-            dest = sdir / _stored_name(raw, packing_of(local.name), entry)
-            os.replace(tmp, dest)
-            entries[raw.name] = _stored(entry, dest, local.resolve())
-            _say(echo, raw.name, entries[raw.name])
-        write_manifest(sdir, source.name, entries)
-    finally:
-        for tmp, _, _ in staged.values():
-            tmp.unlink(missing_ok=True)
+    with _removed_if_left_empty(sdir):
+        sdir.mkdir(parents=True, exist_ok=True)
+        try:
+            for raw in source.files:   # copy and check every file before touching the cache
+                staged[raw.name] = _stage_file(raw, _find_local(raw, path), sdir)
+            old = _forget(sdir)
+            entries = {}
+            for raw in source.files:
+                tmp, entry, local = staged.pop(raw.name)
+                dest = sdir / _stored_name(raw, packing_of(local.name), entry)
+                os.replace(tmp, dest)
+                entries[raw.name] = _stored(entry, dest, local.resolve())
+                _say(echo, raw.name, entries[raw.name])
+            write_manifest(sdir, source.name, entries)
+        finally:
+            for tmp, _, _ in staged.values():
+                tmp.unlink(missing_ok=True)
     _drop_replaced(sdir, old, entries)
     return sdir
 
@@ -224,6 +227,21 @@ def _stored_name(raw, packing, entry):
     suffix = {"gzip": ".gz", "zip": ".zip", "raw": ""}[packing]
     middle = ".fragment" if entry["status"] == FRAGMENT else ""
     return raw.content_name + middle + suffix
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(sdir):
+    """A data set's directory that this call creates is removed again if the call fails before
+    anything is stored in it (an unreachable mirror, a wrong local file), so a failed command
+    leaves no trace; a partial download (``.part``) stays, to be resumed."""
+    created = not sdir.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                sdir.rmdir()          # only when empty
+        raise
 
 
 def _forget(sdir):

@@ -74,7 +74,9 @@ def world(tmp_path_factory):
 
 
 def snapshot(directory):
-    return {p: p.read_bytes() for p in sorted(Path(directory).rglob("*")) if p.is_file()}
+    """{path: bytes} of every file and {path: None} of every directory below ``directory``: a
+    command that fails must not leave even an empty directory behind."""
+    return {p: p.read_bytes() if p.is_file() else None for p in sorted(Path(directory).rglob("*"))}
 
 
 def restore(directory, saved):
@@ -82,10 +84,12 @@ def restore(directory, saved):
     for p in sorted(Path(directory).rglob("*"), reverse=True):
         if p.is_file() and p not in saved:
             p.unlink()
-        elif p.is_dir() and not any(p.iterdir()) and not any(q.parent == p for q in saved):
-            p.rmdir()
+        elif p.is_dir() and p not in saved:
+            shutil.rmtree(p)
     for p, content in saved.items():
-        if not p.is_file() or p.read_bytes() != content:
+        if content is None:
+            p.mkdir(parents=True, exist_ok=True)
+        elif not p.is_file() or p.read_bytes() != content:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(content)
 

@@ -48,7 +48,11 @@ DENSE_BELOW = {"avx512": 1 << 14, "avx2": 1 << 16, "portable": 1 << 16}
 # Wide matrices win at larger batches: (min columns, max batch).
 PACKED_WIDE = {("avx2", "binary"): (512, 16)}
 # Inside jitted code (the packed engine's windows, the emulator) the dense route is Numba's
-# np.dot, whose BLAS ran 1.4-1.7x slower than NumPy's here, so the packed kernels win further:
+# np.dot, which links SciPy's BLAS; it ran 1.4-1.7x slower than NumPy's here (SciPy's OpenBLAS
+# 0.3.30 against NumPy's 0.3.31, both on their SkylakeX kernels), so the packed kernels win further.
+# Where both BLAS are equally fast this table can route packed where dense was faster: at worst
+# the packed/dense ratios at batch 64 measured against NumPy's BLAS on an AVX2 host (binary
+# 0.86-0.96x, ternary 0.64-0.74x; bench/results/kernels.md).
 # (min columns, max batch) rows, the first that fits applies; no row fits: dense.  Measured
 # with jitops.product, 1 thread, H 64-1000 (G = 4H, K = H), B 1-256: bench/jit_routing.py,
 # bench/results/jit_routing.md.  AVX-512 keeps PACKED_MAX_BATCH (packed at every batch measured).

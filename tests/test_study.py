@@ -367,3 +367,10 @@ def test_workers_without_the_data_directory_get_it_from_the_client(tmp_path, mon
         result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler", address])
         assert result.exit_code == 0, result.stderr
         assert RunDir(tmp_path / "out" / "fp-seed0").final_test() is not None
+
+
+def test_a_local_cluster_never_restarts_silent_workers(client):
+    """A paused or suspended machine is not a dead worker: no heartbeat deadline on a local
+    cluster, so resuming it does not restart the workers and lose the runs' progress."""
+    scheduler = client.cluster.scheduler
+    assert scheduler.worker_ttl is None and "worker-ttl" not in scheduler.periodic_callbacks

@@ -33,8 +33,11 @@ def local_cluster(workers=None, **kwargs):
 
     BLAS, OpenMP and Numba are pinned to one thread in the workers' environment before they
     start; no memory limit (a run takes what it needs, as ``rbtw train`` would); the workers'
-    statistical profiler is off (sampling every 10 ms, it costs about 2 % of a core).  The
-    worker processes ignore SIGINT (a terminal's Ctrl-C reaches the whole process group): the
+    statistical profiler is off (sampling every 10 ms, it costs about 2 % of a core).  Workers
+    are never restarted for missing heartbeats (``worker-ttl`` off): on one machine a silent
+    worker is a paused or suspended machine, and restarting its workers on resume threw away
+    each run's progress since its last checkpoint (a dead worker process is still noticed at
+    once, by its nanny).  The worker processes ignore SIGINT (a terminal's Ctrl-C reaches the whole process group): the
     runner stops their runs at a minibatch boundary instead (:func:`run_all`).
     """
     dask, distributed = _import_dask()
@@ -42,6 +45,7 @@ def local_cluster(workers=None, **kwargs):
     settings = {"distributed.nanny.pre-spawn-environ":
                 dict(dask.config.get("distributed.nanny.pre-spawn-environ"), **ONE_THREAD),
                 "distributed.worker.profile.enabled": False,
+                "distributed.scheduler.worker-ttl": None,
                 "distributed.worker.preload": ["rbtw.sweep.worker"]}
     with dask.config.set(settings):
         saved = {k: os.environ.pop(k) for k in ONE_THREAD if k in os.environ}  # the config must win

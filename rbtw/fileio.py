@@ -17,6 +17,19 @@ from pathlib import Path
 from rbtw.errors import UserError
 
 
+def reader_gone(out):
+    """True when ``out`` is a pipe (or socket) whose reader has closed it: poll says POLLERR or
+    POLLHUP on its descriptor.  False for anything else (a file, a terminal, no descriptor), so
+    a BrokenPipeError from elsewhere is not mistaken for ``rbtw ... | head``."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(out.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def end_quietly_on_closed_pipe(out):
     """A reader closed the pipe ``out`` writes to (``rbtw ... | head``): end with status 0
     (SystemExit), ``out``'s file descriptor pointed at /dev/null so that no later flush (the

@@ -158,3 +158,16 @@ def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(args, tmp_path):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_broken_pipe_elsewhere_is_an_error_not_a_quiet_end(monkeypatch):
+    """Only a closed stdout ends quietly: a BrokenPipeError from anything else (a socket, a
+    child's pipe) is reported like any other OS error, status 2."""
+    import rbtw.data
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(rbtw.data, "dataset_rows", broken)
+    result = invoke("data", "list")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Broken pipe" in result.stderr

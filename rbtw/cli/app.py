@@ -10,7 +10,7 @@ import click
 
 from rbtw.errors import UserError, os_error_message
 from rbtw.fileio import check_output  # noqa: F401  (the commands' rule for outputs)
-from rbtw.fileio import end_quietly_on_closed_pipe
+from rbtw.fileio import end_quietly_on_closed_pipe, reader_gone
 from rbtw.version import __version__
 
 
@@ -38,8 +38,8 @@ class _Group(click.Group):
             raise
         except click.UsageError as e:
             _fail(_usage_message(e))
-        except BrokenPipeError:                 # --help | head
-            end_quietly_on_closed_pipe(sys.stdout)
+        except BrokenPipeError as e:            # --help | head
+            _closed_pipe(e)
 
     def invoke(self, ctx):
         try:
@@ -50,8 +50,8 @@ class _Group(click.Group):
             raise
         except click.UsageError as e:
             _fail(_usage_message(e))
-        except BrokenPipeError:                 # rbtw ... | head: the reader has what it wanted
-            end_quietly_on_closed_pipe(sys.stdout)
+        except BrokenPipeError as e:            # rbtw ... | head: the reader has what it wanted
+            _closed_pipe(e)
         except OSError as e:
             _fail(os_error_message(e))
         except MemoryError:
@@ -63,6 +63,14 @@ class _Group(click.Group):
             if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
                 _interrupted()
             raise
+
+
+def _closed_pipe(error):
+    """End quietly (status 0) when the reader of stdout has gone; a broken pipe elsewhere is an
+    error like any other."""
+    if reader_gone(sys.stdout):
+        end_quietly_on_closed_pipe(sys.stdout)
+    _fail(os_error_message(error))
 
 
 def _interrupted():

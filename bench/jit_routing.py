@@ -2,15 +2,18 @@
 
     PYTHONPATH=$PWD python3 bench/jit_routing.py [--paths avx512 avx2 portable] [--out bench/results/jit_routing.md]
 
-The packed engine's windows and the emulator call products from inside Numba
-(rbtw.kernels.jitops.product).  There the dense route is Numba's np.dot, which links SciPy's
-BLAS, not NumPy's; it ran 1.4-1.7x slower than NumPy's here on the same shapes, so the packed
-kernels win up to larger batches than rbtw.kernels.ops.product's routing (measured against
-NumPy) says.  This script measures dense / packed time ratios of jitops.product for LSTM-shaped
-matrices (G = 4H rows, K = H columns, binary and ternary) over batches B, one kernel path per
-child process (RBTW_KERNELS), 1 thread, the two routes taking turns, median of 7 rounds; and
-shows the route rbtw.kernels.ops.packed_wins(..., jitted=True) takes.  The routing table
-JIT_PACKED in rbtw/kernels/ops.py is read off these tables.
+The packed engine's steps and the emulator call products from inside Numba
+(rbtw.kernels.jitops.product).  There the dense product of one row is a jitted loop over Qᵀ, and
+of more rows Numba's np.dot, which links SciPy's BLAS, not NumPy's.  This script measures dense /
+packed time ratios of jitops.product for LSTM-shaped matrices (G = 4H rows, K = H columns,
+binary and ternary) over batches B, one kernel path per child process (RBTW_KERNELS), 1 thread,
+the two routes taking turns, median of 7 rounds.  Two things were read off these tables:
+JIT_ROW_MIN_COLS in rbtw/kernels/ops.py (B 1: from how many columns the packed matvec beats the
+jitted loop), and that for B > 1 Numba's np.dot is too slow to use (it ran 1.4-1.7x slower than
+NumPy's BLAS on the same shapes here), so rbtw.infer computes dense products of more rows with
+NumPy between jitted steps and routes them as rbtw.kernels.product does.  The route shown is
+what the packed engine takes (p packed, d dense; for B > 1 the dense product it takes is NumPy's,
+not the one timed here).
 
 Dimension legend: H hidden, G = 4H rows, K = H columns, B batch rows (1 or a multiple of 4, as
 the engine pads them).
@@ -69,13 +72,14 @@ def child():
                         times[name].append((time.perf_counter() - t) / reps)
                 ratio = float(np.median(times["dense"]) / np.median(times["packed"]))
                 rows.append({"kind": kind, "H": H, "B": B, "dense_over_packed": ratio,
-                             "routed": "packed" if packed_wins(pm, B, path, jitted=True) else "dense"})
+                             "routed": "packed" if packed_wins(pm, B, path, jitted=B == 1) else "dense"})
     return {"path": path, "isa": isa.describe(), "rows": rows}
 
 
 def table(entry):
     out = [f"### {entry['path']}", "", *[f"- {line}" for line in entry["isa"]], "",
-           "dense time / packed time (above 1: packed faster); the route taken in brackets (p packed, d dense)", "",
+           "dense time (jitted) / packed time (above 1: packed faster); in brackets the packed engine's route "
+           "(p packed, d dense: for B > 1 NumPy's product, not the one timed)", "",
            "| export | H (= K) | " + " | ".join(f"B {b}" for b in BATCHES) + " |",
            "|---|---|" + "---|" * len(BATCHES)]
     for kind in ("binary", "ternary"):

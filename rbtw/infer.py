@@ -31,7 +31,7 @@ statement of the same equations that the tests hold this engine to.
 import numpy as np
 
 from rbtw.errors import UserError
-from rbtw.infer_steps import Layer, generate_tokens, run_sequence
+from rbtw.infer_steps import Layer, generate_tokens, layer_step, run_sequence
 from rbtw.kernels import PackedMatrix, isa, unpack
 from rbtw.kernels.host import output_layer
 from rbtw.kernels.jitops import PATH_ID
@@ -41,6 +41,7 @@ GATES = {"lstm": 4, "gru": 3}
 ROUTES = ("auto", "packed", "dense")
 _NONE1 = np.zeros(1, np.uint32)
 _NONE2 = np.zeros((1, 1), np.float32)
+NUMPY_DENSE = -1        # plan's nw: a dense product the caller computes with NumPy (B > 1)
 
 
 def _f32(a):
@@ -79,9 +80,14 @@ class _Layer:
         self._dense = {}
 
     def _route(self, Q, B, path, route):
-        """(kernel words, words per row, ternary, threads, Qᵀ) of one product for B rows."""
+        """(kernel words, words per row, ternary, threads, Qᵀ) of one product for B rows.
+
+        The dense product of one row runs in the jitted step (a loop over Qᵀ); of more rows, in
+        NumPy between steps (nw = NUMPY_DENSE): Numba's own np.dot links SciPy's BLAS, which ran
+        1.4-1.7x slower here.  So "auto" asks ops.packed_wins as rbtw.kernels.product does for
+        B > 1, and its table for jitted callers for one row."""
         packed = isinstance(Q, PackedMatrix) and (
-            route == "packed" or (route == "auto" and packed_wins(Q, B, path, jitted=True)))
+            route == "packed" or (route == "auto" and packed_wins(Q, B, path, jitted=B == 1)))
         if packed:
             lay, nw = Q.path_layout(path)
             work = Q.rows * Q.cols * (B if B > 1 else 1)
@@ -89,7 +95,7 @@ class _Layer:
         key = id(Q)
         if key not in self._dense:
             self._dense[key] = dense_t(Q) if isinstance(Q, PackedMatrix) else _f32(Q.T)
-        return _NONE1, 0, 0, 1, self._dense[key]
+        return _NONE1, 0 if B == 1 else NUMPY_DENSE, 0, 1, self._dense[key]
 
     def arrays(self, B, path, route):
         """(Layer, plan row) of this layer for B rows (rbtw.infer_steps)."""
@@ -192,8 +198,28 @@ class PackedEngine:
         if T and B:
             layers, plan, path = self.plan(B)
             a, bx, xin = self.scratch(B, X.shape[2])
-            run_sequence(layers, plan, path, ids, X, int(t0), h, c, a, bx, xin, hs)
+            if (plan[:, [0, 3]] == NUMPY_DENSE).any():
+                self._stepped(layers, plan, path, ids, X, int(t0), h, c, a, bx, xin, hs)
+            else:
+                run_sequence(layers, plan, path, ids, X, int(t0), h, c, a, bx, xin, hs)
         return hs, self._final(h, c, B)
+
+    def _stepped(self, layers, plan, path, ids, X, t0, h, c, a, bx, xin, hs):
+        """run_sequence a step and a layer at a time, the dense products (plan nw =
+        NUMPY_DENSE) by NumPy's BLAS between the jitted steps: a = h Q_hᵀ, bx = x Q_xᵀ."""
+        T, B = hs.shape[0], hs.shape[1]
+        G = self.G
+        for j in range(T):
+            if plan[0, 6] == 0:
+                xin[:B] = X[j]
+            for k, (layer, p) in enumerate(zip(layers, plan)):
+                x_in = xin if k == 0 else h[k - 1]
+                if p[0] == NUMPY_DENSE:
+                    a[:, :G] = h[k] @ layer.qt_h                 # (Bp, H) (H, G)
+                if p[3] == NUMPY_DENSE:
+                    bx[:, :G] = x_in @ layer.qt_x                # (Bp, K) (K, G)
+                layer_step(layer, p, path, x_in, ids[j], t0 + j, h[k], c[k], a, bx, B)
+            hs[j] = h[len(layers) - 1, :B]
 
     def forward(self, inputs, state=None, t0=0):
         """Logits for inputs ((T, B) ids, or (T, B, X) features) and the final state per layer.

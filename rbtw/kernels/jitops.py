@@ -10,6 +10,8 @@ K columns, B batch rows (a multiple of BATCH_TILE for the packed batch kernels).
                 ``chunks`` threads; a single row through the matvec kernel
         nw = 0: the dense float32 product with qt = Qᵀ (K, G): a loop for one row (vectorised
                 over G), BLAS for more
+        nw < 0: nothing: the caller has put the product in Y (NumPy's BLAS, outside the jitted
+                code: rbtw.infer's stepped windows)
 
 A jitted loop (the packed engine's steps, the emulator) calls this instead of rbtw.kernels.ops,
 whose checks and routing are Python.  The caller decides the route once per call (ops.packed_wins,
@@ -17,6 +19,7 @@ ops.threads_for) and passes it in.  Only the paths this target can run are compi
 others' names resolve to the portable kernels, which are never reached with their number.
 """
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -24,6 +27,13 @@ from rbtw import numba_cache  # noqa: F401  (before any @njit: the cache sees ed
 
 from . import isa, portable
 from .ops import kernels
+
+# Compiled code that calls these links the kernels' parallel loops, whose machine code needs
+# Numba's threading layer (its symbols, e.g. allocate_sched) when it is compiled or loaded from
+# the cache; asking for the thread count starts it.  Without this, an engine whose products all
+# route dense (so never asks threads_for) failed to load its cached window: "LLVM ERROR: Symbol
+# not found: allocate_sched", or a crash.
+numba.get_num_threads()
 
 _RUNNABLE = isa.runnable()
 _avx512 = kernels("avx512") if "avx512" in _RUNNABLE else portable
@@ -85,6 +95,8 @@ def dense_row(qt, x, y):
 def product(path, lay, nw, ternary, chunks, qt, X, Y):
     """Y[:, :G] = X Qᵀ: packed (nw > 0) or dense (module docstring)."""
     B = X.shape[0]
+    if nw < 0:
+        return
     if nw > 0:
         if B == 1:
             matvec(path, lay, nw, ternary, chunks, X[0], Y[0])

@@ -47,19 +47,12 @@ PACKED_MIN_COLS = {("avx512", "binary"): 0, ("avx512", "ternary"): 0,
 DENSE_BELOW = {"avx512": 1 << 14, "avx2": 1 << 16, "portable": 1 << 16}
 # Wide matrices win at larger batches: (min columns, max batch).
 PACKED_WIDE = {("avx2", "binary"): (512, 16)}
-# Inside jitted code (the packed engine's windows, the emulator) the dense route is Numba's
-# np.dot, which links SciPy's BLAS; it ran 1.4-1.7x slower than NumPy's here (SciPy's OpenBLAS
-# 0.3.30 against NumPy's 0.3.31, both on their SkylakeX kernels), so the packed kernels win further.
-# Where both BLAS are equally fast this table can route packed where dense was faster: at worst
-# the packed/dense ratios at batch 64 measured against NumPy's BLAS on an AVX2 host (binary
-# 0.86-0.96x, ternary 0.64-0.74x; bench/results/kernels.md).
-# (min columns, max batch) rows, the first that fits applies; no row fits: dense.  Measured
-# with jitops.product, 1 thread, H 64-1000 (G = 4H, K = H), B 1-256: bench/jit_routing.py,
-# bench/results/jit_routing.md.  AVX-512 keeps PACKED_MAX_BATCH (packed at every batch measured).
-JIT_PACKED = {("avx2", "binary"): ((128, 256),),
-              ("avx2", "ternary"): ((768, 64), (256, 32), (128, 1)),
-              ("portable", "binary"): ((768, 32), (512, 16), (256, 8), (128, 1)),
-              ("portable", "ternary"): ((768, 16), (512, 8), (256, 4), (128, 1))}
+# One row inside jitted code (generation: the packed engine's and the emulator's token steps):
+# the dense route there is a loop over Qᵀ (jitops.dense_row), and the packed matvec beat it on
+# every path from this many columns (B 1 of bench/results/jit_routing.md, bench/jit_routing.py).
+# (More rows never take a dense product inside jitted code: Numba's np.dot links SciPy's BLAS,
+# which ran 1.4-1.7x slower than NumPy's here, so rbtw.infer runs those through NumPy.)
+JIT_ROW_MIN_COLS = {"avx512": 0, "avx2": 0, "portable": 128}
 
 
 def _cores_busy() -> bool:
@@ -198,11 +191,11 @@ def matmul(pm: PackedMatrix, X, out=None, path: str | None = None) -> np.ndarray
 
 
 def packed_wins(pm: PackedMatrix, batch: int, path: str | None = None, jitted: bool = False) -> bool:
-    """True where the packed kernels beat the dense float32 product for ``batch`` rows: that of
-    NumPy (:func:`product`), or with ``jitted`` that of Numba (rbtw.kernels.jitops.product)."""
+    """True where the packed kernels beat the dense float32 product for ``batch`` rows: NumPy's
+    (:func:`product`), or with ``jitted`` and one row the loop jitted code runs (JIT_ROW_MIN_COLS)."""
     key = (path or isa.path(), pm.kind)
-    if jitted and key in JIT_PACKED:
-        return any(pm.cols >= cols and batch <= max_batch for cols, max_batch in JIT_PACKED[key])
+    if jitted and batch == 1:
+        return pm.cols >= JIT_ROW_MIN_COLS[key[0]]
     max_batch = PACKED_MAX_BATCH[key]
     if key in PACKED_WIDE and pm.cols >= PACKED_WIDE[key][0]:
         max_batch = max(max_batch, PACKED_WIDE[key][1])

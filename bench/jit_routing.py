@@ -3,9 +3,11 @@
     PYTHONPATH=$PWD python3 bench/jit_routing.py [--paths avx512 avx2 portable] [--out bench/results/jit_routing.md]
 
 The packed engine's steps and the emulator call products from inside Numba
-(rbtw.kernels.jitops.product).  There the dense product of one row is a jitted loop over Qᵀ, and
-of more rows Numba's np.dot, which links SciPy's BLAS, not NumPy's.  This script measures dense /
-packed time ratios of jitops.product for LSTM-shaped matrices (G = 4H rows, K = H columns,
+(rbtw.kernels.jitops.product).  There a dense product is a jitted loop over Qᵀ per row; the BLAS
+route jitted code could take for more rows is Numba's np.dot, which links SciPy's BLAS, not
+NumPy's.  This script measures dense /
+packed time ratios (dense: jitops.product's row loop for B 1, Numba's np.dot for more rows)
+for LSTM-shaped matrices (G = 4H rows, K = H columns,
 binary and ternary) over batches B, one kernel path per child process (RBTW_KERNELS), 1 thread,
 the two routes taking turns, median of 7 rounds.  Two things were read off these tables:
 JIT_ROW_MIN_COLS in rbtw/kernels/ops.py (B 1: from how many columns the packed matvec beats the
@@ -38,6 +40,12 @@ BATCHES = (1, 4, 8, 16, 32, 64, 128, 256)
 def child():
     sys.path.insert(0, str(ROOT))
     import numpy as np
+    from numba import njit
+
+    @njit(cache=False)
+    def numba_dot(X, qt, Y):
+        """Y[:, :G] = X Qᵀ by Numba's np.dot (SciPy's BLAS): the batch route jitted code would take."""
+        Y[:, :qt.shape[1]] = np.dot(X, qt)
 
     import rbtw  # noqa: F401  (before NumPy's BLAS starts: OpenBLAS's spin timeout)
     from rbtw.kernels import isa, jitops
@@ -59,7 +67,8 @@ def child():
                 Y = np.zeros((B, 16 * -(-G // 16)), np.float32)        # (B, GP)
                 ternary = kind == "ternary"
                 routes = {"packed": lambda: jitops.product(number, lay, nw, ternary, 1, qt, X, Y),
-                          "dense": lambda: jitops.product(number, lay, 0, ternary, 1, qt, X, Y)}
+                          "dense": (lambda: jitops.product(number, lay, 0, ternary, 1, qt, X, Y)) if B == 1
+                          else (lambda: numba_dot(X, qt, Y))}
                 for f in routes.values():
                     f()                                                 # compile, warm caches
                 reps = max(1, int(2e8 // (G * K * B)))
@@ -72,7 +81,7 @@ def child():
                         times[name].append((time.perf_counter() - t) / reps)
                 ratio = float(np.median(times["dense"]) / np.median(times["packed"]))
                 rows.append({"kind": kind, "H": H, "B": B, "dense_over_packed": ratio,
-                             "routed": "packed" if packed_wins(pm, B, path, jitted=B == 1) else "dense"})
+                             "routed": "packed" if packed_wins(pm, B, path, jitted=True) else "dense"})
     return {"path": path, "isa": isa.describe(), "rows": rows}
 
 

@@ -20,7 +20,6 @@ import time
 import numpy as np
 
 from rbtw.errors import UserError
-from rbtw.fileio import end_quietly_on_closed_pipe
 from rbtw.kernels.host import draw_index, output_layer
 
 FIRST_RUN = 16          # tokens in the first run of ``stream``
@@ -146,18 +145,14 @@ def write_pieces(pieces, out):
 
     ``rbtw sample`` prints through this.  Ctrl-C keeps what was written: a newline ends it and
     the KeyboardInterrupt goes on (the CLI exits with status 130).  A reader that closed the
-    pipe (``rbtw sample … | head``) ends the output quietly: SystemExit(0), with ``out``'s file
-    descriptor pointed at /dev/null so that no later flush fails."""
+    pipe raises BrokenPipeError, which the CLI ends quietly (rbtw.cli.app)."""
     try:
-        try:
-            for piece in pieces:
-                out.write(piece)
-                out.flush()
-        except KeyboardInterrupt:
-            out.write("\n")
+        for piece in pieces:
+            out.write(piece)
             out.flush()
-            raise
+    except KeyboardInterrupt:
         out.write("\n")
         out.flush()
-    except BrokenPipeError:
-        end_quietly_on_closed_pipe(out)
+        raise
+    out.write("\n")
+    out.flush()

@@ -85,9 +85,9 @@ class _Layer:
         The dense product of one row runs in the jitted step (a loop over Qᵀ); of more rows, in
         NumPy between steps (nw = NUMPY_DENSE): Numba's own np.dot links SciPy's BLAS, which ran
         1.4-1.7x slower here.  So "auto" asks ops.packed_wins as rbtw.kernels.product does for
-        B > 1, and its table for jitted callers for one row."""
+        B > 1, and (``jitted=True``) its rule for one row in jitted code."""
         packed = isinstance(Q, PackedMatrix) and (
-            route == "packed" or (route == "auto" and packed_wins(Q, B, path, jitted=B == 1)))
+            route == "packed" or (route == "auto" and packed_wins(Q, B, path, jitted=True)))
         if packed:
             lay, nw = Q.path_layout(path)
             work = Q.rows * Q.cols * (B if B > 1 else 1)
@@ -115,9 +115,9 @@ class PackedEngine:
     """Inference for an export: char/word LMs and the sequence classifier.
 
     path    the kernel path (default: rbtw.kernels.isa's choice)
-    route   "auto": each product where it is faster (rbtw.kernels.ops.packed_wins for jitted
-            callers); "packed" or "dense": every product of a binary/ternary matrix that way
-            (for tests and benchmarks)
+    route   "auto": each product where it is faster (rbtw.kernels.ops.packed_wins; a batch's
+            dense products in NumPy between jitted steps); "packed" or "dense": every product
+            of a binary/ternary matrix that way (for tests and benchmarks)
     """
 
     def __init__(self, export, path=None, route="auto"):

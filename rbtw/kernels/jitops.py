@@ -8,8 +8,9 @@ K columns, B batch rows (a multiple of BATCH_TILE for the packed batch kernels).
         Y[:, :G] = X Qᵀ        X (B, K) float32, Y (B, GP) float32
         nw > 0: the packed kernels of ``path`` on ``lay`` (PackedMatrix.path_layout), on
                 ``chunks`` threads; a single row through the matvec kernel
-        nw = 0: the dense float32 product with qt = Qᵀ (K, G): a loop for one row (vectorised
-                over G), BLAS for more
+        nw = 0: the dense float32 product with qt = Qᵀ (K, G), a loop per row vectorised over
+                G (the route of one row; Numba's np.dot would link SciPy's BLAS, slower than
+                NumPy's here, so batches take the next route instead)
         nw < 0: nothing: the caller has put the product in Y (NumPy's BLAS, outside the jitted
                 code: rbtw.infer's stepped windows)
 
@@ -102,8 +103,6 @@ def product(path, lay, nw, ternary, chunks, qt, X, Y):
             matvec(path, lay, nw, ternary, chunks, X[0], Y[0])
         else:
             matmul(path, lay, nw, ternary, chunks, X, Y)
-    elif B == 1:
-        dense_row(qt, X[0], Y[0])
     else:
-        G = qt.shape[1]
-        Y[:, :G] = np.dot(X, qt)
+        for b in range(B):
+            dense_row(qt, X[b], Y[b])

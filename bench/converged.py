@@ -6,9 +6,12 @@ Each STUDY_DIR is a directory made by ``rbtw sweep bench/studies/ptb_char_hH.tom
 sweep.json says what it holds).  For every arm run (variant × seed × arm): validation BPC after
 every epoch, whether it converged (the last epoch improved validation BPC by less than 0.005;
 epochs past the schedule's end run at its end rate), wall time over every attempt, and test BPC
-under the three evaluation conventions (population: population statistics, deterministic
-weights; official: test-batch statistics, sampled weights; expected: population statistics,
-E[W^q]) at the final checkpoint and at the schedule's end.
+under the evaluation conventions (population: population statistics, deterministic weights;
+official: test-batch statistics, sampled weights; expected: population statistics, E[W^q];
+calibrated: the deterministic model after re-estimating its BN statistics and, for ternary, its
+threshold on the validation split — rbtw.calibrate) at the final checkpoint and at the
+schedule's end.  Records made before the calibrated convention existed lack it: their cells
+show "—".
 
 The records join those already in RESULTS/converged.json (earlier points: H 128, the GRU, a
 14-epoch budget, the first H 256 cosine runs on another host), which are kept as they are.  A
@@ -33,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from rbtw.errors import UserError  # noqa: E402
 
-CONVENTIONS = ("population", "official", "expected")
+CONVENTIONS = ("population", "official", "expected", "calibrated")
 CLAIMS = {"ternary": (0.02, "≤"), "binary": (0.06, "≤"), "binaryconnect": (0.5, "≥")}
 ARMS = ("constant", "cosine")
 
@@ -74,6 +77,8 @@ def study_records(study_dir):
         if rec["status"] == "done":
             r.update(converged=rec.get("converged"), last_epoch_gain=rec.get("last_epoch_gain"),
                      test_bpc=rec.get("conventions"))
+            if rec.get("calibration"):
+                r["calibration"] = rec["calibration"]
             if rec.get("conventions_at_schedule_end"):
                 r["test_bpc_at_schedule_end"] = rec["conventions_at_schedule_end"]
         out.append(r)
@@ -109,13 +114,18 @@ def chosen(records, cell="lstm"):
 
 
 def gaps(records, variant, hidden, schedule, convention, at_schedule_end=False):
-    """Paired gaps variant − fp (same width, schedule and seed)."""
-    def value(r):
-        v = (r.get("test_bpc_at_schedule_end") or r["test_bpc"]) if at_schedule_end else r["test_bpc"]
-        return v[convention]
-    pick = [r for r in records if (r["hidden"], r["schedule"]) == (hidden, schedule)]
-    fp = {r["seed"]: value(r) for r in pick if r["variant"] == "fp"}
-    return [value(r) - fp[r["seed"]] for r in pick if r["variant"] == variant and r["seed"] in fp]
+    """Paired gaps variant − fp (same width, schedule and seed; runs measured in the convention)."""
+    pick = [r for r in records if (r["hidden"], r["schedule"]) == (hidden, schedule)
+            and test_value(r, convention, at_schedule_end) is not None]
+    fp = {r["seed"]: test_value(r, convention, at_schedule_end) for r in pick if r["variant"] == "fp"}
+    return [test_value(r, convention, at_schedule_end) - fp[r["seed"]] for r in pick
+            if r["variant"] == variant and r["seed"] in fp]
+
+
+def test_value(r, convention, at_schedule_end=False):
+    """A record's test BPC in ``convention`` (None when it was not measured in it)."""
+    v = (r.get("test_bpc_at_schedule_end") or r["test_bpc"]) if at_schedule_end else r["test_bpc"]
+    return v.get(convention)
 
 
 def verdict(variant, g, half):
@@ -153,11 +163,12 @@ def width_table(records, convention, at_schedule_end=False):
              "|---|---|---|---|---|---|"]
     for hidden in widths:
         for schedule in ARMS:
-            fp = [r for r in records if (r["hidden"], r["schedule"], r["variant"]) == (hidden, schedule, "fp")]
+            fp = [test_value(r, convention, at_schedule_end) for r in records
+                  if (r["hidden"], r["schedule"], r["variant"]) == (hidden, schedule, "fp")]
+            fp = [v for v in fp if v is not None]
             if not fp:
                 continue
-            m, h = interval([(r.get("test_bpc_at_schedule_end") or r["test_bpc"] if at_schedule_end
-                              else r["test_bpc"])[convention] for r in fp])
+            m, h = interval(fp)
             cells = [f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}") + f" (n={len(fp)})"]
             for variant in ("ternary", "binary", "binaryconnect"):
                 g = gaps(records, variant, hidden, schedule, convention, at_schedule_end)
@@ -207,7 +218,9 @@ def report(records):
            "seeds (none with one seed). Claims: ternary − fp ≤ 0.02, binary − fp ≤ 0.06, BinaryConnect − fp "
            "≥ 0.5. Where a study measured a width and schedule, only its runs are used.", ""]
     for convention in CONVENTIONS:
-        out += [f"### Width × schedule, {convention} convention, final checkpoints", ""] + width_table(lstm, convention)
+        table = width_table(lstm, convention)
+        out += [f"### Width × schedule, {convention} convention, final checkpoints", ""]
+        out += table if len(table) > 2 else ["No run was measured in this convention yet."]
         out.append("")
     if any(r.get("test_bpc_at_schedule_end") for r in lstm):
         out += ["### Width × schedule, population convention, at the schedule's end (before the epochs "
@@ -216,12 +229,28 @@ def report(records):
             "A fit of log(gap) against log2(H) over the widths measured (a straight line there means each "
             "doubling of H removes the same fraction of the gap). Two to four widths and one to three seeds "
             "each: the extrapolated width is a rough guide, not a measurement.", ""] + trend_lines(lstm) + [""]
+    calibrated = [r for r in lstm if r.get("calibration")]
+    if calibrated:
+        out += ["### Calibration of the deterministic model", "",
+                "Per quantized run: the BN statistics re-estimated under the deterministic weights (150 "
+                "training minibatches, no parameter update) and, for ternary, the threshold θ·α chosen among "
+                "the candidates on the validation split (`rbtw calibrate`); test BPC before (population "
+                "convention) and after, and the expected-weights figure it approaches.", "",
+                "| run | H | θ chosen | valid BPC before → after | test BPC population → calibrated | expected |",
+                "|---|---|---|---|---|---|"]
+        for r in sorted(calibrated, key=lambda r: (r["hidden"], r["schedule"], r["variant"], r["seed"])):
+            c, t = r["calibration"], r["test_bpc"]
+            theta = "1/3" if c.get("threshold") is None else f"{c['threshold']:g}"
+            theta = theta if r["variant"] == "ternary" else "—"
+            out.append(f"| {r['name']} | {r['hidden']} | {theta} | {c['uncalibrated']:.3f} → {c['calibrated']:.3f} "
+                       f"| {t['population']:.3f} → {t['calibrated']:.3f} | {t['expected']:.3f} |")
+        out.append("")
     out += ["### Every run", "", "| run | machine | status | schedule + tail epochs | valid BPC per epoch | "
-            "last gain | converged | test BPC population / official / expected | wall |",
+            "last gain | converged | test BPC population / official / expected / calibrated | wall |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["cell"], r["hidden"], r["schedule"], r["variant"], r["seed"])):
         t = r.get("test_bpc")
-        tests = " / ".join(f"{t[c]:.3f}" for c in CONVENTIONS) if t else "—"
+        tests = " / ".join(f"{t[c]:.3f}" if c in t else "—" for c in CONVENTIONS) if t else "—"
         gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
         curve = [f"{v:.3f}" for v in r["valid_bpc"]]
         if r.get("tail_epochs"):
@@ -239,7 +268,7 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     lstm = chosen(records)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True)
+    fig, axes = plt.subplots(1, len(CONVENTIONS), figsize=(5 * len(CONVENTIONS), 4.6), sharey=True)
     colours = {"ternary": "C1", "binary": "C2"}
     for ax, convention in zip(axes, CONVENTIONS):
         for variant in ("ternary", "binary"):
@@ -285,8 +314,11 @@ def main():
                                 indent=1) + "\n")
     text = report(records)
     (results / "converged.md").write_text(text + "\n")
-    plot(records, results / "gap-vs-width.png")
     print(text)
+    try:
+        plot(records, results / "gap-vs-width.png")
+    except ImportError:
+        print("no figure: matplotlib is not installed (pip install -e '.[plot]')", file=sys.stderr)
 
 
 if __name__ == "__main__":

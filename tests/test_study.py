@@ -142,6 +142,7 @@ def _by_hand(tmp_path, config):
 def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_nothing(client, tmp_path):
     s = study(summary={"conventions": True}, reference="fp",
               variants={"fp": {"quant": "none"}, "ternary": {"quant": "ternary", "stochastic": True}})
+    sw.prepare_out(s, tmp_path / "study")              # as `rbtw sweep` does: the study's file kept
     runs = s.runs(tmp_path / "study")
     results = sw.run_all(runs, client)
     assert all(r["status"] == "done" for r in results.values()), results
@@ -165,16 +166,58 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
     records = {r["key"]: r for r in summary["runs"]}
     for key in ("constant/ternary-seed0", "cosine/fp-seed0"):
         conv = records[key]["conventions"]
-        assert set(conv) == {"population", "official", "expected"}
+        assert set(conv) == {"population", "official", "expected", "calibrated"}
         assert conv["population"] == pytest.approx(records[key]["test_bpc"], rel=1e-12)  # the run's own default
     fp_conv = records["constant/fp-seed0"]["conventions"]
     assert fp_conv["population"] == fp_conv["expected"]          # full precision: no weight sampling
+    assert fp_conv["calibrated"] == fp_conv["population"]        # ... and no deterministic rule to calibrate
+    assert records["constant/fp-seed0"]["calibration"] is None
+    # the calibrated ternary model is the one `rbtw calibrate` writes, scored on the test split
+    ternary = records["constant/ternary-seed0"]
+    report = ternary["calibration"]
+    assert len(report["tried"]) == 4 and not report["statistics"]          # no BN here: the threshold only
+    assert report["calibrated"] == min(t["valid"] for t in report["tried"]) <= report["uncalibrated"]
+    from rbtw.calibrate import calibrate
+    from rbtw.evaluate import evaluate
+    from rbtw.models import ModelSpec
+    from rbtw.tasks import load_task_data
+    ckpt = load_checkpoint(tmp_path / "study" / "constant" / "ternary-seed0" / "checkpoint.npz")
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    data = load_task_data(config)
+    meta, params, stats, again = calibrate(ckpt, data, config)
+    assert again == report
+    test = evaluate(params, stats, ModelSpec.from_dict(meta["spec"]), data, "test", config)["bpc"]
+    assert ternary["conventions"]["calibrated"] == pytest.approx(test, rel=1e-12)
     (gap,) = [d for d in summary["differences"] if d["arm"] == "constant"]
     want = records["constant/ternary-seed0"]["conventions"]["official"] - fp_conv["official"]
     assert gap["conventions"]["official"]["mean"] == pytest.approx(want, rel=1e-12)
     before = snapshot(tmp_path / "study")
     assert all(r.get("skipped") for r in sw.run_all(runs, None).values())    # nothing left: no cluster needed
     assert snapshot(tmp_path / "study") == before
+    # bench/converged.py collects the study: every arm run, its four conventions, the calibration table
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "converged.py"), str(tmp_path / "study"),
+                           "--results", str(results)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    collected = {r["name"]: r for r in json.loads((results / "converged.json").read_text())["runs"]}
+    mine = {n: r for n, r in collected.items() if r.get("study") == "study"}
+    assert set(mine) == {"fp-constant-s0", "fp-cosine-s0", "ternary-constant-s0", "ternary-cosine-s0"}
+    assert mine["ternary-constant-s0"]["test_bpc"] == ternary["conventions"]
+    assert mine["ternary-constant-s0"]["calibration"] == report
+    assert "### Calibration of the deterministic model" in (results / "converged.md").read_text()
+    # a cache from before the calibrated convention: only the missing one is measured
+    from rbtw.sweep.summary import measure_conventions
+    run = next(r for r in runs if r.key == "constant/ternary-seed0")
+    path = RunDir(run.out).conventions_path
+    cache = json.loads(path.read_text())
+    for entry in cache.values():
+        entry["population"] = 9.0                    # a mark: kept, not re-measured
+        del entry["calibrated"], entry["calibration"]
+    path.write_text(json.dumps(cache))
+    assert not sw.stage_done(run)
+    again = measure_conventions(run.out, "checkpoint.npz")
+    assert again["population"] == 9.0
+    assert again["calibrated"] == pytest.approx(ternary["conventions"]["calibrated"], rel=1e-12)
 
 
 @pytest.mark.slow

@@ -72,6 +72,7 @@ def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, d
       max_epochs = 16
       [summary]
       conventions = true           # optional: test metric under each evaluation convention
+                                   #   and after calibration (rbtw calibrate)
 
     \b
     Each run trains in DIR/VARIANT[-AXES]-seedS (with arms: DIR/prefix/NAME and DIR/ARM/NAME) as

@@ -58,7 +58,9 @@ def _conventions_tables(summary, where, head_where, sep_where):
     names = " | ".join(convs)
     lines = ["", "Test metric under each evaluation convention (mean ± 95 % t half-width over seeds; "
                  "population: population statistics, deterministic weights; official: test-batch "
-                 "statistics, sampled weights; expected: population statistics, E[W^q]):", "",
+                 "statistics, sampled weights; expected: population statistics, E[W^q]; calibrated: "
+                 "population after re-estimating the statistics and the ternary threshold on the "
+                 "validation split):", "",
              f"| variant | {head_where} | {names} |", f"|---|{sep_where}|" + "---|" * len(convs)]
     for g in summary["groups"]:
         lines.append(f"| {g['variant']} | {where(g)} | " + " | ".join(_pm(g["conventions"][c]) for c in convs) + " |")

@@ -17,8 +17,16 @@ each evaluation convention (docs/design.md §2), from the same checkpoint:
     expected     population statistics, E[W^q] = clip(W, −α, α) (a float reference)
 
 (full precision has no weight sampling: its official convention differs in the statistics
-only), measured once per checkpoint and kept in the run's conventions.json; and, for runs
-extended until they converged, the same at the schedule's end (schedule-end.npz).
+only), and a fourth, the deterministic model after post-training calibration (rbtw.calibrate):
+
+    calibrated   population statistics re-estimated under the deterministic weights and, for
+                 ternary, the threshold τ = θ·α, both chosen on the validation split; then as
+                 population.  A model with nothing to calibrate (full precision; binary without
+                 BN) scores its population value.
+
+Measured once per checkpoint and kept in the run's conventions.json (the calibration's report,
+threshold and validation figures, beside them); and, for runs extended until they converged,
+the same at the schedule's end (schedule-end.npz).
 """
 
 import json
@@ -28,8 +36,11 @@ from pathlib import Path
 from rbtw.errors import UserError
 from rbtw.rundir import RunDir
 
+# evaluation conventions: (weights, batch statistics) of the checkpoint as trained
 CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),
                "expected": ("expected", False)}
+CALIBRATED = "calibrated"
+STUDY_CONVENTIONS = (*CONVENTIONS, CALIBRATED)        # the columns of a study's tables
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,21 +62,32 @@ def _checkpoint_key(run_dir, name):
 
 def has_conventions(run_dir, name):
     try:
-        return _checkpoint_key(run_dir, name) in _cache(run_dir)
+        known = _cache(run_dir).get(_checkpoint_key(run_dir, name)) or {}
     except (OSError, UserError):
         return False
+    return all(c in known for c in STUDY_CONVENTIONS)
 
 
 def conventions_of(run_dir, name):
     """The cached {convention: test metric} of checkpoint ``name`` of the run, or None."""
     try:
-        return _cache(run_dir).get(_checkpoint_key(run_dir, name))
+        known = _cache(run_dir).get(_checkpoint_key(run_dir, name))
+    except (OSError, UserError):
+        return None
+    return None if known is None else {c: known[c] for c in STUDY_CONVENTIONS if c in known}
+
+
+def calibration_of(run_dir, name):
+    """The cached calibration report of checkpoint ``name`` (rbtw.calibrate), or None."""
+    try:
+        return (_cache(run_dir).get(_checkpoint_key(run_dir, name)) or {}).get("calibration")
     except (OSError, UserError):
         return None
 
 
 def measure_conventions(run_dir, name, data_dir=None):
-    """Measure (or read) {convention: test metric} of checkpoint ``name`` on the whole test split."""
+    """Measure (or read) {convention: test metric} of checkpoint ``name`` on the whole test
+    split; only the conventions not yet in the cache are measured."""
     from rbtw.checkpoint import load_checkpoint
     from rbtw.config import TrainConfig, metric_name
     from rbtw.evaluate import evaluate
@@ -74,22 +96,39 @@ def measure_conventions(run_dir, name, data_dir=None):
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
     known = _cache(run_dir)
-    if key in known:
-        return known[key]
+    out = dict(known.get(key) or {})
+    if all(c in out for c in STUDY_CONVENTIONS):
+        return conventions_of(run_dir, name)
     ckpt = load_checkpoint(Path(run_dir) / name)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     spec = ModelSpec.from_dict(ckpt.meta["spec"])
     data = load_task_data(config, data_dir)
-    out = {}
+    metric = metric_name(config.kind)
     for convention, (weights, batch_stats) in CONVENTIONS.items():
+        if convention in out:
+            continue
         if config.quant == "none":
             weights = "deterministic"
         out[convention] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", config, weights=weights,
-                                   batch_stats=batch_stats, max_batches=None)[metric_name(config.kind)]
-    known = dict(_cache(run_dir), **{key: out})
+                                   batch_stats=batch_stats, max_batches=None)[metric]
+    if CALIBRATED not in out:
+        out[CALIBRATED], out["calibration"] = _calibrated(ckpt, spec, data, config, metric, out["population"])
     with atomic_open(RunDir(run_dir).conventions_path, "w") as f:
-        json.dump(known, f, indent=1)
-    return out
+        json.dump(dict(_cache(run_dir), **{key: out}), f, indent=1)
+    return conventions_of(run_dir, name)
+
+
+def _calibrated(ckpt, spec, data, config, metric, population):
+    """(test metric of the calibrated deterministic model, the calibration's report or None)."""
+    from rbtw.calibrate import calibrate
+    from rbtw.evaluate import evaluate
+    from rbtw.models import ModelSpec
+    if spec.quant == "none" or not (spec.bn or spec.quant == "ternary"):
+        return population, None                  # nothing to calibrate: the population value
+    meta, params, stats, report = calibrate(ckpt, data, config)
+    value = evaluate(params, stats, ModelSpec.from_dict(meta["spec"]), data, "test", config,
+                     weights="deterministic", batch_stats=False, max_batches=None)[metric]
+    return value, report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +182,7 @@ def record(run, metric):
             rec["status"] = "unfinished"
     if run.conventions:
         rec["conventions"] = conventions_of(run.out, rd.checkpoint_path.name) if tests else None
+        rec["calibration"] = calibration_of(run.out, rd.checkpoint_path.name) if tests else None
         if rd.schedule_end_path.exists():
             rec["conventions_at_schedule_end"] = conventions_of(run.out, rd.schedule_end_path.name)
     return rec
@@ -215,7 +255,7 @@ def summarize(sweep, metric, records):
             groups[g] = []
             order.append(g)
         groups[g].append(rec)
-    conventions = list(CONVENTIONS) if sweep.summary.get("conventions") else []
+    conventions = list(STUDY_CONVENTIONS) if sweep.summary.get("conventions") else []
     rows, diffs = [], []
     for g in order:
         variant, axes, arm = g

@@ -346,7 +346,9 @@ def test_a_scheduler_without_workers_is_said_and_the_wait_ends(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_local_cluster_sweep_cleanly_and_the_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("signum,group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c to the process group", "kill PID"])
+def test_ctrl_c_or_sigterm_stops_a_local_cluster_sweep_cleanly_and_the_rerun_resumes(tmp_path, signum, group):
     spec = tmp_path / "s.json"
     slow = dict(TINY, epochs=1, max_batches=3000, checkpoint_every=20, bn=True)
     spec.write_text(json.dumps({"task": "default", "options": slow, "grid": {"ternary": {"quant": "ternary"}},
@@ -362,9 +364,12 @@ def test_ctrl_c_stops_a_local_cluster_sweep_cleanly_and_the_rerun_resumes(tmp_pa
     while time.time() < deadline and not all(p.exists() for p in ckpts):
         time.sleep(0.2)
     time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGINT)                       # Ctrl-C: the whole process group
+    if group:
+        os.killpg(proc.pid, signum)                          # Ctrl-C: the whole process group
+    else:
+        os.kill(proc.pid, signum)                            # `kill PID`: the sweep's own process
     _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "every run saved its checkpoint" in err
     for name in ("ternary-seed0", "ternary-seed1"):

@@ -1,5 +1,6 @@
 """rbtw reproduce, sweep, plot and demo: many runs, their reports and curves."""
 
+import signal
 import sys
 from pathlib import Path
 
@@ -81,8 +82,8 @@ def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, d
     DIR and the data cache on a shared filesystem; the data directory is passed to them).
     Re-running the command (or `rbtw sweep DIR`) skips finished runs and resumes unfinished ones;
     a run killed with its worker is resumed from its last checkpoint, and said so.  A sweep file
-    that adds seeds, variants, axis values or arms extends DIR.  Ctrl-C stops every run at its
-    next minibatch boundary with its checkpoint saved.  DIR/summary.json and DIR/summary.md give
+    that adds seeds, variants, axis values or arms extends DIR.  Ctrl-C or SIGTERM (kill PID) stops
+    every run at its next minibatch boundary with its checkpoint saved.  DIR/summary.json and DIR/summary.md give
     per variant the mean, sd and 95 % Student-t interval over seeds, and paired differences
     against the reference.  Needs pip install 'rbtw[dist]'.
     """
@@ -126,6 +127,32 @@ def _data_dir_for_workers(sweep_, data_dir, check):
     return str(Path(resolve_data_dir(data_dir)).resolve())
 
 
+class _TermAsInterrupt:
+    """While open (main thread only), SIGTERM at its default — which would kill the sweep at once
+    and its local workers' runs with it, losing their minibatches since the last checkpoint —
+    raises KeyboardInterrupt instead, so the runner stops every run at its next minibatch
+    boundary as for Ctrl-C.  ``signal`` says which signal stopped the sweep (None: Ctrl-C)."""
+
+    def __init__(self):
+        self.signal, self._old = None, None
+
+    def _on_term(self, signum, frame):
+        self.signal = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
 def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
     """Run ``runs`` through the Dask runner with progress; the CLI side of rbtw.sweep.run_all."""
     from rbtw import sweep as sw
@@ -137,18 +164,19 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
     stop_file = Path(out_dir) / sw.STOP_FILE
     stop_file.unlink(missing_ok=True)
     client, cluster = sw.connect(scheduler, workers, wait_workers=wait_workers, echo=echo)
+    asked = _TermAsInterrupt()
     try:
         n = len(client.scheduler_info()["workers"])
         where = scheduler or f"a local cluster of {n} worker{'s' if n != 1 else ''}"
         link = sw.dashboard(client, local=cluster is not None)
         dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""
         echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}")
-        with RunProgress("runs", len(runs)) as bar:
+        with RunProgress("runs", len(runs)) as bar, asked:
             return sw.run_all(runs, client, data_dir, echo=bar.say, progress=lambda result: bar.advance(),
                               stop_file=str(stop_file.resolve()))
     except KeyboardInterrupt:
         echo("interrupted: every run saved its checkpoint; run the same command again to resume")
-        sys.exit(130)
+        sys.exit(128 + (asked.signal or signal.SIGINT))
     finally:
         client.close()
         if cluster is not None:

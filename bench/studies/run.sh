@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The converged PTB-character study at every width, in order of value per core-hour:
-#   1. H 1000 full precision and ternary (prefixes, then the constant and cosine arms, then
-#      epochs at the end rate until validation gains < 0.005),
+#   1. H 1000 full precision and ternary (prefixes, then the constant arms — the paper's recipe,
+#      so its gap is known first — then the cosine arms; each arm followed by epochs at its end
+#      rate until validation gains < 0.005),
 #   2. the H 256 constant arm (the cosine arm and the prefixes exist from the first study, or
 #      are trained now), then the rest of H 256,
 #   3. H 512 (fp, ternary, binary),
@@ -20,6 +21,7 @@ step() {
     rbtw sweep "$@" --workers 2
     echo "== exit $? ($(date -u +%FT%TZ))"
 }
+step "$here/ptb_char_h1000.toml" --out "$out/study-h1000" --only fp,ternary,constant
 step "$here/ptb_char_h1000.toml" --out "$out/study-h1000" --only fp,ternary
 step "$here/ptb_char_h256.toml" --out "$out/study-h256" --only constant
 step "$here/ptb_char_h256.toml" --out "$out/study-h256"

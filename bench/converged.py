@@ -81,6 +81,8 @@ def study_records(study_dir):
                 r["calibration"] = rec["calibration"]
             if rec.get("conventions_at_schedule_end"):
                 r["test_bpc_at_schedule_end"] = rec["conventions_at_schedule_end"]
+            if rec.get("conventions_at_best"):
+                r["test_bpc_at_best"], r["best_epoch"] = rec["conventions_at_best"], rec.get("best_epoch")
         out.append(r)
     return out
 
@@ -113,19 +115,22 @@ def chosen(records, cell="lstm"):
     return [r for r in done if r.get("study") or (r["hidden"], r["schedule"]) not in studied]
 
 
-def gaps(records, variant, hidden, schedule, convention, at_schedule_end=False):
+def gaps(records, variant, hidden, schedule, convention, at="final"):
     """Paired gaps variant − fp (same width, schedule and seed; runs measured in the convention)."""
     pick = [r for r in records if (r["hidden"], r["schedule"]) == (hidden, schedule)
-            and test_value(r, convention, at_schedule_end) is not None]
-    fp = {r["seed"]: test_value(r, convention, at_schedule_end) for r in pick if r["variant"] == "fp"}
-    return [test_value(r, convention, at_schedule_end) - fp[r["seed"]] for r in pick
+            and test_value(r, convention, at) is not None]
+    fp = {r["seed"]: test_value(r, convention, at) for r in pick if r["variant"] == "fp"}
+    return [test_value(r, convention, at) - fp[r["seed"]] for r in pick
             if r["variant"] == variant and r["seed"] in fp]
 
 
-def test_value(r, convention, at_schedule_end=False):
-    """A record's test BPC in ``convention`` (None when it was not measured in it)."""
-    v = (r.get("test_bpc_at_schedule_end") or r["test_bpc"]) if at_schedule_end else r["test_bpc"]
-    return v.get(convention)
+def test_value(r, convention, at="final"):
+    """A record's test BPC in ``convention`` at checkpoint ``at`` — "final", "schedule_end" (the
+    final one when the run was not extended) or "best" (the best validation point) — or None
+    when it was not measured there."""
+    v = {"final": r["test_bpc"], "schedule_end": r.get("test_bpc_at_schedule_end") or r["test_bpc"],
+         "best": r.get("test_bpc_at_best")}[at]
+    return None if v is None else v.get(convention)
 
 
 def verdict(variant, g, half):
@@ -157,13 +162,13 @@ def meeting_width(points, bound):
 # the report
 
 
-def width_table(records, convention, at_schedule_end=False):
+def width_table(records, convention, at="final"):
     widths = sorted({r["hidden"] for r in records})
     lines = ["| H | schedule | fp test BPC | ternary − fp | binary − fp | BinaryConnect − fp |",
              "|---|---|---|---|---|---|"]
     for hidden in widths:
         for schedule in ARMS:
-            fp = [test_value(r, convention, at_schedule_end) for r in records
+            fp = [test_value(r, convention, at) for r in records
                   if (r["hidden"], r["schedule"], r["variant"]) == (hidden, schedule, "fp")]
             fp = [v for v in fp if v is not None]
             if not fp:
@@ -171,7 +176,7 @@ def width_table(records, convention, at_schedule_end=False):
             m, h = interval(fp)
             cells = [f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}") + f" (n={len(fp)})"]
             for variant in ("ternary", "binary", "binaryconnect"):
-                g = gaps(records, variant, hidden, schedule, convention, at_schedule_end)
+                g = gaps(records, variant, hidden, schedule, convention, at)
                 if not g:
                     cells.append("—")
                     continue
@@ -224,7 +229,12 @@ def report(records):
         out.append("")
     if any(r.get("test_bpc_at_schedule_end") for r in lstm):
         out += ["### Width × schedule, population convention, at the schedule's end (before the epochs "
-                "added until convergence)", ""] + width_table(lstm, "population", at_schedule_end=True) + [""]
+                "added until convergence)", ""] + width_table(lstm, "population", at="schedule_end") + [""]
+    if any(r.get("test_bpc_at_best") for r in lstm):
+        out += ["### Width × schedule at the best validation epoch (the official code's model selection: it "
+                "reports the test error where validation was lowest; here at epoch ends)", ""]
+        for convention in ("population", "official"):
+            out += [f"{convention} convention:", ""] + width_table(lstm, convention, at="best") + [""]
     out += ["### The trend with width", "",
             "A fit of log(gap) against log2(H) over the widths measured (a straight line there means each "
             "doubling of H removes the same fraction of the gap). Two to four widths and one to three seeds "
@@ -246,8 +256,9 @@ def report(records):
                        f"| {t['population']:.3f} → {t['calibrated']:.3f} | {t['expected']:.3f} |")
         out.append("")
     out += ["### Every run", "", "| run | machine | status | schedule + tail epochs | valid BPC per epoch | "
-            "last gain | converged | test BPC population / official / expected / calibrated | wall |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "last gain | converged | test BPC population / official / expected / calibrated | best validation: epoch, "
+            "test BPC (population) | wall |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["cell"], r["hidden"], r["schedule"], r["variant"], r["seed"])):
         t = r.get("test_bpc")
         tests = " / ".join(f"{t[c]:.3f}" if c in t else "—" for c in CONVENTIONS) if t else "—"
@@ -256,9 +267,11 @@ def report(records):
         if r.get("tail_epochs"):
             curve.insert(r["schedule_epochs"], "‖")
         where = r.get("study") or "earlier study"
+        best = (f"{r['best_epoch']}, {r['test_bpc_at_best']['population']:.3f}" if r.get("test_bpc_at_best")
+                else "—")
         out.append(f"| {r['name']} ({r['cell']} H {r['hidden']}, {where}) | {r.get('machine', 'AMD EPYC, 2 cores, AVX2')} "
                    f"| {r['status']} | {r.get('schedule_epochs', '?')} + {r.get('tail_epochs', 0)} | {' '.join(curve)} "
-                   f"| {gain} | {r.get('converged', '—')} | {tests} | {r['wall_seconds'] / 60:.0f} min |")
+                   f"| {gain} | {r.get('converged', '—')} | {tests} | {best} | {r['wall_seconds'] / 60:.0f} min |")
     return "\n".join(out)
 
 

@@ -49,9 +49,26 @@ def save_checkpoint(path, meta, params, stats, optimizer, extra=None):
 
 def load_checkpoint(path):
     """Read a checkpoint; any damage or a foreign file gives a one-line UserError."""
+    meta, arrays = _read(path, everything=True)
+    parts = {s: {} for s in SECTIONS}
+    for key, value in arrays.items():
+        section, _, name = key.partition("/")
+        if section not in parts:
+            raise UserError(f"{path} has an unexpected entry {key!r}")
+        parts[section][name] = value
+    return Checkpoint(meta, parts["param"], parts["stat"], parts["opt"], parts["extra"])
+
+
+def load_meta(path):
+    """A checkpoint's meta alone (position, configuration), without reading its arrays."""
+    return _read(path, everything=False)[0]
+
+
+def _read(path, everything):
+    """(meta, {entry: array} — empty unless ``everything``), checked as load_checkpoint says."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files} if everything else {"meta": z["meta"]}
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
@@ -61,10 +78,4 @@ def load_checkpoint(path):
         raise UserError(f"{path} is not an rbtw checkpoint")
     if meta.get("version") != VERSION:
         raise UserError(f"{path} has checkpoint format version {meta.get('version')}, this rbtw reads {VERSION}")
-    parts = {s: {} for s in SECTIONS}
-    for key, value in arrays.items():
-        section, _, name = key.partition("/")
-        if section not in parts:
-            raise UserError(f"{path} has an unexpected entry {key!r}")
-        parts[section][name] = value
-    return Checkpoint(meta, parts["param"], parts["stat"], parts["opt"], parts["extra"])
+    return meta, arrays

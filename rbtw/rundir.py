@@ -3,6 +3,9 @@
     config.json       the full TrainConfig (written at the start, and again on resume)
     metrics.jsonl     one JSON object per line: {"event": "train"|"epoch"|"test"|..., "time": ...}
     checkpoint.npz    parameters, BN statistics, optimiser state, RNG state and position
+    best.npz          the checkpoint of the epoch end with the lowest validation loss so far (the
+                      model a validation-selected report uses: the official code reports the test
+                      error at its best validation point)
     train.log         progress lines of a run trained by a sweep worker
     schedule-end.npz  a study's copy of the checkpoint where its planned schedule ended, kept when
                       the run is extended until it converges (rbtw.sweep)
@@ -26,6 +29,7 @@ from rbtw.fileio import atomic_open
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.npz"
+BEST = "best.npz"                      # the checkpoint of the best validation loss at an epoch end
 TRAIN_LOG = "train.log"
 SCHEDULE_END = "schedule-end.npz"      # a copy of the checkpoint at the end of the planned schedule
 CONVENTIONS = "conventions.json"       # test metrics under each evaluation convention, by checkpoint
@@ -60,6 +64,10 @@ class RunDir:
         return self.path / CHECKPOINT
 
     @property
+    def best_path(self):
+        return self.path / BEST
+
+    @property
     def train_log_path(self):
         return self.path / TRAIN_LOG
 
@@ -80,11 +88,18 @@ class RunDir:
         directory of other files, not even with --force, where they would be mixed or lost."""
         if not self.path.is_dir():
             return []
-        ours = {CONFIG, self._metrics, CHECKPOINT, TRAIN_LOG, SCHEDULE_END, CONVENTIONS, ".lock"}
+        ours = {CONFIG, self._metrics, CHECKPOINT, BEST, TRAIN_LOG, SCHEDULE_END, CONVENTIONS, ".lock"}
         made = (".rbtw", ".npz", ".png", ".pdf", ".svg", ".log")
         return sorted(p.name for p in self.path.iterdir()
                       if p.name not in ours and not (p.is_file() and p.suffix in made)
                       and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+    def forget_history(self):
+        """Remove what an earlier run in this directory left beside its log and checkpoint (its
+        best checkpoint, a study's schedule-end copy and measured conventions): a fresh run's
+        files must never be mistaken for them."""
+        for path in (self.best_path, self.schedule_end_path, self.conventions_path):
+            path.unlink(missing_ok=True)
 
     def write_config(self, config_dict):
         with atomic_open(self.config_path, "w") as f:

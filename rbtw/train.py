@@ -22,6 +22,7 @@ continue under another schedule that shares what it has trained so far.
 """
 
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ from rbtw.checkpoint import load_checkpoint, save_checkpoint
 from rbtw.config import BRANCHABLE, TrainConfig, metric_name, resume_config
 from rbtw.errors import UserError
 from rbtw.evaluate import Stop, evaluate
+from rbtw.fileio import atomic_path
 from rbtw.rundir import RunDir
 from rbtw.symbols import recorded
 from rbtw.tasks import check_fits, load_task_data, model_spec
@@ -259,12 +261,13 @@ def _run_meta(run):
     }
 
 
-def _save_run(run):
+def _save_run(run, path=None):
     extra = {}
     for k, layer in enumerate(run.carry or ()):
         for j, s in enumerate(layer):
             extra[f"carry/{k}/{j}"] = s
-    save_checkpoint(run.dir.checkpoint_path, _run_meta(run), run.params, run.stats, run.opt.state_dict(), extra)
+    save_checkpoint(path or run.dir.checkpoint_path, _run_meta(run), run.params, run.stats, run.opt.state_dict(),
+                    extra)
 
 
 def _restore_run(run, ckpt):
@@ -304,6 +307,7 @@ def _start_run(run):
     run.epoch_losses, run.carry, run.best = [], None, None
     run.dir.write_config(c.to_dict())
     run.dir.clear_events()
+    run.dir.forget_history()
     run.save()
 
 
@@ -484,13 +488,16 @@ class Run:
         name = metric_name(self.spec.kind)
         if c.optimizer == "sgd":
             self.plateau.update(valid["loss"])
-        if self.best is None or valid["loss"] < self.best:
+        improved = self.best is None or valid["loss"] < self.best
+        if improved:
             self.best = valid["loss"]
         train_loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else None
         self.record(event="epoch", epoch=self.epoch, step=self.step, lr=lr, train_loss=train_loss,
                     valid_loss=valid["loss"], **{f"valid_{name}": valid[name]}, seconds=round(seconds, 3))
         self.log(f"epoch {self.epoch + 1}/{c.epochs}: {train_and_valid(name, train_loss, valid)}")
         self.epoch, self.batch_index, self.epoch_losses = self.epoch + 1, 0, []
+        if improved:                # first best.npz, then the checkpoint: a resume never skips it
+            _save_run(self, self.dir.best_path)
         self._save_here()
         check_diverged(valid, "validation", self.data.n_out, self.out_dir)
         self.stop.check()
@@ -563,6 +570,9 @@ def branch(src_dir, dst_dir, **changes):
     meta = dict(ckpt.meta, config=new.to_dict())
     dst.path.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dst.checkpoint_path, meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    if src.best_path.exists():      # the best validation point so far is part of the history
+        with atomic_path(dst.best_path) as tmp:
+            shutil.copyfile(src.best_path, tmp)
     dst.write_config(new.to_dict())
     dst.write_events([e for e in src.events() if e.get("event") != "test"])
     return new

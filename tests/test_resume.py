@@ -31,8 +31,8 @@ CONFIG = dict(task="default", hidden=12, seq_len=20, batch=8, epochs=2, max_batc
 
 # Counts of each interruption point in one run of CONFIG: weight updates (2 epochs × 4),
 # evaluation batches (2 valid × 2 + 2 test), checkpoint writes (start, batch 3 and end of each
-# epoch).
-POINTS = {"step": 8, "eval": 6, "save": 5, "kill": 5, "kill-in-write": 5}
+# epoch, and best.npz before the end of each epoch: validation improves in both).
+POINTS = {"step": 8, "eval": 6, "save": 7, "kill": 7, "kill-in-write": 7}
 
 DRIVER = r"""
 import os, signal, sys
@@ -107,12 +107,14 @@ def reference(tmp_path_factory):
 def assert_same_run(reference, out, test):
     ref_out, ref_test = reference
     assert test == ref_test
-    a, b = load_checkpoint(ref_out / "checkpoint.npz"), load_checkpoint(out / "checkpoint.npz")
-    for part in ("params", "stats", "optimizer"):
-        pa, pb = getattr(a, part), getattr(b, part)
-        assert pa.keys() == pb.keys()
-        for name in pa:
-            np.testing.assert_array_equal(pa[name], pb[name], err_msg=f"{part} {name}")
+    for name in ("checkpoint.npz", "best.npz"):
+        a, b = load_checkpoint(ref_out / name), load_checkpoint(out / name)
+        assert a.meta["step"] == b.meta["step"], name
+        for part in ("params", "stats", "optimizer"):
+            pa, pb = getattr(a, part), getattr(b, part)
+            assert pa.keys() == pb.keys()
+            for key in pa:
+                np.testing.assert_array_equal(pa[key], pb[key], err_msg=f"{name} {part} {key}")
     assert events(out) == events(ref_out)
 
 

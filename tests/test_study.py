@@ -168,6 +168,15 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
         conv = records[key]["conventions"]
         assert set(conv) == {"population", "official", "expected", "calibrated"}
         assert conv["population"] == pytest.approx(records[key]["test_bpc"], rel=1e-12)  # the run's own default
+    # the best validation point, measured too (once, when it is the final or the schedule's end)
+    for key in ("constant/fp-seed0", "cosine/fp-seed0", "constant/ternary-seed0", "cosine/ternary-seed0"):
+        rec = records[key]
+        assert rec["best_epoch"] == int(np.argmin(rec["valid"])) + 1, rec["valid"]
+        best = RunDir(tmp_path / "study" / key).best_path
+        final = RunDir(tmp_path / "study" / key).checkpoint_path
+        assert set(rec["conventions_at_best"]) == set(rec["conventions"])
+        if load_checkpoint(best).meta["step"] == load_checkpoint(final).meta["step"]:
+            assert rec["conventions_at_best"] == rec["conventions"]
     fp_conv = records["constant/fp-seed0"]["conventions"]
     assert fp_conv["population"] == fp_conv["expected"]          # full precision: no weight sampling
     assert fp_conv["calibrated"] == fp_conv["population"]        # ... and no deterministic rule to calibrate

@@ -140,3 +140,40 @@ def test_metrics_log_and_evaluation_conventions(alice, tmp_path):
     official = evaluate(run.params, run.stats, run.spec, alice, "valid", config, weights="sampled",
                               batch_stats=True)
     assert official["bpc"] != pop["bpc"] and math.isfinite(official["bpc"])
+
+
+# ---------------------------------------------------------------------------------------------
+# best.npz: the validation-selected model
+
+
+BEST_RUN = dict(task="default", hidden=12, seq_len=20, batch=8, epochs=3, max_batches=4, eval_max_batches=2,
+                log_every=100, lr=0.3)       # a rate high enough that validation gets worse after epoch 1
+
+
+def test_best_npz_holds_the_epoch_end_of_the_lowest_validation_loss(tmp_path):
+    config = TrainConfig(**BEST_RUN)
+    train.Run(config, tmp_path, log=lambda line: None).run()
+    epochs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e["event"] == "epoch"]
+    losses = [e["valid_loss"] for e in epochs]
+    k = int(np.argmin(losses))
+    assert k < len(losses) - 1, losses                      # this run got worse after its best
+    best, last = load_checkpoint(tmp_path / "best.npz"), load_checkpoint(tmp_path / "checkpoint.npz")
+    assert best.meta["step"] == epochs[k]["step"] < last.meta["step"]
+    assert best.meta["best"] == losses[k] == last.meta["best"]
+    # it is that model: its validation loss is the one logged at that epoch's end
+    from rbtw.models import ModelSpec
+    again = evaluate(best.params, best.stats, ModelSpec.from_dict(best.meta["spec"]),
+                     train.load_task_data(config), "valid", config)
+    assert again["loss"] == losses[k]
+
+
+def test_a_fresh_run_forgets_an_earlier_runs_best_and_study_files(tmp_path):
+    config = TrainConfig(**BEST_RUN)
+    train.Run(config, tmp_path, log=lambda line: None).run()
+    for name in ("schedule-end.npz", "conventions.json"):
+        (tmp_path / name).write_bytes(b"left by an earlier run")
+    train.Run(TrainConfig(**dict(BEST_RUN, epochs=1, lr=0.01)), tmp_path, log=lambda line: None).run()
+    assert not (tmp_path / "schedule-end.npz").exists() and not (tmp_path / "conventions.json").exists()
+    best = load_checkpoint(tmp_path / "best.npz").meta
+    assert (best["step"], best["config"]["lr"]) == (4, 0.01)            # the new run's own

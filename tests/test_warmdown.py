@@ -75,10 +75,12 @@ def test_a_branch_continues_exactly_like_a_run_started_with_its_schedule(tmp_pat
     branched = train.Run(None, tmp_path / "branch", data=data, resume=True, log=lambda line: None)
     assert branched.config == direct
     branched.run()
-    a = load_checkpoint(tmp_path / "direct" / "checkpoint.npz")
-    b = load_checkpoint(tmp_path / "branch" / "checkpoint.npz")
-    for name in a.params:
-        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+    for kept in ("checkpoint.npz", "best.npz"):      # the best validation point too, prefix included
+        a = load_checkpoint(tmp_path / "direct" / kept)
+        b = load_checkpoint(tmp_path / "branch" / kept)
+        assert a.meta["step"] == b.meta["step"]
+        for name in a.params:
+            np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=f"{kept} {name}")
     log = [json.loads(line) for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
     assert [e["event"] for e in log].count("test") == 1 and [e["event"] for e in log].count("epoch") == 5
 

@@ -69,13 +69,11 @@ def until_state(run_dir, config, until):
 
 
 def checkpoints_to_measure(run_dir):
-    """The checkpoints whose test metric a study reports: the final one and, when the run was
-    extended past its schedule, the schedule's last."""
+    """The checkpoints whose test metric a study reports: the final one, the schedule's last when
+    the run was extended past its schedule, and the best validation point (best.npz; the
+    official code reports the test error there)."""
     rd = RunDir(run_dir)
-    names = [rd.checkpoint_path.name]
-    if rd.schedule_end_path.exists():
-        names.append(rd.schedule_end_path.name)
-    return names
+    return [p.name for p in (rd.checkpoint_path, rd.schedule_end_path, rd.best_path) if p.exists()]
 
 
 def stage_done(run):

@@ -25,8 +25,9 @@ only), and a fourth, the deterministic model after post-training calibration (rb
                  BN) scores its population value.
 
 Measured once per checkpoint and kept in the run's conventions.json (the calibration's report,
-threshold and validation figures, beside them); and, for runs extended until they converged,
-the same at the schedule's end (schedule-end.npz).
+threshold and validation figures, beside them): the final checkpoint, for runs extended until
+they converged the schedule's end (schedule-end.npz), and the best validation point (best.npz;
+measured once when it is one of the others).
 """
 
 import json
@@ -56,8 +57,8 @@ def _cache(run_dir):
 
 
 def _checkpoint_key(run_dir, name):
-    from rbtw.checkpoint import load_checkpoint
-    return f"{name}@{load_checkpoint(Path(run_dir) / name).meta['step']}"
+    from rbtw.checkpoint import load_meta
+    return f"{name}@{load_meta(Path(run_dir) / name)['step']}"
 
 
 def has_conventions(run_dir, name):
@@ -91,13 +92,16 @@ def measure_conventions(run_dir, name, data_dir=None):
     from rbtw.checkpoint import load_checkpoint
     from rbtw.config import TrainConfig, metric_name
     from rbtw.evaluate import evaluate
-    from rbtw.fileio import atomic_open
     from rbtw.models import ModelSpec
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
     known = _cache(run_dir)
-    out = dict(known.get(key) or {})
+    step = key.rpartition("@")[2]
+    same = [v for k, v in known.items() if k.rpartition("@")[2] == step]     # another name, same state
+    out = dict(max([known.get(key) or {}] + same, key=len))
     if all(c in out for c in STUDY_CONVENTIONS):
+        if key not in known:
+            _store(run_dir, key, out)
         return conventions_of(run_dir, name)
     ckpt = load_checkpoint(Path(run_dir) / name)
     config = TrainConfig.from_dict(ckpt.meta["config"])
@@ -113,9 +117,14 @@ def measure_conventions(run_dir, name, data_dir=None):
                                    batch_stats=batch_stats, max_batches=None)[metric]
     if CALIBRATED not in out:
         out[CALIBRATED], out["calibration"] = _calibrated(ckpt, spec, data, config, metric, out["population"])
-    with atomic_open(RunDir(run_dir).conventions_path, "w") as f:
-        json.dump(dict(_cache(run_dir), **{key: out}), f, indent=1)
+    _store(run_dir, key, out)
     return conventions_of(run_dir, name)
+
+
+def _store(run_dir, key, value):
+    from rbtw.fileio import atomic_open
+    with atomic_open(RunDir(run_dir).conventions_path, "w") as f:
+        json.dump(dict(_cache(run_dir), **{key: value}), f, indent=1)
 
 
 def _calibrated(ckpt, spec, data, config, metric, population):
@@ -185,7 +194,18 @@ def record(run, metric):
         rec["calibration"] = calibration_of(run.out, rd.checkpoint_path.name) if tests else None
         if rd.schedule_end_path.exists():
             rec["conventions_at_schedule_end"] = conventions_of(run.out, rd.schedule_end_path.name)
+        if tests and rd.best_path.exists():
+            rec["conventions_at_best"] = conventions_of(run.out, rd.best_path.name)
+            rec["best_epoch"] = _epoch_of(run.out, rd.best_path.name)
     return rec
+
+
+def _epoch_of(run_dir, name):
+    from rbtw.checkpoint import load_meta
+    try:
+        return load_meta(Path(run_dir) / name)["epoch"]
+    except (OSError, UserError):
+        return None
 
 
 def _gain(valid, metric):

@@ -96,9 +96,11 @@ def measure_conventions(run_dir, name, data_dir=None):
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
     known = _cache(run_dir)
+    out = dict(known.get(key) or {})
     step = key.rpartition("@")[2]
-    same = [v for k, v in known.items() if k.rpartition("@")[2] == step]     # another name, same state
-    out = dict(max([known.get(key) or {}] + same, key=len))
+    for other, measured in known.items():     # the same state under another name (best.npz = the final)
+        if other.rpartition("@")[2] == step and len(measured) > len(out):
+            out = dict(measured)
     if all(c in out for c in STUDY_CONVENTIONS):
         if key not in known:
             _store(run_dir, key, out)

@@ -108,11 +108,15 @@ def interval(values):
 
 
 def chosen(records, cell="lstm"):
-    """The records a width table uses: finished LSTM runs; at a width and schedule that a study
-    measured, the study's runs only (one host, both arms from the same prefixes)."""
+    """The records a width table uses: finished LSTM runs; where a study measured fp at a width
+    and schedule, only the study's runs there (one host, both arms from the same prefixes: the
+    gaps pair the study's own fp), except variants the study did not train (an earlier
+    BinaryConnect run is still the only one at its width)."""
     done = [r for r in records if r.get("test_bpc") and r["cell"] == cell]
-    studied = {(r["hidden"], r["schedule"]) for r in done if r.get("study")}
-    return [r for r in done if r.get("study") or (r["hidden"], r["schedule"]) not in studied]
+    studied = {(r["hidden"], r["schedule"]) for r in done if r.get("study") and r["variant"] == "fp"}
+    variants = {(r["hidden"], r["schedule"], r["variant"]) for r in done if r.get("study")}
+    return [r for r in done if r.get("study") or (r["hidden"], r["schedule"]) not in studied
+            or (r["variant"] != "fp" and (r["hidden"], r["schedule"], r["variant"]) not in variants)]
 
 
 def gaps(records, variant, hidden, schedule, convention, at="final"):

@@ -6,7 +6,8 @@
 #   2. the H 256 constant arm (the cosine arm and the prefixes exist from the first study, or
 #      are trained now), then the rest of H 256,
 #   3. H 512 (fp, ternary, binary),
-#   4. H 1000 binary.
+#   4. H 1000 binary,
+#   5. H 1000 BinaryConnect (binary weights without BN: the claim is that it fails).
 # Each step is one `rbtw sweep`; every step resumes unfinished runs from their checkpoints and
 # skips finished ones, so running this again after an interruption (Ctrl-C, a lost machine)
 # continues where it stopped.  Two runs train side by side, one thread each.
@@ -26,4 +27,5 @@ step "$here/ptb_char_h1000.toml" --out "$out/study-h1000" --only fp,ternary
 step "$here/ptb_char_h256.toml" --out "$out/study-h256" --only constant
 step "$here/ptb_char_h256.toml" --out "$out/study-h256"
 step "$here/ptb_char_h512.toml" --out "$out/study-h512"
+step "$here/ptb_char_h1000.toml" --out "$out/study-h1000" --only fp,ternary,binary
 step "$here/ptb_char_h1000.toml" --out "$out/study-h1000"

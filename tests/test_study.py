@@ -177,6 +177,9 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
         assert set(rec["conventions_at_best"]) == set(rec["conventions"])
         if load_checkpoint(best).meta["step"] == load_checkpoint(final).meta["step"]:
             assert rec["conventions_at_best"] == rec["conventions"]
+    at_best = groups[("ternary", "constant")]["conventions_at_best"]["population"]
+    assert at_best["mean"] == records["constant/ternary-seed0"]["conventions_at_best"]["population"]
+    assert "At each run's best validation epoch" in sw.markdown(summary)
     fp_conv = records["constant/fp-seed0"]["conventions"]
     assert fp_conv["population"] == fp_conv["expected"]          # full precision: no weight sampling
     assert fp_conv["calibrated"] == fp_conv["population"]        # ... and no deterministic rule to calibrate

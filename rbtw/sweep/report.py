@@ -70,6 +70,20 @@ def _conventions_tables(summary, where, head_where, sep_where):
         for d in summary["differences"]:
             lines.append(f"| {d['variant']} | {where(d)} | {d['n']} | "
                          + " | ".join(_pm(d["conventions"][c]) for c in convs) + " |")
+    best = [g for g in summary["groups"] if g.get("conventions_at_best", {}).get(convs[0], {}).get("n")]
+    if best:
+        lines += ["", "At each run's best validation epoch (best.npz: the model a validation-selected report "
+                      "uses, as the official code does), per convention:", "",
+                  f"| variant | {head_where} | seeds | {names} |", f"|---|{sep_where}|---|" + "---|" * len(convs)]
+        for g in best:
+            lines.append(f"| {g['variant']} | {where(g)} | {g['conventions_at_best'][convs[0]]['n']} | "
+                         + " | ".join(_pm(g["conventions_at_best"][c]) for c in convs) + " |")
+        if summary["reference"]:
+            lines += ["", f"Paired gaps there, variant − {summary['reference']}, same seed:", "",
+                      f"| variant | {head_where} | pairs | {names} |", f"|---|{sep_where}|---|" + "---|" * len(convs)]
+            for d in summary["differences"]:
+                lines.append(f"| {d['variant']} | {where(d)} | {d['conventions_at_best'][convs[0]]['n']} | "
+                             + " | ".join(_pm(d["conventions_at_best"][c]) for c in convs) + " |")
     return lines
 
 

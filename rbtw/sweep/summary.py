@@ -42,6 +42,7 @@ CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", T
                "expected": ("expected", False)}
 CALIBRATED = "calibrated"
 STUDY_CONVENTIONS = (*CONVENTIONS, CALIBRATED)        # the columns of a study's tables
+BEST = "conventions_at_best"                          # a record's conventions at its best validation point
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def record(run, metric):
         if rd.schedule_end_path.exists():
             rec["conventions_at_schedule_end"] = conventions_of(run.out, rd.schedule_end_path.name)
         if tests and rd.best_path.exists():
-            rec["conventions_at_best"] = conventions_of(run.out, rd.best_path.name)
+            rec[BEST] = conventions_of(run.out, rd.best_path.name)
             rec["best_epoch"] = _epoch_of(run.out, rd.best_path.name)
     return rec
 
@@ -252,13 +253,14 @@ def _stat(values):
     return {"n": n, "mean": mean, "sd": sd, "ci95": list(ci) if ci else None}
 
 
-def _values(recs, field, convention=None):
-    """{seed: value} of the finished runs of a group, for the test metric or a convention."""
+def _values(recs, field, convention=None, at="conventions"):
+    """{seed: value} of the finished runs of a group, for the test metric or a convention (of
+    the final checkpoint, or with ``at="conventions_at_best"`` of the best validation point)."""
     out = {}
     for r in recs:
         if r["status"] != "done":
             continue
-        v = (r.get("conventions") or {}).get(convention) if convention else r.get(field)
+        v = (r.get(at) or {}).get(convention) if convention else r.get(field)
         if v is not None:
             out[r["seed"]] = v
     return out
@@ -287,6 +289,7 @@ def summarize(sweep, metric, records):
         if sweep.until is not None:
             row["converged"] = sum(bool(r.get("converged")) for r in recs)
         row["conventions"] = {c: _stat(list(_values(recs, key, c).values())) for c in conventions}
+        row["conventions_at_best"] = {c: _stat(list(_values(recs, key, c, BEST).values())) for c in conventions}
         rows.append(row)
         if sweep.reference is None or variant == sweep.reference:
             continue
@@ -294,6 +297,8 @@ def summarize(sweep, metric, records):
         diff = {"variant": variant, "reference": sweep.reference, "axes": json.loads(axes), "arm": arm}
         diff.update(_paired(_values(recs, key), _values(ref, key)))
         diff["conventions"] = {c: _paired(_values(recs, key, c), _values(ref, key, c)) for c in conventions}
+        diff["conventions_at_best"] = {c: _paired(_values(recs, key, c, BEST), _values(ref, key, c, BEST))
+                                       for c in conventions}
         diffs.append(diff)
     return {"task": sweep.task, "metric": f"test {metric}", "reference": sweep.reference,
             "interval": "95 % Student t over seeds", "conventions": conventions, "groups": rows,

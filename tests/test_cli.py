@@ -303,3 +303,14 @@ def test_demo_run_twice_keeps_its_runs_and_other_settings_need_force(tmp_path):
     assert checkpoint.stat().st_mtime_ns == before                            # nothing retrained
     assert_one_line_error(invoke("demo", "--hidden", "5", "--epochs", "1", "--out", out), "--force")
     assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_train_names_best_npz_when_validation_was_better_before_the_last_epoch(tmp_path):
+    result = invoke("train", "default", "--hidden", 12, "--seq-len", 20, "--batch", 8, "--epochs", 3,
+                    "--max-batches", 4, "--eval-max-batches", 2, "--lr", 0.3, "--out", tmp_path)
+    assert result.exit_code == 0
+    best = load_checkpoint(tmp_path / "best.npz").meta["epoch"]
+    assert best < 3                                    # this rate makes validation worse after epoch 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"validation bpc was best after epoch {best} (") and line.endswith(
+        f"that model is {tmp_path / 'best.npz'}")

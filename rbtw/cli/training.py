@@ -147,6 +147,22 @@ def train(task, preset, out_dir, resume, force, data_dir, show_config, **options
     part = f", first {c.eval_max_batches} test minibatches" if c.eval_max_batches else ""
     click.echo(f"{task} {c.cell} {c.quant}: test {name} {result.test[name]:.4f} "
                f"(weights {c.eval_weights}, {c.eval_stats} statistics{part}) -> {out}")
+    _say_best(out, name)
+
+
+def _say_best(out, metric):
+    """Name best.npz on stderr when validation was better at an earlier epoch than at the last."""
+    from rbtw.checkpoint import load_meta
+    from rbtw.rundir import RunDir
+    rd = RunDir(out)
+    try:
+        best, last = load_meta(rd.best_path)["epoch"], load_meta(rd.checkpoint_path)["epoch"]
+        valid = {e["epoch"] + 1: e.get(f"valid_{metric}") for e in rd.epochs()}
+    except (OSError, UserError):
+        return
+    if best < last and valid.get(best) is not None and valid.get(last) is not None:
+        click.echo(f"validation {metric} was best after epoch {best} ({valid[best]:.4f}; "
+                   f"{valid[last]:.4f} after epoch {last}): that model is {rd.best_path}", err=True)
 
 
 def _resumed_config(out_dir, fields):

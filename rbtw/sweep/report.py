@@ -55,35 +55,33 @@ def _conventions_tables(summary, where, head_where, sep_where):
     convs = summary.get("conventions") or []
     if not convs:
         return []
-    names = " | ".join(convs)
+
+    def table(rows, field, count=None, n_of=lambda r, field: r[field][convs[0]]["n"]):
+        """Rows of ``field`` ({convention: stat}) per group, with a count column when named."""
+        head = f"| variant | {head_where} | " + (f"{count} | " if count else "") + " | ".join(convs) + " |"
+        out = [head, f"|---|{sep_where}|" + ("---|" if count else "") + "---|" * len(convs)]
+        for r in rows:
+            n = f"{n_of(r, field)} | " if count else ""
+            out.append(f"| {r['variant']} | {where(r)} | {n}" + " | ".join(_pm(r[field][c]) for c in convs) + " |")
+        return out
+
+    ref = summary["reference"]
     lines = ["", "Test metric under each evaluation convention (mean ± 95 % t half-width over seeds; "
                  "population: population statistics, deterministic weights; official: test-batch "
                  "statistics, sampled weights; expected: population statistics, E[W^q]; calibrated: "
                  "population after re-estimating the statistics and the ternary threshold on the "
-                 "validation split):", "",
-             f"| variant | {head_where} | {names} |", f"|---|{sep_where}|" + "---|" * len(convs)]
-    for g in summary["groups"]:
-        lines.append(f"| {g['variant']} | {where(g)} | " + " | ".join(_pm(g["conventions"][c]) for c in convs) + " |")
-    if summary["reference"]:
-        lines += ["", f"Paired gaps, variant − {summary['reference']}, same seed, per convention:", "",
-                  f"| variant | {head_where} | pairs | {names} |", f"|---|{sep_where}|---|" + "---|" * len(convs)]
-        for d in summary["differences"]:
-            lines.append(f"| {d['variant']} | {where(d)} | {d['n']} | "
-                         + " | ".join(_pm(d["conventions"][c]) for c in convs) + " |")
+                 "validation split):", ""] + table(summary["groups"], "conventions")
+    if ref:
+        lines += ["", f"Paired gaps, variant − {ref}, same seed, per convention:", ""]
+        lines += table(summary["differences"], "conventions", "pairs", lambda d, field: d["n"])
     best = [g for g in summary["groups"] if g.get("conventions_at_best", {}).get(convs[0], {}).get("n")]
     if best:
         lines += ["", "At each run's best validation epoch (best.npz: the model a validation-selected report "
-                      "uses, as the official code does), per convention:", "",
-                  f"| variant | {head_where} | seeds | {names} |", f"|---|{sep_where}|---|" + "---|" * len(convs)]
-        for g in best:
-            lines.append(f"| {g['variant']} | {where(g)} | {g['conventions_at_best'][convs[0]]['n']} | "
-                         + " | ".join(_pm(g["conventions_at_best"][c]) for c in convs) + " |")
-        if summary["reference"]:
-            lines += ["", f"Paired gaps there, variant − {summary['reference']}, same seed:", "",
-                      f"| variant | {head_where} | pairs | {names} |", f"|---|{sep_where}|---|" + "---|" * len(convs)]
-            for d in summary["differences"]:
-                lines.append(f"| {d['variant']} | {where(d)} | {d['conventions_at_best'][convs[0]]['n']} | "
-                             + " | ".join(_pm(d["conventions_at_best"][c]) for c in convs) + " |")
+                      "uses, as the official code does), per convention:", ""]
+        lines += table(best, "conventions_at_best", "seeds")
+        if ref:
+            lines += ["", f"Paired gaps there, variant − {ref}, same seed:", ""]
+            lines += table(summary["differences"], "conventions_at_best", "pairs")
     return lines
 
 

@@ -9,9 +9,11 @@ epochs past the schedule's end run at its end rate), wall time over every attemp
 under the evaluation conventions (population: population statistics, deterministic weights;
 official: test-batch statistics, sampled weights; expected: population statistics, E[W^q];
 calibrated: the deterministic model after re-estimating its BN statistics and, for ternary, its
-threshold on the validation split — rbtw.calibrate) at the final checkpoint and at the
-schedule's end.  Records made before the calibrated convention existed lack it: their cells
-show "—".
+threshold on the validation split — rbtw.calibrate; full precision: its statistics) at the
+final checkpoint and at the schedule's end.  Records made before the calibrated convention
+existed lack it, and full precision's calibrated figure counts only when its report names the
+calibration rule (before rule 2, full precision was not calibrated and scored its population
+figure there): such cells show "—".
 
 The records join those already in RESULTS/converged.json (earlier points: H 128, the GRU, a
 14-epoch budget, the first H 256 cosine runs on another host), which are kept as they are.  A
@@ -132,6 +134,8 @@ def test_value(r, convention, at="final"):
     """A record's test BPC in ``convention`` at checkpoint ``at`` — "final", "schedule_end" (the
     final one when the run was not extended) or "best" (the best validation point) — or None
     when it was not measured there."""
+    if convention == "calibrated" and r["variant"] == "fp" and not (r.get("calibration") or {}).get("rule"):
+        return None             # measured before full precision's statistics were re-estimated too
     v = {"final": r["test_bpc"], "schedule_end": r.get("test_bpc_at_schedule_end") or r["test_bpc"],
          "best": r.get("test_bpc_at_best")}[at]
     return None if v is None else v.get(convention)
@@ -246,10 +250,12 @@ def report(records):
     calibrated = [r for r in lstm if r.get("calibration")]
     if calibrated:
         out += ["### Calibration of the deterministic model", "",
-                "Per quantized run: the BN statistics re-estimated under the deterministic weights (150 "
-                "training minibatches, no parameter update) and, for ternary, the threshold θ·α chosen among "
-                "the candidates on the validation split (`rbtw calibrate`); test BPC before (population "
-                "convention) and after, and the expected-weights figure it approaches.", "",
+                "Per run with BN or ternary weights: the BN statistics re-estimated under the deterministic "
+                "weights (full precision: its own; 150 training minibatches, no parameter update) and, for "
+                "ternary, the threshold θ·α chosen among the candidates on the validation split (`rbtw "
+                "calibrate`); test BPC before (population convention) and after, and the expected-weights "
+                "figure (full precision: the same as population). A full-precision run not listed was "
+                "measured before full precision was calibrated: its calibrated cells show —.", "",
                 "| run | H | θ chosen | valid BPC before → after | test BPC population → calibrated | expected |",
                 "|---|---|---|---|---|---|"]
         for r in sorted(calibrated, key=lambda r: (r["hidden"], r["schedule"], r["variant"], r["seed"])):
@@ -265,7 +271,8 @@ def report(records):
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["cell"], r["hidden"], r["schedule"], r["variant"], r["seed"])):
         t = r.get("test_bpc")
-        tests = " / ".join(f"{t[c]:.3f}" if c in t else "—" for c in CONVENTIONS) if t else "—"
+        tests = " / ".join("—" if test_value(r, c) is None else f"{test_value(r, c):.3f}" for c in CONVENTIONS) \
+            if t else "—"
         gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
         curve = [f"{v:.3f}" for v in r["valid_bpc"]]
         if r.get("tail_epochs"):

@@ -3,15 +3,23 @@
 A stochastically trained model is evaluated in hardware with the *deterministic* rule applied
 to its latent weights, but its BN population statistics were accumulated under *sampled*
 weights, whose products have other moments; and the deterministic ternary rule's threshold
-τ = α/3 is a convention, not a learned value.  Two calibrations, chosen on the validation
-split only, change nothing but those:
+τ = α/3 is a convention, not a learned value.  A full-precision model has no rule to change,
+but its running statistics trail weights that moved while they were averaged (at a high
+constant learning rate they can cost more than a quantizer does), so comparing a calibrated
+ternary model with an uncalibrated full-precision one would flatter ternary.  Two calibrations,
+chosen on the validation split only, change nothing but those:
 
     statistics   re-estimate every BN's population statistics under the deterministic weights:
                  N training minibatches forward in training mode (batch statistics), no
                  parameter update, each step's running mean/variance updated as in training
                  (the first batch copied, then new = 0.95·old + 0.05·batch)
     threshold    ternary: τ = θ·α for θ among the candidates (the paper's 1/3 first), the one
-                 with the best validation metric after re-estimating the statistics under it
+                 with the best validation metric after re-estimating the statistics under it;
+                 when the best of the default candidates is the largest, the search goes on in
+                 steps of 0.1 while it improves, up to θ = 0.9
+
+Full precision with BN takes the first only (its weights are their own deterministic rule);
+a model with neither BN nor ternary weights has nothing to calibrate and is refused.
 
 The result is a checkpoint whose parameters are the input's, bit for bit, with new statistics
 and (ternary) ``spec["threshold"] = θ``; its export and every engine use the same rule.  The
@@ -26,6 +34,13 @@ import numpy as np
 from rbtw.errors import UserError
 
 THRESHOLDS = (1 / 3, 0.4, 0.5, 0.6)
+THRESHOLD_STEP, THRESHOLD_MAX = 0.1, 0.9      # the search beyond THRESHOLDS when its edge wins
+RULE = 2    # bumped whenever what `calibrate` does by default changes (caches of its results key on it)
+
+
+def calibratable(spec, statistics=True):
+    """Whether ``calibrate`` has anything to change: BN statistics to re-estimate or a ternary threshold."""
+    return bool(statistics and spec.bn) or spec.quant == "ternary"
 
 
 def reestimate_statistics(params, stats, spec, data, config, batches=150, seed=0):
@@ -53,17 +68,22 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
               log=None):
     """(new meta, params, new stats, report) of a calibrated checkpoint (module docstring).
 
-    ``thresholds``: candidate θ for a ternary model (default THRESHOLDS; ignored otherwise);
-    ``statistics``: re-estimate the BN statistics (only with BN).  The report lists every
-    candidate's validation metric, the chosen one, and the uncalibrated model's.
+    ``thresholds``: candidate θ for a ternary model (default THRESHOLDS, searched on past its
+    edge; ignored otherwise); ``statistics``: re-estimate the BN statistics (only with BN).
+    The report lists every candidate's validation metric, the chosen one, the uncalibrated
+    model's, and the RULE it was made by.
     """
     from rbtw.config import metric_name
     from rbtw.evaluate import evaluate
     from rbtw.models import ModelSpec
     log = log or (lambda line: None)
     spec = ModelSpec.from_dict(ckpt.meta["spec"])
-    if spec.quant == "none":
-        raise UserError("calibration is for binary/ternary models: full precision has no deterministic rule")
+    if not calibratable(spec, statistics):
+        what = "full precision" if spec.quant == "none" else f"{spec.quant} weights"
+        why = "with its statistics left alone (--no-statistics)" if spec.bn else \
+            "without BN has no statistics to re-estimate"
+        raise UserError(f"nothing to calibrate: {what} {why} and no ternary threshold")
+    restat = bool(statistics and spec.bn)
     metric = metric_name(spec.kind)
     sign = -1 if metric == "accuracy" else 1             # lower is better, except accuracy
     valid_cfg = replace(config, eval_weights="deterministic", eval_stats="population")
@@ -71,24 +91,29 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     def score(s, st):
         return evaluate(ckpt.params, st, s, data, "valid", valid_cfg, max_batches=valid_batches)[metric]
 
+    def attempt(theta):
+        s = spec if theta is None or theta == 1 / 3 else replace(spec, threshold=float(theta))
+        st = reestimate_statistics(ckpt.params, ckpt.stats, s, data, config, batches) if restat else ckpt.stats
+        value = score(s, st)
+        log(f"{'' if theta is None else 'threshold ' + ('α/3' if theta == 1 / 3 else f'{theta:g}·α')}"
+            f"{', ' if theta is not None and restat else ''}{'statistics re-estimated' if restat else ''}"
+            f": valid {metric} {value:.4f}")
+        return (sign * value, theta, s, st, value)
+
     before = score(spec, ckpt.stats)
     log(f"uncalibrated: valid {metric} {before:.4f}")
     candidates = list(thresholds or THRESHOLDS) if spec.quant == "ternary" else [None]
-    tried = []
-    for theta in candidates:
-        s = spec if theta is None or theta == 1 / 3 else replace(spec, threshold=float(theta))
-        st = reestimate_statistics(ckpt.params, ckpt.stats, s, data, config, batches) \
-            if statistics and spec.bn else ckpt.stats
-        value = score(s, st)
-        log(f"threshold {'α/3' if theta in (None, 1 / 3) else f'{theta:g}·α'}"
-            f"{', statistics re-estimated' if statistics and spec.bn else ''}: valid {metric} {value:.4f}")
-        tried.append((sign * value, theta, s, st, value))
+    tried = [attempt(theta) for theta in candidates]
+    if spec.quant == "ternary" and thresholds is None:   # the default grid's edge won: search on past it
+        while min(tried, key=lambda t: t[0])[1] == tried[-1][1] \
+                and tried[-1][1] + THRESHOLD_STEP <= THRESHOLD_MAX + 1e-9:
+            tried.append(attempt(round(tried[-1][1] + THRESHOLD_STEP, 6)))
     _, theta, best_spec, best_stats, value = min(tried, key=lambda t: t[0])
     meta = copy.deepcopy(ckpt.meta)
     meta["spec"] = best_spec.to_dict()
     report = {"metric": f"valid {metric}", "uncalibrated": before, "calibrated": value,
               "threshold": None if theta in (None, 1 / 3) else float(theta),
-              "statistics": bool(statistics and spec.bn), "batches": batches,
+              "statistics": restat, "batches": batches, "rule": RULE,
               "tried": [{"threshold": t, "valid": v} for _, t, _, _, v in tried]}
     meta["calibration"] = report
     return meta, ckpt.params, best_stats, report

@@ -68,11 +68,56 @@ def test_a_threshold_zeroes_exactly_the_weights_within_it(theta):
     assert np.array_equal(quant.quantize(W, "ternary", 0.9), quant.quantize(W, "ternary", 0.9, threshold=None))
 
 
-def test_calibration_refuses_full_precision_and_its_own_input(ternary, tmp_path):
+def test_full_precision_has_its_statistics_reestimated_and_nothing_else(tmp_path):
     fp = tmp_path / "fp"
     assert invoke("train", "default", *TINY, "--quant", "fp", "--out", fp).exit_code == 0
+    out = tmp_path / "fp-calibrated.npz"
+    result = invoke("calibrate", fp / "checkpoint.npz", out, "--batches", "5", "--valid-batches", "4")
+    assert result.exit_code == 0, result.output
+    before, after = load_checkpoint(fp / "checkpoint.npz"), load_checkpoint(out)
+    for name in before.params:
+        np.testing.assert_array_equal(before.params[name], after.params[name], err_msg=name)
+    assert any(not np.array_equal(before.stats[k], after.stats[k]) for k in before.stats if "mean_" in k)
+    report = after.meta["calibration"]
+    assert report["statistics"] and report["threshold"] is None
+    assert [t["threshold"] for t in report["tried"]] == [None]
+    assert after.meta["spec"] == before.meta["spec"]
+    evaluated = json.loads(invoke("eval", out, "--json", "--split", "valid", "--max-batches", "4").stdout)
+    assert evaluated["bpc"] == pytest.approx(report["calibrated"], rel=1e-12)
+    result = invoke("calibrate", fp / "checkpoint.npz", tmp_path / "x.npz", "--no-statistics")
+    assert result.exit_code == 2 and "nothing to calibrate: full precision with its statistics left alone" \
+        in result.stderr
+
+
+def test_the_default_threshold_search_never_stops_at_an_edge_that_won(ternary):
+    """The default grid is searched on past its largest θ while that one is the best, so the
+    chosen θ is the largest tried only at the cap."""
+    from rbtw.calibrate import THRESHOLD_MAX, THRESHOLDS, calibrate
+    ckpt = load_checkpoint(ternary)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    data = load_task_data(config)
+    for statistics in (False, True):
+        *_, report = calibrate(ckpt, data, config, batches=3, statistics=statistics, valid_batches=3)
+        tried = [t["threshold"] for t in report["tried"]]
+        assert tried[:len(THRESHOLDS)] == list(THRESHOLDS)
+        assert all(b == pytest.approx(a + 0.1) for a, b in zip(tried[len(THRESHOLDS) - 1:], tried[len(THRESHOLDS):]))
+        best = min(report["tried"], key=lambda t: t["valid"])
+        assert report["calibrated"] == best["valid"]
+        assert best["threshold"] != tried[-1] or tried[-1] == pytest.approx(THRESHOLD_MAX)
+        # every extension step was taken because the step before it was the best so far
+        for i in range(len(THRESHOLDS), len(tried)):
+            assert report["tried"][i - 1]["valid"] == min(t["valid"] for t in report["tried"][:i])
+
+
+def test_calibration_refuses_what_has_nothing_to_calibrate_and_its_own_input(ternary, tmp_path):
+    fp = tmp_path / "fp"
+    assert invoke("train", "default", *TINY, "--quant", "fp", "--no-bn", "--out", fp).exit_code == 0
     result = invoke("calibrate", fp / "checkpoint.npz", tmp_path / "x.npz")
-    assert result.exit_code == 2 and "full precision" in result.stderr
+    assert result.exit_code == 2 and "nothing to calibrate: full precision without BN" in result.stderr
+    assert not (tmp_path / "x.npz").exists()
+    result = invoke("calibrate", ternary.parent / "checkpoint.npz", tmp_path / "z.npz", "--no-statistics",
+                    "--threshold", "0.5")
+    assert result.exit_code == 0, result.output                # ternary: the threshold is left to choose
     result = invoke("calibrate", ternary, ternary)
     assert result.exit_code == 2 and "input of this command" in result.stderr
     result = invoke("calibrate", ternary, tmp_path / "y.npz", "--threshold", "1.5")

@@ -205,18 +205,19 @@ def runs(root):
               help="training minibatches to re-estimate the BN statistics with")
 @click.option("--threshold", "thresholds", default=None, metavar="θ[,θ...]",
               help="ternary: candidate thresholds τ/α, the best on the validation split is kept "
-                   "[default: 1/3,0.4,0.5,0.6]")
+                   "[default: 1/3,0.4,0.5,0.6, then on in steps of 0.1 up to 0.9 while the largest wins]")
 @click.option("--no-statistics", is_flag=True, help="keep the BN statistics (choose the threshold only)")
 @click.option("--valid-batches", type=click.IntRange(1), default=None,
               help="validation minibatches to choose with (default: the whole split)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists (never the checkpoint itself)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def calibrate(checkpoint, out, batches, thresholds, no_statistics, valid_batches, force, data_dir):
-    """Calibrate a binary/ternary model's deterministic rule on the validation split.
+    """Calibrate the deterministic model on the validation split.
 
-    Re-estimates the BN population statistics under the deterministic weights and, for ternary
-    weights, chooses the threshold τ = θ·α; writes the calibrated model to OUT (a checkpoint
-    whose parameters are the input's).  Export OUT as any checkpoint.
+    Re-estimates the BN population statistics under the deterministic weights (full precision:
+    under its own weights) and, for ternary weights, chooses the threshold τ = θ·α; writes the
+    calibrated model to OUT (a checkpoint whose parameters are the input's).  Export OUT as any
+    checkpoint.
     """
     from rbtw.calibrate import calibrate as run_calibration
     from rbtw.checkpoint import load_checkpoint, save_checkpoint

@@ -69,8 +69,8 @@ def _conventions_tables(summary, where, head_where, sep_where):
     lines = ["", "Test metric under each evaluation convention (mean ± 95 % t half-width over seeds; "
                  "population: population statistics, deterministic weights; official: test-batch "
                  "statistics, sampled weights; expected: population statistics, E[W^q]; calibrated: "
-                 "population after re-estimating the statistics and the ternary threshold on the "
-                 "validation split):", ""] + table(summary["groups"], "conventions")
+                 "population after re-estimating the statistics (full precision too) and the ternary "
+                 "threshold on the validation split):", ""] + table(summary["groups"], "conventions")
     if ref:
         lines += ["", f"Paired gaps, variant − {ref}, same seed, per convention:", ""]
         lines += table(summary["differences"], "conventions", "pairs", lambda d, field: d["n"])

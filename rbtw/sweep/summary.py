@@ -21,13 +21,15 @@ only), and a fourth, the deterministic model after post-training calibration (rb
 
     calibrated   population statistics re-estimated under the deterministic weights and, for
                  ternary, the threshold τ = θ·α, both chosen on the validation split; then as
-                 population.  A model with nothing to calibrate (full precision; binary without
-                 BN) scores its population value.
+                 population.  Full precision with BN has its statistics re-estimated (its
+                 running averages trail weights that moved); a model with nothing to calibrate
+                 (no BN and no ternary threshold) scores its population value.
 
 Measured once per checkpoint and kept in the run's conventions.json (the calibration's report,
 threshold and validation figures, beside them): the final checkpoint, for runs extended until
 they converged the schedule's end (schedule-end.npz), and the best validation point (best.npz;
-measured once when it is one of the others).
+measured once when it is one of the others).  An entry made by another calibration rule
+(rbtw.calibrate.RULE) has its calibrated value measured again; the others are kept.
 """
 
 import json
@@ -43,6 +45,7 @@ CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", T
 CALIBRATED = "calibrated"
 STUDY_CONVENTIONS = (*CONVENTIONS, CALIBRATED)        # the columns of a study's tables
 BEST = "conventions_at_best"                          # a record's conventions at its best validation point
+RULE_KEY = "calibration_rule"                         # a cache entry's rbtw.calibrate.RULE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,9 +65,19 @@ def _checkpoint_key(run_dir, name):
     return f"{name}@{load_meta(Path(run_dir) / name)['step']}"
 
 
+def _current(entry):
+    """A cache entry without what an older calibration rule measured."""
+    from rbtw.calibrate import RULE
+    entry = dict(entry or {})
+    if entry.get(RULE_KEY) != RULE:
+        for field in (CALIBRATED, "calibration", RULE_KEY):
+            entry.pop(field, None)
+    return entry
+
+
 def has_conventions(run_dir, name):
     try:
-        known = _cache(run_dir).get(_checkpoint_key(run_dir, name)) or {}
+        known = _current(_cache(run_dir).get(_checkpoint_key(run_dir, name)))
     except (OSError, UserError):
         return False
     return all(c in known for c in STUDY_CONVENTIONS)
@@ -76,13 +89,14 @@ def conventions_of(run_dir, name):
         known = _cache(run_dir).get(_checkpoint_key(run_dir, name))
     except (OSError, UserError):
         return None
+    known = None if known is None else _current(known)
     return None if known is None else {c: known[c] for c in STUDY_CONVENTIONS if c in known}
 
 
 def calibration_of(run_dir, name):
     """The cached calibration report of checkpoint ``name`` (rbtw.calibrate), or None."""
     try:
-        return (_cache(run_dir).get(_checkpoint_key(run_dir, name)) or {}).get("calibration")
+        return _current(_cache(run_dir).get(_checkpoint_key(run_dir, name))).get("calibration")
     except (OSError, UserError):
         return None
 
@@ -97,11 +111,11 @@ def measure_conventions(run_dir, name, data_dir=None):
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
     known = _cache(run_dir)
-    out = dict(known.get(key) or {})
+    out = _current(known.get(key))
     step = key.rpartition("@")[2]
     for other, measured in known.items():     # the same state under another name (best.npz = the final)
-        if other.rpartition("@")[2] == step and len(measured) > len(out):
-            out = dict(measured)
+        if other.rpartition("@")[2] == step and len(_current(measured)) > len(out):
+            out = _current(measured)
     if all(c in out for c in STUDY_CONVENTIONS):
         if key not in known:
             _store(run_dir, key, out)
@@ -119,7 +133,9 @@ def measure_conventions(run_dir, name, data_dir=None):
         out[convention] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", config, weights=weights,
                                    batch_stats=batch_stats, max_batches=None)[metric]
     if CALIBRATED not in out:
+        from rbtw.calibrate import RULE
         out[CALIBRATED], out["calibration"] = _calibrated(ckpt, spec, data, config, metric, out["population"])
+        out[RULE_KEY] = RULE
     _store(run_dir, key, out)
     return conventions_of(run_dir, name)
 
@@ -132,10 +148,10 @@ def _store(run_dir, key, value):
 
 def _calibrated(ckpt, spec, data, config, metric, population):
     """(test metric of the calibrated deterministic model, the calibration's report or None)."""
-    from rbtw.calibrate import calibrate
+    from rbtw.calibrate import calibratable, calibrate
     from rbtw.evaluate import evaluate
     from rbtw.models import ModelSpec
-    if spec.quant == "none" or not (spec.bn or spec.quant == "ternary"):
+    if not calibratable(spec):
         return population, None                  # nothing to calibrate: the population value
     meta, params, stats, report = calibrate(ckpt, data, config)
     value = evaluate(params, stats, ModelSpec.from_dict(meta["spec"]), data, "test", config,

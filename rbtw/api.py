@@ -295,6 +295,19 @@ class Model:
         B = self.config.eval_batch or self.config.batch
         return replace(self.config, eval_batch=max(1, min(B, n // 2)))
 
+    @property
+    def calibration(self):
+        """The report of the calibration this model was made by (rbtw.calibrate), or None."""
+        return (self._checkpoint.meta if self._checkpoint is not None else self._export.manifest).get("calibration")
+
+    def calibrate(self, path, *, batches=150, thresholds=None, statistics=True, valid_batches=None, force=False,
+                  data_dir=None):
+        """Write this checkpoint calibrated to ``path`` as ``rbtw calibrate`` does (options as
+        rbtw.calibrate.calibrate_file's; thresholds: a list of θ in (0, 1)) and open it as this
+        model is opened.  Only the BN statistics and the ternary threshold change."""
+        return _calibrate(self, path, dict(batches=batches, thresholds=thresholds, statistics=statistics,
+                                           valid_batches=valid_batches), force, data_dir)
+
     def export(self, path, bn_steps=None, *, force=False, data_dir=None):
         """Write the packed export of this model to ``path`` as ``rbtw export`` does; returns its
         size in bytes.
@@ -306,26 +319,44 @@ class Model:
 
         A K that costs more than the tolerance is kept, with a warning (RuntimeWarning).
         """
-        from rbtw.export import check_bn_steps, export_checkpoint
-        from rbtw.export_format import write_export
-        from rbtw.fileio import check_output
-        from rbtw.summary import bn_warning
-        bn_steps = check_bn_steps(bn_steps)
-        if data_dir is not None:
-            _path(data_dir, "data_dir")
-        text_file = self.config.text_file if self.config.task == "text" else None
-        path = check_output(path, [self.path, text_file], force, what="export")
-        with _os_errors():
-            if self._checkpoint is None:
-                if bn_steps is not None:
-                    raise UserError("an export's BN tables are fixed: bn_steps applies to a checkpoint")
-                return write_export(path, self._export)
-            export = export_checkpoint(self._checkpoint, bn_steps, data_dir=data_dir)
-            warning = bn_warning(export)
-            if warning:
-                import warnings
-                warnings.warn(warning, RuntimeWarning, stacklevel=2)
-            return write_export(path, export)
+        return _export(self, path, bn_steps, force, data_dir)
+
+
+def _calibrate(model, path, options, force, data_dir):
+    from rbtw.calibrate import calibrate_file
+    if model._checkpoint is None:
+        raise UserError(f"{model.path} is a packed export: its statistics and threshold are fixed; "
+                        "calibrate the checkpoint it was exported from")
+    if data_dir is not None:
+        _path(data_dir, "data_dir")
+    with _os_errors():
+        calibrate_file(model.path, path, force=force, data_dir=data_dir, **options)
+    same = {} if model.engine_name == "packed" else dict(weights=model.config.eval_weights,
+                                                         stats=model.config.eval_stats)
+    return load(path, engine=model.engine_name, data_dir=data_dir, **same)
+
+
+def _export(model, path, bn_steps, force, data_dir):
+    from rbtw.export import check_bn_steps, export_checkpoint
+    from rbtw.export_format import write_export
+    from rbtw.fileio import check_output
+    from rbtw.summary import bn_warning
+    bn_steps = check_bn_steps(bn_steps)
+    if data_dir is not None:
+        _path(data_dir, "data_dir")
+    text_file = model.config.text_file if model.config.task == "text" else None
+    path = check_output(path, [model.path, text_file], force, what="export")
+    with _os_errors():
+        if model._checkpoint is None:
+            if bn_steps is not None:
+                raise UserError("an export's BN tables are fixed: bn_steps applies to a checkpoint")
+            return write_export(path, model._export)
+        export = export_checkpoint(model._checkpoint, bn_steps, data_dir=data_dir)
+        warning = bn_warning(export)
+        if warning:
+            import warnings
+            warnings.warn(warning, RuntimeWarning, stacklevel=3)
+        return write_export(path, export)
 
 
 # ---------------------------------------------------------------------------------------------

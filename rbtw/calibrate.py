@@ -38,6 +38,53 @@ THRESHOLD_STEP, THRESHOLD_MAX = 0.1, 0.9      # the search beyond THRESHOLDS whe
 RULE = 2    # bumped whenever what `calibrate` does by default changes (caches of its results key on it)
 
 
+def check_options(batches=150, thresholds=None, statistics=True, valid_batches=None):
+    """The calibration's options, canonical, or a one-line UserError: ``batches`` a whole number
+    ≥ 1, ``valid_batches`` None or a whole number ≥ 1, ``statistics`` true or false,
+    ``thresholds`` None or a non-empty sequence of numbers θ with 0 < θ < 1."""
+    import numbers
+
+    def whole(value, name):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise UserError(f"{name} must be a whole number ≥ 1, not {value!r}")
+        return int(value)
+
+    batches = whole(batches, "batches (--batches)")
+    valid_batches = None if valid_batches is None else whole(valid_batches, "valid_batches (--valid-batches)")
+    if not isinstance(statistics, bool):
+        raise UserError(f"statistics must be true or false, not {statistics!r}")
+    if thresholds is not None:
+        if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__iter__"):
+            raise UserError(f"thresholds (--threshold) must be a list of numbers θ, not {thresholds!r}")
+        thresholds = list(thresholds)
+        bad = [t for t in thresholds if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t < 1]
+        if not thresholds or bad:
+            raise UserError(f"thresholds (--threshold): every θ lies in (0, 1) and one at least is given"
+                            f"{f', not {bad[0]!r}' if bad else ''}")
+        thresholds = [float(t) for t in thresholds]
+    return batches, thresholds, statistics, valid_batches
+
+
+def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=True, valid_batches=None,
+                   force=False, data_dir=None, log=None):
+    """Calibrate the checkpoint file ``checkpoint`` (see :func:`calibrate`) and write the result
+    to ``out`` — never over the checkpoint itself, over an existing file only with ``force``,
+    atomically (a full or read-only disk keeps any old file).  Returns the report."""
+    from rbtw.checkpoint import load_checkpoint, save_checkpoint
+    from rbtw.config import TrainConfig
+    from rbtw.fileio import check_output
+    from rbtw.tasks import load_task_data
+    batches, thresholds, statistics, valid_batches = check_options(batches, thresholds, statistics, valid_batches)
+    out = check_output(out, [checkpoint], force, what="calibrated checkpoint")
+    ckpt = load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    data = load_task_data(config, data_dir)
+    meta, params, stats, report = calibrate(ckpt, data, config, batches=batches, thresholds=thresholds,
+                                            statistics=statistics, valid_batches=valid_batches, log=log)
+    save_checkpoint(out, meta, params, stats, ckpt.optimizer, ckpt.extra)
+    return report
+
+
 def calibratable(spec, statistics=True):
     """Whether ``calibrate`` has anything to change: BN statistics to re-estimate or a ternary threshold."""
     return bool(statistics and spec.bn) or spec.quant == "ternary"
@@ -69,7 +116,7 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     """(new meta, params, new stats, report) of a calibrated checkpoint (module docstring).
 
     ``thresholds``: candidate θ for a ternary model (default THRESHOLDS, searched on past its
-    edge; ignored otherwise); ``statistics``: re-estimate the BN statistics (only with BN).
+    edge; refused for other weights); ``statistics``: re-estimate the BN statistics (only with BN).
     The report lists every candidate's validation metric, the chosen one, the uncalibrated
     model's, and the RULE it was made by.
     """
@@ -83,6 +130,9 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
         why = "with its statistics left alone (--no-statistics)" if spec.bn else \
             "without BN has no statistics to re-estimate"
         raise UserError(f"nothing to calibrate: {what} {why} and no ternary threshold")
+    if thresholds is not None and spec.quant != "ternary":
+        raise UserError(f"a threshold applies to ternary weights only, not to "
+                        f"{'full precision' if spec.quant == 'none' else spec.quant + ' weights'}")
     restat = bool(statistics and spec.bn)
     metric = metric_name(spec.kind)
     sign = -1 if metric == "accuracy" else 1             # lower is better, except accuracy

@@ -182,6 +182,8 @@ def build_export(meta, params, stats, bn_steps=PER_STEP):
         "config": meta["config"], "vocab": meta.get("vocab"), "symbols": _symbols(meta, spec), "matrices": matrices,
         "engine": {"weights": "deterministic", "stats": "population"}, "bn_steps": bn_steps,
     }
+    if meta.get("calibration"):
+        manifest["calibration"] = meta["calibration"]       # how its statistics and threshold were chosen
     return Export(manifest, arrays)
 
 

@@ -27,6 +27,7 @@ def describe(meta, params):
         f"weights     {spec.quant}{' stochastic' if spec.stochastic else ''}, batch norm {'on' if spec.bn else 'off'}",
         f"parameters  {counts['total']:,} in all: {counts['quantized']:,} quantized, "
         f"{counts['full_precision']:,} full precision",
+        f"calibration {describe_calibration(meta.get('calibration'))}",
         "recurrent weight memory (W_x, W_h):",
     ]
     mem = weight_memory(spec)
@@ -59,6 +60,7 @@ def describe_export(export, file_bytes):
         f"model         {spec['layers']} x {spec['cell'].upper()} H={spec['hidden']}, {spec['kind']} task "
         f"{export.manifest['task']}, weights {spec['quant']}",
         f"BN tables     {describe_choice(export.manifest)}",
+        f"calibration   {describe_calibration(export.manifest.get('calibration'))}",
         "whole-model memory (weights + BN tables + output layer + h0/c0):",
         f"  this export          {total / 1024:12,.1f} KiB",
     ]
@@ -73,6 +75,17 @@ def describe_export(export, file_bytes):
     for name, m in export.manifest["matrices"].items():
         lines.append(f"  {name:<10} {m['kind']:<8} {m['rows']} x {m['cols']}  alpha {m['alpha']:.6g}")
     return lines
+
+
+def describe_calibration(report):
+    """What rbtw.calibrate chose for a model, from its report (None: not calibrated)."""
+    if not report:
+        return "none (the trained statistics; ternary: the paper's τ = α/3)"
+    theta = "" if report.get("threshold") is None and not any(t["threshold"] for t in report["tried"]) else \
+        f"threshold {'α/3' if report.get('threshold') is None else format(report['threshold'], 'g') + '·α'}"
+    stats = f"BN statistics re-estimated over {report['batches']} training minibatches" if report["statistics"] else ""
+    return (f"{', '.join(x for x in (stats, theta) if x)}: {report['metric']} {report['uncalibrated']:.4f} -> "
+            f"{report['calibrated']:.4f}")
 
 
 def describe_choice(manifest):

@@ -1,11 +1,18 @@
 """Calibration of the deterministic model changes only the BN statistics and the ternary
 threshold, is chosen on the validation split, and its export runs the same model."""
 
+import itertools
 import json
+import math
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rbtw
+from rbtw.errors import UserError
 
 from rbtw.checkpoint import load_checkpoint
 from rbtw.cli import main
@@ -87,6 +94,9 @@ def test_full_precision_has_its_statistics_reestimated_and_nothing_else(tmp_path
     result = invoke("calibrate", fp / "checkpoint.npz", tmp_path / "x.npz", "--no-statistics")
     assert result.exit_code == 2 and "nothing to calibrate: full precision with its statistics left alone" \
         in result.stderr
+    result = invoke("calibrate", fp / "checkpoint.npz", tmp_path / "x.npz", "--threshold", "0.5")
+    assert result.exit_code == 2 and "ternary weights only, not to full precision" in result.stderr
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_the_default_threshold_search_never_stops_at_an_edge_that_won(ternary):
@@ -122,3 +132,83 @@ def test_calibration_refuses_what_has_nothing_to_calibrate_and_its_own_input(ter
     assert result.exit_code == 2 and "input of this command" in result.stderr
     result = invoke("calibrate", ternary, tmp_path / "y.npz", "--threshold", "1.5")
     assert result.exit_code == 2 and "(0, 1)" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# the API: Model.calibrate, and one verdict on options for both surfaces
+
+_names = itertools.count()
+
+
+def test_model_calibrate_writes_what_the_cli_writes_and_opens_it(ternary, tmp_path):
+    model = rbtw.load(ternary)
+    assert model.calibration is None
+    calibrated = model.calibrate(tmp_path / "api.npz", batches=3, thresholds=[0.5], valid_batches=2)
+    assert invoke("calibrate", ternary, tmp_path / "cli.npz", "--batches", "3", "--threshold", "0.5",
+                  "--valid-batches", "2").exit_code == 0
+    api, cli = load_checkpoint(tmp_path / "api.npz"), load_checkpoint(tmp_path / "cli.npz")
+    for name in cli.stats:
+        np.testing.assert_array_equal(api.stats[name], cli.stats[name], err_msg=name)
+    assert calibrated.calibration == api.meta["calibration"] == cli.meta["calibration"]
+    assert calibrated.spec.threshold == 0.5 and calibrated.engine_name == "dense"
+    got = calibrated.evaluate(split="valid", max_batches=2)["bpc"]
+    assert got == pytest.approx(calibrated.calibration["calibrated"], rel=1e-12)
+    exported = tmp_path / "m.rbtw"
+    calibrated.export(exported)
+    with pytest.raises(UserError, match="packed export: its statistics and threshold are fixed"):
+        rbtw.load(exported).calibrate(tmp_path / "again.npz")
+    assert rbtw.load(exported).calibration == calibrated.calibration      # the export says how it was made
+    for path in (tmp_path / "api.npz", exported):                           # and `rbtw info` says it
+        (line,) = [x for x in invoke("info", path).stdout.splitlines() if x.startswith("calibration")]
+        assert "threshold 0.5·α" in line and "re-estimated over 3 training minibatches" in line, line
+        assert f"-> {calibrated.calibration['calibrated']:.4f}" in line, line
+    assert "calibration none" in " ".join(invoke("info", ternary).stdout.split())
+
+
+def _cli_value(values):
+    return ",".join(repr(v) for v in values)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batches=st.sampled_from([1, 2, 0, -3]),
+       thresholds=st.sampled_from([None, [0.5], [0.2, 0.45], [], [0.0], [1.0], [0.3, 1.5], [math.nan], [-0.2],
+                                   [math.inf]]),
+       valid_batches=st.sampled_from([None, 1, 0, -1]),
+       statistics=st.booleans())
+def test_the_api_and_the_cli_give_one_verdict_on_every_option(ternary, tmp_path, batches, thresholds, valid_batches,
+                                                               statistics):
+    n = next(_names)
+    api_out, cli_out = tmp_path / f"api{n}.npz", tmp_path / f"cli{n}.npz"
+    try:
+        rbtw.load(ternary).calibrate(api_out, batches=batches, thresholds=thresholds, statistics=statistics,
+                                     valid_batches=valid_batches)
+        api_refused = None
+    except UserError as e:
+        api_refused = str(e)
+        assert "\n" not in api_refused
+    args = ["calibrate", ternary, cli_out, "--batches", batches]
+    args += [] if thresholds is None else ["--threshold", _cli_value(thresholds)]
+    args += [] if valid_batches is None else ["--valid-batches", valid_batches]
+    args += [] if statistics else ["--no-statistics"]
+    result = invoke(*args)
+    assert result.exit_code in (0, 2), result.output
+    want = batches >= 1 and (valid_batches is None or valid_batches >= 1) and (
+        thresholds is None or (len(thresholds) > 0 and all(0 < t < 1 for t in thresholds)))
+    assert (api_refused is None) == (result.exit_code == 0) == want, (api_refused, result.stderr)
+    assert api_out.exists() == cli_out.exists() == want
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (dict(batches=True), "batches (--batches) must be a whole number"),
+    (dict(batches=2.5), "batches (--batches) must be a whole number"),
+    (dict(valid_batches="3"), "valid_batches (--valid-batches) must be a whole number"),
+    (dict(thresholds="0.5"), "must be a list of numbers"),
+    (dict(thresholds=[True]), "every θ lies in (0, 1)"),
+    (dict(statistics=1), "statistics must be true or false"),
+])
+def test_the_api_refuses_values_of_the_wrong_type_in_one_line(ternary, tmp_path, options, fragment):
+    with pytest.raises(UserError) as e:
+        rbtw.load(ternary).calibrate(tmp_path / "x.npz", **options)
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "x.npz").exists()

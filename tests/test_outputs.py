@@ -4,8 +4,8 @@ names, whichever command or function writes it.
 A class of output paths — a fresh name in an existing directory, an existing file, an input of
 the command (as given, through ``..``, through a symbolic or a hard link), a directory, a name
 under a missing directory or under a regular file, a read-only place (/sys, /proc) — goes
-through every write surface: ``rbtw export`` and ``Model.export``, ``rbtw plot``,
-``rbtw reproduce --report``.  Only a fresh name (or an existing file with force) is written;
+through every write surface: ``rbtw export`` and ``Model.export``, ``rbtw calibrate`` and
+``Model.calibrate``, ``rbtw plot``, ``rbtw reproduce --report``.  Only a fresh name (or an existing file with force) is written;
 everything else is one line of error, and nothing else on disk changes: no input, no other
 file, no directory is created, no temporary file is left.  A full disk (RLIMIT_FSIZE, which
 fails writes with EFBIG as a full disk does with ENOSPC) is one line too and keeps the old file.
@@ -82,6 +82,23 @@ def export_api(world, out, force):
     return None
 
 
+CALIBRATION = ["--batches", "2", "--valid-batches", "1"]
+
+
+def calibrate_cli(world, out, force):
+    return CliRunner().invoke(main, ["calibrate", str(world / "run" / "checkpoint.npz"), str(out), *CALIBRATION]
+                              + (["--force"] if force else []))
+
+
+def calibrate_api(world, out, force):
+    try:
+        rbtw.load(world / "run" / "checkpoint.npz").calibrate(out, batches=2, valid_batches=1, force=force)
+    except UserError as e:
+        assert "\n" not in str(e)
+        return str(e)
+    return None
+
+
 def plot_cli(world, out, force):
     return CliRunner().invoke(main, ["plot", str(world / "run"), "--out", str(out)])
 
@@ -95,6 +112,8 @@ def report_cli(world, out, force):
 SURFACES = {
     "export": (export_cli, lambda p: p, ["run/checkpoint.npz"], False),
     "Model.export": (export_api, lambda p: p, ["run/checkpoint.npz"], False),
+    "calibrate": (calibrate_cli, lambda p: p, ["run/checkpoint.npz"], False),
+    "Model.calibrate": (calibrate_api, lambda p: p, ["run/checkpoint.npz"], False),
     "plot": (plot_cli, lambda p: p.with_suffix(".png") if p.suffix != ".jsonl" else p, ["run/metrics.jsonl"], True),
     "reproduce --report": (report_cli, lambda p: p, [], True),
 }
@@ -187,6 +206,8 @@ def test_full_disk_keeps_the_old_file_on_every_surface(world, tmp_path):
     cases = {
         "export": (["-m", "rbtw.cli", "export", str(ckpt), str(tmp_path / "m.rbtw"), "--force"], tmp_path / "m.rbtw"),
         "plot": (["-m", "rbtw.cli", "plot", str(world / "run"), "--out", str(tmp_path / "c.png")], tmp_path / "c.png"),
+        "calibrate": (["-m", "rbtw.cli", "calibrate", str(ckpt), str(tmp_path / "cal.npz"), *CALIBRATION, "--force"],
+                      tmp_path / "cal.npz"),
         "Model.export": (["-c", "import rbtw, sys\nfrom rbtw.errors import run_script\n"
                           f"run_script(lambda: rbtw.load({str(ckpt)!r}).export({str(tmp_path / 'api.rbtw')!r}, force=True))"],
                          tmp_path / "api.rbtw"),

@@ -219,27 +219,16 @@ def calibrate(checkpoint, out, batches, thresholds, no_statistics, valid_batches
     calibrated model to OUT (a checkpoint whose parameters are the input's).  Export OUT as any
     checkpoint.
     """
-    from rbtw.calibrate import calibrate as run_calibration
-    from rbtw.checkpoint import load_checkpoint, save_checkpoint
-    from rbtw.cli.app import check_output
-    from rbtw.config import TrainConfig
-    from rbtw.tasks import load_task_data
-    check_output(out, [checkpoint], force)
+    from rbtw.calibrate import calibrate_file
     theta = None
-    if thresholds:
+    if thresholds is not None:
         try:
             theta = [float(x) for x in thresholds.split(",") if x.strip()]
         except ValueError:
             raise UserError(f"--threshold {thresholds!r}: give numbers such as 0.3333,0.5") from None
-        if not theta or not all(0 < t < 1 for t in theta):
-            raise UserError("--threshold: every θ lies in (0, 1)")
-    ckpt = load_checkpoint(checkpoint)
-    config = TrainConfig.from_dict(ckpt.meta["config"])
-    data = load_task_data(config, data_dir)
-    meta, params, stats, report = run_calibration(ckpt, data, config, batches=batches, thresholds=theta,
-                                                  statistics=not no_statistics, valid_batches=valid_batches,
-                                                  log=lambda line: click.echo(line, err=True))
-    save_checkpoint(out, meta, params, stats, ckpt.optimizer, ckpt.extra)
+    report = calibrate_file(checkpoint, out, batches=batches, thresholds=theta, statistics=not no_statistics,
+                            valid_batches=valid_batches, force=force, data_dir=data_dir,
+                            log=lambda line: click.echo(line, err=True))
     chosen = "α/3" if report["threshold"] is None else f"{report['threshold']:g}·α"
     click.echo(f"{report['metric']} {report['uncalibrated']:.4f} -> {report['calibrated']:.4f} "
                f"(threshold {chosen}{', statistics re-estimated' if report['statistics'] else ''}) -> {out}")

@@ -80,7 +80,10 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert printed[1].startswith("Alice ")
     assert (tmp_path / "runs" / "api-example" / "model.rbtw").is_file()
     assert model.engine_name == "dense" and packed.engine_name == "packed"
-    assert printed[3] == f"ternary {packed.evaluate(max_batches=2)['bpc']}"
+    calibrated = namespace["calibrated"]
+    assert printed[3] == f"{calibrated.calibration['threshold']} {calibrated.calibration['calibrated']}"
+    assert calibrated.spec.threshold == calibrated.calibration["threshold"]
+    assert printed[4] == f"ternary {packed.evaluate(max_batches=2)['bpc']}"
 
 
 # --- train -------------------------------------------------------------------------------------

@@ -246,7 +246,10 @@ def report(records):
     out += ["### The trend with width", "",
             "A fit of log(gap) against log2(H) over the widths measured (a straight line there means each "
             "doubling of H removes the same fraction of the gap). Two to four widths and one to three seeds "
-            "each: the extrapolated width is a rough guide, not a measurement.", ""] + trend_lines(lstm) + [""]
+            "each: the extrapolated width is a rough guide, not a measurement. The population and expected "
+            "conventions use full precision's running statistics, which a constant rate leaves stale (the calibration "
+            "table below shows by how much): for the constant arm read the official and "
+            "calibrated rows.", ""] + trend_lines(lstm) + [""]
     calibrated = [r for r in lstm if r.get("calibration")]
     if calibrated:
         out += ["### Calibration of the deterministic model", "",

@@ -23,7 +23,7 @@ outside its domain, a missing or unwritable file) raises :class:`rbtw.UserError`
 import contextlib
 from pathlib import Path
 
-from rbtw.errors import UserError, os_error_message
+from rbtw.errors import UserError, os_error_message, whole_number
 
 __all__ = ["Model", "TrainResult", "fit", "load"]
 
@@ -58,13 +58,6 @@ def _callable(value, name):
         raise UserError(f"{name} must be a function (or None), not {type(value).__name__}")
 
 
-def _whole(value, name, lo, hi=2 ** 63 - 1):
-    import numbers
-    if type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
-        raise UserError(f"{name} must be a whole number from {lo} to {hi:,}, not {value!r}")
-    return int(value)
-
-
 def check_sampling(prime, length, temperature, seed):
     """The arguments of :meth:`Model.sample` (and ``rbtw sample``) checked: (prime, length,
     temperature, seed) in canonical types, or a one-line UserError."""
@@ -72,11 +65,11 @@ def check_sampling(prime, length, temperature, seed):
     import numbers
     if prime is not None and not isinstance(prime, str):
         raise UserError(f"prime must be a str (or None), not {type(prime).__name__}")
-    length = _whole(length, "length", 0, 2 ** 31 - 1)
+    length = whole_number(length, "length", 0, 2 ** 31 - 1)
     if (type(temperature).__name__ in ("bool", "bool_") or not isinstance(temperature, numbers.Real)
             or not math.isfinite(temperature) or temperature < 0):
         raise UserError(f"temperature must be a finite number ≥ 0 (0: the most likely token), not {temperature!r}")
-    return prime, length, float(temperature), _whole(seed, "seed", 0)
+    return prime, length, float(temperature), whole_number(seed, "seed", 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +252,7 @@ class Model:
         if not isinstance(split, str) or split not in ("valid", "test"):
             raise UserError(f"split must be valid or test, not {split!r}")
         if max_batches is not None:
-            max_batches = _whole(max_batches, "max_batches", 1)
+            max_batches = whole_number(max_batches, "max_batches", 1)
         if data_dir is not None:
             _path(data_dir, "data_dir")
         _callable(progress, "progress")

@@ -31,7 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, whole_number
 
 THRESHOLDS = (1 / 3, 0.4, 0.5, 0.6)
 THRESHOLD_STEP, THRESHOLD_MAX = 0.1, 0.9      # the search beyond THRESHOLDS when its edge wins
@@ -43,14 +43,8 @@ def check_options(batches=150, thresholds=None, statistics=True, valid_batches=N
     ≥ 1, ``valid_batches`` None or a whole number ≥ 1, ``statistics`` true or false,
     ``thresholds`` None or a non-empty sequence of numbers θ with 0 < θ < 1."""
     import numbers
-
-    def whole(value, name):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise UserError(f"{name} must be a whole number ≥ 1, not {value!r}")
-        return int(value)
-
-    batches = whole(batches, "batches (--batches)")
-    valid_batches = None if valid_batches is None else whole(valid_batches, "valid_batches (--valid-batches)")
+    batches = whole_number(batches, "batches (--batches)", 1)
+    valid_batches = None if valid_batches is None else whole_number(valid_batches, "valid_batches (--valid-batches)", 1)
     if not isinstance(statistics, bool):
         raise UserError(f"statistics must be true or false, not {statistics!r}")
     if thresholds is not None:
@@ -83,6 +77,11 @@ def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=
                                             statistics=statistics, valid_batches=valid_batches, log=log)
     save_checkpoint(out, meta, params, stats, ckpt.optimizer, ckpt.extra)
     return report
+
+
+def threshold_label(theta):
+    """How a ternary threshold θ is written: "α/3" (the paper's, also None) or "0.6·α"."""
+    return "α/3" if theta is None or theta == 1 / 3 else f"{theta:g}·α"
 
 
 def calibratable(spec, statistics=True):
@@ -145,9 +144,9 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
         s = spec if theta is None or theta == 1 / 3 else replace(spec, threshold=float(theta))
         st = reestimate_statistics(ckpt.params, ckpt.stats, s, data, config, batches) if restat else ckpt.stats
         value = score(s, st)
-        log(f"{'' if theta is None else 'threshold ' + ('α/3' if theta == 1 / 3 else f'{theta:g}·α')}"
-            f"{', ' if theta is not None and restat else ''}{'statistics re-estimated' if restat else ''}"
-            f": valid {metric} {value:.4f}")
+        done = ([] if theta is None else [f"threshold {threshold_label(theta)}"]) + \
+            (["statistics re-estimated"] if restat else [])
+        log(f"{', '.join(done)}: valid {metric} {value:.4f}")
         return (sign * value, theta, s, st, value)
 
     before = score(spec, ckpt.stats)

@@ -10,6 +10,14 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, never a traceback."""
 
 
+def whole_number(value, name, lo, hi=2 ** 63 - 1):
+    """``value`` as an int when it is a whole number (not a bool) in [lo, hi], else a one-line UserError."""
+    import numbers
+    if type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise UserError(f"{name} must be a whole number from {lo} to {hi:,}, not {value!r}")
+    return int(value)
+
+
 def os_error_message(e):
     """One line for an operating-system error on a file: "PATH: reason"."""
     reason = e.strerror or type(e).__name__

@@ -81,8 +81,9 @@ def describe_calibration(report):
     """What rbtw.calibrate chose for a model, from its report (None: not calibrated)."""
     if not report:
         return "none (the trained statistics; ternary: the paper's τ = α/3)"
-    theta = "" if report.get("threshold") is None and not any(t["threshold"] for t in report["tried"]) else \
-        f"threshold {'α/3' if report.get('threshold') is None else format(report['threshold'], 'g') + '·α'}"
+    from rbtw.calibrate import threshold_label
+    ternary = any(t["threshold"] is not None for t in report["tried"])
+    theta = f"threshold {threshold_label(report['threshold'])}" if ternary else ""
     stats = f"BN statistics re-estimated over {report['batches']} training minibatches" if report["statistics"] else ""
     return (f"{', '.join(x for x in (stats, theta) if x)}: {report['metric']} {report['uncalibrated']:.4f} -> "
             f"{report['calibrated']:.4f}")

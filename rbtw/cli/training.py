@@ -229,6 +229,5 @@ def calibrate(checkpoint, out, batches, thresholds, no_statistics, valid_batches
     report = calibrate_file(checkpoint, out, batches=batches, thresholds=theta, statistics=not no_statistics,
                             valid_batches=valid_batches, force=force, data_dir=data_dir,
                             log=lambda line: click.echo(line, err=True))
-    chosen = "α/3" if report["threshold"] is None else f"{report['threshold']:g}·α"
-    click.echo(f"{report['metric']} {report['uncalibrated']:.4f} -> {report['calibrated']:.4f} "
-               f"(threshold {chosen}{', statistics re-estimated' if report['statistics'] else ''}) -> {out}")
+    from rbtw.summary import describe_calibration
+    click.echo(f"{describe_calibration(report)} -> {out}")

@@ -68,37 +68,36 @@ def _checkpoint_key(run_dir, name):
 def _current(entry):
     """A cache entry without what an older calibration rule measured."""
     from rbtw.calibrate import RULE
-    entry = dict(entry or {})
+    entry = dict(entry)
     if entry.get(RULE_KEY) != RULE:
         for field in (CALIBRATED, "calibration", RULE_KEY):
             entry.pop(field, None)
     return entry
 
 
-def has_conventions(run_dir, name):
+def _entry(run_dir, name):
+    """The cache entry of checkpoint ``name`` as the current rule stands, or None."""
     try:
-        known = _current(_cache(run_dir).get(_checkpoint_key(run_dir, name)))
+        entry = _cache(run_dir).get(_checkpoint_key(run_dir, name))
     except (OSError, UserError):
-        return False
-    return all(c in known for c in STUDY_CONVENTIONS)
+        return None
+    return None if entry is None else _current(entry)
+
+
+def has_conventions(run_dir, name):
+    entry = _entry(run_dir, name) or {}
+    return all(c in entry for c in STUDY_CONVENTIONS)
 
 
 def conventions_of(run_dir, name):
     """The cached {convention: test metric} of checkpoint ``name`` of the run, or None."""
-    try:
-        known = _cache(run_dir).get(_checkpoint_key(run_dir, name))
-    except (OSError, UserError):
-        return None
-    known = None if known is None else _current(known)
-    return None if known is None else {c: known[c] for c in STUDY_CONVENTIONS if c in known}
+    entry = _entry(run_dir, name)
+    return None if entry is None else {c: entry[c] for c in STUDY_CONVENTIONS if c in entry}
 
 
 def calibration_of(run_dir, name):
     """The cached calibration report of checkpoint ``name`` (rbtw.calibrate), or None."""
-    try:
-        return _current(_cache(run_dir).get(_checkpoint_key(run_dir, name))).get("calibration")
-    except (OSError, UserError):
-        return None
+    return (_entry(run_dir, name) or {}).get("calibration")
 
 
 def measure_conventions(run_dir, name, data_dir=None):
@@ -110,12 +109,12 @@ def measure_conventions(run_dir, name, data_dir=None):
     from rbtw.models import ModelSpec
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
-    known = _cache(run_dir)
-    out = _current(known.get(key))
+    known = {k: _current(v) for k, v in _cache(run_dir).items()}
+    out = dict(known.get(key) or {})
     step = key.rpartition("@")[2]
     for other, measured in known.items():     # the same state under another name (best.npz = the final)
-        if other.rpartition("@")[2] == step and len(_current(measured)) > len(out):
-            out = _current(measured)
+        if other.rpartition("@")[2] == step and len(measured) > len(out):
+            out = dict(measured)
     if all(c in out for c in STUDY_CONVENTIONS):
         if key not in known:
             _store(run_dir, key, out)

@@ -308,12 +308,15 @@ def test_demo_run_twice_keeps_its_runs_and_other_settings_need_force(tmp_path):
 def test_train_names_best_npz_when_validation_was_better_before_the_last_epoch(tmp_path):
     """best.npz holds the epoch of the lowest validation BPC; `rbtw train` names it exactly when
     that epoch is not the last.  High rates make validation worse after epoch 1 — which rate does
-    depends on the machine's floating point, so a few are tried and one of them must."""
+    (and which one diverges instead) depends on the machine's floating point, so a few are tried
+    until one names it."""
     named = False
-    for lr in (0.3, 1.0, 0.6):
+    for lr in (0.3, 0.6, 0.8, 1.0):
         out = tmp_path / f"lr{lr}"
         result = invoke("train", "default", "--hidden", 12, "--seq-len", 20, "--batch", 8, "--epochs", 3,
                         "--max-batches", 4, "--eval-max-batches", 2, "--lr", lr, "--out", out)
+        if result.exit_code == 2 and "the run diverged" in result.stderr:
+            continue                                # too high a rate on this machine
         assert result.exit_code == 0, result.output
         valid = [e["valid_bpc"] for e in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
                  if e["event"] == "epoch"]
@@ -324,8 +327,8 @@ def test_train_names_best_npz_when_validation_was_better_before_the_last_epoch(t
             assert line.startswith(f"validation bpc was best after epoch {best} (") and line.endswith(
                 f"that model is {out / 'best.npz'}")
             named = True
-        else:
-            assert "was best after epoch" not in result.stderr
+            break
+        assert "was best after epoch" not in result.stderr
     assert named, "no rate made validation worse after an earlier epoch"
 
 

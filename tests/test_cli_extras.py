@@ -68,6 +68,15 @@ def test_every_progress_helper_prints_lines_off_a_terminal(capsys, every_call):
     assert "emulating: 3/3 batches (100 %)" in err
 
 
+
+def test_sweep_progress_counts_only_runs_that_ended(capsys):
+    """An interrupted run (Ctrl-C, SIGTERM) is still to train: it must not read as done."""
+    with progress.RunProgress("runs", 3) as bar:
+        bar.advance("done")
+        bar.advance("interrupted")
+        bar.advance("failed")
+    assert capsys.readouterr().err.splitlines() == ["runs: 1/3 ended", "runs: 2/3 ended (1 failed)"]
+
 # --- rbtw runs ----------------------------------------------------------------------------------
 
 def test_runs_lists_finished_unfinished_and_failed_runs(tmp_path):

@@ -1,6 +1,7 @@
 """Sweeps on Dask: the sweep file, the runner (faults, restarts, locks), the seed statistics."""
 
 import json
+import logging
 import os
 import signal
 import statistics
@@ -174,6 +175,39 @@ def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tm
     for name in want.stats:
         np.testing.assert_array_equal(got.stats[name], want.stats[name], err_msg=name)
 
+
+
+
+def _worker_pids(client):
+    try:
+        return list(client.run(os.getpid).values())
+    except Exception:           # a worker between death and replacement
+        return []
+
+def test_a_local_cluster_leaves_this_process_its_thread_settings(monkeypatch):
+    """The nannies (in this process) write the workers' one-thread settings into this process's
+    environment before each worker starts, a replacement for a lost worker too.  This process
+    must keep its own: with NUMBA_NUM_THREADS=1 left behind, Numba refuses every later compile
+    once its threads have run with another count."""
+    import distributed
+    for k in sw.ONE_THREAD:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    mine = {k: os.environ.get(k) for k in sw.ONE_THREAD}
+    cluster = sw.local_cluster(1, silence_logs=logging.ERROR, dashboard_address=":0")
+    try:
+        assert {k: os.environ.get(k) for k in sw.ONE_THREAD} == mine
+        with distributed.Client(cluster) as c:
+            (pid,) = c.run(os.getpid).values()
+            os.kill(pid, signal.SIGKILL)                 # the nanny starts a new worker
+            deadline = time.time() + 60
+            while time.time() < deadline and _worker_pids(c) in ([], [pid]):
+                time.sleep(0.1)
+            env = list(c.run(lambda: {k: os.environ.get(k) for k in sw.ONE_THREAD}).values())
+            assert env == [{k: "1" for k in sw.ONE_THREAD}]   # the new worker: one thread
+    finally:
+        cluster.close()
+    assert {k: os.environ.get(k) for k in sw.ONE_THREAD} == mine
 
 def test_rerun_after_interruption_finishes_only_what_was_missing(client, tmp_path):
     runs = tiny_sweep({"fp": {"quant": "none"}}, seeds=(0, 1, 2), max_batches=8).runs(tmp_path)

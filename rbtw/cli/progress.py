@@ -180,7 +180,8 @@ class RunProgress:
     line without tearing the bar."""
 
     def __init__(self, label, total):
-        self.label, self.total, self.done, self.bar = label, total, 0, None
+        self.label, self.total, self.bar = label, total, None
+        self.done = self.failed = 0
 
     def __enter__(self):
         if sys.stderr.isatty():
@@ -188,12 +189,18 @@ class RunProgress:
             self.bar.__enter__()
         return self
 
-    def advance(self):
+    def advance(self, status="done"):
+        """One run ended with ``status`` (done, failed or interrupted); only done and failed
+        runs move the count: an interrupted run is still to train."""
+        if status == "interrupted":
+            return
         self.done += 1
+        self.failed += status == "failed"
         if self.bar is not None:
             self.bar.update(1)
         else:
-            click.echo(f"{self.label}: {self.done}/{self.total} done", err=True)
+            failed = f" ({self.failed} failed)" if self.failed else ""
+            click.echo(f"{self.label}: {self.done}/{self.total} ended{failed}", err=True)
 
     def say(self, line):
         click.echo(("\n" if self.bar is not None else "") + line, err=True)

@@ -172,7 +172,7 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
         dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""
         echo(f"{len(todo)} of {len(runs)} runs to train on {where}{dash}")
         with RunProgress("runs", len(runs)) as bar, asked:
-            return sw.run_all(runs, client, data_dir, echo=bar.say, progress=lambda result: bar.advance(),
+            return sw.run_all(runs, client, data_dir, echo=bar.say, progress=lambda result: bar.advance(result["status"]),
                               stop_file=str(stop_file.resolve()))
     except KeyboardInterrupt:
         echo("interrupted: every run saved its checkpoint; run the same command again to resume")

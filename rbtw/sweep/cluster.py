@@ -37,8 +37,14 @@ def local_cluster(workers=None, **kwargs):
     are never restarted for missing heartbeats (``worker-ttl`` off): on one machine a silent
     worker is a paused or suspended machine, and restarting its workers on resume threw away
     each run's progress since its last checkpoint (a dead worker process is still noticed at
-    once, by its nanny).  The worker processes ignore SIGINT (a terminal's Ctrl-C reaches the whole process group): the
-    runner stops their runs at a minibatch boundary instead (:func:`run_all`).
+    once, by its nanny).  The worker processes ignore SIGINT (a terminal's Ctrl-C reaches the
+    whole process group): the runner stops their runs at a minibatch boundary instead
+    (:func:`run_all`).
+
+    The nannies live in this process and write the workers' thread settings into its environment
+    before each worker starts (again when a lost worker is replaced); this process gets its own
+    settings back once the workers are up and again when the cluster closes.  Left behind, a
+    NUMBA_NUM_THREADS=1 made Numba refuse every later compilation here once its threads ran.
     """
     dask, distributed = _import_dask()
     n = workers or os.cpu_count() or 1
@@ -47,16 +53,43 @@ def local_cluster(workers=None, **kwargs):
                 "distributed.worker.profile.enabled": False,
                 "distributed.scheduler.worker-ttl": None,
                 "distributed.worker.preload": ["rbtw.sweep.worker"]}
+    mine = {k: os.environ.get(k) for k in ONE_THREAD}
     with dask.config.set(settings):
-        saved = {k: os.environ.pop(k) for k in ONE_THREAD if k in os.environ}  # the config must win
+        for k in ONE_THREAD:                                    # the config must win
+            os.environ.pop(k, None)
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
         try:
-            return distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            memory_limit=0, **kwargs)
+            cluster = _cluster_class(distributed)(n_workers=n, threads_per_worker=1, processes=True,
+                                                  memory_limit=0, **kwargs)
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
-            os.environ.update(saved)
+            _restore_environ(mine)
+    cluster.parent_environ = mine
+    return cluster
+
+
+def _restore_environ(values):
+    """Set each variable of ``values`` back (None: absent)."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _cluster_class(distributed):
+    class Cluster(distributed.LocalCluster):
+        """A LocalCluster that gives this process its thread settings back when it closes."""
+        parent_environ = {}
+
+        def close(self, *args, **kwargs):
+            try:
+                return super().close(*args, **kwargs)
+            finally:        # once: a later close (at garbage collection) leaves the environment be
+                mine, self.parent_environ = self.parent_environ, {}
+                _restore_environ(mine)
+    return Cluster
 
 
 def _main_thread():

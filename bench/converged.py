@@ -335,7 +335,8 @@ def main():
         new = [r for d in args.studies for r in study_records(d)]
     except UserError as e:
         sys.exit(f"error: {e}")
-    records = merge(old, new)
+    records = [r for r in merge(old, new) if not r["status"].startswith("not started")]  # an arm
+    # not begun yet (its prefix still training, or left for another session) is not a run
     results.mkdir(parents=True, exist_ok=True)
     known.write_text(json.dumps({"made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": records},
                                 indent=1) + "\n")

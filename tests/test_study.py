@@ -139,13 +139,18 @@ def _by_hand(tmp_path, config):
 
 
 @pytest.mark.slow
-def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_nothing(client, tmp_path):
+def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_nothing(client, tmp_path,
+                                                                                   monkeypatch):
+    from rbtw.sweep import runner
+    monkeypatch.setattr(runner, "NOTICE_SECONDS", 0.1)
     s = study(summary={"conventions": True}, reference="fp",
               variants={"fp": {"quant": "none"}, "ternary": {"quant": "ternary", "stochastic": True}})
     sw.prepare_out(s, tmp_path / "study")              # as `rbtw sweep` does: the study's file kept
     runs = s.runs(tmp_path / "study")
-    results = sw.run_all(runs, client)
+    lines = []
+    results = sw.run_all(runs, client, echo=lines.append)
     assert all(r["status"] == "done" for r in results.values()), results
+    assert lines == []      # no worker was lost: an arm's first attempt (its log holds its prefix's) is no news
     fp_prefix, fp_constant, fp_cosine = runs[:3]
     hand_prefix, hand = _by_hand(tmp_path, fp_prefix.config)
     for mine, theirs in ((fp_prefix.out, hand_prefix), (fp_constant.out, hand["constant"]),

@@ -159,6 +159,7 @@ def test_killed_worker_run_resumes_exactly_and_every_run_is_done_once(client, tm
     results = sw.run_all(runs, client, echo=lines.append)
     killer.join()
     assert any(line.startswith(f"{victim.name}: attempt 2 on ") and "resumed" in line for line in lines), lines
+    assert not [line for line in lines if ": attempt 1 on " in line], lines   # a first attempt is no news
     wall, attempts = sw.summary.attempt_seconds(RunDir(victim.out).events())
     assert attempts == 2 and wall > RunDir(victim.out).of_kind("sweep")[-1]["seconds"]
     assert killed["pid"] not in client.run(os.getpid).values()  # that process is gone

@@ -187,6 +187,7 @@ class _Loop:
         self.retry_seconds, self.stop_file = retry_seconds, stop_file
         self.results, self.futures, self.waiting = {}, {}, []
         self.said_busy, self.said_attempts = set(), {}
+        self.submitted = {}         # key: when the run's stage was first submitted in this sweep
         self.workers = None
         for r in runs:
             if stage_done(r):
@@ -202,6 +203,7 @@ class _Loop:
             self.progress(result)
 
     def submit(self, run, delay=0.0):
+        self.submitted.setdefault(run.key, time.time())
         # an arm before a new prefix: chains already begun finish first
         f = self.client.submit(_delayed_stage, delay, task_spec(run), self.data_dir, self.stop_file,
                                key=f"rbtw-{run.key.replace('/', '-')}-{time.time_ns()}", pure=False,
@@ -235,18 +237,20 @@ class _Loop:
             self.finish(run, result)
 
     def notice(self):
-        """Say when a run starts a further attempt (its worker was lost) or a worker leaves."""
+        """Say when a run's stage starts a further attempt (its worker was lost) or a worker leaves.
+        A stage's first attempt is no news, whatever its log holds from before it was submitted (an
+        earlier sweep's attempts, or an arm's copy of its prefix's log)."""
         for run in self.futures.values():
             try:
                 attempts = RunDir(run.out).of_kind("attempt")
             except (OSError, UserError):
                 continue
-            seen = self.said_attempts.setdefault(run.key, len(attempts))
-            if len(attempts) > seen:
-                a = attempts[-1]
+            here = [a for a in attempts if a.get("time", 0) >= self.submitted[run.key]]
+            if len(here) > self.said_attempts.get(run.key, 1):
+                a = here[-1]
                 self.echo(f"{run.key}: attempt {len(attempts)} on {a.get('host')} (pid {a.get('pid')}), "
                           "resumed from its last checkpoint")
-                self.said_attempts[run.key] = len(attempts)
+                self.said_attempts[run.key] = len(here)
         try:
             n = len(self.client.scheduler_info()["workers"])
         except Exception:

@@ -79,6 +79,7 @@ def _restore_environ(values):
 
 
 def _cluster_class(distributed):
+    # made on demand: Dask is an optional extra, imported only when a sweep runs
     class Cluster(distributed.LocalCluster):
         """A LocalCluster that gives this process its thread settings back when it closes."""
         parent_environ = {}
@@ -204,7 +205,9 @@ class _Loop:
 
     def submit(self, run, delay=0.0):
         self.submitted.setdefault(run.key, time.time())
-        # an arm before a new prefix: chains already begun finish first
+        # among queued tasks an arm goes before a new prefix, so that begun chains tend to finish
+        # first; not a guarantee: a worker freed by a prefix may take a queued prefix before its
+        # arm is submitted (seen in a study)
         f = self.client.submit(_delayed_stage, delay, task_spec(run), self.data_dir, self.stop_file,
                                key=f"rbtw-{run.key.replace('/', '-')}-{time.time_ns()}", pure=False,
                                priority=1 if run.stage == "arm" else 0)

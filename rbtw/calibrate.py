@@ -79,9 +79,14 @@ def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=
     return report
 
 
+def is_paper_threshold(theta):
+    """Whether θ is the paper's rule τ = α/3 (None stands for it, as in ModelSpec.threshold)."""
+    return theta is None or theta == 1 / 3
+
+
 def threshold_label(theta):
     """How a ternary threshold θ is written: "α/3" (the paper's, also None) or "0.6·α"."""
-    return "α/3" if theta is None or theta == 1 / 3 else f"{theta:g}·α"
+    return "α/3" if is_paper_threshold(theta) else f"{theta:g}·α"
 
 
 def calibratable(spec, statistics=True):
@@ -141,7 +146,8 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
         return evaluate(ckpt.params, st, s, data, "valid", valid_cfg, max_batches=valid_batches)[metric]
 
     def attempt(theta):
-        s = spec if theta is None or theta == 1 / 3 else replace(spec, threshold=float(theta))
+        # (a checkpoint calibrated before may carry another θ: every candidate is set, α/3 too)
+        s = replace(spec, threshold=None if is_paper_threshold(theta) else float(theta))
         st = reestimate_statistics(ckpt.params, ckpt.stats, s, data, config, batches) if restat else ckpt.stats
         value = score(s, st)
         done = ([] if theta is None else [f"threshold {threshold_label(theta)}"]) + \
@@ -161,7 +167,7 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     meta = copy.deepcopy(ckpt.meta)
     meta["spec"] = best_spec.to_dict()
     report = {"metric": f"valid {metric}", "uncalibrated": before, "calibrated": value,
-              "threshold": None if theta in (None, 1 / 3) else float(theta),
+              "threshold": None if is_paper_threshold(theta) else float(theta),
               "statistics": restat, "batches": batches, "rule": RULE,
               "tried": [{"threshold": t, "valid": v} for _, t, _, _, v in tried]}
     meta["calibration"] = report

@@ -99,6 +99,20 @@ def test_full_precision_has_its_statistics_reestimated_and_nothing_else(tmp_path
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_recalibrating_sets_every_candidate_threshold_the_papers_too(ternary, tmp_path):
+    """A calibrated checkpoint carries its θ; calibrating it again with α/3 as a candidate must
+    try α/3, not the θ it carries."""
+    from rbtw.calibrate import calibrate_file
+    once, twice = tmp_path / "once.npz", tmp_path / "twice.npz"
+    first = calibrate_file(ternary, once, batches=3, thresholds=[0.5, 0.6], statistics=False, valid_batches=3)
+    second = calibrate_file(once, twice, batches=3, thresholds=[1 / 3], statistics=False, valid_batches=3)
+    paper = calibrate_file(ternary, tmp_path / "paper.npz", batches=3, thresholds=[1 / 3], statistics=False,
+                           valid_batches=3)
+    assert ModelSpec.from_dict(load_checkpoint(once).meta["spec"]).threshold == first["threshold"] in (0.5, 0.6)
+    assert second["threshold"] is None and ModelSpec.from_dict(load_checkpoint(twice).meta["spec"]).threshold is None
+    assert second["calibrated"] == paper["calibrated"] == paper["uncalibrated"]
+
+
 def test_the_default_threshold_search_never_stops_at_an_edge_that_won(ternary):
     """The default grid is searched on past its largest θ while that one is the best, so the
     chosen θ is the largest tried only at the cap."""

@@ -176,12 +176,12 @@ def batch_bar(label, total):
 
 
 class RunProgress:
-    """Runs done of a sweep: a bar on a terminal, a plain line per run elsewhere; ``say`` prints a
+    """Runs ended (done or failed) of a sweep: a bar on a terminal, a plain line per run elsewhere; ``say`` prints a
     line without tearing the bar."""
 
     def __init__(self, label, total):
         self.label, self.total, self.bar = label, total, None
-        self.done = self.failed = 0
+        self.ended = self.failed = 0
 
     def __enter__(self):
         if sys.stderr.isatty():
@@ -194,13 +194,13 @@ class RunProgress:
         runs move the count: an interrupted run is still to train."""
         if status == "interrupted":
             return
-        self.done += 1
+        self.ended += 1
         self.failed += status == "failed"
         if self.bar is not None:
             self.bar.update(1)
         else:
             failed = f" ({self.failed} failed)" if self.failed else ""
-            click.echo(f"{self.label}: {self.done}/{self.total} ended{failed}", err=True)
+            click.echo(f"{self.label}: {self.ended}/{self.total} ended{failed}", err=True)
 
     def say(self, line):
         click.echo(("\n" if self.bar is not None else "") + line, err=True)

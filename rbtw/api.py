@@ -23,7 +23,7 @@ outside its domain, a missing or unwritable file) raises :class:`rbtw.UserError`
 import contextlib
 from pathlib import Path
 
-from rbtw.errors import UserError, os_error_message, whole_number
+from rbtw.errors import UserError, finite_number, os_error_message, whole_number
 
 __all__ = ["Model", "TrainResult", "fit", "load"]
 
@@ -61,15 +61,11 @@ def _callable(value, name):
 def check_sampling(prime, length, temperature, seed):
     """The arguments of :meth:`Model.sample` (and ``rbtw sample``) checked: (prime, length,
     temperature, seed) in canonical types, or a one-line UserError."""
-    import math
-    import numbers
     if prime is not None and not isinstance(prime, str):
         raise UserError(f"prime must be a str (or None), not {type(prime).__name__}")
     length = whole_number(length, "length", 0, 2 ** 31 - 1)
-    if (type(temperature).__name__ in ("bool", "bool_") or not isinstance(temperature, numbers.Real)
-            or not math.isfinite(temperature) or temperature < 0):
-        raise UserError(f"temperature must be a finite number ≥ 0 (0: the most likely token), not {temperature!r}")
-    return prime, length, float(temperature), whole_number(seed, "seed", 0)
+    temperature = finite_number(temperature, "temperature", 0, "0: the most likely token")
+    return prime, length, temperature, whole_number(seed, "seed", 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rbtw.errors import UserError, whole_number
+from rbtw.errors import UserError, is_bool, whole_number
 
 THRESHOLDS = (1 / 3, 0.4, 0.5, 0.6)
 THRESHOLD_STEP, THRESHOLD_MAX = 0.1, 0.9      # the search beyond THRESHOLDS when its edge wins
@@ -45,13 +45,14 @@ def check_options(batches=150, thresholds=None, statistics=True, valid_batches=N
     import numbers
     batches = whole_number(batches, "batches (--batches)", 1)
     valid_batches = None if valid_batches is None else whole_number(valid_batches, "valid_batches (--valid-batches)", 1)
-    if not isinstance(statistics, bool):
+    if not is_bool(statistics):
         raise UserError(f"statistics must be true or false, not {statistics!r}")
+    statistics = bool(statistics)
     if thresholds is not None:
         if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__iter__"):
             raise UserError(f"thresholds (--threshold) must be a list of numbers θ, not {thresholds!r}")
         thresholds = list(thresholds)
-        bad = [t for t in thresholds if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t < 1]
+        bad = [t for t in thresholds if is_bool(t) or not isinstance(t, numbers.Real) or not 0 < t < 1]
         if not thresholds or bad:
             raise UserError(f"thresholds (--threshold): every θ lies in (0, 1) and one at least is given"
                             f"{f', not {bad[0]!r}' if bad else ''}")

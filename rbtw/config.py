@@ -36,7 +36,7 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_bool
 
 # task name -> model kind
 TASKS = {
@@ -222,20 +222,16 @@ def _field_types():
 _TYPES = _field_types()
 
 
-def _is_bool(value):
-    return type(value).__name__ in ("bool", "bool_")      # Python's or NumPy's
-
-
 def _typed(name, value):
     """``value`` as the field's type (ints stay whole, floats finite, paths str), or raise."""
     base, optional = _TYPES[name]
     if value is None and optional:
         return None
-    if base is bool and _is_bool(value):
+    if base is bool and is_bool(value):
         return bool(value)
-    if base is int and not _is_bool(value) and _is_integer(value):
+    if base is int and not is_bool(value) and _is_integer(value):
         return int(value)
-    if base is float and not _is_bool(value) and isinstance(value, numbers.Real):
+    if base is float and not is_bool(value) and isinstance(value, numbers.Real):
         if not math.isfinite(float(value)):
             raise UserError(f"{_named(name)} must be a finite number, not {value}")
         return float(value)
@@ -314,7 +310,7 @@ def normalise(values):
     if out.get("quant") == "fp":
         out["quant"] = "none"
     for name in LIMITS:
-        if name in out and not _is_bool(out[name]) and _is_integer(out[name]) and out[name] == 0:
+        if name in out and not is_bool(out[name]) and _is_integer(out[name]) and out[name] == 0:
             out[name] = None
     return out
 

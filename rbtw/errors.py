@@ -10,12 +10,36 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, never a traceback."""
 
 
-def whole_number(value, name, lo, hi=2 ** 63 - 1):
-    """``value`` as an int when it is a whole number (not a bool) in [lo, hi], else a one-line UserError."""
+def is_bool(value):
+    """True for Python's and NumPy's booleans, which are never numbers here (True is not 1)."""
+    return type(value).__name__ in ("bool", "bool_")
+
+
+INT64_MAX = 2 ** 63 - 1
+
+
+def whole_number(value, name, lo, hi=INT64_MAX):
+    """``value`` as an int when it is a whole number (not a bool) in [lo, hi], else a one-line
+    UserError naming ``name``."""
     import numbers
-    if type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
-        raise UserError(f"{name} must be a whole number from {lo} to {hi:,}, not {value!r}")
+    if is_bool(value) or not isinstance(value, numbers.Integral) or value < lo:
+        domain = f"≥ {lo}" if hi == INT64_MAX else f"from {lo} to {hi:,}"
+        raise UserError(f"{name} must be a whole number {domain}, not {value!r}")
+    if value > hi:
+        raise UserError(f"{name} must be at most {hi:,}, not {value!r}")
     return int(value)
+
+
+def finite_number(value, name, lo=None, hint=""):
+    """``value`` as a float when it is a finite real number (not a bool) ≥ lo (lo None: any),
+    else a one-line UserError naming ``name`` (``hint``, if given, follows the domain)."""
+    import math
+    import numbers
+    if (is_bool(value) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or (lo is not None and value < lo)):
+        domain = "" if lo is None else f" ≥ {lo}"
+        raise UserError(f"{name} must be a finite number{domain}{f' ({hint})' if hint else ''}, not {value!r}")
+    return float(value)
 
 
 def os_error_message(e):

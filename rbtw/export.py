@@ -38,7 +38,7 @@ The file format is rbtw.export_format's; this module builds what goes in it.
 import numpy as np
 
 from rbtw import quant
-from rbtw.errors import UserError
+from rbtw.errors import UserError, whole_number
 from rbtw.export_format import FORMAT, VERSION, Export
 from rbtw.kernels import pack
 
@@ -136,12 +136,7 @@ def integer_matrix(W, mode, alpha, threshold=None):
 
 def check_bn_steps(bn_steps):
     """``bn_steps`` as an int ≥ 1 (or None), or a one-line UserError."""
-    import numbers
-    if bn_steps is None:
-        return None
-    if type(bn_steps).__name__ in ("bool", "bool_") or not isinstance(bn_steps, numbers.Integral) or bn_steps < 1:
-        raise UserError(f"bn_steps (--bn-steps) must be a whole number ≥ 1, not {bn_steps!r}")
-    return int(bn_steps)
+    return None if bn_steps is None else whole_number(bn_steps, "bn_steps (--bn-steps)", 1)
 
 
 def build_export(meta, params, stats, bn_steps=PER_STEP):

@@ -19,20 +19,22 @@ training: the trainer is replaced by one that raises at once, so accepted means 
 """
 
 import math
+import numbers
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import rbtw
-from rbtw import api
+from rbtw import api, calibrate, export
 from rbtw.cli import main
 from rbtw.config import TrainConfig, build_config, check_fields, option_name
-from rbtw.errors import UserError
+from rbtw.errors import UserError, finite_number, is_bool, whole_number
 
 ALICE = Path(__file__).resolve().parents[1] / "data" / "carroll-alice.txt"
 TASKS = ["default", "ptb_char", "mnist", "ptb_word", "text"]
@@ -215,7 +217,6 @@ def test_the_reported_examples_are_one_line_user_errors(call, fragment):
 
 
 def test_values_are_canonical_after_checking():
-    import numpy as np
     config = TrainConfig(quant="fp", max_batches=0, hidden=np.int64(32), lr=1, text_split=None)
     assert (config.quant, config.max_batches, config.hidden, config.lr) == ("none", None, 32, 1.0)
     assert type(config.hidden) is int and type(config.lr) is float        # JSON-ready
@@ -277,3 +278,56 @@ def test_a_batch_larger_than_the_training_split_is_refused(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
     with pytest.raises(UserError, match="eval_batch"):
         rbtw.fit(task="default", eval_batch=10 ** 8, out=tmp_path / "api", log=lambda line: None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the number checks that options outside TrainConfig share (rbtw.errors)
+
+_numbers_a_user_might_give = st.one_of(
+    st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+    st.booleans().map(lambda b: np.bool_(b)),
+    st.integers(-2 ** 63, 2 ** 63 - 1).map(lambda i: np.int64(i)),
+    st.floats(width=32).map(lambda x: np.float32(x)),
+    st.text(max_size=3), st.none())
+
+
+@given(value=_numbers_a_user_might_give, lo=st.integers(-3, 3), hi=st.one_of(st.none(), st.integers(3, 10 ** 6)))
+def test_whole_number_accepts_exactly_the_whole_numbers_in_its_domain(value, lo, hi):
+    bounds = (lo,) if hi is None else (lo, hi)            # no hi: the int64 range's top
+    ok = (not is_bool(value) and isinstance(value, numbers.Integral) and lo <= value
+          and value <= (2 ** 63 - 1 if hi is None else hi))
+    if ok:
+        assert whole_number(value, "n", *bounds) == value and type(whole_number(value, "n", *bounds)) is int
+    else:
+        with pytest.raises(UserError, match=r"^n must be (a whole number (≥|from) |at most )") as e:
+            whole_number(value, "n", *bounds)
+        assert "\n" not in str(e.value)
+
+
+@given(value=_numbers_a_user_might_give, lo=st.one_of(st.none(), st.floats(-2, 2)))
+def test_finite_number_accepts_exactly_the_finite_reals_in_its_domain(value, lo):
+    ok = (not is_bool(value) and isinstance(value, numbers.Real) and math.isfinite(value)
+          and (lo is None or value >= lo))
+    if ok:
+        got = finite_number(value, "x", lo)
+        assert got == float(value) and type(got) is float
+    else:
+        with pytest.raises(UserError, match=r"^x must be a finite number") as e:
+            finite_number(value, "x", lo)
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: api.check_sampling(None, 10, True, 0), "temperature must be a finite number ≥ 0"),
+    (lambda: api.check_sampling(None, 10, -0.5, 0), "temperature must be a finite number ≥ 0"),
+    (lambda: api.check_sampling(None, 10, math.inf, 0), "temperature"),
+    (lambda: api.check_sampling(None, 10, 1.0, -1), "seed must be a whole number ≥ 0"),
+    (lambda: export.check_bn_steps(0), r"bn_steps \(--bn-steps\) must be a whole number ≥ 1"),
+    (lambda: export.check_bn_steps(np.bool_(True)), "bn_steps"),
+    (lambda: calibrate.check_options(thresholds=[np.bool_(True)]), "θ"),
+    (lambda: calibrate.check_options(statistics="yes"), "statistics"),
+])
+def test_options_outside_the_config_use_the_shared_number_checks(call, fragment):
+    with pytest.raises(UserError, match=fragment) as e:
+        call()
+    assert "\n" not in str(e.value)

@@ -85,3 +85,19 @@ def test_no_class_over_about_150_lines():
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 170:
                 long[f"{path.relative_to(ROOT).as_posix()}:{node.name}"] = node.end_lineno - node.lineno + 1
     assert not long, long
+
+
+def test_every_module_has_its_place_in_the_design_notes_layout():
+    """docs/design.md §6 names every module: by its path, or by its name in its package's line."""
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    layout = text[text.index("## 6. Layout"):]
+    lines = layout.splitlines()
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if path.stem in ("__init__", "__main__") or f"`{rel}`" in layout:
+            continue
+        package_line = next((ln for ln in lines if ln.startswith(f"- `{path.parent.relative_to(ROOT).as_posix()}/`")), "")
+        if f"`{path.stem}`" not in package_line:
+            missing.append(rel)
+    assert not missing, f"modules docs/design.md §6 does not place: {sorted(missing)}"

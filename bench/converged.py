@@ -295,7 +295,7 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     lstm = chosen(records)
-    fig, axes = plt.subplots(1, len(CONVENTIONS), figsize=(5 * len(CONVENTIONS), 4.6), sharey=True)
+    fig, axes = plt.subplots(1, len(CONVENTIONS), figsize=(5 * len(CONVENTIONS), 4.6), sharex=True, sharey=True)
     colours = {"ternary": "C1", "binary": "C2"}
     for ax, convention in zip(axes, CONVENTIONS):
         for variant in ("ternary", "binary"):

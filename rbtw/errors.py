@@ -35,11 +35,19 @@ def finite_number(value, name, lo=None, hint=""):
     else a one-line UserError naming ``name`` (``hint``, if given, follows the domain)."""
     import math
     import numbers
-    if (is_bool(value) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+    if (is_bool(value) or not isinstance(value, numbers.Real) or not math.isfinite(_as_float(value))
             or (lo is not None and value < lo)):
         domain = "" if lo is None else f" ≥ {lo}"
         raise UserError(f"{name} must be a finite number{domain}{f' ({hint})' if hint else ''}, not {value!r}")
     return float(value)
+
+
+def _as_float(value):
+    """A real number as a float; an integer too large for one as infinity (not OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
 
 
 def os_error_message(e):

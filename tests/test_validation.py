@@ -288,7 +288,7 @@ _numbers_a_user_might_give = st.one_of(
     st.booleans().map(lambda b: np.bool_(b)),
     st.integers(-2 ** 63, 2 ** 63 - 1).map(lambda i: np.int64(i)),
     st.floats(width=32).map(lambda x: np.float32(x)),
-    st.text(max_size=3), st.none())
+    st.sampled_from([10 ** 400, -10 ** 400]), st.text(max_size=3), st.none())
 
 
 @given(value=_numbers_a_user_might_give, lo=st.integers(-3, 3), hi=st.one_of(st.none(), st.integers(3, 10 ** 6)))
@@ -304,9 +304,16 @@ def test_whole_number_accepts_exactly_the_whole_numbers_in_its_domain(value, lo,
         assert "\n" not in str(e.value)
 
 
+def _fits_a_finite_float(value):
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:                   # an int beyond float's range (10 ** 400)
+        return False
+
+
 @given(value=_numbers_a_user_might_give, lo=st.one_of(st.none(), st.floats(-2, 2)))
 def test_finite_number_accepts_exactly_the_finite_reals_in_its_domain(value, lo):
-    ok = (not is_bool(value) and isinstance(value, numbers.Real) and math.isfinite(value)
+    ok = (not is_bool(value) and isinstance(value, numbers.Real) and _fits_a_finite_float(value)
           and (lo is None or value >= lo))
     if ok:
         got = finite_number(value, "x", lo)

@@ -36,7 +36,7 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 
-from rbtw.errors import UserError, is_bool
+from rbtw.errors import UserError, finite_number, is_bool
 
 # task name -> model kind
 TASKS = {
@@ -232,9 +232,7 @@ def _typed(name, value):
     if base is int and not is_bool(value) and _is_integer(value):
         return int(value)
     if base is float and not is_bool(value) and isinstance(value, numbers.Real):
-        if not math.isfinite(float(value)):
-            raise UserError(f"{_named(name)} must be a finite number, not {value}")
-        return float(value)
+        return finite_number(value, _named(name))
     if base is str and isinstance(value, (str, os.PathLike)) and (name == "text_file" or isinstance(value, str)):
         return os.fspath(value)
     if base is list and isinstance(value, (list, tuple)):
@@ -292,7 +290,7 @@ def valid_split(split):
     """True for three positive fractions summing to 1."""
     try:
         parts = [float(x) for x in split]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):      # OverflowError: an int beyond float's range
         return False
     return (len(parts) == 3 and all(math.isfinite(x) for x in parts) and min(parts) > 0
             and abs(sum(parts) - 1) < 1e-6)

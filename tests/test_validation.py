@@ -205,6 +205,8 @@ def test_every_surface_gives_the_same_verdict(tmp, task, fields):
     (lambda: api.make_config(eval_weights="sampled"), "eval_weights"),
     (lambda: api.make_config(quant="binary", eval_weights="sampled"), "eval_weights"),  # deterministic training
     (lambda: api.make_config(lr=math.nan), "lr"),
+    (lambda: api.make_config(lr=10 ** 400), "lr"),                # too large for a float
+    (lambda: api.make_config(task="text", text_split=[10 ** 400, 1, 1]), "text_split"),
     (lambda: api.make_config(seed=-1), "seed"),
     (lambda: api.make_config(task=["x"], preset="quick"), "task"),
     (lambda: check_fields({"hidden": 0}), "hidden"),

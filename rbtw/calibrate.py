@@ -95,15 +95,17 @@ def calibratable(spec, statistics=True):
     return bool(statistics and spec.bn) or spec.quant == "ternary"
 
 
-def reestimate_statistics(params, stats, spec, data, config, batches=150, seed=0):
-    """Population statistics measured under the deterministic weights (module docstring)."""
+def reestimate_statistics(params, stats, spec, data, config, batches=150, seed=0, qweights=None):
+    """Population statistics measured under the deterministic weights (module docstring), or
+    under ``qweights`` ({"rnn0.W_x": W^q, ...}) when given."""
     from rbtw.models import draw_weights, forward
     new = {k: v.copy() for k, v in stats.items()}
     for key in new:
         if key.split(".")[-1].startswith("count_"):
             new[key][...] = 0                    # the first batch of every step is copied
     quiet = replace(spec, dropout=0.0, h0_noise=0.0)
-    qweights = draw_weights(params, quiet, train=False, weights="deterministic")
+    if qweights is None:
+        qweights = draw_weights(params, quiet, train=False, weights="deterministic")
     rng = np.random.default_rng([seed, 5])
     n = 0
     for inputs, _ in data.batches("train", config, rng):

@@ -226,3 +226,20 @@ def test_the_api_refuses_values_of_the_wrong_type_in_one_line(ternary, tmp_path,
         rbtw.load(ternary).calibrate(tmp_path / "x.npz", **options)
     assert fragment in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_statistics_reestimated_under_given_weights_are_those_the_weights_produce(ternary):
+    from rbtw.calibrate import reestimate_statistics
+    from rbtw.models import draw_weights
+    ckpt = load_checkpoint(ternary)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    spec = ModelSpec.from_dict(ckpt.meta["spec"])
+    data = load_task_data(config)
+    own = reestimate_statistics(ckpt.params, ckpt.stats, spec, data, config, batches=3)
+    qw = draw_weights(ckpt.params, spec, train=False, weights="deterministic")
+    given = reestimate_statistics(ckpt.params, ckpt.stats, spec, data, config, batches=3, qweights=qw)
+    for k in own:                                   # the deterministic weights, passed in: the same
+        np.testing.assert_array_equal(given[k], own[k], err_msg=k)
+    other = {k: -w for k, w in qw.items()}          # other weights: other statistics
+    flipped = reestimate_statistics(ckpt.params, ckpt.stats, spec, data, config, batches=3, qweights=other)
+    assert any(not np.array_equal(flipped[k], own[k]) for k in own if "mean_" in k)

@@ -33,7 +33,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,6 +43,7 @@ from rbtw.checkpoint import load_checkpoint  # noqa: E402
 from rbtw.config import TrainConfig  # noqa: E402
 from rbtw.evaluate import evaluate_engine  # noqa: E402
 from rbtw.models import DenseEngine, ModelSpec  # noqa: E402
+from rbtw.sweep.summary import t_interval  # noqa: E402
 from rbtw.tasks import load_task_data  # noqa: E402
 
 GATES = "ifgo"
@@ -62,16 +62,12 @@ def groups(spec):
 
 def ternary_weights(params, spec, theta):
     """W^q of every recurrent matrix, group (layer, matrix, gate) thresholded at theta[group]·α."""
-    qweights = {}
-    for k in range(spec.layers):
-        ax, ah = spec.cell_spec(k).alphas
-        for m, alpha in (("W_x", ax), ("W_h", ah)):
-            W = params[f"rnn{k}.{m}"]
-            Wq = np.empty_like(W)
-            for (layer, matrix, g), cols in groups(spec):
-                if (layer, matrix) == (k, m):
-                    Wq[:, cols] = quant.ternary_deterministic(W[:, cols], alpha, theta[(layer, matrix, g)])
-            qweights[f"rnn{k}.{m}"] = Wq
+    names = [f"rnn{k}.{m}" for k in range(spec.layers) for m in ("W_x", "W_h")]
+    qweights = {name: np.empty_like(params[name]) for name in names}
+    for (k, m, g), cols in groups(spec):
+        alpha = spec.cell_spec(k).alphas[0 if m == "W_x" else 1]
+        W = params[f"rnn{k}.{m}"]
+        qweights[f"rnn{k}.{m}"][:, cols] = quant.ternary_deterministic(W[:, cols], alpha, theta[(k, m, g)])
     return qweights
 
 
@@ -139,10 +135,9 @@ def describe(theta, keys):
 
 
 def interval(x):
-    x = np.asarray(x, float)
-    if len(x) < 2:
-        return float(x.mean()), math.nan
-    return float(x.mean()), float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    """(mean, 95 % Student-t half-width; nan for one value), from rbtw.sweep.summary.t_interval."""
+    n, mean, _, ci = t_interval(x)
+    return mean, (math.nan if ci is None else (ci[1] - ci[0]) / 2)
 
 
 def main():
@@ -164,8 +159,9 @@ def main():
         if abs(probe.score(choices["global"]) - report["calibrated"]) > 1e-6:
             raise SystemExit(f"{path}: the probe scores θ = {g:g} at {probe.score(choices['global']):.6f}, "
                              f"calibrate at {report['calibrated']:.6f}")
-        choices["per matrix"] = per_matrix(probe, grid)
-        choices["per gate"] = per_gate(probe, grid, choices["per matrix"])
+        own = sorted(set(grid) | {g})           # calibrate's θ too: more freedom never loses on validation
+        choices["per matrix"] = per_matrix(probe, own)
+        choices["per gate"] = per_gate(probe, own, choices["per matrix"])
         row = {"checkpoint": path, "H": probe.spec.hidden, "seconds": 0.0}
         for name, theta in choices.items():
             row[name] = (probe.score(theta), probe.score(theta, "test"), describe(theta, probe.keys))

@@ -152,9 +152,9 @@ def verdict(variant, g, half):
 
 
 def meeting_width(points, bound):
-    """Where a gap shrinking geometrically with width would meet ``bound``: fit log(gap) =
+    """Where a gap shrinking geometrically with width would meet ``bound``: fit ln(gap) =
     a + b·log2(H) to ``points`` [(H, gap)] (least squares); returns (H*, per-doubling factor
-    2^b) or None when the gap does not shrink or a gap is not positive."""
+    e^b) or None when the gap does not shrink or a gap is not positive."""
     pts = [(h, g) for h, g in points if g > 0]
     if len(pts) < 2 or len(pts) != len(points):
         return None
@@ -163,7 +163,7 @@ def meeting_width(points, bound):
     b, a = np.polyfit(x, y, 1)
     if b >= 0:
         return None
-    return float(2 ** ((math.log(bound) - a) / b)), float(2 ** b)
+    return float(2 ** ((math.log(bound) - a) / b)), float(math.exp(b))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from rbtw import sweep as sw
@@ -446,3 +448,18 @@ def test_a_local_cluster_never_restarts_silent_workers(client):
     cluster, so resuming it does not restart the workers and lose the runs' progress."""
     scheduler = client.cluster.scheduler
     assert scheduler.worker_ttl is None and "worker-ttl" not in scheduler.periodic_callbacks
+
+
+@settings(max_examples=40, deadline=None)
+@given(g0=st.floats(0.05, 2.0), factor=st.floats(0.3, 0.95), bound=st.floats(0.001, 0.04))
+def test_the_width_trend_reports_the_factor_a_doubling_really_multiplies_the_gap_by(g0, factor, bound):
+    # bench/converged.py: a gap that is multiplied by `factor` at every doubling of H is fitted
+    # exactly; the width at which it meets `bound` solves g0·factor^log2(H/128) = bound
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("converged", ROOT / "bench" / "converged.py")
+    converged = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converged)
+    points = [(h, g0 * factor ** np.log2(h / 128)) for h in (128, 256, 512, 1000)]
+    h_star, per_doubling = converged.meeting_width(points, bound)
+    assert per_doubling == pytest.approx(factor, rel=1e-9)
+    assert g0 * factor ** np.log2(h_star / 128) == pytest.approx(bound, rel=1e-6)

@@ -31,12 +31,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rbtw.errors import UserError  # noqa: E402
+from rbtw.fileio import atomic_open, atomic_path  # noqa: E402
+from rbtw.sweep.summary import t_interval  # noqa: E402
 
 CONVENTIONS = ("population", "official", "expected", "calibrated")
 CLAIMS = {"ternary": (0.02, "≤"), "binary": (0.06, "≤"), "binaryconnect": (0.5, "≥")}
@@ -102,11 +103,9 @@ def merge(old, new):
 
 
 def interval(values):
-    """(mean, 95 % Student-t half-width; nan for fewer than two values)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return (float(x.mean()) if len(x) else math.nan), math.nan
-    return float(x.mean()), float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    """(mean, 95 % Student-t half-width) of ``values``; nan where not defined (n < 2: no width)."""
+    n, mean, _, ci = t_interval(values)
+    return (math.nan if mean is None else mean), (math.nan if ci is None else ci[1] - mean)
 
 
 def chosen(records, cell="lstm"):
@@ -319,7 +318,8 @@ def plot(records, path):
     fig.suptitle("PTB characters, BN-LSTM: quantized − full precision against width; dotted: the claims "
                  "(ternary 0.02, binary 0.06)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -330,23 +330,29 @@ def main():
     args = ap.parse_args()
     results = Path(args.results)
     known = results / "converged.json"
-    old = json.loads(known.read_text())["runs"] if known.exists() else []
+    try:
+        old = json.loads(known.read_text())["runs"] if known.exists() else []
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"error: {known} is not a converged.json this script wrote ({type(e).__name__}: {e})")
     try:
         new = [r for d in args.studies for r in study_records(d)]
     except UserError as e:
         sys.exit(f"error: {e}")
     records = [r for r in merge(old, new) if not r["status"].startswith("not started")]  # an arm
     # not begun yet (its prefix still training, or left for another session) is not a run
-    results.mkdir(parents=True, exist_ok=True)
-    known.write_text(json.dumps({"made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": records},
-                                indent=1) + "\n")
     text = report(records)
-    (results / "converged.md").write_text(text + "\n")
-    print(text)
-    try:
+    made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    try:        # each file whole or not at all: a full or read-only disk keeps the old results
+        with atomic_open(known, "w") as f:
+            f.write(json.dumps({"made": made, "runs": records}, indent=1) + "\n")
+        with atomic_open(results / "converged.md", "w") as f:
+            f.write(text + "\n")
+        print(text)
         plot(records, results / "gap-vs-width.png")
     except ImportError:
         print("no figure: matplotlib is not installed (pip install -e '.[plot]')", file=sys.stderr)
+    except OSError as e:
+        sys.exit(f"error: cannot write {e.filename or results}: {e.strerror or e}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from rbtw.calibrate import calibrate, reestimate_statistics  # noqa: E402
 from rbtw.checkpoint import load_checkpoint  # noqa: E402
 from rbtw.config import TrainConfig  # noqa: E402
 from rbtw.evaluate import evaluate_engine  # noqa: E402
+from rbtw.fileio import atomic_open  # noqa: E402
 from rbtw.models import DenseEngine, ModelSpec  # noqa: E402
 from rbtw.sweep.summary import t_interval  # noqa: E402
 from rbtw.tasks import load_task_data  # noqa: E402
@@ -171,7 +172,11 @@ def main():
     lines = report_lines(rows, args)
     print("\n".join(lines))
     if args.md:
-        Path(args.md).write_text("\n".join(lines) + "\n")
+        try:                # hours of search: the report is written whole or not at all
+            with atomic_open(args.md, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        except OSError as e:
+            sys.exit(f"error: cannot write {args.md}: {e.strerror or e}")
 
 
 def report_lines(rows, args):

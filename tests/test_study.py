@@ -450,16 +450,48 @@ def test_a_local_cluster_never_restarts_silent_workers(client):
     assert scheduler.worker_ttl is None and "worker-ttl" not in scheduler.periodic_callbacks
 
 
+def _converged_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("converged", ROOT / "bench" / "converged.py")
+    converged = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converged)
+    return converged
+
+
 @settings(max_examples=40, deadline=None)
 @given(g0=st.floats(0.05, 2.0), factor=st.floats(0.3, 0.95), bound=st.floats(0.001, 0.04))
 def test_the_width_trend_reports_the_factor_a_doubling_really_multiplies_the_gap_by(g0, factor, bound):
     # bench/converged.py: a gap that is multiplied by `factor` at every doubling of H is fitted
     # exactly; the width at which it meets `bound` solves g0·factor^log2(H/128) = bound
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("converged", ROOT / "bench" / "converged.py")
-    converged = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(converged)
+    converged = _converged_module()
     points = [(h, g0 * factor ** np.log2(h / 128)) for h in (128, 256, 512, 1000)]
     h_star, per_doubling = converged.meeting_width(points, bound)
     assert per_doubling == pytest.approx(factor, rel=1e-9)
     assert g0 * factor ** np.log2(h_star / 128) == pytest.approx(bound, rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cut=st.integers(0, 10**6), junk=st.binary(max_size=8))
+def test_a_damaged_converged_json_is_a_one_line_error_and_stays_as_it_was(tmp_path_factory, cut, junk):
+    # bench/converged.py keeps every run of every study in converged.json: a damaged copy (cut
+    # anywhere, a few bytes of junk after) stops it with one line, and nothing is rewritten
+    results = tmp_path_factory.mktemp("results")
+    whole = (ROOT / "bench" / "results" / "converged.json").read_bytes()
+    damaged = whole[:cut % len(whole)] + junk
+    try:
+        json.loads(damaged)["runs"][0]["name"]
+        return                                  # still a readable results file: nothing to test
+    except (ValueError, KeyError, TypeError, IndexError):
+        pass
+    (results / "converged.json").write_bytes(damaged)
+    converged = _converged_module()
+    argv = sys.argv
+    sys.argv = ["converged.py", "--results", str(results)]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            converged.main()
+    finally:
+        sys.argv = argv
+    assert str(stop.value.code).startswith("error: ") and "\n" not in str(stop.value.code)
+    assert (results / "converged.json").read_bytes() == damaged
+    assert sorted(p.name for p in results.iterdir()) == ["converged.json"]

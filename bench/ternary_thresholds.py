@@ -18,10 +18,11 @@ does), and the chosen one scored once on the test split:
 A gain smaller than the spread over seeds is not a finding; the report gives the paired
 differences against the global θ with 95 % Student-t intervals.
 
-Cost: every candidate is a re-estimation plus a pass over the whole validation split; at H 128
-on a 2-core AMD EPYC (AVX2), beside two training runs, one candidate took 143 s (the
-validation pass dominates: 30 or 150 re-estimation minibatches cost the same to the second),
-so the default search (calibrate, 25 pairs, up to 40 per-gate trials) takes 2–3 h a checkpoint.
+Cost: every candidate is a re-estimation plus a pass over the whole validation split (about 7 s
+at H 128 on a 2-core AMD EPYC, AVX2, at nice 5 beside three training runs); the default search
+(calibrate, 25 pairs, up to 48 per-gate trials, cached) took 483–505 s a checkpoint there.
+(An earlier figure here, 143 s a candidate, was measured at nice 19 behind two training runs:
+the time of a starved process, not of the work.)
 """
 
 import argparse
@@ -41,6 +42,7 @@ from rbtw import quant  # noqa: E402
 from rbtw.calibrate import calibrate, reestimate_statistics  # noqa: E402
 from rbtw.checkpoint import load_checkpoint  # noqa: E402
 from rbtw.config import TrainConfig  # noqa: E402
+from rbtw.errors import UserError  # noqa: E402
 from rbtw.evaluate import evaluate_engine  # noqa: E402
 from rbtw.fileio import atomic_open  # noqa: E402
 from rbtw.models import DenseEngine, ModelSpec  # noqa: E402
@@ -141,14 +143,38 @@ def interval(x):
     return mean, (math.nan if ci is None else (ci[1] - ci[0]) / 2)
 
 
+def theta_grid(text):
+    """'0.4,0.5' → [0.4, 0.5]; every θ a number in (0, 1): at θ ≥ 1 no weight of |W| ≤ α is kept."""
+    try:
+        grid = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    bad = [v for v in grid if not 0 < v < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"θ must lie in (0, 1), not {bad[0]:g}")
+    return grid
+
+
+def positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 1")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--grid", default="0.3333333333333333,0.4,0.5,0.6,0.7")
-    ap.add_argument("--batches", type=int, default=150)
+    ap.add_argument("--grid", default="0.3333333333333333,0.4,0.5,0.6,0.7", type=theta_grid,
+                    help="candidate θ (τ = θ·α), comma-separated, each in (0, 1)")
+    ap.add_argument("--batches", type=positive_int, default=150,
+                    help="training minibatches for re-estimating the BN statistics")
     ap.add_argument("--md", default=None, help="write the report here (Markdown)")
     args = ap.parse_args()
-    grid = [float(v) for v in args.grid.split(",")]
+    grid = args.grid
     rows = []
     for path in args.checkpoints:
         t0 = time.time()
@@ -182,7 +208,8 @@ def main():
 def report_lines(rows, args):
     names = ("paper", "global", "per matrix", "per gate")
     out = ["# Ternary thresholds per matrix and per gate", "",
-           f"Command: `python3 bench/ternary_thresholds.py {' '.join(args.checkpoints)} --grid {args.grid} "
+           f"Command: `python3 bench/ternary_thresholds.py {' '.join(args.checkpoints)} "
+           f"--grid {','.join(f'{v:g}' for v in args.grid)} "
            f"--batches {args.batches}`", "",
            f"Made {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.  Every row: validation BPC (the choice is made "
            "there) → test BPC, deterministic weights, BN statistics re-estimated under the chosen weights "
@@ -203,4 +230,7 @@ def report_lines(rows, args):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:          # a missing or damaged checkpoint, data not imported: one line
+        sys.exit(f"error: {e}")

@@ -450,12 +450,16 @@ def test_a_local_cluster_never_restarts_silent_workers(client):
     assert scheduler.worker_ttl is None and "worker-ttl" not in scheduler.periodic_callbacks
 
 
-def _converged_module():
+def _bench_module(name):
     import importlib.util
-    spec = importlib.util.spec_from_file_location("converged", ROOT / "bench" / "converged.py")
-    converged = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(converged)
-    return converged
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _converged_module():
+    return _bench_module("converged")
 
 
 @settings(max_examples=40, deadline=None)
@@ -495,3 +499,20 @@ def test_a_damaged_converged_json_is_a_one_line_error_and_stays_as_it_was(tmp_pa
     assert str(stop.value.code).startswith("error: ") and "\n" not in str(stop.value.code)
     assert (results / "converged.json").read_bytes() == damaged
     assert sorted(p.name for p in results.iterdir()) == ["converged.json"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(thetas=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=5))
+def test_the_threshold_search_takes_every_theta_in_its_domain_and_refuses_the_rest(thetas):
+    # bench/ternary_thresholds.py --grid: τ = θ·α with θ in (0, 1); anything else is refused
+    # with one line naming the value, never a traceback hours into the search
+    import argparse
+    tt = _bench_module("ternary_thresholds")
+    text = ",".join(repr(v) for v in thetas)
+    if all(0 < v < 1 for v in thetas):
+        assert tt.theta_grid(text) == thetas
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="θ must lie in"):
+            tt.theta_grid(text)
+    with pytest.raises(argparse.ArgumentTypeError):
+        tt.theta_grid(text + ",x")

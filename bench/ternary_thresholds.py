@@ -27,7 +27,6 @@ the time of a starved process, not of the work.)
 
 import argparse
 import itertools
-import math
 import sys
 import time
 from dataclasses import replace
@@ -48,9 +47,6 @@ from rbtw.fileio import atomic_open  # noqa: E402
 from rbtw.models import DenseEngine, ModelSpec  # noqa: E402
 from rbtw.sweep.summary import t_interval  # noqa: E402
 from rbtw.tasks import load_task_data  # noqa: E402
-
-GATES = "ifgo"
-
 
 def groups(spec):
     """Every (layer, matrix, gate) group: its key and the column slice of its matrix."""
@@ -83,7 +79,7 @@ class Probe:
         self.config = replace(TrainConfig.from_dict(self.ckpt.meta["config"]), eval_max_batches=None)
         self.spec = replace(ModelSpec.from_dict(self.ckpt.meta["spec"]), threshold=None)
         if self.spec.quant != "ternary" or not self.spec.bn:
-            raise SystemExit(f"{path}: a ternary BN model is needed, not {self.spec.quant} (bn={self.spec.bn})")
+            raise UserError(f"{path}: a ternary BN model is needed, not {self.spec.quant} (bn={self.spec.bn})")
         self.data = load_task_data(self.config)
         self.batches = batches
         self.keys = [key for key, _ in groups(self.spec)]
@@ -135,12 +131,6 @@ def describe(theta, keys):
         vals = [theta[k] for k in keys if k[1] == m]
         parts.append(f"{m} " + ("/".join(f"{v:.2g}" for v in vals) if len(set(vals)) > 1 else f"{vals[0]:.2g}"))
     return ", ".join(parts)
-
-
-def interval(x):
-    """(mean, 95 % Student-t half-width; nan for one value), from rbtw.sweep.summary.t_interval."""
-    n, mean, _, ci = t_interval(x)
-    return mean, (math.nan if ci is None else (ci[1] - ci[0]) / 2)
 
 
 def theta_grid(text):
@@ -205,11 +195,17 @@ def main():
             sys.exit(f"error: cannot write {args.md}: {e.strerror or e}")
 
 
+def mean_pm(values):
+    """"+0.0012 ± 0.0034": the mean and its 95 % Student-t half-width (the mean alone for one value)."""
+    _, mean, _, ci = t_interval(values)
+    return f"{mean:+.4f}" + ("" if ci is None else f" ± {(ci[1] - ci[0]) / 2:.4f}")
+
+
 def report_lines(rows, args):
     names = ("paper", "global", "per matrix", "per gate")
     out = ["# Ternary thresholds per matrix and per gate", "",
            f"Command: `python3 bench/ternary_thresholds.py {' '.join(args.checkpoints)} "
-           f"--grid {','.join(f'{v:g}' for v in args.grid)} "
+           f"--grid {','.join(map(str, args.grid))} "
            f"--batches {args.batches}`", "",
            f"Made {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.  Every row: validation BPC (the choice is made "
            "there) → test BPC, deterministic weights, BN statistics re-estimated under the chosen weights "
@@ -223,9 +219,7 @@ def report_lines(rows, args):
     for n in ("paper", "per matrix", "per gate"):
         dv = [r[n][0] - r["global"][0] for r in rows]
         dt = [r[n][1] - r["global"][1] for r in rows]
-        (mv, hv), (mt, ht) = interval(dv), interval(dt)
-        fmt = lambda m, h: f"{m:+.4f}" + ("" if math.isnan(h) else f" ± {h:.4f}")  # noqa: E731
-        out.append(f"| {n} | {len(rows)} | {fmt(mv, hv)} | {fmt(mt, ht)} |")
+        out.append(f"| {n} | {len(rows)} | {mean_pm(dv)} | {mean_pm(dt)} |")
     return out
 
 

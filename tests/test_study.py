@@ -458,16 +458,12 @@ def _bench_module(name):
     return module
 
 
-def _converged_module():
-    return _bench_module("converged")
-
-
 @settings(max_examples=40, deadline=None)
 @given(g0=st.floats(0.05, 2.0), factor=st.floats(0.3, 0.95), bound=st.floats(0.001, 0.04))
 def test_the_width_trend_reports_the_factor_a_doubling_really_multiplies_the_gap_by(g0, factor, bound):
     # bench/converged.py: a gap that is multiplied by `factor` at every doubling of H is fitted
     # exactly; the width at which it meets `bound` solves g0·factor^log2(H/128) = bound
-    converged = _converged_module()
+    converged = _bench_module("converged")
     points = [(h, g0 * factor ** np.log2(h / 128)) for h in (128, 256, 512, 1000)]
     h_star, per_doubling = converged.meeting_width(points, bound)
     assert per_doubling == pytest.approx(factor, rel=1e-9)
@@ -488,7 +484,7 @@ def test_a_damaged_converged_json_is_a_one_line_error_and_stays_as_it_was(tmp_pa
     except (ValueError, KeyError, TypeError, IndexError):
         pass
     (results / "converged.json").write_bytes(damaged)
-    converged = _converged_module()
+    converged = _bench_module("converged")
     argv = sys.argv
     sys.argv = ["converged.py", "--results", str(results)]
     try:

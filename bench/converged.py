@@ -20,7 +20,8 @@ The records join those already in RESULTS/converged.json (earlier points: H 128,
 study's records replace earlier records of the same study and name.  Writes converged.json,
 converged.md (every run; per width × arm × convention the paired gaps with 95 % Student-t
 intervals and each claim's verdict; where a claim fails at the widest width, the width at which
-the measured trend would meet it) and gap-vs-width.png.
+the measured trend would meet it, with Fieller's 95 % interval, and, below the paper's H 1000,
+what the trend predicts one seed's gap there will be) and gap-vs-width.png.
 """
 
 import argparse
@@ -42,6 +43,7 @@ from rbtw.sweep.summary import t_interval  # noqa: E402
 CONVENTIONS = ("population", "official", "expected", "calibrated")
 CLAIMS = {"ternary": (0.02, "≤"), "binary": (0.06, "≤"), "binaryconnect": (0.5, "≥")}
 ARMS = ("constant", "cosine")
+PAPER_WIDTH = 1000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,19 +152,92 @@ def verdict(variant, g, half):
     return text + (" (one seed)" if math.isnan(half) else "")
 
 
-def meeting_width(points, bound):
-    """Where a gap shrinking geometrically with width would meet ``bound``: fit ln(gap) =
-    a + b·log2(H) to ``points`` [(H, gap)] (least squares); returns (H*, per-doubling factor
-    e^b) or None when the gap does not shrink or a gap is not positive."""
-    pts = [(h, g) for h, g in points if g > 0]
-    if len(pts) < 2 or len(pts) != len(points):
+class LogLine:
+    """The least-squares line ln(gap) = a + b·x, x = log2(H), through ``points`` [(H, gap)],
+    one point per seed, so that its residuals carry both the seeds' scatter and the line's lack
+    of fit.  ``V`` is the covariance of (a, b), s² (XᵀX)⁻¹ with s² on n − 2 degrees of freedom;
+    it is None with fewer than three widths: a line through two widths fits their means
+    exactly, so its residuals would hold the seeds' scatter alone and say nothing of its bend."""
+
+    def __init__(self, points):
+        x = np.log2([h for h, _ in points])                            # (n,)
+        y = np.log([g for _, g in points])                             # (n,)
+        X = np.column_stack([np.ones_like(x), x])                      # (n, 2)
+        (self.a, self.b), *_ = np.linalg.lstsq(X, y, rcond=None)
+        self.df = len(x) - 2
+        self.V = self.s2 = None
+        if len(set(x)) >= 3:
+            self.s2 = float(np.sum((y - X @ np.array([self.a, self.b])) ** 2)) / self.df
+            self.V = self.s2 * np.linalg.inv(X.T @ X)                  # (2, 2)
+
+    def t2(self, level):
+        from scipy import stats
+        return stats.t.ppf(0.5 + level / 2, self.df) ** 2
+
+
+def fit(points):
+    """The LogLine through ``points``, or None when a gap is not positive or fewer than two
+    widths were measured."""
+    if len({h for h, _ in points}) < 2 or any(g <= 0 for _, g in points):
         return None
-    x = np.log2([h for h, _ in pts])
-    y = np.log([g for _, g in pts])
-    b, a = np.polyfit(x, y, 1)
-    if b >= 0:
+    return LogLine(points)
+
+
+def meeting_width(points, bound, level=0.95):
+    """Where a gap shrinking geometrically with width would meet ``bound``, and how sure that is.
+
+    On the LogLine through ``points`` the gap meets the bound at x* = (ln(bound) − a)/b,
+    H* = 2^x*.  The ``level`` interval for H* is Fieller's: the x at which ln(bound) lies
+    inside the line's confidence band,
+
+        (ln(bound) − a − b·x)² ≤ t² · (V_aa + 2x·V_ab + x²·V_bb),
+
+    t Student's quantile.  It holds only if the gap really shrinks geometrically; nothing here
+    tests that.
+
+    Returns (H*, per-doubling factor e^b, (low, high)) — the interval is None with fewer than
+    three widths (see LogLine), and high is inf when the band does not exclude a flat line (the
+    fit does not show that the gap shrinks) — or None when the gap does not shrink or a gap is
+    not positive.
+    """
+    line = fit(points)
+    if line is None or line.b >= 0:
         return None
-    return float(2 ** ((math.log(bound) - a) / b)), float(math.exp(b))
+    a, b, V = line.a, line.b, line.V
+    d = math.log(bound) - a
+    h_star, per_doubling = float(2 ** (d / b)), float(math.exp(b))
+    if V is None:
+        return h_star, per_doubling, None
+    t2 = line.t2(level)
+    # the band condition as A·x² + B·x + C ≤ 0
+    A = b * b - t2 * V[1, 1]
+    B = -2 * (d * b + t2 * V[0, 1])
+    C = d * d - t2 * V[0, 0]
+    if A <= 0:
+        return h_star, per_doubling, (0.0, math.inf)
+    root = math.sqrt(max(B * B - 4 * A * C, 0.0))
+    low, high = (-B - root) / (2 * A), (-B + root) / (2 * A)
+    return h_star, per_doubling, (float(2 ** low), float(2 ** high))
+
+
+def predicted_gap(points, hidden, level=0.95):
+    """What the LogLine through ``points`` says one more seed's gap at width ``hidden`` will be:
+    (e^ŷ, (low, high)), ŷ = a + b·x, with the ``level`` prediction interval
+
+        exp(ŷ ± t · √(s² + [1 x] V [1 x]ᵀ)),   x = log2(hidden),
+
+    which holds a new seed's gap that often if the gap shrinks geometrically.  The interval is
+    None with fewer than three widths; the whole result None when a gap is not positive."""
+    line = fit(points)
+    if line is None:
+        return None
+    x = math.log2(hidden)
+    y_hat = line.a + line.b * x
+    if line.V is None:
+        return math.exp(y_hat), None
+    u = np.array([1.0, x])
+    half = math.sqrt(line.t2(level) * (line.s2 + u @ line.V @ u))
+    return math.exp(y_hat), (math.exp(y_hat - half), math.exp(y_hat + half))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,30 +269,59 @@ def width_table(records, convention, at="final"):
     return lines
 
 
+def paper_width_text(points):
+    guess = predicted_gap(points, PAPER_WIDTH)
+    if guess is None:
+        return ""
+    g, band = guess
+    text = f"; at the paper's H {PAPER_WIDTH} the line gives +{g:.3f}"
+    if band is None:
+        return text
+    return text + f" (95 % prediction interval for one seed {band[0]:.3f}–{band[1]:.3f})"
+
+
+def trend_text(meets, bound, widths, seeds):
+    h_star, per_doubling, band = meets
+    text = (f"each doubling of H multiplies the gap by {per_doubling:.2f} (fit over {widths} widths, "
+            f"{seeds} seeds); on that trend the gap would reach {bound} at H ≈ {about(h_star)}")
+    if band is None:
+        return text + " (two widths: no interval, a line through two widths cannot show its bend)"
+    low, high = band
+    if math.isinf(high):
+        return text + " (95 % interval unbounded: the fit does not show that the gap shrinks)"
+    return text + f" (95 % interval {about(low)}–{about(high)})"
+
+
+def about(h):
+    """A width to two significant figures, with thousands separators: 12,349 → "12,000"."""
+    return f"{float(f'{h:.2g}'):,.0f}"
+
+
 def trend_lines(records):
     out = []
     for convention in CONVENTIONS:
         for schedule in ARMS:
             for variant in ("ternary", "binary"):
-                points = []
+                means, points = [], []
                 for hidden in sorted({r["hidden"] for r in records}):
                     g = gaps(records, variant, hidden, schedule, convention)
                     if g:
-                        points.append((hidden, interval(g)[0]))
-                if len(points) < 2:
+                        means.append((hidden, interval(g)[0]))
+                        points += [(hidden, v) for v in g]
+                if len(means) < 2:
                     continue
                 bound = CLAIMS[variant][0]
-                widest, g_widest = points[-1]
-                fit = meeting_width(points, bound)
-                where = ", ".join(f"H {h}: {g:+.3f}" for h, g in points)
+                widest, g_widest = means[-1]
+                meets = meeting_width(points, bound)
+                where = ", ".join(f"H {h}: {g:+.3f}" for h, g in means)
                 if g_widest <= bound:
                     text = f"meets ≤ {bound} at H {widest}"
-                elif fit is None:
+                elif meets is None:
                     text = "does not shrink with width: no width meets the claim on this trend"
                 else:
-                    h_star, per_doubling = fit
-                    text = (f"each doubling of H multiplies the gap by {per_doubling:.2f} (fit over {len(points)} "
-                            f"widths); on that trend the gap would reach {bound} at H ≈ {h_star:,.0f}")
+                    text = trend_text(meets, bound, len(means), len(points))
+                if widest < PAPER_WIDTH:
+                    text += paper_width_text(points)
                 out.append(f"- {variant}, {schedule}, {convention}: {where} — {text}")
     return out
 
@@ -243,9 +347,12 @@ def report(records):
         for convention in ("population", "official"):
             out += [f"{convention} convention:", ""] + width_table(lstm, convention, at="best") + [""]
     out += ["### The trend with width", "",
-            "A fit of log(gap) against log2(H) over the widths measured (a straight line there means each "
-            "doubling of H removes the same fraction of the gap). Two to four widths and one to three seeds "
-            "each: the extrapolated width is a rough guide, not a measurement. The population and expected "
+            "A least-squares fit of log(gap) against log2(H), one point per seed, over the widths measured (a "
+            "straight line there means each doubling of H removes the same fraction of the gap). The 95 % "
+            "interval on the width where the line meets the claim is Fieller's; its residuals carry both the "
+            "seeds' scatter and the line's lack of fit, but it holds only if the gap keeps shrinking "
+            "geometrically beyond the widths measured, which nothing here tests: a far extrapolation is a "
+            "direction, not a measurement. The population and expected "
             "conventions use full precision's running statistics, which a constant rate leaves stale (the calibration "
             "table below shows by how much): for the constant arm read the official and "
             "calibrated rows.", ""] + trend_lines(lstm) + [""]

@@ -465,9 +465,52 @@ def test_the_width_trend_reports_the_factor_a_doubling_really_multiplies_the_gap
     # exactly; the width at which it meets `bound` solves g0·factor^log2(H/128) = bound
     converged = _bench_module("converged")
     points = [(h, g0 * factor ** np.log2(h / 128)) for h in (128, 256, 512, 1000)]
-    h_star, per_doubling = converged.meeting_width(points, bound)
+    h_star, per_doubling, (low, high) = converged.meeting_width(points, bound)
     assert per_doubling == pytest.approx(factor, rel=1e-9)
     assert g0 * factor ** np.log2(h_star / 128) == pytest.approx(bound, rel=1e-6)
+    # a line that fits every point exactly leaves no doubt about where it meets the bound
+    assert low == pytest.approx(h_star, rel=1e-6) and high == pytest.approx(h_star, rel=1e-6)
+
+
+def test_the_width_trend_interval_covers_the_true_width_as_often_as_it_says():
+    # bench/converged.py: seeds scatter ln(gap) around a straight line in log2(H), laid out as
+    # the study measures (three seeds at H 128 and 256, one at 512 and 1000); over many such
+    # studies the 95 % interval on the width where the line meets the bound covers the true
+    # width in 95 % of them (Fieller's interval is exact for a straight line and normal
+    # scatter), and the interval always holds its own point estimate; likewise the prediction
+    # interval at H 2000 holds one more seed's gap there in 95 % of the studies
+    converged = _bench_module("converged")
+    rng = np.random.default_rng(20)
+    widths = [128] * 3 + [256] * 3 + [512, 1000]
+    g0, factor, bound, sd = 0.22, 0.68, 0.02, 0.08
+    true_h = 128 * 2 ** (np.log(bound / g0) / np.log(factor))            # ≈ 12,000
+    covered, predicted, draws = 0, 0, 4000
+    for _ in range(draws):
+        noise = rng.normal(0, sd, len(widths))
+        points = [(h, g0 * factor ** np.log2(h / 128) * np.exp(e)) for h, e in zip(widths, noise)]
+        h_star, _, (low, high) = converged.meeting_width(points, bound)
+        assert low <= h_star <= high
+        covered += low <= true_h <= high
+        g_hat, (g_low, g_high) = converged.predicted_gap(points, 2000)
+        assert g_low < g_hat < g_high
+        new_seed = g0 * factor ** np.log2(2000 / 128) * np.exp(rng.normal(0, sd))
+        predicted += g_low <= new_seed <= g_high
+    assert 0.935 <= covered / draws <= 0.965
+    assert 0.935 <= predicted / draws <= 0.965
+
+
+def test_the_width_trend_gives_no_interval_through_two_widths_and_none_when_it_does_not_shrink():
+    converged = _bench_module("converged")
+    two = [(128, 0.22), (128, 0.21), (512, 0.10), (512, 0.11)]
+    h_star, per_doubling, band = converged.meeting_width(two, 0.02)
+    assert band is None and 0.6 < per_doubling < 0.75 and h_star > 512
+    g_hat, band = converged.predicted_gap(two, 1000)
+    assert band is None and 0.02 < g_hat < 0.10
+    assert converged.meeting_width([(128, 0.2), (256, 0.2), (512, 0.25)], 0.02) is None
+    assert converged.meeting_width([(128, 0.2), (256, 0.1), (512, -0.01)], 0.02) is None
+    # seeds scattered so widely that a flat line fits as well: no upper end
+    wide = [(128, 0.3), (128, 0.05), (256, 0.25), (256, 0.04), (512, 0.2), (512, 0.03)]
+    assert converged.meeting_width(wide, 0.02)[2][1] == np.inf
 
 
 @settings(max_examples=25, deadline=None)

@@ -79,7 +79,9 @@ def test_bad_arms_are_one_line_errors(arms, message):
 
 @pytest.mark.parametrize("until, message", [
     ({"min_gain": 0.1}, "until needs max_epochs"),
-    ({"min_gain": -1, "max_epochs": 3}, "min_gain must be ≥ 0"),
+    ({"min_gain": -1, "max_epochs": 3}, "min_gain must be a finite number ≥ 0"),
+    ({"min_gain": float("nan"), "max_epochs": 3}, "min_gain must be a finite number ≥ 0"),
+    ({"min_gain": float("inf"), "max_epochs": 3}, "min_gain must be a finite number ≥ 0"),
     ({"min_gain": 0.1, "max_epochs": True}, "until needs max_epochs"),
     ({"min_gain": 0.1, "max_epochs": 3, "patience": 2}, "unknown field 'patience'"),
 ])

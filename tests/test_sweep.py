@@ -302,7 +302,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
 
 
 BAD = {
-    "unknown field": ("colour = 3\n" + SPEC, "unknown field(s) colour"),
+    "unknown field": ("colour = 3\n" + SPEC, "unknown field(s) 'colour'"),
     "unknown option": (SPEC.replace("hidden = 8", "hiden = 8"), "unknown field 'hiden'"),
     "unknown variant key": (SPEC.replace('fp = { quant = "none" }', 'fp = { quantize = "none" }'),
                             "variant 'fp': unknown field 'quantize'"),

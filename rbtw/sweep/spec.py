@@ -6,6 +6,7 @@ validated here, so a mistake anywhere in the file is one line before any trainin
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,14 +204,16 @@ def _unique_keys(pairs):
 def parse_spec(d, where="the sweep file"):
     """A :class:`Sweep` from a raw dict, every run's configuration checked."""
     from rbtw.config import PRESETS, TASKS
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: a sweep file holds one table (TOML) or object (JSON), not {type(d).__name__}")
     unknown = sorted(set(d) - set(SPEC_KEYS))
     if unknown:
-        raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; expected {', '.join(SPEC_KEYS)}")
+        raise UserError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(SPEC_KEYS)}")
     task = d.get("task")
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"{where}: task must be one of {', '.join(TASKS)} (got {task!r})")
     preset = d.get("preset", "quick")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"{where}: preset must be one of {', '.join(PRESETS)} (got {preset!r})")
     options = _table(d.get("options", {}), f"{where}: options", "a table of TrainConfig fields")
     _check_fields(options, f"{where}: options")
@@ -222,7 +225,7 @@ def parse_spec(d, where="the sweep file"):
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: seeds repeat")
     reference = d.get("reference")
-    if reference is not None and reference not in variants:
+    if reference is not None and (not isinstance(reference, str) or reference not in variants):
         raise UserError(f"{where}: the reference {reference!r} is not a variant of the grid")
     sweep = Sweep(task, preset, options, variants, axes, seeds, reference, _arms(d.get("arms"), where),
                   _until(d.get("until"), where), _summary(d.get("summary"), where))
@@ -289,8 +292,8 @@ def _until(until, where):
         value = until.get(key)
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise UserError(f"{where}: until needs {key} (a number)")
-    if not until["min_gain"] >= 0 or until["max_epochs"] < 1:
-        raise UserError(f"{where}: until: min_gain must be ≥ 0 and max_epochs ≥ 1")
+    if not 0 <= until["min_gain"] < math.inf or until["max_epochs"] < 1:
+        raise UserError(f"{where}: until: min_gain must be a finite number ≥ 0 and max_epochs ≥ 1")
     return dict(until)
 
 

@@ -179,7 +179,60 @@ def _parse(line, path, k):
         raise UserError(f"{path}:{k} is not a metrics log line (not a JSON line)") from None
     if not isinstance(event, dict):
         raise UserError(f"{path}:{k} is not a metrics log line (not a JSON object)")
+    why = bad_field(event)
+    if why:
+        raise UserError(f"{path}:{k} is not a metrics log line ({why})")
     return event
+
+
+# What the readers of a log rely on: the fields they read from each kind of event without a
+# default (the plot's steps, losses and epochs, the convergence test's validation metric, a
+# sweep's wall time), and the type of each field wherever it appears.  A line that breaks them
+# is damaged, like a line that is not JSON.
+REQUIRED = {"train": ("step", "loss"), "epoch": ("epoch",), "sweep": ("seconds",)}
+METRIC_OF = {"epoch": "valid_", "test": "test_"}    # the task's metric: valid_bpc, test_accuracy, ...
+_WHOLE = ("epoch", "batch", "step", "pid")
+_TEXT = ("event", "status", "host", "error", "eval_weights", "eval_stats")
+_NUMBER = ("loss", "lr", "seconds", "time", "time_started")
+_METRIC_PREFIXES = ("valid_", "test_", "train_")
+
+
+def bad_field(event):
+    """Why ``event`` (a dict) is not an event as the project writes it, or "" when it could be:
+    a required field missing (an epoch or test event without its metric too), a whole number (epoch, batch, step, pid) that is not one ≥ 0, a
+    text field that is not text, ``resumed`` not true/false, a number (loss, lr, seconds, times,
+    valid_*/test_*/train_* metrics; train_loss may be null: an epoch without a minibatch) that is
+    not a number."""
+    kind = event.get("event")
+    if not isinstance(kind, (str, type(None))):
+        return f"event is {_short(kind)}"
+    for key in REQUIRED.get(kind, ()):
+        if key not in event:
+            return f"no {key}"
+    if kind in METRIC_OF:
+        prefix = METRIC_OF[kind]
+        if not any(k.startswith(prefix) and k != prefix + "loss" for k in event):
+            return f"no {prefix}metric"
+    for key, value in event.items():
+        if key in _WHOLE:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif key in _TEXT:
+            ok = isinstance(value, str)
+        elif key == "resumed":
+            ok = isinstance(value, bool)
+        elif key in _NUMBER or key.startswith(_METRIC_PREFIXES):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) or \
+                (value is None and key == "train_loss")
+        else:
+            ok = True
+        if not ok:
+            return f"{key} is {_short(value)}"
+    return ""
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_event(raw):
@@ -255,8 +308,11 @@ def run_row(run_dir, root="."):
     except (OSError, ValueError, UserError) as e:
         row["status"] = f"unreadable ({type(e).__name__})"
         return row
+    if not isinstance(config, dict):
+        row["status"] = "unreadable (config.json is not a JSON object)"
+        return row
     task = config.get("task")
-    if task == "text" and config.get("text_file"):
+    if task == "text" and isinstance(config.get("text_file"), str):
         task = f"text:{Path(config['text_file']).name}"
     epochs = [e for e in events if e.get("event") == "epoch"]
     row.update(task=task, variant=variant(config), status="training" if is_held(run_dir) else standing(events),

@@ -1,15 +1,21 @@
-"""The sweep file under careless input, as a property.
+"""The sweep file and the files of a sweep directory under careless input, as properties.
 
 Every committed study file is a valid sweep; change any value in it to any TOML/JSON value,
 add any key anywhere, cut the file or the stored sweep.json of a sweep directory at any byte:
 reading it either gives a Sweep or stops with one line (a UserError), never another exception.
 Parsing lists every run and validates its configuration, so these examples reach every field's
 domain check without training anything.
+
+A run directory's metrics log, config.json and conventions cache are read by `rbtw sweep
+--summary` and `rbtw runs`: a damaged line or file there (any field of any event given any
+value, any JSON in place of the others) marks that run damaged or unmeasured, and the summary
+and the listing still come out for every other run.
 """
 
 import copy
 import json
 import math
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -17,8 +23,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rbtw.config import TrainConfig
 from rbtw.errors import UserError
-from rbtw.sweep.spec import Sweep, load_sweep, parse_spec
+from rbtw.rundir import RunDir, find_runs, run_rows
+from rbtw.sweep.spec import Sweep, load_sweep, parse_spec, prepare_out
+from rbtw.sweep.summary import measure_conventions, write_summary
+from rbtw.train import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "bench" / "studies").glob("*.toml"))
@@ -112,3 +122,114 @@ def test_until_takes_only_a_finite_non_negative_gain(min_gain):
     d["until"]["min_gain"] = min_gain
     with pytest.raises(UserError, match="min_gain must be a finite number ≥ 0"):
         parse_spec(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# the files of a sweep directory
+
+TINY = dict(hidden=8, seq_len=10, batch=4, epochs=1, max_batches=3, eval_max_batches=2, log_every=1, bn=False)
+OTHER_EVENTS = [
+    {"event": "attempt", "time_started": 1.0, "host": "h", "pid": 1, "resumed": False},
+    {"event": "sweep", "status": "done", "seconds": 1.0, "host": "h", "pid": 1, "resumed": False},
+    {"event": "sweep", "status": "failed", "error": "x", "seconds": 1.0, "host": "h", "pid": 1, "resumed": True},
+    {"event": "interrupted", "epoch": 0, "batch": 1, "step": 1},
+    {"event": "failed", "error": "x"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """A finished sweep directory (fp and ternary, two seeds, a convergence criterion that one
+    epoch meets, conventions measured for one run),
+    its runs trained here in the sweep's layout (as a sweep adopts runs started by hand)."""
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    sweep = parse_spec({"task": "default", "options": TINY, "grid": {"fp": {"quant": "none"},
+                        "ternary": {"quant": "ternary"}}, "seeds": [0, 1], "reference": "fp",
+                        "until": {"min_gain": 0.0, "max_epochs": 1}, "summary": {"conventions": True}})
+    prepare_out(sweep, out)
+    runs = sweep.runs(out)
+    for run in runs:
+        Run(TrainConfig.from_dict(run.config), run.out, log=lambda line: None).run()
+    measure_conventions(runs[0].out, "checkpoint.npz")
+    return sweep, out, [r.out.name for r in runs]
+
+
+def damaged_copy(tiny_sweep, tmp_path_factory, victim, damage):
+    sweep, out, _ = tiny_sweep
+    copy_ = tmp_path_factory.mktemp("damaged") / "out"
+    shutil.copytree(out, copy_)
+    damage(RunDir(copy_ / victim))
+    return sweep, copy_
+
+
+def summary_and_listing_come_out(sweep, out, victim, names):
+    summary = refused_in_one_line(lambda: write_summary(sweep, out))
+    assert summary is not None                      # one damaged run never stops the summary
+    status = {r["name"]: r["status"] for r in summary["runs"]}
+    assert all(status[n] == "done" for n in names if n != victim), status
+    rows = run_rows(find_runs(out), out)
+    assert sorted(r["run"] for r in rows) == sorted(names)
+
+
+def events_of(tiny_sweep):
+    _, out, names = tiny_sweep
+    seen = {}
+    for e in RunDir(out / names[0]).events():
+        seen.setdefault(e["event"], e)
+    return list(seen.values()) + OTHER_EVENTS
+
+
+@pytest.mark.parametrize("field", ["eval_weights", "eval_stats", "test_loss", "epoch", "step"])
+def test_a_test_event_without_one_of_its_fields_leaves_the_summary_and_listing(tiny_sweep, tmp_path_factory,
+                                                                               field):
+    # found by the property below, once in a few hundred examples: pinned here
+    _, _, names = tiny_sweep
+    (event,) = [e for e in events_of(tiny_sweep) if e["event"] == "test"]
+    event = {k: v for k, v in event.items() if k != field}
+
+    def damage(rd):
+        with open(rd.metrics_path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+    sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, names[1], damage)
+    summary_and_listing_come_out(sweep, out, names[1], names)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), value=VALUES, drop=st.booleans())
+def test_any_field_of_any_logged_event_damaged_leaves_the_summary_and_listing(tiny_sweep, tmp_path_factory,
+                                                                              data, value, drop):
+    _, _, names = tiny_sweep
+    victim = data.draw(st.sampled_from(names))
+    event = dict(data.draw(st.sampled_from(events_of(tiny_sweep))))
+    key = data.draw(st.sampled_from(sorted(event)))
+    if drop:
+        del event[key]
+    else:
+        event[key] = value
+
+    def damage(rd):
+        with open(rd.metrics_path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+    sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, victim, damage)
+    summary_and_listing_come_out(sweep, out, victim, names)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), value=VALUES, which=st.sampled_from(["config", "cache", "cache entry"]))
+def test_any_json_in_a_runs_config_or_conventions_cache_leaves_the_summary_and_listing(
+        tiny_sweep, tmp_path_factory, data, value, which):
+    _, _, names = tiny_sweep
+    victim = names[0]                               # the run whose conventions were measured
+
+    def damage(rd):
+        if which == "config":
+            rd.config_path.write_text(json.dumps(value))
+        elif which == "cache":
+            rd.conventions_path.write_text(json.dumps(value))
+        else:                                       # one field of the measured entry
+            cache = json.loads(rd.conventions_path.read_text())
+            (entry,) = cache.values()
+            entry[data.draw(st.sampled_from(sorted(entry)))] = value
+            rd.conventions_path.write_text(json.dumps(cache))
+    sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, victim, damage)
+    summary_and_listing_come_out(sweep, out, victim, names)

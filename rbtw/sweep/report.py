@@ -32,7 +32,8 @@ def markdown(summary):
         return f"{_axes(g['axes'])} | {g.get('arm') or '—'}" if arms else _axes(g["axes"])
 
     conventions = {(r["eval_weights"], r["eval_stats"]) for r in summary["runs"] if r["status"] == "done"}
-    conv = "; ".join(f"{w} weights, {s} statistics" for w, s in sorted(conventions)) or "—"
+    conv = "; ".join(f"{w or 'unrecorded'} weights, {s or 'unrecorded'} statistics"
+                     for w, s in sorted(conventions, key=lambda ws: tuple(map(str, ws)))) or "—"
     lines = [f"# Sweep: {summary['task']}, {metric}", "",
              f"Evaluation: {conv}. Intervals: {summary['interval']}.", "",
              f"| variant | {head_where} | seeds done | mean {metric} | sd | 95 % interval | failed |",

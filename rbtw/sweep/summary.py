@@ -53,11 +53,14 @@ RULE_KEY = "calibration_rule"                         # a cache entry's rbtw.cal
 
 
 def _cache(run_dir):
+    """The run's cache of measured conventions: {checkpoint@step: entry}; a damaged cache is an
+    empty one (what it held is measured again)."""
     path = RunDir(run_dir).conventions_path
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        cache = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
         return {}
+    return cache if isinstance(cache, dict) else {}
 
 
 def _checkpoint_key(run_dir, name):
@@ -81,7 +84,15 @@ def _entry(run_dir, name):
         entry = _cache(run_dir).get(_checkpoint_key(run_dir, name))
     except (OSError, UserError):
         return None
-    return None if entry is None else _current(entry)
+    if not isinstance(entry, dict):
+        return None
+    entry = _current(entry)
+    for c in STUDY_CONVENTIONS:         # a figure that is not a number was not measured
+        if c in entry and (isinstance(entry[c], bool) or not isinstance(entry[c], (int, float))):
+            del entry[c]
+    if not isinstance(entry.get("calibration", {}), dict):
+        del entry["calibration"]
+    return entry
 
 
 def has_conventions(run_dir, name):

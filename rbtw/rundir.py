@@ -199,10 +199,10 @@ _METRIC_PREFIXES = ("valid_", "test_", "train_")
 
 def bad_field(event):
     """Why ``event`` (a dict) is not an event as the project writes it, or "" when it could be:
-    a required field missing (an epoch or test event without its metric too), a whole number (epoch, batch, step, pid) that is not one ≥ 0, a
-    text field that is not text, ``resumed`` not true/false, a number (loss, lr, seconds, times,
-    valid_*/test_*/train_* metrics; train_loss may be null: an epoch without a minibatch) that is
-    not a number."""
+    a required field missing (an epoch or test event without its metric too), a whole number
+    (epoch, batch, step, pid) that is not one ≥ 0, a text field that is not text, ``resumed``
+    not true/false, or a number (loss, lr, seconds, times, valid_*/test_*/train_* metrics;
+    train_loss may be null: an epoch without a minibatch) that is not a number."""
     kind = event.get("event")
     if not isinstance(kind, (str, type(None))):
         return f"event is {_short(kind)}"

@@ -194,6 +194,20 @@ def test_a_test_event_without_one_of_its_fields_leaves_the_summary_and_listing(t
     summary_and_listing_come_out(sweep, out, names[1], names)
 
 
+def test_an_epoch_event_with_another_tasks_metric_marks_the_run_damaged(tiny_sweep, tmp_path_factory):
+    # the log's own checks cannot know the task; the convergence test, which reads the task's
+    # validation metric, says what is missing, and the summary goes on with the other runs
+    _, _, names = tiny_sweep
+
+    def damage(rd):
+        with open(rd.metrics_path, "a") as f:
+            f.write(json.dumps({"event": "epoch", "epoch": 1, "step": 6, "valid_accuracy": 0.5}) + "\n")
+    sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, names[2], damage)
+    summary_and_listing_come_out(sweep, out, names[2], names)
+    (record,) = [r for r in json.loads((out / "summary.json").read_text())["runs"] if r["name"] == names[2]]
+    assert record["status"] == "damaged" and "has no valid_bpc" in record["error"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), value=VALUES, drop=st.booleans())
 def test_any_field_of_any_logged_event_damaged_leaves_the_summary_and_listing(tiny_sweep, tmp_path_factory,

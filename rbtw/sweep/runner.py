@@ -60,7 +60,11 @@ def metric_of(config):
 def until_state(run_dir, config, until):
     """"converged", "cap" or "extend" for a finished run under the ``until`` criterion."""
     metric = metric_of(config)
-    valid = [e[f"valid_{metric}"] for e in RunDir(run_dir).epochs()]
+    rd = RunDir(run_dir)
+    valid = [e.get(f"valid_{metric}") for e in rd.epochs()]
+    if None in valid:
+        raise UserError(f"{rd.metrics_path}: an epoch event has no valid_{metric}, which the "
+                        f"convergence test reads (a damaged or foreign log)")
     if len(valid) >= 2:
         gain = valid[-2] - valid[-1] if metric != "accuracy" else valid[-1] - valid[-2]
         if gain < until["min_gain"]:

@@ -213,7 +213,10 @@ def record(run, metric):
     elif ends and ends[-1].get("status") in ("failed", "interrupted"):
         rec.update(status=ends[-1]["status"], error=ends[-1].get("error"))
     if tests and run.until is not None:
-        state = until_state(run.out, run.config, run.until)
+        try:
+            state = until_state(run.out, run.config, run.until)
+        except UserError as e:
+            return dict(rec, status="damaged", error=str(e))
         rec.update(converged=state == "converged", until=state,
                    last_epoch_gain=_gain(rec["valid"], metric))
         if state == "extend":

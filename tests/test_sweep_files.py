@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from rbtw.config import TrainConfig
 from rbtw.errors import UserError
 from rbtw.rundir import RunDir, find_runs, run_rows
+from rbtw.runlock import RunLock
 from rbtw.sweep.spec import Sweep, load_sweep, parse_spec, prepare_out
 from rbtw.sweep.summary import measure_conventions, write_summary
 from rbtw.train import Run
@@ -206,6 +207,25 @@ def test_an_epoch_event_with_another_tasks_metric_marks_the_run_damaged(tiny_swe
     summary_and_listing_come_out(sweep, out, names[2], names)
     (record,) = [r for r in json.loads((out / "summary.json").read_text())["runs"] if r["name"] == names[2]]
     assert record["status"] == "damaged" and "has no valid_bpc" in record["error"]
+
+
+def test_a_run_training_now_reads_training_not_its_last_attempts_end(tiny_sweep, tmp_path_factory):
+    # a run resumed by a live process: its log ends with the last attempt's "interrupted", but
+    # its lock is held; the summary says "training", as `rbtw runs` does
+    _, _, names = tiny_sweep
+
+    def damage(rd):                 # make it an interrupted, unfinished run
+        events = [e for e in rd.events() if e["event"] != "test"]
+        rd.write_events(events + [{"event": "sweep", "status": "interrupted", "seconds": 1.0}])
+    sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, names[3], damage)
+
+    def status():
+        runs = refused_in_one_line(lambda: write_summary(sweep, out))["runs"]
+        return {r["name"]: r["status"] for r in runs}[names[3]]
+    assert status() == "interrupted"
+    with RunLock(out / names[3]):
+        assert status() == "training"
+    assert status() == "interrupted"
 
 
 @settings(max_examples=200, deadline=None)

@@ -192,6 +192,7 @@ def attempt_seconds(events):
 
 def record(run, metric):
     """One run's record, from its run directory alone."""
+    from rbtw.runlock import is_held
     from rbtw.sweep.runner import until_state
     rd = RunDir(run.out)
     rec = {"name": run.name, "key": run.key, "variant": run.variant, "axes": run.axes, "seed": run.seed,
@@ -210,6 +211,8 @@ def record(run, metric):
     if tests:
         rec.update(status="done", **{f"test_{metric}": tests[-1].get(f"test_{metric}")},
                    eval_weights=tests[-1].get("eval_weights"), eval_stats=tests[-1].get("eval_stats"))
+    elif is_held(run.out):             # a live process trains it now (as rbtw runs says)
+        rec["status"] = "training"
     elif ends and ends[-1].get("status") in ("failed", "interrupted"):
         rec.update(status=ends[-1]["status"], error=ends[-1].get("error"))
     if tests and run.until is not None:

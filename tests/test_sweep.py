@@ -242,6 +242,18 @@ def test_failed_run_is_reported_and_the_others_finish(client, tmp_path):
     assert status == {"ok-seed0": "done", "diverges-seed0": "failed"}
 
 
+def test_a_run_with_a_damaged_log_fails_alone_and_the_others_train(client, tmp_path):
+    sweep = tiny_sweep({"ok": {"quant": "none"}, "damaged": {"quant": "none"}}, seeds=(0,))
+    runs = sweep.runs(tmp_path)
+    damaged = RunDir(tmp_path / "damaged-seed0")
+    damaged.path.mkdir()
+    damaged.metrics_path.write_text('{"event": "epoch", "epoch": "one", "valid_bpc": 2.0}\n{}\n')
+    results = sw.run_all(runs, client)
+    assert results["ok-seed0"]["status"] == "done"
+    assert results["damaged-seed0"]["status"] == "failed"
+    assert "metrics.jsonl:1 is not a metrics log line (epoch is \"one\")" in results["damaged-seed0"]["error"]
+
+
 def test_a_run_held_by_another_process_is_not_trained_twice(client, tmp_path):
     (run,) = tiny_sweep({"fp": {"quant": "none"}}).runs(tmp_path)
     lock = RunLock(run.out).acquire()  # "another sweep" trains it

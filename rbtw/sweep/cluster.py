@@ -191,7 +191,12 @@ class _Loop:
         self.submitted = {}         # key: when the run's stage was first submitted in this sweep
         self.workers = None
         for r in runs:
-            if stage_done(r):
+            try:
+                done = stage_done(r)
+            except UserError as e:      # a damaged log: that run (and its arms) fail, the rest train
+                self.finish(r, {"status": "failed", "error": str(e)})
+                continue
+            if done:
                 self.finish(r, {"status": "done", "skipped": True})
             else:
                 self.waiting.append(r)

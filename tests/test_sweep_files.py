@@ -10,6 +10,8 @@ A run directory's metrics log, config.json and conventions cache are read by `rb
 --summary` and `rbtw runs`: a damaged line or file there (any field of any event given any
 value, any JSON in place of the others) marks that run damaged or unmeasured, and the summary
 and the listing still come out for every other run.
+
+Derandomised, as the command-line fuzz is: the same examples on every run.
 """
 
 import copy
@@ -69,7 +71,7 @@ def test_every_committed_study_file_is_a_valid_sweep():
         assert isinstance(load_sweep(path), Sweep), path
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(place=st.sampled_from(PLACES), value=VALUES, new_key=st.none() | st.text(max_size=8))
 def test_any_value_anywhere_in_a_sweep_file_is_a_sweep_or_one_line(place, value, new_key):
     name, where = place
@@ -91,7 +93,7 @@ def test_any_value_anywhere_in_a_sweep_file_is_a_sweep_or_one_line(place, value,
     refused_in_one_line(lambda: parse_spec(d, name))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(study=st.sampled_from(STUDIES), cut=st.integers(0, 10 ** 6), junk=st.binary(max_size=6))
 def test_a_cut_or_damaged_sweep_file_is_a_sweep_or_one_line(tmp_path_factory, study, cut, junk):
     whole = study.read_bytes()
@@ -100,7 +102,7 @@ def test_a_cut_or_damaged_sweep_file_is_a_sweep_or_one_line(tmp_path_factory, st
     refused_in_one_line(lambda: load_sweep(path))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(study=st.sampled_from(STUDIES), cut=st.integers(0, 10 ** 6), junk=st.binary(max_size=6),
        other=VALUES, whole_value=st.booleans())
 def test_a_damaged_stored_sweep_json_is_a_sweep_or_one_line(tmp_path_factory, study, cut, junk, other,
@@ -228,7 +230,7 @@ def test_a_run_training_now_reads_training_not_its_last_attempts_end(tiny_sweep,
     assert status() == "interrupted"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(data=st.data(), value=VALUES, drop=st.booleans())
 def test_any_field_of_any_logged_event_damaged_leaves_the_summary_and_listing(tiny_sweep, tmp_path_factory,
                                                                               data, value, drop):
@@ -248,7 +250,7 @@ def test_any_field_of_any_logged_event_damaged_leaves_the_summary_and_listing(ti
     summary_and_listing_come_out(sweep, out, victim, names)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(data=st.data(), value=VALUES, which=st.sampled_from(["config", "cache", "cache entry"]))
 def test_any_json_in_a_runs_config_or_conventions_cache_leaves_the_summary_and_listing(
         tiny_sweep, tmp_path_factory, data, value, which):

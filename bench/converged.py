@@ -131,6 +131,16 @@ def gaps(records, variant, hidden, schedule, convention, at="final"):
             if r["variant"] == variant and r["seed"] in fp]
 
 
+def gaps_by_width(records, variant, schedule, convention):
+    """[(H, paired gaps variant − fp)] at every width where some were measured, narrowest first."""
+    out = []
+    for hidden in sorted({r["hidden"] for r in records}):
+        g = gaps(records, variant, hidden, schedule, convention)
+        if g:
+            out.append((hidden, g))
+    return out
+
+
 def test_value(r, convention, at="final"):
     """A record's test BPC in ``convention`` at checkpoint ``at`` — "final", "schedule_end" (the
     final one when the run was not extended) or "best" (the best validation point) — or None
@@ -305,12 +315,9 @@ def trend_lines(records):
     for convention in CONVENTIONS:
         for schedule in ARMS:
             for variant in ("ternary", "binary"):
-                means, points = [], []
-                for hidden in sorted({r["hidden"] for r in records}):
-                    g = gaps(records, variant, hidden, schedule, convention)
-                    if g:
-                        means.append((hidden, interval(g)[0]))
-                        points += [(hidden, v) for v in g]
+                by_width = gaps_by_width(records, variant, schedule, convention)
+                means = [(hidden, interval(g)[0]) for hidden, g in by_width]
+                points = [(hidden, v) for hidden, g in by_width for v in g]
                 if len(means) < 2:
                     continue
                 bound = CLAIMS[variant][0]
@@ -424,13 +431,12 @@ def plot(records, path):
     for ax, convention in zip(axes, CONVENTIONS):
         for variant in ("ternary", "binary"):
             for schedule, style in (("cosine", "-"), ("constant", "--")):
-                pts, seeds = [], []
-                for hidden in sorted({r["hidden"] for r in lstm}):
-                    g = gaps(lstm, variant, hidden, schedule, convention)
-                    if g:
-                        m, h = interval(g)
-                        pts.append((hidden, m, 0 if math.isnan(h) else h))
-                        seeds += [(hidden, v) for v in g]
+                by_width = gaps_by_width(lstm, variant, schedule, convention)
+                pts = []
+                for hidden, g in by_width:
+                    m, h = interval(g)
+                    pts.append((hidden, m, 0 if math.isnan(h) else h))
+                seeds = [(hidden, v) for hidden, g in by_width for v in g]
                 if pts:
                     h_, m_, e_ = zip(*pts)
                     ax.errorbar(h_, m_, yerr=e_, color=colours[variant], ls=style, marker="o", capsize=3,

@@ -221,13 +221,17 @@ def bad_field(event):
         elif key == "resumed":
             ok = isinstance(value, bool)
         elif key in _NUMBER or key.startswith(_METRIC_PREFIXES):
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) or \
-                (value is None and key == "train_loss")
+            ok = is_number(value) or (value is None and key == "train_loss")
         else:
             ok = True
         if not ok:
             return f"{key} is {_short(value)}"
     return ""
+
+
+def is_number(value):
+    """Whether a value read from JSON is a number (true and false are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _short(value):

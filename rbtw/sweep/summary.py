@@ -37,7 +37,7 @@ import math
 from pathlib import Path
 
 from rbtw.errors import UserError
-from rbtw.rundir import RunDir
+from rbtw.rundir import RunDir, is_number
 
 # evaluation conventions: (weights, batch statistics) of the checkpoint as trained
 CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),
@@ -88,7 +88,7 @@ def _entry(run_dir, name):
         return None
     entry = _current(entry)
     for c in STUDY_CONVENTIONS:         # a figure that is not a number was not measured
-        if c in entry and (isinstance(entry[c], bool) or not isinstance(entry[c], (int, float))):
+        if c in entry and not is_number(entry[c]):
             del entry[c]
     if not isinstance(entry.get("calibration", {}), dict):
         del entry["calibration"]

@@ -9,18 +9,17 @@ Entries:
     opt/<name>      optimiser state ("opt/t", "opt/m/<param>", "opt/v/<param>")
     extra/<name>    anything else (e.g. the word LM's carried state)
 
-Loading checks the format version and that every entry is present; a file that is not such an
-archive, or is truncated, raises UserError.
+Loading reads every entry whole and verified (rbtw.archive) and checks the format version; a
+file that is not such an archive, or is damaged anywhere, raises a one-line UserError.
 """
 
 import json
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
+from rbtw.archive import DamagedArchive, read_arrays, write_arrays
 from rbtw.errors import UserError
-from rbtw.fileio import atomic_open
 
 FORMAT = "rbtw-checkpoint"
 VERSION = 1
@@ -43,8 +42,7 @@ def save_checkpoint(path, meta, params, stats, optimizer, extra=None):
     for section, part in zip(SECTIONS, (params, stats, optimizer, extra or {})):
         for name, value in part.items():
             arrays[f"{section}/{name}"] = np.asarray(value)
-    with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
+    write_arrays(path, arrays)
 
 
 def load_checkpoint(path):
@@ -67,15 +65,23 @@ def load_meta(path):
 def _read(path, everything):
     """(meta, {entry: array} — empty unless ``everything``), checked as load_checkpoint says."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files} if everything else {"meta": z["meta"]}
-        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+        arrays = read_arrays(path, None if everything else ["meta"])
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8")) if "meta" in arrays else None
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not a readable rbtw checkpoint ({type(e).__name__})") from None
-    if meta.get("format") != FORMAT:
+    except (DamagedArchive, OSError, ValueError) as e:   # ValueError: the meta entry is not UTF-8 JSON
+        raise UserError(f"{path} is not a readable rbtw checkpoint ({_reason(e)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{path} is not an rbtw checkpoint")
     if meta.get("version") != VERSION:
         raise UserError(f"{path} has checkpoint format version {meta.get('version')}, this rbtw reads {VERSION}")
     return meta, arrays
+
+
+def _reason(e):
+    """Why a file could not be read, in a few words."""
+    if isinstance(e, DamagedArchive):
+        return str(e)
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return type(e).__name__

@@ -16,7 +16,8 @@ File layout (little-endian):
 The manifest holds the format name and version, the model spec, the vocabulary, the sha256 of
 the whole data section, and for each array its dtype, shape, offset, size and sha256; for each
 weight matrix its kind, shape and α.  Loading checks the magic, the manifest's hash, the version,
-the file size, every array's hash and the data section's hash: no byte goes unchecked.
+the file size, that the padding after the manifest is zero, every array's hash and the data
+section's hash: no byte goes unchecked.
 """
 
 import hashlib
@@ -118,6 +119,8 @@ def read_export(path):
         raise UserError(f"{path} has export format {manifest.get('format')} version {manifest.get('version')}; "
                         f"this rbtw reads {FORMAT} version {VERSION}")
     start = _padded(_HEADER.size + length)
+    if any(blob[_HEADER.size + length:start]):
+        raise UserError(f"{path} is damaged: the padding after its manifest is not zero")
     if len(blob) != start + manifest["data_bytes"]:
         raise UserError(f"{path} is truncated or has trailing bytes: {len(blob):,} bytes, "
                         f"expected {start + manifest['data_bytes']:,}")

@@ -34,13 +34,13 @@ was made from); it is rebuilt whenever the raw files change.
 import collections
 import hashlib
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rbtw.errors import UserError
+from rbtw.archive import read_arrays, write_arrays
 from rbtw.fileio import atomic_open
 from rbtw.data.registry import DATASETS, SOURCES
 from rbtw.data.store import (normalise_newlines, packing_of, present_files, read_content,
@@ -319,8 +319,7 @@ def _save_prepared(prep, corpus):
             "vocab": corpus.vocab, "vocab_sha256": corpus.vocab_sha256, "info": corpus.info}
     try:
         small = _id_dtype(corpus.vocab_size)
-        with atomic_open(prep / f"{corpus.name}.npz") as f:
-            np.savez(f, **{k: getattr(corpus, k).astype(small) for k in ("train", "valid", "test")})
+        write_arrays(prep / f"{corpus.name}.npz", {k: getattr(corpus, k).astype(small) for k in ("train", "valid", "test")})
         with atomic_open(prep / f"{corpus.name}.vocab.json", "w") as f:
             json.dump(meta, f, ensure_ascii=True)
     except OSError:
@@ -339,13 +338,29 @@ def _load_prepared(prep, spec, sources):
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != PREPARED_FORMAT or meta["info"].get("sources") != sources:
-            return None
-        with np.load(npz_path) as z:
-            parts = [z[k].astype(np.int32) for k in ("train", "valid", "test")]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # damaged cache: prepare again
+        parts = [a.astype(np.int32) for a in read_arrays(npz_path, ["train", "valid", "test"]).values()]
+    except (OSError, ValueError):      # DamagedArchive, bad JSON or UTF-8: prepare again
+        return None
+    if not _intact_meta(meta, spec, sources) or any(p.ndim != 1 for p in parts):
+        return None
+    if any(p.size and (p.min() < 0 or p.max() >= len(meta["vocab"])) for p in parts):
+        return None
     return Corpus(spec.name, meta["level"], meta["vocab"], *parts, info=meta["info"])
+
+
+def _intact_meta(meta, spec, sources):
+    """True if a cached corpus's vocab.json is what _save_prepared wrote for these raw files:
+    its fields have their types and its vocabulary matches its own fingerprint."""
+    if not isinstance(meta, dict) or meta.get("format") != PREPARED_FORMAT:
+        return False
+    if meta.get("name") != spec.name or meta.get("level") != spec.level:
+        return False
+    info, vocab = meta.get("info"), meta.get("vocab")
+    if not isinstance(info, dict) or info.get("sources") != sources:
+        return False
+    if not isinstance(vocab, list) or not all(isinstance(v, str) for v in vocab):
+        return False
+    return meta.get("vocab_sha256") == vocab_fingerprint(vocab)
 
 
 def check_prepared(data_dir, source):

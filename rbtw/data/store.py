@@ -63,13 +63,33 @@ def open_content(path, packing="raw", member=None):
             with gzip.open(path, "rb") as f:
                 yield f
         elif packing == "zip":
-            with zipfile.ZipFile(path) as z, z.open(_zip_member(z, path, member)) as f:
+            with _zip_member_stream(path, member) as f:
                 yield f
         else:
             with open(path, "rb") as f:
                 yield f
     except (zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise UserError(f"{path}: corrupt {packing} file ({e})") from None
+
+
+@contextlib.contextmanager
+def _zip_member_stream(path, member):
+    """The stream of one member of the zip file ``path``.  What zipfile raises while it reads
+    the member list and opens the member (BadZipFile, but for damaged fields also OSError from a
+    seek, RuntimeError for an "encrypted" flag, NotImplementedError for an unknown method) is
+    a one-line error; CRC and decompression errors while reading are the caller's."""
+    try:
+        z = zipfile.ZipFile(path)
+    except Exception as e:  # any failure to parse the member list is damage
+        raise UserError(f"{path}: corrupt zip file ({type(e).__name__}: {e})") from None
+    with z:
+        name = _zip_member(z, path, member)
+        try:
+            f = z.open(name)
+        except Exception as e:  # as above, for the member's local header
+            raise UserError(f"{path}: corrupt zip file ({type(e).__name__}: {e})") from None
+        with f:
+            yield f
 
 
 def _zip_member(z, path, member):

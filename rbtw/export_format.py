@@ -30,7 +30,8 @@ import numpy as np
 
 from rbtw.errors import UserError
 from rbtw.fileio import atomic_open
-from rbtw.kernels.packing import PackedMatrix
+from rbtw.kernels.packing import KINDS as PACKED_KINDS
+from rbtw.kernels.packing import PackedMatrix, words_per_row
 
 MAGIC = b"RBTWPACK"
 FORMAT = "rbtw-packed"
@@ -115,9 +116,14 @@ def read_export(path):
     if len(text) != length or hashlib.sha256(text).digest() != digest:
         raise UserError(f"{path} is damaged: its manifest does not match its checksum")
     manifest = json.loads(text.decode("utf-8"))
+    if not isinstance(manifest, dict):
+        raise UserError(f"{path} is not a consistent rbtw export: its manifest is not an object")
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise UserError(f"{path} has export format {manifest.get('format')} version {manifest.get('version')}; "
                         f"this rbtw reads {FORMAT} version {VERSION}")
+    problem = layout_problem(manifest)
+    if problem:
+        raise UserError(f"{path} is not a consistent rbtw export: {problem}")
     start = _padded(_HEADER.size + length)
     if any(blob[_HEADER.size + length:start]):
         raise UserError(f"{path} is damaged: the padding after its manifest is not zero")
@@ -134,7 +140,166 @@ def read_export(path):
     if not data_ok:  # every array matched: the damage is in the padding between them
         raise UserError(f"{path} is damaged: its data section does not match its checksum")
     manifest.pop("data_bytes")
+    problem = model_problem(manifest, arrays)
+    if problem:
+        raise UserError(f"{path} is not a consistent rbtw export: {problem}")
     return Export(manifest, arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a manifest must hold (checked on reading, so that an engine never meets an inconsistent
+# file: the manifest's checksum proves it unchanged, not that its writer was right)
+
+GATES = {"lstm": 4, "gru": 3}
+MODEL_KINDS = ("char", "word", "classify")
+QUANT = ("none", "binary", "ternary")
+
+
+def _whole(value, lo=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= lo
+
+
+def layout_problem(manifest):
+    """What is wrong with the manifest's record of its arrays (None: nothing)."""
+    arrays, data_bytes = manifest.get("arrays"), manifest.get("data_bytes")
+    if not isinstance(arrays, dict) or not _whole(data_bytes) or not isinstance(manifest.get("data_sha256"), str):
+        return "it has no valid array layout (arrays, data_bytes, data_sha256)"
+    for name, info in arrays.items():
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            return f"array {name!r} has no valid record"
+        try:
+            dtype = np.dtype(info.get("dtype"))
+        except TypeError:
+            return f"array {name!r} has an unknown dtype {info.get('dtype')!r}"
+        shape, offset, nbytes = info.get("shape"), info.get("offset"), info.get("nbytes")
+        if dtype.hasobject or not isinstance(shape, list) or not all(_whole(n) for n in shape):
+            return f"array {name!r} has an invalid dtype or shape"
+        if not (_whole(offset) and _whole(nbytes)) or offset + nbytes > data_bytes:
+            return f"array {name!r} lies outside the data section"
+        if nbytes != int(np.prod(shape, dtype=object)) * dtype.itemsize:
+            return f"array {name!r}: {nbytes} bytes cannot hold {dtype} {shape}"
+    return None
+
+
+def model_problem(manifest, arrays):
+    """What is wrong with the model the manifest describes, or with its arrays against it
+    (None: nothing).  The arrays must be exactly those the model needs, of their shapes."""
+    spec = manifest.get("model")
+    problem = _spec_problem(spec)
+    if problem:
+        return problem
+    for field, kind in (("task", str), ("config", dict), ("matrices", dict), ("symbols", str)):
+        if not isinstance(manifest.get(field), kind):
+            return f"its {field} is missing or not a {kind.__name__}"
+    vocab, K = manifest.get("vocab"), manifest.get("bn_steps")
+    if vocab is not None and not (isinstance(vocab, list) and all(isinstance(v, str) for v in vocab)):
+        return "its vocab is not a list of strings"
+    if K is not None and not (_whole(K, 1) and K < spec["t_max"]):
+        return f"its bn_steps is {K!r}, not null or a whole number from 1 to t_max - 1"
+    problem = _choice_problem(manifest.get("bn_choice")) or _calibration_problem(manifest.get("calibration"))
+    if problem:
+        return problem
+    matrices, want = manifest["matrices"], expected_arrays(spec, K)
+    if set(matrices) != {n for n in want if n.endswith(("W_x", "W_h"))}:
+        return "its matrices are not the model's W_x and W_h of every layer"
+    for name, (dtype, shape) in want.items():
+        if name in matrices:
+            problem = _matrix_problem(name, matrices[name], spec, shape)
+            if problem:
+                return problem
+            dtype, shape = _stored_as(matrices[name], shape)
+        if name not in arrays:
+            return f"it lacks the array {name!r}"
+        if arrays[name].dtype != dtype or arrays[name].shape != shape:
+            return f"array {name!r} is {arrays[name].dtype} {arrays[name].shape}, the model needs {np.dtype(dtype)} {shape}"
+    extra = sorted(set(arrays) - set(want))
+    return f"it holds an array the model does not use: {extra[0]!r}" if extra else None
+
+
+def _number(value):
+    """A finite JSON number (not true/false)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < float("inf")
+
+
+def _choice_problem(c):
+    """What is wrong with the record of how the BN tables were chosen (rbtw.export), if any."""
+    if c is None or (isinstance(c, dict) and c.get("how") == "exact"):
+        return None
+    if not isinstance(c, dict) or c.get("how") not in ("measured", "given", "unmeasured"):
+        return "its bn_choice is not a record of how its BN tables were chosen"
+    if c.get("cost") is None:
+        return None if isinstance(c.get("reason"), str) else "its bn_choice has neither a cost nor a reason"
+    if c.get("metric") not in ("bpc", "perplexity", "accuracy") or not _whole(c.get("predictions")) \
+            or not all(_number(c.get(k)) for k in ("value", "per_step", "cost", "tolerance")):
+        return "its bn_choice's measurement is incomplete"
+    return None
+
+
+def _calibration_problem(report):
+    """What is wrong with the record of a calibration (rbtw.calibrate), if any."""
+    if report is None:
+        return None
+    ok = (isinstance(report, dict) and isinstance(report.get("metric"), str)
+          and _number(report.get("uncalibrated")) and _number(report.get("calibrated"))
+          and (report.get("threshold") is None or _number(report.get("threshold")))
+          and isinstance(report.get("statistics"), bool) and _whole(report.get("batches"))
+          and isinstance(report.get("tried"), list)
+          and all(isinstance(t, dict) and (t.get("threshold") is None or _number(t.get("threshold")))
+                  for t in report["tried"]))
+    return None if ok else "its calibration record is incomplete"
+
+
+def _spec_problem(spec):
+    if not isinstance(spec, dict):
+        return "its model is not an object"
+    if spec.get("kind") not in MODEL_KINDS or spec.get("cell") not in GATES or spec.get("quant") not in QUANT:
+        return "its model's kind, cell or quant is unknown"
+    for name in ("n_in", "n_out", "hidden", "layers", "t_max"):
+        if not _whole(spec.get(name), 1):
+            return f"its model's {name} is not a whole number >= 1"
+    if not _whole(spec.get("emb", 0), 1 if spec["kind"] == "word" else 0) or not isinstance(spec.get("bn"), bool):
+        return "its model's emb or bn is invalid"
+    return None
+
+
+def expected_arrays(spec, bn_steps):
+    """{name: (dtype, shape)} of every array an export of ``spec`` holds; a weight matrix's entry
+    is its logical (rows, cols) until _stored_as says how its kind stores it."""
+    H, G, V = spec["hidden"], GATES[spec["cell"]] * spec["hidden"], spec["n_out"]
+    rows = 1 if not spec["bn"] else spec["t_max"] if bn_steps is None else bn_steps + 1
+    out = {}
+    for k in range(spec["layers"]):
+        X = H if k else spec["emb"] if spec["kind"] == "word" else spec["n_in"]
+        p = f"rnn{k}."
+        out.update({p + "W_x": ("f4", (G, X)), p + "W_h": ("f4", (G, H)),
+                    p + "scale_h": ("f4", (rows, G)), p + "scale_x": ("f4", (rows, G)), p + "h0": ("f4", (H,))})
+        if spec["cell"] == "lstm":
+            out.update({p + "shift": ("f4", (rows, G)), p + "scale_c": ("f4", (rows, H)),
+                        p + "shift_c": ("f4", (rows, H)), p + "c0": ("f4", (H,))})
+        else:
+            out.update({p + "shift_a": ("f4", (rows, G)), p + "shift_b": ("f4", (rows, G))})
+    out.update({"out.W": ("f4", (H, V)), "out.b": ("f4", (V,))})
+    if spec["kind"] == "word":
+        out["emb.E"] = ("f4", (spec["n_in"], spec["emb"]))
+    return out
+
+
+def _matrix_problem(name, info, spec, shape):
+    kind = "dense" if spec["quant"] == "none" else spec["quant"]
+    if not isinstance(info, dict) or info.get("kind") != kind or [info.get("rows"), info.get("cols")] != list(shape):
+        return f"matrix {name!r} is not the model's {kind} {shape[0]} x {shape[1]}"
+    alpha = info.get("alpha")
+    if not _number(alpha) or alpha <= 0:
+        return f"matrix {name!r} has α {alpha!r}, not a positive number"
+    return None
+
+
+def _stored_as(info, shape):
+    """(dtype, shape) of a weight matrix as the file holds it: float32 (G, K) dense, or uint64
+    bit planes (P, G, words of K) packed."""
+    if info["kind"] == "dense":
+        return "f4", shape
+    return "u8", (PACKED_KINDS[info["kind"]], shape[0], words_per_row(shape[1]))
 
 
 def size_breakdown(export):

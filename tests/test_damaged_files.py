@@ -27,7 +27,7 @@ from rbtw.checkpoint import load_checkpoint, load_meta, save_checkpoint
 from rbtw.data.corpus import DATASETS, Corpus, _load_prepared, _save_prepared, load_corpus
 from rbtw.data.fetch import import_path
 from rbtw.errors import UserError
-from rbtw.export_format import FORMAT, VERSION, Export, read_export, write_export
+from rbtw.export_format import FORMAT, VERSION, Export, _stored_as, expected_arrays, read_export, write_export
 
 DAMAGE = settings(max_examples=150, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -254,12 +254,26 @@ def test_a_checkpoint_whose_meta_is_not_an_object_is_refused(tmp_path):
 # packed exports
 
 
+def tiny_export():
+    """A consistent export of a one-layer ternary GRU over 3 symbols (its arrays made up)."""
+    spec = {"kind": "char", "n_in": 3, "n_out": 3, "cell": "gru", "hidden": 2, "layers": 1, "emb": 0,
+            "quant": "ternary", "bn": False, "t_max": 4}
+    rng = np.random.default_rng(0)
+    matrices, arrays = {}, {}
+    for name, (dtype, shape) in expected_arrays(spec, None).items():
+        if name.endswith(("W_x", "W_h")):
+            matrices[name] = {"kind": "ternary", "rows": shape[0], "cols": shape[1], "alpha": 0.5}
+            dtype, shape = _stored_as(matrices[name], shape)
+        arrays[name] = rng.integers(0, 255, size=shape).astype(dtype)
+    manifest = {"format": FORMAT, "version": VERSION, "model": spec, "task": "default", "config": {},
+                "vocab": ["a", "b", "c"], "symbols": "bytes", "matrices": matrices, "bn_steps": None}
+    return Export(manifest, arrays)
+
+
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "m.rbtw"
-    ex = Export({"format": FORMAT, "version": VERSION, "model": {"hidden": 3}, "matrices": {}},
-                {"rnn0.W_h": np.arange(8, dtype=np.uint64).reshape(2, 4), "out.b": np.ones(5, np.float32)})
-    write_export(path, ex)
+    write_export(path, tiny_export())
     return path.read_bytes(), read_export(path)
 
 

@@ -188,9 +188,8 @@ def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
             echo(f"  {job.name}: already finished")
     results = {}
     if any(finished(j) is None for j in jobs):
-        stop_file = Path(jobs[0].out).parents[1] / sweep.STOP_FILE      # OUT/BUDGET/.stop
+        stop_file = sweep.stop_file_for(Path(jobs[0].out).parents[1])      # in OUT/BUDGET
         stop_file.parent.mkdir(parents=True, exist_ok=True)
-        stop_file.unlink(missing_ok=True)
         client, cluster = sweep.connect(scheduler, workers, echo=echo)
         try:
             def progress(result):

@@ -413,6 +413,41 @@ def test_ctrl_c_or_sigterm_stops_a_local_cluster_sweep_cleanly_and_the_rerun_res
     assert "2 (resumed)" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow
+def test_stopping_one_of_two_sweeps_on_a_directory_leaves_the_other_training(tmp_path):
+    """A study split between two sweeps with --only (each on its own cores): SIGTERM to one
+    stops its runs only.  (With one stop file per directory, stopping the first stopped the
+    second's runs too, and the second sweep then ended as if asked to.)"""
+    spec = tmp_path / "s.json"
+    slow = dict(TINY, epochs=1, max_batches=3000, checkpoint_every=20, bn=True)
+    spec.write_text(json.dumps({"task": "default", "options": slow, "seeds": [0],
+                                "grid": {"a": {"quant": "ternary"}, "b": {"quant": "binary", "max_batches": 400}}}))
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def sweep(only):
+        return subprocess.Popen([sys.executable, "-m", "rbtw.cli", "sweep", str(spec), "--out", str(out), "--only",
+                                 only, "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    first = sweep("a")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "a-seed0" / "checkpoint.npz").exists():
+        time.sleep(0.2)
+    second = sweep("b")
+    while time.time() < deadline and not (out / "b-seed0" / "checkpoint.npz").exists():
+        time.sleep(0.2)
+    assert (out / "b-seed0" / "checkpoint.npz").exists()
+    os.kill(first.pid, signal.SIGTERM)
+    _, err = first.communicate(timeout=180)
+    assert first.returncode == 128 + signal.SIGTERM, err
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert RunDir(out / "a-seed0").of_kind("interrupted")
+    b = RunDir(out / "b-seed0")
+    assert not b.of_kind("interrupted") and b.final_test() is not None
+    assert not list(out.glob(".stop*"))                     # each sweep removed its own
+
+
 def test_only_picks_variants_and_arms_with_their_prefixes(tmp_path):
     s = study(seeds=(0, 1), variants={"fp": {"quant": "none"}, "binary": {"quant": "binary"}})
     runs = s.runs(tmp_path)

@@ -161,8 +161,7 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
         click.echo(f"all {len(runs)} runs have finished; nothing to train", err=True)
         return {r.key: {"status": "done", "skipped": True} for r in runs}
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
-    stop_file = Path(out_dir) / sw.STOP_FILE
-    stop_file.unlink(missing_ok=True)
+    stop_file = sw.stop_file_for(out_dir)
     client, cluster = sw.connect(scheduler, workers, wait_workers=wait_workers, echo=echo)
     asked = _TermAsInterrupt()
     try:

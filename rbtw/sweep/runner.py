@@ -16,10 +16,12 @@ schedule's end rate until the last epoch's validation gain is below ``min_gain``
 Every attempt is logged in the run's metrics log ("attempt" when it starts, "sweep" when it
 ends), so the runner can say when a run was resumed after a lost worker and the summary can
 add up every attempt's time.  Ctrl-C stops the runs at their next minibatch boundary (each
-saves a checkpoint and logs "interrupted") through a stop file in the sweep directory.
+saves a checkpoint and logs "interrupted") through the sweep's own stop file in the sweep
+directory (stop_file_for).
 """
 
 import os
+import secrets
 import shutil
 import socket
 import threading
@@ -36,7 +38,15 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 BUSY_RETRY_SECONDS = 5.0
 NOTICE_SECONDS = 5.0       # how often the runner looks for resumed attempts and lost workers
 STOP_GRACE_SECONDS = 600   # how long Ctrl-C waits for runs to reach a minibatch boundary
-STOP_FILE = ".stop"
+
+
+def stop_file_for(out_dir):
+    """The stop file of one sweep process in ``out_dir``: created on Ctrl-C, watched by that
+    sweep's tasks only.  Its name is the sweep's own (host, pid, a random token), so that two
+    sweeps on one directory (``--only`` splitting a study between them) never stop each other,
+    and one starting never cancels another's stop.  It lives in the sweep directory because
+    workers on other hosts see that directory."""
+    return Path(out_dir) / f".stop-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _import_dask():

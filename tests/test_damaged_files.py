@@ -14,6 +14,7 @@ exhaustively over every position for single-bit changes and every truncation, an
 """
 
 import json
+from pathlib import Path
 import zipfile
 
 import numpy as np
@@ -392,3 +393,80 @@ def test_an_encrypted_or_unknown_method_zip_member_is_one_line(tmp_path, text8_z
                    [(local + 8, 0x61), (central + 10, 0x61)]):          # method 8 -> 105
         with pytest.raises(UserError, match="text8.zip"):
             imported_symbols(tmp_path, changed(blob, damage))
+
+
+# ---------------------------------------------------------------------------------------------
+# the data store's manifest: intact JSON, wrong values
+
+
+MANIFEST_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10 ** 12), st.floats(), st.text(max_size=6),
+    st.sampled_from(["verified", "fragment", "size-checked", "..", ".", "", "../outside.txt",
+                     "/tmp/rbtw-outside-sentinel", "text8.fragment.zip", "0" * 64]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+def places(d, here=()):
+    yield here
+    if isinstance(d, dict):
+        for key, value in d.items():
+            yield from places(value, here + (key,))
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_value_in_a_data_manifest_is_one_line_or_works_and_deletes_nothing_outside(
+        tmp_path_factory, text8_zip, data):
+    """Reading, listing and importing again over a manifest with any value anywhere: one line
+    or success; a file outside the source directory (named by a damaged "stored") survives; the
+    import repairs the source."""
+    from rbtw.data.listing import dataset_rows
+    tmp = tmp_path_factory.mktemp("store")
+    outside = tmp / "outside.txt"
+    outside.write_text("precious")
+    sentinel = Path("/tmp/rbtw-outside-sentinel")
+    sentinel.write_text("precious")
+    (tmp / "src").mkdir()
+    (tmp / "src" / "text8.zip").write_bytes(text8_zip)
+    cache = tmp / "cache"
+    import_path("text8", tmp / "src" / "text8.zip", data_dir=cache)
+    path = cache / "text8" / "manifest.json"
+    m = json.loads(path.read_text())
+    where = data.draw(st.sampled_from([p for p in places(m) if p]))
+    parent = m
+    for key in where[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans()):
+        parent[where[-1]] = data.draw(MANIFEST_VALUES)
+    else:
+        del parent[where[-1]]
+    path.write_text(json.dumps(m))
+    for step in (lambda: load_corpus("text8", cache), lambda: dataset_rows(cache, recheck=True)):
+        try:
+            step()
+        except UserError as e:
+            assert one_line(e), repr(str(e))
+    import_path("text8", tmp / "src" / "text8.zip", data_dir=cache)
+    assert outside.read_text() == "precious" and sentinel.read_text() == "precious"
+    c = load_corpus("text8", cache)
+    assert c.decode(np.concatenate([c.train, c.valid, c.test])) == TEXT8.decode()
+
+
+@pytest.mark.parametrize("stored", ["ABSOLUTE", "../../outside.txt"])
+def test_an_import_never_deletes_a_file_a_damaged_manifest_points_outside_its_directory(tmp_path, text8_zip, stored):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "text8.zip").write_bytes(text8_zip)
+    cache = tmp_path / "cache"
+    import_path("text8", tmp_path / "src" / "text8.zip", data_dir=cache)
+    path = cache / "text8" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["files"]["text8.zip"]["stored"] = str(outside) if stored == "ABSOLUTE" else stored
+    path.write_text(json.dumps(m))
+    with pytest.raises(UserError, match="not a file name in this directory"):
+        load_corpus("text8", cache)
+    import_path("text8", tmp_path / "src" / "text8.zip", data_dir=cache)     # repairs the source
+    assert outside.read_text() == "precious"
+    assert load_corpus("text8", cache).train.size

@@ -205,7 +205,42 @@ def read_manifest(sdir):
         raise UserError(f"{path}: corrupt manifest ({e}); run `rbtw data download` again") from None
     if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or "files" not in m:
         raise UserError(f"{path}: unknown manifest format; run `rbtw data download` again")
+    problem = _manifest_problem(m)
+    if problem:
+        raise UserError(f"{path}: corrupt manifest ({problem}); run `rbtw data download` again")
     return m
+
+
+def _manifest_problem(m):
+    """What is wrong with a manifest that parses (None: nothing).  Its files are read, hashed
+    and, when an import replaces them, deleted by their "stored" names: each must be a plain
+    file name inside the source directory."""
+    if not _known_status(m.get("status")) or not isinstance(m["files"], dict):
+        return "its status or file list is invalid"
+    for name, e in m["files"].items():
+        if not isinstance(e, dict):
+            return f"the entry of {name!r} is not an object"
+        stored = e.get("stored")
+        if not isinstance(stored, str) or stored in ("", ".", "..") or "/" in stored or "\\" in stored \
+                or "\0" in stored:
+            return f"{name!r} is stored under {stored!r}, not a file name in this directory"
+        if not all(is_whole(e.get(k)) for k in ("bytes", "content_bytes")):
+            return f"the sizes of {name!r} are not whole numbers"
+        sha = e.get("sha256")
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            return f"the sha256 of {name!r} is not a sha256"
+        if not _known_status(e.get("status")) or not isinstance(e.get("variant"), str):
+            return f"the status or variant of {name!r} is invalid"
+    return None
+
+
+def _known_status(value):
+    return isinstance(value, str) and value in _STRENGTH
+
+
+def is_whole(value):
+    """A JSON whole number >= 0 (not true/false)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def write_manifest(sdir, source, entries):

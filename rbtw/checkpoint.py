@@ -75,7 +75,26 @@ def _read(path, everything):
         raise UserError(f"{path} is not an rbtw checkpoint")
     if meta.get("version") != VERSION:
         raise UserError(f"{path} has checkpoint format version {meta.get('version')}, this rbtw reads {VERSION}")
+    problem = _meta_problem(meta)
+    if problem:
+        raise UserError(f"{path} is not a consistent rbtw checkpoint: {problem}")
     return meta, arrays
+
+
+def _meta_problem(meta):
+    """What is wrong with the parts of a meta every reader takes without a default (None:
+    nothing): the configuration and model spec as objects (rbtw.config and rbtw.models check
+    their fields) and the position as whole numbers."""
+    for name in ("config", "spec"):
+        if not isinstance(meta.get(name), dict):
+            return f"its {name} is missing or not an object"
+    if not isinstance(meta["config"].get("task"), str):
+        return "its configuration names no task"
+    for name in ("epoch", "batch_index", "step"):
+        value = meta.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"its position's {name} is {value!r}, not a whole number >= 0"
+    return None
 
 
 def _reason(e):

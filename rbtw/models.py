@@ -12,6 +12,7 @@ precision.  Parameters live in one flat dict with dotted names — "rnn0.W_x", "
 "out.W", "emb.E" — and so do the BN population statistics ("rnn0.mean_a", ...).
 """
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -56,6 +57,7 @@ class ModelSpec:
     threshold: float | None = None
 
     def __post_init__(self):
+        self._check_types()
         if self.kind not in KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if self.kind == "word" and self.emb <= 0:
@@ -63,6 +65,24 @@ class ModelSpec:
         if self.layers < 1 or self.hidden < 1:
             raise ValueError("a model needs at least one layer of at least one unit")
         self.cell_spec(0)  # validates cell kind and quantization mode
+
+    def _check_types(self):
+        """Each field of the type and domain it has (a spec read from a file may hold anything)."""
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+        for name in ("n_in", "n_out", "hidden", "layers", "t_max"):
+            if not whole(getattr(self, name)) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {getattr(self, name)!r}")
+        if not whole(self.emb) or self.emb < 0:
+            raise ValueError(f"emb must be a whole number >= 0, not {self.emb!r}")
+        if not (real(self.dropout) and 0 <= self.dropout < 1) or not (real(self.h0_noise) and self.h0_noise >= 0):
+            raise ValueError(f"dropout must be in [0, 1) and h0_noise >= 0, not {self.dropout!r}, {self.h0_noise!r}")
+        if not isinstance(self.stochastic, bool) or not isinstance(self.bn, bool):
+            raise ValueError(f"stochastic and bn must be true or false, not {self.stochastic!r}, {self.bn!r}")
+        if self.threshold is not None and not (real(self.threshold) and self.threshold > 0):
+            raise ValueError(f"threshold must be a positive number or absent, not {self.threshold!r}")
+        if not all(isinstance(getattr(self, name), str) for name in ("kind", "cell", "quant")):
+            raise ValueError("kind, cell and quant must be strings")
 
     def cell_spec(self, layer):
         if layer == 0:
@@ -299,6 +319,9 @@ def param_shapes(spec):
 
 def check_params(params, spec):
     """Raise ValueError naming the first parameter that is missing, extra or mis-shaped."""
+    layers = {name.split(".", 1)[0] for name in params if name.startswith("rnn")}
+    if len(layers) != spec.layers:     # first: the spec's layer count may be anything a file held
+        raise ValueError(f"the model has {spec.layers:,} recurrent layers, the parameters {len(layers)}")
     shapes = param_shapes(spec)
     missing = sorted(set(shapes) - set(params))
     extra = sorted(set(params) - set(shapes))

@@ -209,7 +209,7 @@ def test_an_object_array_or_a_missing_name_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.npz"
-    meta = {"config": {"hidden": 3}, "position": {"epoch": 1, "step": 20}}
+    meta = {"config": {"task": "default", "hidden": 3}, "spec": {"hidden": 3}, "epoch": 1, "batch_index": 0, "step": 20}
     params = {"rnn0.W_x": np.ones((4, 12), np.float32), "rnn0.b": np.zeros(12, np.float32)}
     save_checkpoint(path, meta, params, {"rnn0.mean_x": np.full((2, 12), 0.5, np.float32)},
                     {"t": np.array(20), "m/rnn0.b": np.zeros(12, np.float32)}, {"h": np.zeros(3)})
@@ -470,3 +470,71 @@ def test_an_import_never_deletes_a_file_a_damaged_manifest_points_outside_its_di
     import_path("text8", tmp_path / "src" / "text8.zip", data_dir=cache)     # repairs the source
     assert outside.read_text() == "precious"
     assert load_corpus("text8", cache).train.size
+
+
+# ---------------------------------------------------------------------------------------------
+# a checkpoint's meta: intact archive, wrong values
+
+
+META_VALUES = st.sampled_from([None, True, -1, 0, 3, 10 ** 20, 1.5, float("nan"), "x", "", [], {}, [1], {"a": 1}])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from click.testing import CliRunner
+    from rbtw.cli import main
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = CliRunner().invoke(main, ["train", "default", "--hidden", "12", "--epochs", "1", "--max-batches", "2",
+                                       "--eval-max-batches", "2", "--seq-len", "20", "--batch", "8",
+                                       "--quant", "ternary", "--stochastic", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_value_in_a_checkpoints_meta_is_one_line_or_works(tmp_path_factory, trained_run, data):
+    """info, eval, export and resuming training over a checkpoint whose meta holds any value
+    anywhere (re-saved, so every CRC is right): a one-line error or success, no traceback."""
+    import shutil
+    from click.testing import CliRunner
+    from rbtw.cli import main
+    ckpt = load_checkpoint(trained_run / "checkpoint.npz")
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version")}
+    where = data.draw(st.sampled_from([p for p in places(meta) if p and p[0] != "vocab"]))
+    parent = meta
+    for key in where[:-1]:
+        parent = parent[key]
+    if data.draw(st.integers(0, 4)) == 0:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = data.draw(META_VALUES)
+    run = tmp_path_factory.mktemp("meta") / "run"
+    shutil.copytree(trained_run, run)
+    save_checkpoint(run / "checkpoint.npz", meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    for command in (["info", run / "checkpoint.npz"], ["eval", run / "checkpoint.npz", "--max-batches", "1"],
+                    ["export", run / "checkpoint.npz", run / "m.rbtw", "--force", "--bn-steps", "1"],
+                    ["train", "--resume", run, "--epochs", "2", "--max-batches", "1"]):
+        result = CliRunner().invoke(main, [str(w) for w in command])
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            (command[0], where, "".join(__import__("traceback").format_exception(result.exception)))
+        if result.exit_code:
+            assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["spec"].update(layers=10 ** 20), "recurrent layers"),     # was: a list of 1e20 layers' shapes
+    (lambda m: m["spec"].update(bn=10 ** 20), "true or false"),            # was: a Numba typing error
+    (lambda m: m.update(config=""), "config"),
+    (lambda m: m.pop("epoch"), "epoch"),
+])
+def test_named_inconsistencies_of_a_checkpoints_meta_are_one_line(tmp_path, trained_run, change, message):
+    from click.testing import CliRunner
+    from rbtw.cli import main
+    ckpt = load_checkpoint(trained_run / "checkpoint.npz")
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version")}
+    change(meta)
+    save_checkpoint(tmp_path / "c.npz", meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "c.npz")])
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

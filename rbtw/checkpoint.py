@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rbtw.archive import DamagedArchive, read_arrays, write_arrays
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_whole
 
 FORMAT = "rbtw-checkpoint"
 VERSION = 1
@@ -91,9 +91,8 @@ def _meta_problem(meta):
     if not isinstance(meta["config"].get("task"), str):
         return "its configuration names no task"
     for name in ("epoch", "batch_index", "step"):
-        value = meta.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            return f"its position's {name} is {value!r}, not a whole number >= 0"
+        if not is_whole(meta.get(name)):
+            return f"its position's {name} is {meta.get(name)!r}, not a whole number >= 0"
     return None
 
 

@@ -15,6 +15,21 @@ def is_bool(value):
     return type(value).__name__ in ("bool", "bool_")
 
 
+def is_number(value):
+    """Whether a value read from JSON (or TOML) is a number: true and false are not."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite(value):
+    """A JSON number other than ±inf and nan."""
+    return is_number(value) and abs(value) < float("inf")
+
+
+def is_whole(value, lo=0):
+    """A JSON whole number ≥ ``lo`` (not true or false)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= lo
+
+
 INT64_MAX = 2 ** 63 - 1
 
 

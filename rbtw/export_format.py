@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_finite, is_whole
 from rbtw.fileio import atomic_open
 from rbtw.kernels.packing import KINDS as PACKED_KINDS
 from rbtw.kernels.packing import PackedMatrix, words_per_row
@@ -150,19 +150,15 @@ def read_export(path):
 # what a manifest must hold (checked on reading, so that an engine never meets an inconsistent
 # file: the manifest's checksum proves it unchanged, not that its writer was right)
 
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3}          # gate blocks per hidden unit (the packed engine's G = gates x H)
 MODEL_KINDS = ("char", "word", "classify")
 QUANT = ("none", "binary", "ternary")
-
-
-def _whole(value, lo=0):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= lo
 
 
 def layout_problem(manifest):
     """What is wrong with the manifest's record of its arrays (None: nothing)."""
     arrays, data_bytes = manifest.get("arrays"), manifest.get("data_bytes")
-    if not isinstance(arrays, dict) or not _whole(data_bytes) or not isinstance(manifest.get("data_sha256"), str):
+    if not isinstance(arrays, dict) or not is_whole(data_bytes) or not isinstance(manifest.get("data_sha256"), str):
         return "it has no valid array layout (arrays, data_bytes, data_sha256)"
     for name, info in arrays.items():
         if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
@@ -172,9 +168,9 @@ def layout_problem(manifest):
         except TypeError:
             return f"array {name!r} has an unknown dtype {info.get('dtype')!r}"
         shape, offset, nbytes = info.get("shape"), info.get("offset"), info.get("nbytes")
-        if dtype.hasobject or not isinstance(shape, list) or not all(_whole(n) for n in shape):
+        if dtype.hasobject or not isinstance(shape, list) or not all(is_whole(n) for n in shape):
             return f"array {name!r} has an invalid dtype or shape"
-        if not (_whole(offset) and _whole(nbytes)) or offset + nbytes > data_bytes:
+        if not (is_whole(offset) and is_whole(nbytes)) or offset + nbytes > data_bytes:
             return f"array {name!r} lies outside the data section"
         if nbytes != int(np.prod(shape, dtype=object)) * dtype.itemsize:
             return f"array {name!r}: {nbytes} bytes cannot hold {dtype} {shape}"
@@ -194,7 +190,7 @@ def model_problem(manifest, arrays):
     vocab, K = manifest.get("vocab"), manifest.get("bn_steps")
     if vocab is not None and not (isinstance(vocab, list) and all(isinstance(v, str) for v in vocab)):
         return "its vocab is not a list of strings"
-    if K is not None and not (_whole(K, 1) and K < spec["t_max"]):
+    if K is not None and not (is_whole(K, 1) and K < spec["t_max"]):
         return f"its bn_steps is {K!r}, not null or a whole number from 1 to t_max - 1"
     problem = _choice_problem(manifest.get("bn_choice")) or _calibration_problem(manifest.get("calibration"))
     if problem:
@@ -216,11 +212,6 @@ def model_problem(manifest, arrays):
     return f"it holds an array the model does not use: {extra[0]!r}" if extra else None
 
 
-def _number(value):
-    """A finite JSON number (not true/false)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < float("inf")
-
-
 def _choice_problem(c):
     """What is wrong with the record of how the BN tables were chosen (rbtw.export), if any."""
     if c is None or (isinstance(c, dict) and c.get("how") == "exact"):
@@ -229,8 +220,8 @@ def _choice_problem(c):
         return "its bn_choice is not a record of how its BN tables were chosen"
     if c.get("cost") is None:
         return None if isinstance(c.get("reason"), str) else "its bn_choice has neither a cost nor a reason"
-    if c.get("metric") not in ("bpc", "perplexity", "accuracy") or not _whole(c.get("predictions")) \
-            or not all(_number(c.get(k)) for k in ("value", "per_step", "cost", "tolerance")):
+    if c.get("metric") not in ("bpc", "perplexity", "accuracy") or not is_whole(c.get("predictions")) \
+            or not all(is_finite(c.get(k)) for k in ("value", "per_step", "cost", "tolerance")):
         return "its bn_choice's measurement is incomplete"
     return None
 
@@ -240,11 +231,11 @@ def _calibration_problem(report):
     if report is None:
         return None
     ok = (isinstance(report, dict) and isinstance(report.get("metric"), str)
-          and _number(report.get("uncalibrated")) and _number(report.get("calibrated"))
-          and (report.get("threshold") is None or _number(report.get("threshold")))
-          and isinstance(report.get("statistics"), bool) and _whole(report.get("batches"))
+          and is_finite(report.get("uncalibrated")) and is_finite(report.get("calibrated"))
+          and (report.get("threshold") is None or is_finite(report.get("threshold")))
+          and isinstance(report.get("statistics"), bool) and is_whole(report.get("batches"))
           and isinstance(report.get("tried"), list)
-          and all(isinstance(t, dict) and (t.get("threshold") is None or _number(t.get("threshold")))
+          and all(isinstance(t, dict) and (t.get("threshold") is None or is_finite(t.get("threshold")))
                   for t in report["tried"]))
     return None if ok else "its calibration record is incomplete"
 
@@ -255,9 +246,9 @@ def _spec_problem(spec):
     if spec.get("kind") not in MODEL_KINDS or spec.get("cell") not in GATES or spec.get("quant") not in QUANT:
         return "its model's kind, cell or quant is unknown"
     for name in ("n_in", "n_out", "hidden", "layers", "t_max"):
-        if not _whole(spec.get(name), 1):
+        if not is_whole(spec.get(name), 1):
             return f"its model's {name} is not a whole number >= 1"
-    if not _whole(spec.get("emb", 0), 1 if spec["kind"] == "word" else 0) or not isinstance(spec.get("bn"), bool):
+    if not is_whole(spec.get("emb", 0), 1 if spec["kind"] == "word" else 0) or not isinstance(spec.get("bn"), bool):
         return "its model's emb or bn is invalid"
     return None
 
@@ -289,7 +280,7 @@ def _matrix_problem(name, info, spec, shape):
     if not isinstance(info, dict) or info.get("kind") != kind or [info.get("rows"), info.get("cols")] != list(shape):
         return f"matrix {name!r} is not the model's {kind} {shape[0]} x {shape[1]}"
     alpha = info.get("alpha")
-    if not _number(alpha) or alpha <= 0:
+    if not is_finite(alpha) or alpha <= 0:
         return f"matrix {name!r} has α {alpha!r}, not a positive number"
     return None
 

@@ -31,13 +31,13 @@ statement of the same equations that the tests hold this engine to.
 import numpy as np
 
 from rbtw.errors import UserError
+from rbtw.export_format import GATES
 from rbtw.infer_steps import Layer, generate_tokens, layer_step, run_sequence
 from rbtw.kernels import PackedMatrix, isa, unpack
 from rbtw.kernels.host import output_layer
 from rbtw.kernels.jitops import PATH_ID
 from rbtw.kernels.ops import dense_t, packed_wins, threads_for
 
-GATES = {"lstm": 4, "gru": 3}
 ROUTES = ("auto", "packed", "dense")
 _NONE1 = np.zeros(1, np.uint32)
 _NONE2 = np.zeros((1, 1), np.float32)

@@ -12,11 +12,11 @@ precision.  Parameters live in one flat dict with dotted names — "rnn0.W_x", "
 "out.W", "emb.E" — and so do the BN population statistics ("rnn0.mean_a", ...).
 """
 
-import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from rbtw.errors import is_finite, is_whole
 from rbtw.nn import cell, dropout, embedding, gru, linear, loss, lstm
 
 KINDS = ("char", "word", "classify")
@@ -68,18 +68,16 @@ class ModelSpec:
 
     def _check_types(self):
         """Each field of the type and domain it has (a spec read from a file may hold anything)."""
-        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
-        real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
         for name in ("n_in", "n_out", "hidden", "layers", "t_max"):
-            if not whole(getattr(self, name)) or getattr(self, name) < 1:
+            if not is_whole(getattr(self, name), 1):
                 raise ValueError(f"{name} must be a whole number >= 1, not {getattr(self, name)!r}")
-        if not whole(self.emb) or self.emb < 0:
+        if not is_whole(self.emb):
             raise ValueError(f"emb must be a whole number >= 0, not {self.emb!r}")
-        if not (real(self.dropout) and 0 <= self.dropout < 1) or not (real(self.h0_noise) and self.h0_noise >= 0):
+        if not (is_finite(self.dropout) and 0 <= self.dropout < 1) or not (is_finite(self.h0_noise) and self.h0_noise >= 0):
             raise ValueError(f"dropout must be in [0, 1) and h0_noise >= 0, not {self.dropout!r}, {self.h0_noise!r}")
         if not isinstance(self.stochastic, bool) or not isinstance(self.bn, bool):
             raise ValueError(f"stochastic and bn must be true or false, not {self.stochastic!r}, {self.bn!r}")
-        if self.threshold is not None and not (real(self.threshold) and self.threshold > 0):
+        if self.threshold is not None and not (is_finite(self.threshold) and self.threshold > 0):
             raise ValueError(f"threshold must be a positive number or absent, not {self.threshold!r}")
         if not all(isinstance(getattr(self, name), str) for name in ("kind", "cell", "quant")):
             raise ValueError("kind, cell and quant must be strings")

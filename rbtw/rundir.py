@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_number
 from rbtw.fileio import atomic_open
 
 CONFIG = "config.json"
@@ -227,11 +227,6 @@ def bad_field(event):
         if not ok:
             return f"{key} is {_short(value)}"
     return ""
-
-
-def is_number(value):
-    """Whether a value read from JSON is a number (true and false are not)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _short(value):

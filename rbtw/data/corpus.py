@@ -338,10 +338,12 @@ def _load_prepared(prep, spec, sources):
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not _intact_meta(meta, spec, sources):       # stale or damaged: the ids are not read
+            return None
         parts = [a.astype(np.int32) for a in read_arrays(npz_path, ["train", "valid", "test"]).values()]
     except (OSError, ValueError):      # DamagedArchive, bad JSON or UTF-8: prepare again
         return None
-    if not _intact_meta(meta, spec, sources) or any(p.ndim != 1 for p in parts):
+    if any(p.ndim != 1 for p in parts):
         return None
     if any(p.size and (p.min() < 0 or p.max() >= len(meta["vocab"])) for p in parts):
         return None

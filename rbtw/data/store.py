@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_whole
 from rbtw.fileio import atomic_open
 from rbtw.data.registry import FRAGMENT, SIZE_CHECKED, SOURCES, VERIFIED
 
@@ -238,9 +238,6 @@ def _known_status(value):
     return isinstance(value, str) and value in _STRENGTH
 
 
-def is_whole(value):
-    """A JSON whole number >= 0 (not true/false)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def write_manifest(sdir, source, entries):

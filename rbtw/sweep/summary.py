@@ -37,7 +37,8 @@ import math
 from pathlib import Path
 
 from rbtw.errors import UserError
-from rbtw.rundir import RunDir, is_number
+from rbtw.errors import is_number
+from rbtw.rundir import RunDir
 
 # evaluation conventions: (weights, batch statistics) of the checkpoint as trained
 CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),

@@ -37,6 +37,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from rbtw.errors import UserError, finite_number, is_bool
+from rbtw.kinds import CELLS, MODEL_KINDS
+from rbtw.quant import EVAL_WEIGHTS, MODES
 
 # task name -> model kind
 TASKS = {
@@ -54,9 +56,9 @@ MAX_SEED = 2 ** 63 - 1
 
 # the values a field may take by name; "fp" is also accepted for quant (normalise)
 CHOICES = {
-    "task": tuple(TASKS), "cell": ("lstm", "gru"), "quant": ("none", "binary", "ternary"),
+    "task": tuple(TASKS), "cell": CELLS, "quant": MODES,
     "optimizer": ("adam", "sgd"), "lr_warmdown": WARMDOWNS,
-    "eval_weights": ("deterministic", "sampled", "expected"), "eval_stats": ("population", "batch"),
+    "eval_weights": EVAL_WEIGHTS, "eval_stats": ("population", "batch"),
     "dtype": ("float32", "float64"),
 }
 # command-line spelling of the fields whose option is not --FIELD-WITH-DASHES

@@ -30,8 +30,10 @@ import numpy as np
 
 from rbtw.errors import UserError, is_finite, is_whole
 from rbtw.fileio import atomic_open
+from rbtw.kinds import GATES, MODEL_KINDS
 from rbtw.kernels.packing import KINDS as PACKED_KINDS
 from rbtw.kernels.packing import PackedMatrix, words_per_row
+from rbtw.quant import MODES as QUANT
 
 MAGIC = b"RBTWPACK"
 FORMAT = "rbtw-packed"
@@ -149,10 +151,6 @@ def read_export(path):
 # ---------------------------------------------------------------------------------------------
 # what a manifest must hold (checked on reading, so that an engine never meets an inconsistent
 # file: the manifest's checksum proves it unchanged, not that its writer was right)
-
-GATES = {"lstm": 4, "gru": 3}          # gate blocks per hidden unit (the packed engine's G = gates x H)
-MODEL_KINDS = ("char", "word", "classify")
-QUANT = ("none", "binary", "ternary")
 
 
 def layout_problem(manifest):

@@ -31,7 +31,7 @@ statement of the same equations that the tests hold this engine to.
 import numpy as np
 
 from rbtw.errors import UserError
-from rbtw.export_format import GATES
+from rbtw.kinds import GATES
 from rbtw.infer_steps import Layer, generate_tokens, layer_step, run_sequence
 from rbtw.kernels import PackedMatrix, isa, unpack
 from rbtw.kernels.host import output_layer

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from rbtw.errors import is_finite, is_whole
+from rbtw.kinds import MODEL_KINDS as KINDS
 from rbtw.nn import cell, dropout, embedding, gru, linear, loss, lstm
 
-KINDS = ("char", "word", "classify")
 LAYER = {"lstm": lstm, "gru": gru}
 
 

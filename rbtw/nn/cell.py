@@ -11,12 +11,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rbtw import quant
+from rbtw.kinds import GATES
 from rbtw.nn import bn as bn_
 from rbtw.nn import workspace
 from rbtw.nn.embedding import OneHot
 from rbtw.nn.fused_common import BNStep, scatter_rows, update_running
-
-GATES = {"lstm": 4, "gru": 3}
 
 
 @dataclass(frozen=True)

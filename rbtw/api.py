@@ -72,19 +72,6 @@ def check_sampling(prime, length, temperature, seed):
 # opening a model
 
 
-def read_checkpoint(path):
-    """(Checkpoint, ModelSpec) of a checkpoint file whose parameters match its spec."""
-    from rbtw.checkpoint import load_checkpoint
-    from rbtw.models import ModelSpec, check_params
-    ckpt = load_checkpoint(path)
-    try:
-        spec = ModelSpec.from_dict(ckpt.meta["spec"])
-        check_params(ckpt.params, spec)
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{path} does not describe a consistent model: {e}") from None
-    return ckpt, spec
-
-
 def load(path, *, engine=None, weights=None, stats=None, data_dir=None):
     """Open a checkpoint (.npz from training) or a packed export (.rbtw from ``rbtw export``).
 
@@ -113,6 +100,7 @@ def _load(path, engine, weights, stats, data_dir):
     from rbtw.config import TrainConfig
     from rbtw.export import export_checkpoint
     from rbtw.export_format import is_export, read_export
+    from rbtw.checkpoint import read_checkpoint
 
     if path.is_dir():
         raise UserError(f"{path} is a directory: give a checkpoint (.npz) or an export (.rbtw)")

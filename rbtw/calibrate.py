@@ -65,13 +65,13 @@ def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=
     """Calibrate the checkpoint file ``checkpoint`` (see :func:`calibrate`) and write the result
     to ``out`` — never over the checkpoint itself, over an existing file only with ``force``,
     atomically (a full or read-only disk keeps any old file).  Returns the report."""
-    from rbtw.checkpoint import load_checkpoint, save_checkpoint
+    from rbtw.checkpoint import read_checkpoint, save_checkpoint
     from rbtw.config import TrainConfig
     from rbtw.fileio import check_output
     from rbtw.tasks import load_task_data
     batches, thresholds, statistics, valid_batches = check_options(batches, thresholds, statistics, valid_batches)
     out = check_output(out, [checkpoint], force, what="calibrated checkpoint")
-    ckpt = load_checkpoint(checkpoint)
+    ckpt, _ = read_checkpoint(checkpoint)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     data = load_task_data(config, data_dir)
     meta, params, stats, report = calibrate(ckpt, data, config, batches=batches, thresholds=thresholds,

@@ -57,6 +57,21 @@ def load_checkpoint(path):
     return Checkpoint(meta, parts["param"], parts["stat"], parts["opt"], parts["extra"])
 
 
+def read_checkpoint(path):
+    """(Checkpoint, ModelSpec) of a checkpoint file whose parameters and population statistics
+    fit its model spec (names, shapes, types: rbtw.models.check_params), or a one-line
+    UserError.  Every reader that runs the model opens it this way: the file's checksums prove
+    it unchanged, not that its writer was right."""
+    from rbtw.models import ModelSpec, check_params
+    ckpt = load_checkpoint(path)
+    try:
+        spec = ModelSpec.from_dict(ckpt.meta["spec"])
+        check_params(ckpt.params, spec, ckpt.stats)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path} does not describe a consistent model: {e}") from None
+    return ckpt, spec
+
+
 def load_meta(path):
     """A checkpoint's meta alone (position, configuration), without reading its arrays."""
     return _read(path, everything=False)[0]

@@ -315,16 +315,42 @@ def param_shapes(spec):
     return shapes
 
 
-def check_params(params, spec):
-    """Raise ValueError naming the first parameter that is missing, extra or mis-shaped."""
+def stat_shapes(spec):
+    """The shape of every population statistic of a model described by ``spec``."""
+    return {f"rnn{k}.{name}": shape for k in range(spec.layers)
+            for name, shape in cell.stat_shapes(spec.cell_spec(k)).items()}
+
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_params(params, spec, stats=None):
+    """Raise ValueError naming the first parameter (or, given ``stats``, population statistic)
+    that is missing, extra, mis-shaped or of the wrong type.  The parameters share one float
+    dtype (float32 or float64), and the statistics' means and variances have it too; their
+    update counts are integers.  The jitted layers rely on all of this: a checkpoint from a
+    file is checked before it reaches them."""
     layers = {name.split(".", 1)[0] for name in params if name.startswith("rnn")}
     if len(layers) != spec.layers:     # first: the spec's layer count may be anything a file held
         raise ValueError(f"the model has {spec.layers:,} recurrent layers, the parameters {len(layers)}")
-    shapes = param_shapes(spec)
-    missing = sorted(set(shapes) - set(params))
-    extra = sorted(set(params) - set(shapes))
+    _check_arrays("parameter", params, param_shapes(spec))
+    dtypes = {params[name].dtype for name in params}
+    if len(dtypes) != 1 or not dtypes <= set(FLOATS):
+        raise ValueError(f"the parameters must share one type, float32 or float64, not {sorted(map(str, dtypes))}")
+    if stats is not None:
+        _check_arrays("population statistic", stats, stat_shapes(spec))
+        for name, s in stats.items():
+            ok = s.dtype.kind in "iu" if name.rsplit(".", 1)[-1].startswith("count_") else s.dtype in dtypes
+            if not ok:
+                raise ValueError(f"population statistic {name} is of type {s.dtype}, unlike the parameters")
+
+
+def _check_arrays(what, arrays, shapes):
+    """Raise ValueError unless ``arrays`` has exactly the names of ``shapes``, each of its shape."""
+    missing = sorted(set(shapes) - set(arrays))
+    extra = sorted(set(arrays) - set(shapes))
     if missing or extra:
-        raise ValueError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
+        raise ValueError(f"{what}s do not fit the model: missing {missing}, unexpected {extra}")
     for name, shape in shapes.items():
-        if tuple(params[name].shape) != shape:
-            raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, the model needs {shape}")
+        if tuple(arrays[name].shape) != shape:
+            raise ValueError(f"{what} {name} has shape {tuple(arrays[name].shape)}, the model needs {shape}")

@@ -98,6 +98,26 @@ class Adam:
         self.v = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")}
 
 
+def state_problem(state, params):
+    """What is wrong with an optimiser state read from a file, for these ``params`` (None:
+    nothing): "t" must be a whole number >= 0, and every other entry one of Adam's moments
+    "m/<name>" or "v/<name>" of a parameter, with its shape and dtype."""
+    t = state.get("t")
+    if t is None or np.ndim(t) != 0 or np.asarray(t).dtype.kind not in "iu" or int(t) < 0:
+        return "its step count t is missing or not a whole number >= 0"
+    for key, value in state.items():
+        moment, _, name = key.partition("/")
+        if key == "t":
+            continue
+        if moment not in ("m", "v") or name not in params:
+            return f"it has an unexpected entry {key!r}"
+        W = params[name]
+        if value.shape != W.shape or value.dtype != W.dtype:
+            return (f"{key} is {value.dtype} {tuple(value.shape)}, its parameter "
+                    f"{W.dtype} {tuple(W.shape)}")
+    return None
+
+
 class SGD:
     """Plain SGD with optional clipping of the global gradient norm."""
 

@@ -237,14 +237,12 @@ def weight_kib(job):
 
 def conventions(job, data_dir=None):
     """Test metric of a finished run under both evaluation conventions."""
-    from rbtw.checkpoint import load_checkpoint
-    from rbtw.models import ModelSpec
+    from rbtw.checkpoint import read_checkpoint
     from rbtw.config import TrainConfig
     from rbtw.evaluate import evaluate
     from rbtw.tasks import load_task_data
-    ckpt = load_checkpoint(RunDir(job.out).checkpoint_path)
+    ckpt, spec = read_checkpoint(RunDir(job.out).checkpoint_path)
     config = TrainConfig.from_dict(ckpt.meta["config"])
-    spec = ModelSpec.from_dict(ckpt.meta["spec"])
     data = load_task_data(config, data_dir)
     out = {}
     for label, weights, batch_stats in (("population statistics, deterministic weights", "deterministic", False),

@@ -275,9 +275,12 @@ def _restore_run(run, ckpt):
     if run.data.vocab is not None and meta.get("vocab") != run.data.vocab:
         raise UserError("the checkpoint's vocabulary does not match the data set")
     try:
-        models.check_params(ckpt.params, run.spec)
+        models.check_params(ckpt.params, run.spec, ckpt.stats)
     except ValueError as e:
         raise UserError(f"the checkpoint does not match its configuration: {e}") from None
+    problem = optim.state_problem(ckpt.optimizer, ckpt.params)
+    if problem:
+        raise UserError(f"the checkpoint's optimiser state does not fit its parameters: {problem}")
     run.params, run.stats = ckpt.params, ckpt.stats
     run.opt.load_state_dict(ckpt.optimizer)
     run.rng = np.random.default_rng()
@@ -286,15 +289,28 @@ def _restore_run(run, ckpt):
     run.epoch_losses = list(meta.get("epoch_losses", []))
     run.plateau.load_state_dict(meta["plateau"])
     run.best = meta["best"]
-    carry = {}
-    for key, value in ckpt.extra.items():
-        _, k, j = key.split("/")
-        carry.setdefault(int(k), {})[int(j)] = value
-    run.carry = [tuple(carry[k][j] for j in sorted(carry[k])) for k in sorted(carry)] or None
+    run.carry = _carry(ckpt.extra, run.spec, ckpt.params)
     run.dir.write_config(run.config.to_dict())
     run.dir.keep_events(lambda e: not _past_checkpoint(run.epoch, run.step)(e))
     for stale in run.out_dir.glob(".*.tmp"):   # a write cut off by a killed process
         stale.unlink(missing_ok=True)
+
+
+def _carry(extra, spec, params):
+    """The word LM's carried state as saved by _save_run: per layer (h, c) for the LSTM or (h,)
+    for the GRU, each (B, H) of the parameters' dtype; None when nothing was carried.  Entries
+    that do not make exactly that give a one-line UserError."""
+    if not extra:
+        return None
+    per_layer = 2 if spec.cell == "lstm" else 1
+    first = next(iter(extra.values()))
+    want = {f"carry/{k}/{j}" for k in range(spec.layers) for j in range(per_layer)}
+    dtype = params["out.W"].dtype
+    if spec.kind != "word" or set(extra) != want or first.ndim != 2 or first.shape[1] != spec.hidden or not all(
+            s.shape == first.shape and s.dtype == dtype for s in extra.values()):
+        raise UserError(f"the checkpoint's carried state does not fit the model: it holds "
+                        f"{', '.join(f'{k} {v.dtype} {tuple(v.shape)}' for k, v in sorted(extra.items()))}")
+    return [tuple(extra[f"carry/{k}/{j}"] for j in range(per_layer)) for k in range(spec.layers)]
 
 
 def _start_run(run):

@@ -11,7 +11,7 @@ from rbtw.errors import UserError
 
 
 def _load(checkpoint):
-    from rbtw.api import read_checkpoint
+    from rbtw.checkpoint import read_checkpoint
     return read_checkpoint(checkpoint)
 
 

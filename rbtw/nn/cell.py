@@ -96,15 +96,27 @@ def quantized_weights(params, spec, *, train, rng=None, weights="deterministic")
     return tuple(out)
 
 
+def bn_sizes(spec):
+    """{BN key: features}: "a" (W_h·h) and "b" (W_x·x) over the G gate rows, "c" (the LSTM's
+    cell state) over H; none without BN."""
+    if not spec.bn:
+        return {}
+    return {"a": spec.G, "b": spec.G, **({"c": spec.H} if spec.kind == "lstm" else {})}
+
+
+def stat_shapes(spec):
+    """The shape of every population statistic of the layer, without building them: mean_K and
+    var_K (t_max, F), count_K (t_max,) for each BN key K."""
+    shapes = {}
+    for key, F in bn_sizes(spec).items():
+        shapes.update({f"mean_{key}": (spec.t_max, F), f"var_{key}": (spec.t_max, F), f"count_{key}": (spec.t_max,)})
+    return shapes
+
+
 def init_stats(spec, dtype=np.float32):
     """Population statistics of the layer's BNs: keys mean_a/var_a/count_a, mean_b/..., (c)."""
     stats = {}
-    if not spec.bn:
-        return stats
-    sizes = {"a": spec.G, "b": spec.G}
-    if spec.kind == "lstm":
-        sizes["c"] = spec.H
-    for key, F in sizes.items():
+    for key, F in bn_sizes(spec).items():
         for stat, value in bn_.init_stats(spec.t_max, F, dtype).items():
             stats[f"{stat}_{key}"] = value
     return stats

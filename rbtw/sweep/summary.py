@@ -115,10 +115,9 @@ def calibration_of(run_dir, name):
 def measure_conventions(run_dir, name, data_dir=None):
     """Measure (or read) {convention: test metric} of checkpoint ``name`` on the whole test
     split; only the conventions not yet in the cache are measured."""
-    from rbtw.checkpoint import load_checkpoint
+    from rbtw.checkpoint import read_checkpoint
     from rbtw.config import TrainConfig, metric_name
     from rbtw.evaluate import evaluate
-    from rbtw.models import ModelSpec
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
     known = {k: _current(v) for k, v in _cache(run_dir).items()}
@@ -131,9 +130,8 @@ def measure_conventions(run_dir, name, data_dir=None):
         if key not in known:
             _store(run_dir, key, out)
         return conventions_of(run_dir, name)
-    ckpt = load_checkpoint(Path(run_dir) / name)
+    ckpt, spec = read_checkpoint(Path(run_dir) / name)
     config = TrainConfig.from_dict(ckpt.meta["config"])
-    spec = ModelSpec.from_dict(ckpt.meta["spec"])
     data = load_task_data(config, data_dir)
     metric = metric_name(config.kind)
     for convention, (weights, batch_stats) in CONVENTIONS.items():

@@ -106,9 +106,9 @@ def state_problem(state, params):
     if t is None or np.ndim(t) != 0 or np.asarray(t).dtype.kind not in "iu" or int(t) < 0:
         return "its step count t is missing or not a whole number >= 0"
     for key, value in state.items():
-        moment, _, name = key.partition("/")
         if key == "t":
             continue
+        moment, _, name = key.partition("/")
         if moment not in ("m", "v") or name not in params:
             return f"it has an unexpected entry {key!r}"
         W = params[name]

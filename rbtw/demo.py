@@ -24,14 +24,15 @@ def _settings(hidden, epochs):
 
 
 def _state(run_dir, hidden, epochs):
-    """"new", "same-finished", "same-unfinished" or "other" (a run of other settings)."""
-    import json
+    """"new", "same-finished", "same-unfinished" or "other" (a run of other settings, or one
+    whose checkpoint cannot be read: replaced only with --force)."""
+    from rbtw.checkpoint import load_meta
     rd = RunDir(run_dir)
     if not rd.has_checkpoint():
         return "new"
     try:
-        config = json.loads(rd.config_path.read_text())
-    except (OSError, ValueError):
+        config = load_meta(rd.checkpoint_path)["config"]    # verified, unlike config.json beside it
+    except UserError:
         return "other"
     if config.get("task") != "default" or config.get("hidden") != hidden or config.get("epochs") != epochs:
         return "other"

@@ -303,6 +303,11 @@ def test_demo_run_twice_keeps_its_runs_and_other_settings_need_force(tmp_path):
     assert checkpoint.stat().st_mtime_ns == before                            # nothing retrained
     assert_one_line_error(invoke("demo", "--hidden", "5", "--epochs", "1", "--out", out), "--force")
     assert checkpoint.stat().st_mtime_ns == before
+    (out / "ternary" / "config.json").write_text("[1]")     # only the checkpoint's own copy counts
+    assert invoke("demo", "--hidden", "4", "--epochs", "1", "--out", out).exit_code == 0
+    assert checkpoint.stat().st_mtime_ns == before
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])   # a damaged run is replaced only with --force
+    assert_one_line_error(invoke("demo", "--hidden", "4", "--epochs", "1", "--out", out), "--force")
 
 
 def test_train_names_best_npz_when_validation_was_better_before_the_last_epoch(tmp_path):

@@ -348,6 +348,39 @@ def test_a_cached_vocabulary_changed_in_place_is_prepared_again(tmp_path, prepar
 
 
 # ---------------------------------------------------------------------------------------------
+# a run's cache of measured conventions (conventions.json: plain JSON, each entry sealed)
+
+
+CONVENTION_ENTRIES = {
+    "checkpoint.npz@7840": {"population": 1.7123, "official": 1.5831, "expected": 1.6949, "calibrated": 1.6012,
+                            "calibration": {"threshold": 0.5, "uncalibrated": 1.7031, "calibrated": 1.6122},
+                            "calibration_rule": 2},
+    "best.npz@6272": {"population": 1.6654, "official": 1.5902, "expected": 1.6501, "calibrated": 1.5987},
+}
+
+
+def test_every_single_bit_change_of_a_conventions_cache_is_measured_again_or_harmless(tmp_path):
+    """Each entry read back is the one written under its key (a field name changed out of its
+    seal's reach may add a field, never change one) or is left out, to be measured again."""
+    from rbtw.rundir import RunDir
+    from rbtw.sweep.summary import SEAL, _cache, _store
+    for key, entry in CONVENTION_ENTRIES.items():
+        _store(tmp_path, key, entry)
+    path = RunDir(tmp_path).conventions_path
+    assert {k: {f: v for f, v in e.items() if f != SEAL} for k, e in _cache(tmp_path).items()} == CONVENTION_ENTRIES
+    good = path.read_bytes()
+    left_out = 0
+    for _, bad in single_bit_changes(good):
+        path.write_bytes(bad)
+        got = _cache(tmp_path)
+        for key, entry in got.items():
+            assert key in CONVENTION_ENTRIES, key
+            assert {f: v for f, v in entry.items() if f in CONVENTION_ENTRIES[key]} == CONVENTION_ENTRIES[key]
+        left_out += len(CONVENTION_ENTRIES) - len(got)
+    assert left_out > len(good) / 2          # most changes hit a figure or a key: measured again
+
+
+# ---------------------------------------------------------------------------------------------
 # data import through a zip
 
 

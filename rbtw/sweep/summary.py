@@ -29,7 +29,9 @@ Measured once per checkpoint and kept in the run's conventions.json (the calibra
 threshold and validation figures, beside them): the final checkpoint, for runs extended until
 they converged the schedule's end (schedule-end.npz), and the best validation point (best.npz;
 measured once when it is one of the others).  An entry made by another calibration rule
-(rbtw.calibrate.RULE) has its calibrated value measured again; the others are kept.
+(rbtw.calibrate.RULE) has its calibrated value measured again; the others are kept.  Each
+entry carries a sha256 over its key and contents: a changed figure is measured again, never
+reported (entries from before the seal are read as they are).
 """
 
 import json
@@ -47,6 +49,7 @@ CALIBRATED = "calibrated"
 STUDY_CONVENTIONS = (*CONVENTIONS, CALIBRATED)        # the columns of a study's tables
 BEST = "conventions_at_best"                          # a record's conventions at its best validation point
 RULE_KEY = "calibration_rule"                         # a cache entry's rbtw.calibrate.RULE
+SEAL = "sha256"                                       # a cache entry's checksum over its key and contents
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,14 +57,30 @@ RULE_KEY = "calibration_rule"                         # a cache entry's rbtw.cal
 
 
 def _cache(run_dir):
-    """The run's cache of measured conventions: {checkpoint@step: entry}; a damaged cache is an
-    empty one (what it held is measured again)."""
+    """The run's cache of measured conventions: {checkpoint@step: entry}.  A damaged cache is an
+    empty one, and an entry whose seal does not match its key and contents is left out (what
+    they held is measured again); entries written before entries were sealed are taken as
+    they are."""
     path = RunDir(run_dir).conventions_path
     try:
         cache = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
         return {}
-    return cache if isinstance(cache, dict) else {}
+    if not isinstance(cache, dict):
+        return {}
+    return {key: entry for key, entry in cache.items()
+            if isinstance(entry, dict) and entry.get(SEAL, _seal(key, entry)) == _seal(key, entry)}
+
+
+def _seal(key, entry):
+    """sha256 of an entry with its key, as canonical JSON (without the seal itself)."""
+    import hashlib
+    body = {k: v for k, v in entry.items() if k != SEAL}
+    try:
+        text = json.dumps([key, body], sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _checkpoint_key(run_dir, name):
@@ -152,7 +171,7 @@ def measure_conventions(run_dir, name, data_dir=None):
 def _store(run_dir, key, value):
     from rbtw.fileio import atomic_open
     with atomic_open(RunDir(run_dir).conventions_path, "w") as f:
-        json.dump(dict(_cache(run_dir), **{key: value}), f, indent=1)
+        json.dump(dict(_cache(run_dir), **{key: dict(value, **{SEAL: _seal(key, value)})}), f, indent=1)
 
 
 def _calibrated(ckpt, spec, data, config, metric, population):

@@ -95,6 +95,9 @@ def test_sweep_command_runs_summarises_and_reruns_nothing(tmp_path):
     assert diff["mean"] == pytest.approx(np.mean(np.subtract(a, b)), rel=1e-9)
     assert diff["ci95"] == pytest.approx([ci.low, ci.high], rel=1e-9)
     assert "| ternary | — | 2/2 |" in (out / "summary.md").read_text()
+    # each run's row says how far it trained: epochs of those planned, and the last validation
+    valid = events(out / "fp-seed0", "epoch")[-1]["valid_bpc"]
+    assert f"| fp-seed0 | done | {bpc['fp-seed0']:.4f} | 1 of 1 | {valid:.4f} |" in (out / "summary.md").read_text()
     # the same command again trains nothing and starts no cluster
     before = snapshot(out)
     again = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])

@@ -87,16 +87,38 @@ def _conventions_tables(summary, where, head_where, sep_where):
 
 
 def _runs_table(summary, metric):
+    """One row per run: its status, test metric, how far it has trained (epochs with a
+    validation figure, of those its schedule plans, and the last figure: a study in progress
+    shows where each run stands), wall time and attempts; with an until criterion, the last
+    epoch's gain and whether it converged."""
     key = "test_" + metric.split()[-1]
+    name = metric.split()[-1]
     until = any("until" in r for r in summary["runs"])
-    head = f"| run | status | {metric} | wall time | attempts |" + (" epochs | last gain | converged |" if until else "")
-    lines = ["", head, "|---|---|---|---|---|" + ("---|---|---|" if until else "")]
+    head = (f"| run | status | {metric} | epochs | last valid {name} | wall time | attempts |"
+            + (" last gain | converged |" if until else ""))
+    lines = ["", head, "|---|---|---|---|---|---|---|" + ("---|---|" if until else "")]
     for r in summary["runs"]:
         status = r["status"] + (f": {r['error']}" if r.get("error") else "")
         attempts = f"{r['attempts']}" + (" (resumed)" if r.get("resumed") else "")
-        row = f"| {r['key']} | {status} | {_num(r[key])} | {r['wall_seconds']:.1f} s | {attempts} |"
+        valid = [v for v in r.get("valid") or [] if v is not None]
+        planned = r.get("schedule_epochs")
+        epochs = f"{len(valid)}" + (f" of {planned}" if planned else "")
+        last = _num(valid[-1]) if valid else "—"
+        row = (f"| {r['key']} | {status} | {_num(r[key])} | {epochs} | {last} | {_duration(r['wall_seconds'])} "
+               f"| {attempts} |")
         if until:
             conv = {"converged": "yes", "cap": "no (cap)", "extend": "not yet"}.get(r.get("until"), "—")
-            row += f" {len(r.get('valid') or [])} | {_num(r.get('last_epoch_gain'))} | {conv} |"
+            row += f" {_num(r.get('last_epoch_gain'))} | {conv} |"
         lines.append(row)
+    if any(r.get("stage") == "arm" for r in summary["runs"]):
+        lines += ["", "An arm's wall time and attempts include its prefix's: its log begins with the prefix's."]
     return lines
+
+
+def _duration(seconds):
+    """Wall time as a reader takes it in: "45 s", "12 min", "7.7 h"."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

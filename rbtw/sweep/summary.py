@@ -224,6 +224,7 @@ def record(run, metric):
                attempts=attempts, resumed=attempts > 1)
     epochs = [e for e in events if e.get("event") == "epoch"]
     rec["valid"] = [e.get(f"valid_{metric}") for e in epochs]
+    rec["schedule_epochs"] = run.config.get("epochs")      # before any the until criterion adds
     tests = [e for e in events if e.get("event") == "test"]
     ends = [e for e in events if e.get("event") == "sweep"]
     if tests:

@@ -59,14 +59,14 @@ def load_checkpoint(path):
 
 def read_checkpoint(path):
     """(Checkpoint, ModelSpec) of a checkpoint file whose parameters and population statistics
-    fit its model spec (names, shapes, types: rbtw.models.check_params), or a one-line
+    fit its model spec (names, shapes, types: rbtw.models.check_model_arrays), or a one-line
     UserError.  Every reader that runs the model opens it this way: the file's checksums prove
     it unchanged, not that its writer was right."""
-    from rbtw.models import ModelSpec, check_params
+    from rbtw.models import ModelSpec, check_model_arrays
     ckpt = load_checkpoint(path)
     try:
         spec = ModelSpec.from_dict(ckpt.meta["spec"])
-        check_params(ckpt.params, spec, ckpt.stats)
+        check_model_arrays(ckpt.params, spec, ckpt.stats)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path} does not describe a consistent model: {e}") from None
     return ckpt, spec

@@ -324,7 +324,7 @@ def stat_shapes(spec):
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_params(params, spec, stats=None):
+def check_model_arrays(params, spec, stats=None):
     """Raise ValueError naming the first parameter (or, given ``stats``, population statistic)
     that is missing, extra, mis-shaped or of the wrong type.  The parameters share one float
     dtype (float32 or float64), and the statistics' means and variances have it too; their

@@ -275,7 +275,7 @@ def _restore_run(run, ckpt):
     if run.data.vocab is not None and meta.get("vocab") != run.data.vocab:
         raise UserError("the checkpoint's vocabulary does not match the data set")
     try:
-        models.check_params(ckpt.params, run.spec, ckpt.stats)
+        models.check_model_arrays(ckpt.params, run.spec, ckpt.stats)
     except ValueError as e:
         raise UserError(f"the checkpoint does not match its configuration: {e}") from None
     problem = optim.state_problem(ckpt.optimizer, ckpt.params)

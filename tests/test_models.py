@@ -126,10 +126,10 @@ def test_param_shapes_describe_init(kind, cell, bn):
                             emb=4 if kind == "word" else 0, bn=bn)
     params, _ = models.init(spec, np.random.default_rng(0))
     assert {k: v.shape for k, v in params.items()} == models.param_shapes(spec)
-    models.check_params(params, spec)
+    models.check_model_arrays(params, spec)
     params["out.b"] = np.zeros(7)
     with pytest.raises(ValueError, match="out.b"):
-        models.check_params(params, spec)
+        models.check_model_arrays(params, spec)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -68,8 +68,13 @@ def _cache(run_dir):
         return {}
     if not isinstance(cache, dict):
         return {}
-    return {key: entry for key, entry in cache.items()
-            if isinstance(entry, dict) and entry.get(SEAL, _seal(key, entry)) == _seal(key, entry)}
+    return {key: entry for key, entry in cache.items() if isinstance(entry, dict) and _sealed(key, entry)}
+
+
+def _sealed(key, entry):
+    """Whether a cache entry's seal matches its key and contents (an unsealed entry, written
+    before entries were sealed, passes)."""
+    return SEAL not in entry or entry[SEAL] == _seal(key, entry)
 
 
 def _seal(key, entry):

@@ -111,18 +111,25 @@ def _load(path, engine, weights, stats, data_dir):
         if engine == "dense":
             raise UserError(f"{path} is a packed export: it runs on the packed engine only")
         export = read_export(path)
-        config = TrainConfig.from_dict(export.manifest["config"])
+        config = _packed_config(TrainConfig.from_dict(export.manifest["config"]))
         return Model(path, _packed_engine(export), config, export.manifest.get("vocab"), export=export)
     ckpt, spec = read_checkpoint(path)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     if packed:
-        config.eval_weights, config.eval_stats = "deterministic", "population"
+        config = _packed_config(config)
         export = export_checkpoint(ckpt, data_dir=data_dir)
         return Model(path, _packed_engine(export), config, ckpt.meta.get("vocab"), checkpoint=ckpt)
     config.eval_weights = weights or config.eval_weights
     config.eval_stats = stats or config.eval_stats
     config.validate(scope=[k for k, v in (("eval_weights", weights), ("eval_stats", stats)) if v])
     return Model(path, _dense_engine(ckpt, spec, config), config, ckpt.meta.get("vocab"), checkpoint=ckpt)
+
+
+def _packed_config(config):
+    """The run's config with the evaluation settings the packed engine runs (whatever the run
+    was trained to be evaluated with): deterministic weights, population statistics."""
+    config.eval_weights, config.eval_stats = "deterministic", "population"
+    return config
 
 
 def _packed_engine(export):

@@ -26,8 +26,10 @@ Presets: ``paper`` (the official code's settings per task) and ``quick`` (minute
     ptb_word    35   64     300   80      SGD 20, ÷4 on plateau, clip 0.25, dropout 0.5, emb 300
 
 text (your own file, ``rbtw train text --file PATH``): the character settings of ptb_char.
-quick: the same models scaled down (H 128, a capped number of minibatches per epoch) so that
-a run takes a few minutes on 2 cores; it shows trends, not the paper's numbers.
+quick: the same models scaled down (H 128, H 64 for mnist/pmnist; a capped number of
+minibatches per epoch, except the small embedded ``default`` corpus, which trains and evaluates
+on all of it) so that a run takes a few minutes on 2 cores; it shows trends, not the paper's
+numbers.
 (docs/design.md §1 gives the method these settings train, §1.9 the paper preset.)
 """
 

@@ -89,7 +89,7 @@ def generate(engine, prime_ids, length, *, rng, temperature=1.0):
     """Token ids continuing ``prime_ids`` (a non-empty sequence) by ``length`` tokens.
 
     ``engine`` is a rbtw.models.DenseEngine, a rbtw.infer.PackedEngine or a
-    rbtw.accel.AccelEngine of a language model.
+    rbtw.accel.engine.AccelEngine of a language model.
     """
     out = []
     for ids in stream(engine, prime_ids, length, rng=rng, temperature=temperature):

@@ -19,7 +19,10 @@ population statistics and the deterministic weights: what the hardware would run
 exports only and imports no training code.
 
 How it runs.  ``forward`` hands a whole window (every step, every layer) to one jitted call
-(rbtw.infer_steps.run_sequence); the output layer is one float32 product afterwards.
+(rbtw.infer_steps.run_sequence) when every product runs in a jitted kernel; when the plan sends
+a product to NumPy's dense BLAS (full-precision exports, and some paths at larger batches) it
+steps through the window in Python, the products by BLAS between jitted steps (``_stepped``).
+The output layer is one float32 product afterwards.
 ``session(prime)`` is the per-token path of generation: the prime runs as a window, then
 ``PackedSession.tokens`` draws and feeds back a run of tokens in one jitted call (products,
 gates, output layer and draw), with the state and scratch allocated once per session.  Each

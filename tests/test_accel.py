@@ -188,6 +188,16 @@ def test_cli_emulate_and_compare(export_file):
     assert "| binary-eq |" in r.output and "= 12.0×" in r.output
 
 
+@pytest.mark.parametrize("frac", [1, 12, 20])
+def test_cli_emulate_runs_at_every_end_of_act_frac(export_file, frac):
+    """Each value --act-frac admits gives a valid design (the cell register widens with it)."""
+    path, text = export_file
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), "--act-frac", str(frac),
+                                  "--steps", "40"])
+    assert r.exit_code == 0, r.output
+    assert "cycles/step" in r.output
+
+
 @pytest.mark.parametrize("args,message", [
     (["--rows", "0"], "--rows"),
     (["--design", "ternary-eq"], None),

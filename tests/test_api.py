@@ -173,6 +173,22 @@ def test_evaluate_a_text_equals_evaluating_its_ids_and_the_packed_engines_agree(
         np.testing.assert_array_equal(on_the_fly.engine.export.arrays[name], arr, err_msg=name)
 
 
+def test_an_export_reports_the_settings_the_packed_engine_runs(tmp_path):
+    """A run evaluated with sampled weights and batch statistics still runs, in its export,
+    deterministic weights with population statistics, and says so (API and ``rbtw eval``)."""
+    trained = rbtw.fit(quant="ternary", stochastic=True, eval_weights="sampled", eval_stats="batch",
+                       out=tmp_path / "run", log=quiet, **dict(TINY, epochs=1))
+    assert rbtw.load(trained.checkpoint).evaluate(split="valid", max_batches=1)["eval_weights"] == "sampled"
+    path = tmp_path / "model.rbtw"
+    rbtw.load(trained.checkpoint).export(path)
+    for model in (rbtw.load(path), rbtw.load(trained.checkpoint, engine="packed")):
+        assert (model.config.eval_weights, model.config.eval_stats) == ("deterministic", "population")
+        result = model.evaluate(split="valid", max_batches=1)
+        assert (result["eval_weights"], result["eval_stats"]) == ("deterministic", "population")
+    out = cli("eval", path, "--split", "valid", "--max-batches", "1")
+    assert out.exit_code == 0 and "weights deterministic, population statistics" in out.output
+
+
 def test_errors_the_caller_can_fix(run, exported):
     model = rbtw.load(run.checkpoint)
     with pytest.raises(UserError, match="characters not in the model's vocabulary: '☃'"):

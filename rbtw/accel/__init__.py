@@ -10,4 +10,5 @@
     schedule   cycles per step (the tile loop as executed, and a closed form), memory,
                energy, area
     report     side-by-side table of designs
+    host       the host loop of generation: token draws and the datapath in one jitted call
 """

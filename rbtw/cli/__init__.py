@@ -1,7 +1,7 @@
 """Command-line interface: each command is a thin call into the library.
 
     rbtw.cli.app         the group, one-line errors, exit statuses
-    rbtw.cli.training    rbtw train
+    rbtw.cli.training    rbtw train, runs, calibrate
     rbtw.cli.inference   rbtw eval, sample, info, export, emulate
     rbtw.cli.studies     rbtw reproduce, sweep, plot, demo
     rbtw.cli.datasets    rbtw data list, download, import

@@ -182,7 +182,7 @@ def _emulation_data(export, config, data_dir, text_file):
 @click.option("--clock-mhz", type=click.FloatRange(0, min_open=True), default=500.0, show_default=True)
 @click.option("--dram-gbps", type=click.FloatRange(0, min_open=True), default=12.8, show_default=True)
 @click.option("--act-frac", type=click.IntRange(1, 20), default=12, show_default=True,
-              help="fraction bits of h, x and c (h, x width = frac + 4)")
+              help="fraction bits of h, x and c (h, x width = frac + 4; c width = frac + 8)")
 @click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help="emulate at least this many time steps (default: the whole split)")
@@ -201,7 +201,7 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     export = read_export(export_path)
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
-              act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac)
+              act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac, cell_bits=act_frac + 8)
     design_name = design_name or {"binary": "binary", "ternary": "ternary"}.get(export.spec["quant"], "fp12")
     design = dm.preset(design_name, **kw)
     data = _emulation_data(export, config, data_dir, text_file)

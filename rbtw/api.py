@@ -233,8 +233,10 @@ class Model:
     def evaluate(self, data=None, *, split="test", max_batches=None, data_dir=None, progress=None):
         """Score the model: {metric: value, "loss": nats per prediction, "n": predictions, ...}.
 
-        data   None: the ``split`` ("valid" or "test") of the data set it was trained on;
-               a str: that text (language models); a sequence of integer ids: those tokens.
+        data   None: the ``split`` ("valid" or "test") of the data set it was trained on
+               (its first ``eval_max_batches`` minibatches where the run set that limit);
+               a str: that text (language models); a sequence of integer ids: those tokens
+               (all of them: the run's limit does not apply).
         Char LMs read the text in segments of the training sequence length T, each from the
         initial state (a remainder shorter than T is not scored; a text shorter than T + 1
         symbols is one segment), word LMs as contiguous streams with the state carried.
@@ -262,9 +264,10 @@ class Model:
             ids = self._ids(data)
             config, part, label = self._fit_config(len(ids)), "test", "given"
             task_data = given_text(ids, self.vocab, self.kind, self.symbols)
-        result = evaluate_engine(self.engine, task_data, part, config, max_batches=max_batches, progress=progress)
+        limit = max_batches if max_batches is not None else config.eval_max_batches
+        result = evaluate_engine(self.engine, task_data, part, config, max_batches=limit, progress=progress)
         result.update(split=label, engine=self.engine_name, eval_weights=config.eval_weights,
-                      eval_stats=config.eval_stats)
+                      eval_stats=config.eval_stats, max_batches=limit if result["cut"] else None)
         return result
 
     def _ids(self, data):
@@ -272,12 +275,13 @@ class Model:
         return token_ids(data, self.vocab, self.symbols)
 
     def _fit_config(self, n):
-        """The config with T (char) or B (word) shrunk so that n tokens make at least one batch."""
+        """The config for n given tokens: T (char) or B (word) shrunk so that they make at least
+        one batch, and no limit on the number of batches."""
         from dataclasses import replace
         if self.kind == "char":
-            return replace(self.config, seq_len=min(self.config.seq_len, n - 1))
+            return replace(self.config, seq_len=min(self.config.seq_len, n - 1), eval_max_batches=None)
         B = self.config.eval_batch or self.config.batch
-        return replace(self.config, eval_batch=max(1, min(B, n // 2)))
+        return replace(self.config, eval_batch=max(1, min(B, n // 2)), eval_max_batches=None)
 
     @property
     def calibration(self):
@@ -328,8 +332,8 @@ def _export(model, path, bn_steps, force, data_dir):
     bn_steps = check_bn_steps(bn_steps)
     if data_dir is not None:
         _path(data_dir, "data_dir")
-    text_file = model.config.text_file if model.config.task == "text" else None
-    path = check_output(path, [model.path, text_file], force, what="export")
+    from rbtw.checkpoint import model_files
+    path = check_output(path, model_files(model.path, model.config.to_dict()), force, what="export")
     with _os_errors():
         if model._checkpoint is None:
             if bn_steps is not None:

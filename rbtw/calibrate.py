@@ -65,13 +65,14 @@ def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=
     """Calibrate the checkpoint file ``checkpoint`` (see :func:`calibrate`) and write the result
     to ``out`` — never over the checkpoint itself, over an existing file only with ``force``,
     atomically (a full or read-only disk keeps any old file).  Returns the report."""
-    from rbtw.checkpoint import read_checkpoint, save_checkpoint
+    from rbtw.checkpoint import model_files, read_checkpoint, save_checkpoint
     from rbtw.config import TrainConfig
     from rbtw.fileio import check_output
     from rbtw.tasks import load_task_data
     batches, thresholds, statistics, valid_batches = check_options(batches, thresholds, statistics, valid_batches)
     out = check_output(out, [checkpoint], force, what="calibrated checkpoint")
     ckpt, _ = read_checkpoint(checkpoint)
+    out = check_output(out, model_files(checkpoint, ckpt.meta["config"]), force, what="calibrated checkpoint")
     config = TrainConfig.from_dict(ckpt.meta["config"])
     data = load_task_data(config, data_dir)
     meta, params, stats, report = calibrate(ckpt, data, config, batches=batches, thresholds=thresholds,
@@ -143,7 +144,8 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     restat = bool(statistics and spec.bn)
     metric = metric_name(spec.kind)
     sign = -1 if metric == "accuracy" else 1             # lower is better, except accuracy
-    valid_cfg = replace(config, eval_weights="deterministic", eval_stats="population")
+    valid_cfg = replace(config, eval_weights="deterministic", eval_stats="population",
+                        eval_max_batches=None)            # valid_batches None: the whole split
 
     def score(s, st):
         return evaluate(ckpt.params, st, s, data, "valid", valid_cfg, max_batches=valid_batches)[metric]

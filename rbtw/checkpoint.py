@@ -72,6 +72,24 @@ def read_checkpoint(path):
     return ckpt, spec
 
 
+def model_files(path, config):
+    """The files that a command reading the model in ``path`` (a checkpoint or an export) must
+    never write over, whatever ``force`` says: the model file itself, the text file a "text" run
+    trained on (``config``: the run's configuration as a dict), and, when ``path`` lies in a run
+    directory, that run's own files (configuration, log, checkpoints, caches: rbtw.rundir)."""
+    from pathlib import Path
+    from rbtw.rundir import RunDir
+    path = Path(path)
+    files = [path]
+    if config.get("task") == "text" and config.get("text_file"):
+        files.append(Path(config["text_file"]))
+    run = RunDir(path.parent)
+    if run.config_path.is_file():
+        files += [run.config_path, run.metrics_path, run.checkpoint_path, run.best_path, run.train_log_path,
+                  run.schedule_end_path, run.conventions_path]
+    return files
+
+
 def load_meta(path):
     """A checkpoint's meta alone (position, configuration), without reading its arrays."""
     return _read(path, everything=False)[0]

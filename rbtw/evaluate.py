@@ -43,19 +43,21 @@ def evaluate_engine(engine, data, split, config, *, max_batches=None, should_sto
 
     Char LM: segments of T from the start of the split, each from the initial state; word LM:
     contiguous streams with the state carried; classifier: the split's examples in order.
-    Returns {"loss": nats per prediction, metric: value, "n": predictions}.
+    Returns {"loss": nats per prediction, metric: value, "n": predictions, "cut": whether
+    ``max_batches`` (or the config's ``eval_max_batches``) stopped it before the split's end}.
     ``should_stop()``, when given, is asked before every batch; True raises :class:`Stop`.
     ``progress(done, total)``, when given, is called after every batch.
     """
     from rbtw.tasks import count_batches
     max_batches = max_batches if max_batches is not None else config.eval_max_batches
-    nll, n, correct = 0.0, 0, 0
+    nll, n, correct, cut = 0.0, 0, 0, False
     state = None
     B = config.eval_batch or config.batch
     total = count_batches(data, split, config, B) if progress is not None else 0
     total = min(total, max_batches) if max_batches is not None else total
     for k, (inputs, targets) in enumerate(data.batches(split, config, batch=B)):
         if max_batches is not None and k >= max_batches:
+            cut = True
             break
         if should_stop is not None and should_stop():
             raise Stop
@@ -70,7 +72,7 @@ def evaluate_engine(engine, data, split, config, *, max_batches=None, should_sto
             progress(k + 1, max(total, k + 1))
     if n == 0:
         raise UserError(f"the {split} split is too small for one batch")
-    return metrics_of(engine.kind, nll / n, n, correct)
+    return dict(metrics_of(engine.kind, nll / n, n, correct), cut=cut)
 
 
 def metrics_of(kind, mean_loss, n, correct):

@@ -132,15 +132,17 @@ def finished(job):
     return RunDir(job.out).final_test()
 
 
-def reproduce(budget, tasks, out_dir, *, report_path=None, workers=None, scheduler=None, data_dir=None,
-              echo=print):
-    """Train every run of the reproduction, write the report (and learning curves where
-    matplotlib is installed); returns (report text, names of failed runs)."""
+def reproduce(budget, tasks, out_dir, *, report_path=None, force=False, workers=None, scheduler=None,
+              data_dir=None, echo=print):
+    """Train every run of the reproduction, write the report (and, where matplotlib is
+    installed, learning curves in OUT/BUDGET); returns (report text, names of failed runs).
+    ``report_path`` replaces an existing file only with ``force``; the default report,
+    OUT/BUDGET/REPRODUCTION.md, is the reproduction's own and is replaced by every run."""
     from rbtw.config import TrainConfig
     from rbtw.fileio import atomic_open, check_output
     from rbtw.tasks import load_task_data
     if report_path is not None:       # before any training: the report must have somewhere to go
-        check_output(report_path, [], force=True, what="report")
+        check_output(report_path, [], force=force, what="report")
     if not tasks:
         raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
     from rbtw.data import resolve_data_dir
@@ -163,7 +165,7 @@ def reproduce(budget, tasks, out_dir, *, report_path=None, workers=None, schedul
     path = Path(report_path) if report_path else Path(out_dir) / budget / "REPRODUCTION.md"
     with atomic_open(path, "w") as f:
         f.write(text + "\n")
-    _plot_curves(jobs, tasks, path.parent, echo)
+    _plot_curves(jobs, tasks, Path(out_dir) / budget, echo)
     return text, [j.name for j in jobs if "error" in j.result]
 
 
@@ -173,7 +175,7 @@ def _plot_curves(jobs, tasks, where, echo):
         for task in tasks:
             tjobs = [j for j in jobs if j.task == task and finished(j)]
             if tjobs:
-                plot_logs([j.out for j in tjobs], where / f"curves-{task}.png", labels=[j.variant for j in tjobs])
+                echo(f"curves: {plot_logs([j.out for j in tjobs], where / f'curves-{task}.png', labels=[j.variant for j in tjobs])}")
     except UserError as e:
         echo(f"no plots: {e}")
 

@@ -189,6 +189,26 @@ def test_an_export_reports_the_settings_the_packed_engine_runs(tmp_path):
     assert out.exit_code == 0 and "weights deterministic, population statistics" in out.output
 
 
+def test_evaluation_says_when_the_runs_limit_cut_it_and_a_given_text_is_scored_whole(run, exported):
+    """The run (TINY) evaluates 2 minibatches: its split's score says so; a given text is all
+    scored, in whole windows of T, whatever the run's limit (API and ``rbtw eval``)."""
+    model = rbtw.load(run.checkpoint)
+    assert model.evaluate()["max_batches"] == 2 and model.evaluate()["n"] == 2 * 8 * 20
+    assert model.evaluate(max_batches=1)["max_batches"] == 1
+    text = "Alice was beginning to get very tired of sitting by her sister on the bank. " * 30
+    T = model.config.seq_len
+    for m in (model, rbtw.load(exported)):
+        result = m.evaluate(text)
+        assert result["max_batches"] is None and result["n"] == (len(text) - 1) // T * T > 2 * 8 * T
+    out = cli("eval", run.checkpoint)
+    assert out.exit_code == 0 and "first 2 minibatches only" in out.output
+    given = run.run_dir.parent / "alice.txt"
+    given.write_text(text, encoding="utf-8")
+    out = cli("eval", exported, "--text", given)
+    assert out.exit_code == 0 and "minibatches only" not in out.output
+    assert f"over {(len(text) - 1) // T * T:,} predictions" in out.output
+
+
 def test_errors_the_caller_can_fix(run, exported):
     model = rbtw.load(run.checkpoint)
     with pytest.raises(UserError, match="characters not in the model's vocabulary: '☃'"):

@@ -37,6 +37,22 @@ def ternary(tmp_path_factory):
     return out / "checkpoint.npz"
 
 
+def test_calibration_scores_the_whole_validation_split_unless_told(ternary, tmp_path):
+    """--valid-batches defaults to the whole split, not the run's own limit (4 minibatches)."""
+    from rbtw.evaluate import evaluate
+    ckpt = load_checkpoint(ternary)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    data, spec = load_task_data(config), ModelSpec.from_dict(ckpt.meta["spec"])
+    whole = evaluate(ckpt.params, ckpt.stats, spec, data, "valid", config, max_batches=10 ** 9)
+    four = evaluate(ckpt.params, ckpt.stats, spec, data, "valid", config)
+    assert four["cut"] and not whole["cut"] and whole["bpc"] != four["bpc"]
+    for args, expected in (([], whole), (["--valid-batches", "4"], four)):
+        out = tmp_path / f"c{len(args)}.npz"
+        assert invoke("calibrate", ternary, out, "--batches", "2", "--no-statistics", "--threshold", "0.5",
+                      *args).exit_code == 0
+        assert load_checkpoint(out).meta["calibration"]["uncalibrated"] == pytest.approx(expected["bpc"], abs=1e-12)
+
+
 def test_calibration_changes_only_statistics_and_threshold_and_exports_the_same_model(ternary, tmp_path):
     out = tmp_path / "calibrated.npz"
     result = invoke("calibrate", ternary, out, "--batches", "5", "--valid-batches", "4",

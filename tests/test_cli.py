@@ -235,7 +235,9 @@ def test_plot_output_format_and_inputs(trained, tmp_path):
 def test_reproduce_without_tasks_is_an_error(tmp_path):
     report = tmp_path / "REPRODUCTION.md"
     report.write_text("previous report")
-    assert_one_line_error(invoke("reproduce", "--tasks", "", "--report", report, "--out", tmp_path), "--tasks")
+    assert_one_line_error(invoke("reproduce", "--tasks", "", "--report", report, "--out", tmp_path), "already exists")
+    assert_one_line_error(invoke("reproduce", "--tasks", "", "--report", report, "--out", tmp_path, "--force"),
+                          "--tasks")
     assert report.read_text() == "previous report"
 
 

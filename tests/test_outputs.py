@@ -5,7 +5,8 @@ A class of output paths — a fresh name in an existing directory, an existing f
 the command (as given, through ``..``, through a symbolic or a hard link), a directory, a name
 under a missing directory or under a regular file, a read-only place (/sys, /proc) — goes
 through every write surface: ``rbtw export`` and ``Model.export``, ``rbtw calibrate`` and
-``Model.calibrate``, ``rbtw plot``, ``rbtw reproduce --report``.  Only a fresh name (or an existing file with force) is written;
+``Model.calibrate``, ``rbtw plot``, ``rbtw reproduce --report``.  Only a fresh name (or an existing file with force) is written,
+and never a file of the run whose model is read (its best checkpoint, configuration, log), force or not;
 everything else is one line of error, and nothing else on disk changes: no input, no other
 file, no directory is created, no temporary file is left.  A full disk (RLIMIT_FSIZE, which
 fails writes with EFBIG as a full disk does with ENOSPC) is one line too and keeps the old file.
@@ -51,7 +52,8 @@ def snapshot(root):
 
 PATHS = ["fresh.rbtw", "existing.rbtw", "run/checkpoint.npz", "run/../run/checkpoint.npz", "link-to-checkpoint.rbtw",
          "hard-link.rbtw", "run", "missing/deeper/x.rbtw", "a-file/x.rbtw", "/sys/rbtw-outputs.rbtw",
-         "/sys/rbtw-missing/x.rbtw", "/proc/rbtw-outputs.rbtw", "run/metrics.jsonl"]
+         "/sys/rbtw-missing/x.rbtw", "/proc/rbtw-outputs.rbtw", "run/metrics.jsonl", "run/best.npz",
+         "run/config.json", "run/calibrated.npz"]
 
 
 def same(a, b):
@@ -100,22 +102,25 @@ def calibrate_api(world, out, force):
 
 
 def plot_cli(world, out, force):
-    return CliRunner().invoke(main, ["plot", str(world / "run"), "--out", str(out)])
+    return CliRunner().invoke(main, ["plot", str(world / "run"), "--out", str(out)] + (["--force"] if force else []))
 
 
 def report_cli(world, out, force):
     return CliRunner().invoke(main, ["reproduce", "--tasks", "ptb_char", "--report", str(out), "--out",
-                                     str(world / "repro"), "--data-dir", str(world / "no-data")])
+                                     str(world / "repro"), "--data-dir", str(world / "no-data")]
+                              + (["--force"] if force else []))
 
 
-# surface -> (call, the target it writes for a drawn path, its inputs, always replaces)
+RUN_FILES = ["run/checkpoint.npz", "run/best.npz", "run/config.json", "run/metrics.jsonl"]
+
+# surface -> (call, the target it writes for a drawn path, the files it never writes over)
 SURFACES = {
-    "export": (export_cli, lambda p: p, ["run/checkpoint.npz"], False),
-    "Model.export": (export_api, lambda p: p, ["run/checkpoint.npz"], False),
-    "calibrate": (calibrate_cli, lambda p: p, ["run/checkpoint.npz"], False),
-    "Model.calibrate": (calibrate_api, lambda p: p, ["run/checkpoint.npz"], False),
-    "plot": (plot_cli, lambda p: p.with_suffix(".png") if p.suffix != ".jsonl" else p, ["run/metrics.jsonl"], True),
-    "reproduce --report": (report_cli, lambda p: p, [], True),
+    "export": (export_cli, lambda p: p, RUN_FILES),
+    "Model.export": (export_api, lambda p: p, RUN_FILES),
+    "calibrate": (calibrate_cli, lambda p: p, RUN_FILES),
+    "Model.calibrate": (calibrate_api, lambda p: p, RUN_FILES),
+    "plot": (plot_cli, lambda p: p.with_suffix(".png") if p.suffix != ".jsonl" else p, ["run/metrics.jsonl"]),
+    "reproduce --report": (report_cli, lambda p: p, []),
 }
 
 
@@ -136,11 +141,11 @@ def outcome(result):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(surface=st.sampled_from(sorted(SURFACES)), name=st.sampled_from(PATHS), force=st.booleans())
 def test_every_write_surface_writes_only_where_it_may(world, surface, name, force):
-    call, target_of, inputs, replaces = SURFACES[surface]
+    call, target_of, inputs = SURFACES[surface]
     if surface == "plot":
         pytest.importorskip("matplotlib")
     target = target_of(Path(name) if name.startswith("/") else world / name)
-    expect_refusal = refused(target, [world / i for i in inputs], force or replaces)
+    expect_refusal = refused(target, [world / i for i in inputs], force)
     before = snapshot(world)
     message = outcome(call(world, target, force))
     if surface == "reproduce --report" and not expect_refusal:
@@ -176,6 +181,33 @@ def test_export_of_its_own_checkpoint_is_refused_on_every_surface(world):
     exported.unlink()
 
 
+@pytest.mark.parametrize("surface", ["export", "Model.export", "calibrate", "Model.calibrate"])
+@pytest.mark.parametrize("name", ["best.npz", "config.json", "metrics.jsonl", "conventions.json"])
+def test_a_runs_own_files_are_never_outputs_even_with_force(world, surface, name):
+    call, _, _ = SURFACES[surface]
+    target = world / "run" / name
+    before = snapshot(world)
+    message = outcome(call(world, target, True))
+    assert message is not None and "is an input" in message, message
+    assert snapshot(world) == before
+
+
+def test_a_text_runs_training_file_is_never_an_output(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "text", "--file", str(text), *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    before = text.read_bytes()
+    for args in (["export", str(run / "checkpoint.npz"), str(text), "--force"],
+                 ["calibrate", str(run / "checkpoint.npz"), str(text), *CALIBRATION, "--force"]):
+        message = outcome(CliRunner().invoke(main, args))
+        assert message is not None and "is an input" in message, message
+    with pytest.raises(UserError, match="is an input"):
+        rbtw.load(run / "checkpoint.npz").calibrate(text, batches=2, valid_batches=1, force=True)
+    assert text.read_bytes() == before
+
+
 # ---------------------------------------------------------------------------------------------
 # a full disk
 
@@ -205,7 +237,8 @@ def test_full_disk_keeps_the_old_file_on_every_surface(world, tmp_path):
     ckpt = world / "run" / "checkpoint.npz"
     cases = {
         "export": (["-m", "rbtw.cli", "export", str(ckpt), str(tmp_path / "m.rbtw"), "--force"], tmp_path / "m.rbtw"),
-        "plot": (["-m", "rbtw.cli", "plot", str(world / "run"), "--out", str(tmp_path / "c.png")], tmp_path / "c.png"),
+        "plot": (["-m", "rbtw.cli", "plot", str(world / "run"), "--out", str(tmp_path / "c.png"), "--force"],
+                 tmp_path / "c.png"),
         "calibrate": (["-m", "rbtw.cli", "calibrate", str(ckpt), str(tmp_path / "cal.npz"), *CALIBRATION, "--force"],
                       tmp_path / "cal.npz"),
         "Model.export": (["-c", "import rbtw, sys\nfrom rbtw.errors import run_script\n"

@@ -30,7 +30,8 @@ _ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), defau
               help="BN statistics to evaluate with (default: the run's setting)")
 @click.option("--max-batches", type=click.IntRange(1), default=None, help="evaluate only this many minibatches")
 @click.option("--text", "text_file", type=click.Path(dir_okay=False),
-              help="evaluate on this whole UTF-8 file instead of a split (language models)")
+              help="evaluate on this UTF-8 file instead of a split (language models): all of it, in "
+                   "whole windows of T characters (char LMs) or B streams (word LMs)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text_file, data_dir, as_json):
@@ -48,8 +49,9 @@ def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text
         click.echo(json.dumps(dict(result, split=where)))
     else:
         name = model.metric
+        part = f", first {result['max_batches']:,} minibatches only" if result["max_batches"] else ""
         click.echo(f"{where} {name} {result[name]:.4f}  (loss {result['loss']:.4f} nats over {result['n']:,} "
-                   f"predictions; {model.engine_name} engine, weights {result['eval_weights']}, "
+                   f"predictions{part}; {model.engine_name} engine, weights {result['eval_weights']}, "
                    f"{result['eval_stats']} statistics)")
 
 
@@ -131,10 +133,10 @@ def export_(checkpoint, out, force, bn_steps, data_dir):
     from rbtw.export import export_checkpoint
     from rbtw.export_format import write_export
     from rbtw.summary import bn_warning, describe_export
+    from rbtw.checkpoint import model_files
     check_output(out, [checkpoint], force)
     ckpt, _ = _load(checkpoint)
-    if ckpt.meta["config"].get("task") == "text":
-        check_output(out, [ckpt.meta["config"].get("text_file")], force)
+    check_output(out, model_files(checkpoint, ckpt.meta["config"]), force)
     export = export_checkpoint(ckpt, bn_steps, data_dir=data_dir, log=lambda line: click.echo(line, err=True))
     size = write_export(out, export)
     click.echo(f"wrote {out}")

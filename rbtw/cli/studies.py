@@ -17,17 +17,18 @@ from rbtw.errors import UserError
               show_default=True, help="comma-separated tasks")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
-              help="markdown report (default OUT/BUDGET/REPRODUCTION.md)")
+              help="markdown report (default OUT/BUDGET/REPRODUCTION.md, replaced by every run)")
+@click.option("--force", is_flag=True, help="replace the --report file if it exists")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="parallel runs: local Dask worker processes (default: cores)")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="run on an existing Dask scheduler instead, e.g. tcp://host:8786 (see rbtw sweep --help)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-def reproduce(budget, tasks, out_dir, report_path, workers, scheduler, data_dir):
+def reproduce(budget, tasks, out_dir, report_path, force, workers, scheduler, data_dir):
     """Train fp, BinaryConnect, binary and ternary models side by side and write a report."""
     from rbtw.reproduce import reproduce as run_reproduction
     text, failed = run_reproduction(budget, [t.strip() for t in tasks.split(",") if t.strip()], out_dir,
-                                    report_path=report_path, workers=workers, scheduler=scheduler,
+                                    report_path=report_path, force=force, workers=workers, scheduler=scheduler,
                                     data_dir=data_dir, echo=lambda line: click.echo(line, err=True))
     click.echo(text)
     if failed:
@@ -187,12 +188,13 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
 @click.argument("logs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True,
               help="image file: .png, .pdf or .svg")
-def plot(logs, out):
+@click.option("--force", is_flag=True, help="replace OUT if it exists")
+def plot(logs, out, force):
     """Draw learning curves of one or more runs (metrics.jsonl files or run directories)."""
     from rbtw.plot import plot_logs
     from rbtw.rundir import RunDir
     inputs = [RunDir(p).metrics_path if Path(p).is_dir() else Path(p) for p in logs]
-    check_output(out, inputs, force=True, what="image")
+    check_output(out, inputs, force=force, what="image")
     click.echo(f"wrote {plot_logs(logs, out)}")
 
 

@@ -7,15 +7,16 @@ tests that need one are skipped, saying so, when it is absent.
 import gzip
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from rbtw.data import (char_batches, import_path, load_corpus, load_default, load_mnist,
+from rbtw.data import (DATASETS, char_batches, default_text_path, import_path, load_corpus, load_default, load_mnist,
                        load_text, mnist_batches, pixel_permutation, resolve_data_dir,
                        word_batches)
 from rbtw.data import corpus as corpus_mod
@@ -347,6 +348,219 @@ def test_recheck_finds_same_size_tampering(tmp_path):
     _copy_corrupted(src, stored, at=5)
     row = next(r for r in dataset_rows(tmp_path, recheck=True) if r["name"] == "warpeace")
     assert row["status"] == "damaged" and "checksum mismatch" in row["note"]
+
+
+# --- stored files changed after they were checked -------------------------------------------
+
+def _alice_text8():
+    """A text8-style fragment (a-z and single spaces) made from the embedded corpus."""
+    return re.sub(rb"[^a-z]+", b" ", default_text_path().read_bytes().lower()).strip()
+
+
+def _one_line(e):
+    return str(e) and "\n" not in str(e)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """One data directory per source, imported and loaded once (so prepared ids exist):
+    source -> (data dir, {stored path: bytes as stored}).  Verified: PTB's three real files
+    (when the shared copy is present); fragment: the embedded corpus as a zipped text8
+    fragment (a packed file); size-checked: plausible C text of Karpathy's linux file's size."""
+    root = tmp_path_factory.mktemp("stored")
+    srcs = {}
+    with zipfile.ZipFile(root / "text8.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("text8", _alice_text8())
+    srcs["text8"] = ("text8", root / "text8.zip", "fragment")
+    linux = (b"int main(void)\n{\n\treturn 0;\n}\n" * 210_000)[:6_206_996]
+    srcs["linux"] = ("linux", _write(root / "linux_input.txt", linux), "size-checked")
+    if (SHARED / "ptb").is_dir():
+        srcs["ptb"] = ("ptb_word", SHARED / "ptb", "verified")
+    out = {}
+    for source, (dataset, src, status) in srcs.items():
+        d = root / f"data-{source}"
+        import_path(dataset, src, data_dir=d)
+        names = [n for n, spec in DATASETS.items() if spec.source == source]
+        for name in names:
+            assert load_corpus(name, d).status == status
+        files = {p: p.read_bytes() for p in (d / source).iterdir() if p.is_file() and p.name != "manifest.json"}
+        out[source] = (d, names, files)
+    return _Stored(out)
+
+
+class _Stored(dict):
+    """The fixture's value; a short repr, since hypothesis prints it with a failing example."""
+
+    def __repr__(self):
+        return f"<stored: {', '.join(self)}>"
+
+
+def _refused_everywhere(d, names, path):
+    """Every data set of the source is refused on load in one line naming ``path`` and how to
+    get it again, and ``data list`` shows it as damaged, naming the file."""
+    for name in names:
+        with pytest.raises(UserError) as e:
+            load_corpus(name, d)
+        assert _one_line(e.value) and str(path) in str(e.value), str(e.value)
+        assert f"rbtw data import {name} PATH" in str(e.value)
+    rows = {r["name"]: r for r in dataset_rows(d)}
+    for name in names:
+        assert rows[name]["status"] == "damaged" and str(path) in rows[name]["note"], rows[name]
+
+
+def _draw_file(data, stored):
+    d, names, files = stored[data.draw(st.sampled_from(sorted(stored)))]
+    path = data.draw(st.sampled_from(sorted(files)))
+    event(path.name)
+    return d, names, path, files[path]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_any_byte_changed_in_a_stored_file_is_refused_on_load_and_not_listed_as_checked(stored, data):
+    """One byte of any stored raw file, at any offset, changed to any other value (the size
+    kept): verified, size-checked and fragment copies alike are refused, prepared ids or not."""
+    d, names, path, good = _draw_file(data, stored)
+    at = data.draw(st.integers(0, len(good) - 1))
+    mask = data.draw(st.integers(1, 255))
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(bytes([good[at] ^ mask]))
+    try:
+        _refused_everywhere(d, names, path)
+    finally:
+        with open(path, "r+b") as f:
+            f.seek(at)
+            f.write(good[at:at + 1])
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_a_stored_file_cut_or_extended_is_refused_on_load_and_not_listed_as_checked(stored, data):
+    d, names, path, good = _draw_file(data, stored)
+    size = data.draw(st.integers(0, len(good) - 1) | st.integers(len(good) + 1, len(good) + 64))
+    tail = data.draw(st.binary(min_size=size - len(good), max_size=size - len(good))) \
+        if size > len(good) else b""
+    path.write_bytes(good[:size] + tail)
+    try:
+        _refused_everywhere(d, names, path)
+    finally:
+        path.write_bytes(good)
+
+
+def test_stored_files_restored_load_again(stored):
+    """After the property tests above, each restored file is accepted again."""
+    for d, names, _ in stored.values():
+        for name in names:
+            assert load_corpus(name, d).train.size
+        assert all(r["status"] not in ("damaged", "changed") for r in dataset_rows(d))
+
+
+def test_a_manifest_without_file_hashes_still_checks_the_content(tmp_path):
+    """Manifests written before ``file_sha256`` was recorded: the content's sha256 is checked."""
+    text = _alice_text8()
+    import_path("text8", _write(tmp_path / "text8", text), data_dir=tmp_path / "raw")
+    with zipfile.ZipFile(tmp_path / "text8.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("text8", text)
+    import_path("text8", tmp_path / "text8.zip", data_dir=tmp_path / "zip")
+    for d in (tmp_path / "raw", tmp_path / "zip"):
+        mpath = d / "text8" / "manifest.json"
+        m = json.loads(mpath.read_text())
+        (entry,) = m["files"].values()
+        del entry["file_sha256"]
+        mpath.write_text(json.dumps(m))
+        assert load_corpus("text8", d).decode(load_corpus("text8", d).train[:5]) == text[:5].decode()
+    stored = tmp_path / "raw" / "text8" / "text8.fragment"
+    _copy_corrupted(stored, stored, at=len(text) // 2)                  # 'x' <-> 'y' and so on
+    with pytest.raises(UserError, match=r"text8\.fragment: checksum mismatch.*rbtw data import text8"):
+        load_corpus("text8", tmp_path / "raw")
+    stored = tmp_path / "zip" / "text8" / "text8.fragment.zip"
+    blob = stored.read_bytes()
+    _copy_corrupted(stored, stored, at=len(blob) // 2)                  # inside the deflated text
+    with pytest.raises(UserError, match=r"text8\.fragment\.zip: .*rbtw data import text8"):
+        load_corpus("text8", tmp_path / "zip")
+
+
+def test_prepared_ids_of_other_raw_files_are_not_read(tmp_path):
+    """A prepared npz belongs to the raw files and vocabulary it was made from: one of another
+    import (same vocabulary, same name) put beside this vocab.json is prepared again."""
+    a = b"anarchism originated as a term of abuse " * 100
+    b = a[::-1]                                                       # the same symbols
+    import_path("text8", _write(tmp_path / "a.txt", a), data_dir=tmp_path / "a")
+    import_path("text8", _write(tmp_path / "b.txt", b), data_dir=tmp_path / "b")
+    ca, cb = load_corpus("text8", tmp_path / "a"), load_corpus("text8", tmp_path / "b")
+    assert ca.vocab == cb.vocab and not np.array_equal(ca.train, cb.train)
+    npz = "text8/prepared/text8.npz"
+    (tmp_path / "a" / npz).write_bytes((tmp_path / "b" / npz).read_bytes())
+    again = load_corpus("text8", tmp_path / "a")
+    assert all(np.array_equal(getattr(again, s), getattr(ca, s)) for s in ("train", "valid", "test"))
+
+
+def test_a_file_changed_after_its_check_is_not_prepared_from(tmp_path, monkeypatch):
+    """The bytes a corpus is prepared from are the ones the manifest vouches for, even when the
+    file changes between the check on load and the read."""
+    text = _alice_text8()
+    import_path("text8", _write(tmp_path / "t.txt", text), data_dir=tmp_path)
+    files = corpus_mod.present_files(tmp_path, "text8", "text8")
+    (path, _), = files.values()
+    _copy_corrupted(path, path, at=100)
+    monkeypatch.setattr(corpus_mod, "present_files", lambda *a: files)
+    with pytest.raises(UserError, match=r"text8\.fragment: its content changed while it was read"):
+        load_corpus("text8", tmp_path)
+
+
+# --- failed imports: messages, and nothing left behind ---------------------------------------
+
+@pytest.mark.parametrize("dataset", ["ptb_word", "warpeace", "linux", "text8", "mnist"])
+def test_a_directory_without_the_file_names_each_accepted_name_once(tmp_path, dataset):
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(UserError) as e:
+        import_path(dataset, tmp_path / "bad", data_dir=tmp_path / "data2")
+    m = re.fullmatch(rf"{re.escape(str(tmp_path / 'bad'))}: no (.+) in this directory", str(e.value))
+    assert m, str(e.value)
+    names = re.split(r", | or ", m.group(1))
+    assert len(names) == len(set(names)), str(e.value)
+    if dataset == "warpeace":
+        assert m.group(1) == "warpeace_input.txt or warpeace_input.txt.gz"
+    if dataset == "text8":
+        assert m.group(1) == "text8.zip, text8 or text8.gz"
+
+
+def test_a_failed_import_into_a_new_data_directory_leaves_nothing(tmp_path):
+    """Whatever the failure -- no file, a file that fails its check, one of several files
+    missing -- the data directory that did not exist does not exist afterwards."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "ptb").mkdir()
+    (tmp_path / "ptb" / "ptb.train.txt").write_text("a b c\n")           # valid and test missing
+    fails = [("warpeace", tmp_path / "bad"), ("warpeace", _write(tmp_path / "w.txt", b"short")),
+             ("text8", _write(tmp_path / "x.txt", b"Hello, World")), ("ptb_word", tmp_path / "ptb"),
+             ("ptb_word", tmp_path / "bad")]
+    if (SHARED / "ptb").is_dir():
+        part = tmp_path / "ptb-part"
+        part.mkdir()
+        for name in ("ptb.train.txt", "ptb.valid.txt"):          # the first two pass their check
+            (part / name).write_bytes((SHARED / "ptb" / name).read_bytes())
+        fails.append(("ptb_word", part))
+    for dataset, src in fails:
+        with pytest.raises(UserError):
+            import_path(dataset, src, data_dir=tmp_path / "data2" / "nested")
+        assert not (tmp_path / "data2").exists(), (dataset, src)
+    (tmp_path / "data3").mkdir()
+    with pytest.raises(UserError):
+        import_path("warpeace", tmp_path / "bad", data_dir=tmp_path / "data3")
+    assert (tmp_path / "data3").is_dir() and list((tmp_path / "data3").iterdir()) == []
+
+
+def test_cli_import_of_a_directory_without_the_file_is_one_line_and_leaves_nothing(tmp_path):
+    from click.testing import CliRunner
+    from rbtw.cli import main
+    (tmp_path / "bad").mkdir()
+    r = CliRunner().invoke(main, ["data", "import", "warpeace", str(tmp_path / "bad"),
+                                  "--data-dir", str(tmp_path / "data2")])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: {tmp_path / 'bad'}: no warpeace_input.txt or warpeace_input.txt.gz "
+                        "in this directory\n")
+    assert not (tmp_path / "data2").exists()
 
 
 # --- batching --------------------------------------------------------------------------------

@@ -187,6 +187,31 @@ def test_a_failed_download_or_import_leaves_no_new_directory_and_keeps_an_old_on
     assert (cache / "linux" / "notes.txt").read_text() == "mine"
 
 
+def test_a_failed_download_into_a_new_data_directory_leaves_nothing(serve, tmp_path):
+    url, _ = serve(tmp_path / "empty")
+    for mirror in ("http://127.0.0.1:1", url):                       # unreachable, HTTP 404
+        with pytest.raises(UserError):
+            download("linux", tmp_path / "new" / "cache", mirror=mirror)
+        assert not (tmp_path / "new").exists()
+
+
+def test_a_downloaded_file_changed_in_place_is_refused_and_listed_as_damaged(serve, tmp_path):
+    url, _ = serve(SHARED)
+    download("warpeace", tmp_path, mirror=url)
+    stored = tmp_path / "warpeace" / "warpeace_input.txt"
+    with open(stored, "r+b") as f:                                   # one byte, size kept
+        f.seek(123_456)
+        byte = f.read(1)
+        f.seek(123_456)
+        f.write(bytes([byte[0] ^ 0x04]))
+    with pytest.raises(UserError, match=rf"^{re.escape(str(stored))}: checksum mismatch .*"
+                                        r"rbtw data import warpeace PATH` again$"):
+        load_corpus("warpeace", tmp_path)
+    listing = _run("list", "--data-dir", str(tmp_path)).output
+    assert re.search(r"^warpeace +damaged ", listing, re.M), listing
+    assert f"{stored}: checksum mismatch" in listing
+
+
 # --- CLI -------------------------------------------------------------------------------------
 
 def _run(*args, env=None):

@@ -29,10 +29,15 @@ def data_group(ctx, data_dir):
 @data_group.command("list")
 @_data_dir_option
 @click.option("--recheck", is_flag=True,
-              help="hash the stored files again instead of trusting the manifest")
+              help="also match the stored files against the registry's known copies again, "
+                   "and check the prepared data")
 @click.pass_context
 def data_list(ctx, data_dir, recheck):
-    """Show each data set, where it is, and whether it is present and checked."""
+    """Show each data set, where it is, and whether it is present and checked.
+
+    The stored files are hashed and compared with what their manifest recorded when they were
+    stored: a file changed since is shown as damaged, with how to get it again.
+    """
     from rbtw.data import dataset_rows, resolve_data_dir
 
     data_dir = _data_dir(ctx, data_dir)

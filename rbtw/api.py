@@ -333,7 +333,9 @@ def _export(model, path, bn_steps, force, data_dir):
     if data_dir is not None:
         _path(data_dir, "data_dir")
     from rbtw.checkpoint import model_files
-    path = check_output(path, model_files(model.path, model.config.to_dict()), force, what="export")
+    from rbtw.fileio import FORCE_KEYWORD
+    path = check_output(path, model_files(model.path, model.config.to_dict()), force, what="export",
+                        force_hint=FORCE_KEYWORD)
     with _os_errors():
         if model._checkpoint is None:
             if bn_steps is not None:

@@ -61,18 +61,21 @@ def check_options(batches=150, thresholds=None, statistics=True, valid_batches=N
 
 
 def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=True, valid_batches=None,
-                   force=False, data_dir=None, log=None):
+                   force=False, data_dir=None, log=None, force_hint=None):
     """Calibrate the checkpoint file ``checkpoint`` (see :func:`calibrate`) and write the result
-    to ``out`` — never over the checkpoint itself, over an existing file only with ``force``,
-    atomically (a full or read-only disk keeps any old file).  Returns the report."""
+    to ``out`` — never over the checkpoint itself or its run's files (rbtw.checkpoint.model_files),
+    over an existing file only with ``force``, atomically (a full or read-only disk keeps any old
+    file).  ``force_hint``: how a refusal names the override (default the API's ``force=True``;
+    the command passes ``--force``).  Returns the report."""
     from rbtw.checkpoint import model_files, read_checkpoint, save_checkpoint
     from rbtw.config import TrainConfig
-    from rbtw.fileio import check_output
+    from rbtw.fileio import FORCE_KEYWORD, check_output
     from rbtw.tasks import load_task_data
     batches, thresholds, statistics, valid_batches = check_options(batches, thresholds, statistics, valid_batches)
-    out = check_output(out, [checkpoint], force, what="calibrated checkpoint")
+    hint = dict(what="calibrated checkpoint", force_hint=force_hint or FORCE_KEYWORD)
+    out = check_output(out, [checkpoint], force, **hint)
     ckpt, _ = read_checkpoint(checkpoint)
-    out = check_output(out, model_files(checkpoint, ckpt.meta["config"]), force, what="calibrated checkpoint")
+    out = check_output(out, model_files(checkpoint, ckpt.meta["config"]), force, **hint)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     data = load_task_data(config, data_dir)
     meta, params, stats, report = calibrate(ckpt, data, config, batches=batches, thresholds=thresholds,

@@ -63,7 +63,8 @@ def run_demo(hidden=128, epochs=30, out="runs/demo", force=False, echo=print, on
     if todo:
         verb = {"same-unfinished": "resuming", "same-finished": "retraining"}
         what = ", ".join(f"{n} ({verb.get(states[n], 'training')})" for n, _, _ in todo)
-        echo(f"{what}: H={hidden}, {epochs} epochs on the embedded corpus; logs in {out}/")
+        from rbtw.summary import count
+        echo(f"{what}: H={hidden}, {count(epochs, 'epoch')} on the embedded corpus; logs in {out}/")
         _train_all(todo, hidden, epochs, states, out, force, on_progress)
     else:
         echo(f"both runs in {out}/ have finished with these settings (--force trains them again)")

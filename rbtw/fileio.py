@@ -4,7 +4,8 @@ A reader never sees a half-written file, and an interrupted write leaves the old
 
 A file the user names as an output (an export, a plot, a report) goes through
 :func:`check_output` first, on every surface (the CLI and the Python API): it is never one of
-the command's inputs, never replaces an existing file without ``force``, and never lands in a
+the command's inputs, never replaces an existing file without ``force`` (the refusal names the
+override as the caller's surface spells it: ``--force`` or ``force=True``), and never lands in a
 directory that does not exist (none is created for it).  The library's own directories (a
 run directory, a sweep directory, the data cache) are made by :func:`atomic_path` as needed.
 """
@@ -45,11 +46,22 @@ def end_quietly_on_closed_pipe(out):
     raise SystemExit(0)
 
 
-def check_output(out, inputs=(), force=False, what="file"):
+# How a user asks to replace an existing output, as the refusal names it: the command line's
+# option, the Python API's keyword, or (a caller that serves both) the two.
+FORCE_OPTION = "--force"
+FORCE_KEYWORD = "force=True"
+FORCE_EITHER = f"{FORCE_OPTION} ({FORCE_KEYWORD})"
+
+
+def check_output(out, inputs=(), force=False, what="file", *, force_hint=FORCE_EITHER):
     """Refuse to write the user-named file ``out``: over one of ``inputs`` (ever), onto a
     directory, into a parent that does not exist, is not a directory or cannot be written, or
     over an existing file (unless ``force``).  Returns ``out`` as a Path; raises a one-line
-    UserError otherwise."""
+    UserError otherwise.
+
+    ``force_hint`` is how the caller's user overrides the last refusal, as its message names it:
+    FORCE_OPTION for a command (rbtw.cli.app.check_output passes it), FORCE_KEYWORD for the
+    Python API; the default names both, for a caller that serves either."""
     if not isinstance(out, (str, os.PathLike)) or os.fspath(out) in ("", b""):
         raise UserError(f"an output {what} is a path (str or os.PathLike), not {out!r}")
     out = Path(out)
@@ -69,7 +81,7 @@ def check_output(out, inputs=(), force=False, what="file"):
     except OSError as e:
         raise UserError(f"{out}: cannot write in {parent} ({e.strerror or type(e).__name__})") from None
     if out.exists() and not force:
-        raise UserError(f"{out} already exists: pass --force (force=True) to replace it")
+        raise UserError(f"{out} already exists: pass {force_hint} to replace it")
     return out
 
 

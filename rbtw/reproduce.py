@@ -133,16 +133,18 @@ def finished(job):
 
 
 def reproduce(budget, tasks, out_dir, *, report_path=None, force=False, workers=None, scheduler=None,
-              data_dir=None, echo=print):
+              data_dir=None, echo=print, force_hint=None):
     """Train every run of the reproduction, write the report (and, where matplotlib is
     installed, learning curves in OUT/BUDGET); returns (report text, names of failed runs).
     ``report_path`` replaces an existing file only with ``force``; the default report,
-    OUT/BUDGET/REPRODUCTION.md, is the reproduction's own and is replaced by every run."""
+    OUT/BUDGET/REPRODUCTION.md, is the reproduction's own and is replaced by every run.
+    ``force_hint``: how a refusal names the override (default ``force=True``; the command
+    passes ``--force``)."""
     from rbtw.config import TrainConfig
-    from rbtw.fileio import atomic_open, check_output
+    from rbtw.fileio import FORCE_KEYWORD, atomic_open, check_output
     from rbtw.tasks import load_task_data
     if report_path is not None:       # before any training: the report must have somewhere to go
-        check_output(report_path, [], force=force, what="report")
+        check_output(report_path, [], force=force, what="report", force_hint=force_hint or FORCE_KEYWORD)
     if not tasks:
         raise UserError("--tasks names no task: give a comma-separated list, e.g. ptb_char,mnist")
     from rbtw.data import resolve_data_dir

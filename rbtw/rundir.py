@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from rbtw.errors import UserError, is_number
+from rbtw.errors import UserError, is_number, os_error_message
 from rbtw.fileio import atomic_open
 
 CONFIG = "config.json"
@@ -305,7 +305,7 @@ def run_row(run_dir, root="."):
         config = json.loads(rd.config_path.read_text(encoding="utf-8"))
         events = rd.events()
     except (OSError, ValueError, UserError) as e:
-        row["status"] = f"unreadable ({type(e).__name__})"
+        row["status"] = f"unreadable ({unreadable_reason(e, rd.path)})"
         return row
     if not isinstance(config, dict):
         row["status"] = "unreadable (config.json is not a JSON object)"
@@ -317,6 +317,34 @@ def run_row(run_dir, root="."):
     row.update(task=task, variant=variant(config), status="training" if is_held(run_dir) else standing(events),
                epochs=f"{len(epochs)}/{config.get('epochs', '?')}", metric=_last_metric(events, epochs))
     return row
+
+
+REASON_WIDTH = 60          # characters of a damaged run's reason in a listing
+
+
+def unreadable_reason(error, run_dir, width=REASON_WIDTH):
+    """Why the files of the run in ``run_dir`` could not be read, from the ``error`` reading them
+    raised, in one short line: file names relative to the run directory, cut at ``width``
+    characters ("no config.json", "metrics.jsonl:3 is not a metrics log line (not a JSON line)")."""
+    if isinstance(error, FileNotFoundError) and error.filename is not None:
+        reason = f"no {_within(error.filename, run_dir)}"
+    elif isinstance(error, OSError):
+        reason = os_error_message(error)
+    elif isinstance(error, UnicodeDecodeError):
+        reason = f"{CONFIG} is not UTF-8 text"
+    elif isinstance(error, json.JSONDecodeError):
+        reason = f"{CONFIG} is not JSON (line {error.lineno}, column {error.colno})"
+    else:
+        reason = str(error) or type(error).__name__
+    reason = " ".join(reason.replace(str(run_dir) + os.sep, "").split())
+    return reason if len(reason) <= width else reason[:width - 1] + "…"
+
+
+def _within(path, run_dir):
+    try:
+        return str(Path(path).relative_to(run_dir))
+    except ValueError:
+        return str(path)
 
 
 def _last_metric(events, epochs):

@@ -1,8 +1,15 @@
-"""What ``rbtw info`` reports about a checkpoint: configuration, sizes, weight memory."""
+"""What ``rbtw info`` reports about a checkpoint: configuration, sizes, weight memory.
 
-from rbtw import models
+Also :func:`count`, the one way report lines write "1 epoch", "3 epochs" (light to import:
+the model code is imported only by the functions that need it).
+"""
 
 MEMORY_BITS = (32, 12, 2, 1)
+
+
+def count(n, noun, plural=None):
+    """"1 epoch", "2 epochs", "1,200 minibatches" (``plural`` when it is not noun + "s")."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def weight_memory(spec):
@@ -11,17 +18,20 @@ def weight_memory(spec):
     Binary weights need 1 bit, ternary 2; the paper's full-precision hardware baseline uses 12.
     Scales α (one per matrix) and BN terms are counted separately by the packed export.
     """
+    from rbtw import models
     n = models.recurrent_weight_count(spec)
     return {bits: n * bits / 8 for bits in MEMORY_BITS}
 
 
 def describe(meta, params):
     """Lines of text describing a checkpoint."""
+    from rbtw import models
     spec = models.ModelSpec.from_dict(meta["spec"])
     counts = models.count_parameters(params, spec)
     cfg = meta["config"]
     lines = [
-        f"task        {cfg['task']} ({spec.kind}), trained {meta['epoch']} epoch(s), {meta['step']} minibatches",
+        f"task        {cfg['task']} ({spec.kind}), trained {count(meta['epoch'], 'epoch')}, "
+        f"{count(meta['step'], 'minibatch', 'minibatches')}",
         f"model       {spec.layers} x {spec.cell.upper()} H={spec.hidden}, inputs {spec.n_in}, outputs {spec.n_out}"
         + (f", embedding {spec.emb}" if spec.emb else ""),
         f"weights     {spec.quant}{' stochastic' if spec.stochastic else ''}, batch norm {'on' if spec.bn else 'off'}",
@@ -32,7 +42,8 @@ def describe(meta, params):
     ]
     mem = weight_memory(spec)
     for bits in MEMORY_BITS:
-        lines.append(f"  {bits:>2} bits/weight  {mem[bits] / 1024:12,.1f} KiB   ({mem[32] / mem[bits]:.0f}x less than 32-bit)")
+        unit = "bit/weight " if bits == 1 else "bits/weight"
+        lines.append(f"  {bits:>2} {unit}  {mem[bits] / 1024:12,.1f} KiB   ({mem[32] / mem[bits]:.0f}x less than 32-bit)")
     lines.append("configuration:")
     width = max(len(k) for k in cfg)
     lines.extend(f"  {k:<{width}}  {v}" for k, v in cfg.items())
@@ -53,7 +64,7 @@ def describe_export(export, file_bytes):
     lines = [
         f"size on disk  {file_bytes:,} bytes ({file_bytes / 1024:,.1f} KiB)",
         f"  weights       {parts['weights']:,} bytes ({', '.join(kinds)}, rows padded to 64 bits)",
-        f"  BN tables     {parts['bn_tables']:,} bytes ({rows} rows: {layout}; scale and shift, float32)",
+        f"  BN tables     {parts['bn_tables']:,} bytes ({count(rows, 'row')}: {layout}; scale and shift, float32)",
         f"  output layer  {parts['output']:,} bytes (output layer{' and embedding' if 'emb.E' in export.arrays else ''}, "
         f"float32)",
         f"  h0/c0         {parts['state']:,} bytes; manifest and alignment {file_bytes - total:,} bytes",
@@ -84,7 +95,8 @@ def describe_calibration(report):
     from rbtw.calibrate import threshold_label
     ternary = any(t["threshold"] is not None for t in report["tried"])
     theta = f"threshold {threshold_label(report['threshold'])}" if ternary else ""
-    stats = f"BN statistics re-estimated over {report['batches']} training minibatches" if report["statistics"] else ""
+    batches = count(report["batches"], "training minibatch", "training minibatches")
+    stats = f"BN statistics re-estimated over {batches}" if report["statistics"] else ""
     return (f"{', '.join(x for x in (stats, theta) if x)}: {report['metric']} {report['uncalibrated']:.4f} -> "
             f"{report['calibrated']:.4f}")
 
@@ -100,9 +112,9 @@ def describe_choice(manifest):
     if c.get("cost") is None:
         return f"{tables} ({'given' if c['how'] == 'given' else 'the safe default'}; not measured: {c['reason']})"
     how = "chosen by measurement" if c["how"] == "measured" else "given"
-    unit = "examples" if c["metric"] == "accuracy" else "predictions"
+    unit = "example" if c["metric"] == "accuracy" else "prediction"
     return (f"{tables}, {how}: valid {c['metric']} {c['value']:.4f}, one table per step {c['per_step']:.4f}: "
-            f"{describe_cost(c)} (tolerance {describe_cost(c, c['tolerance'])}; first {c['predictions']:,} {unit})")
+            f"{describe_cost(c)} (tolerance {describe_cost(c, c['tolerance'])}; first {count(c['predictions'], unit)})")
 
 
 def bn_warning(export):

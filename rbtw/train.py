@@ -351,7 +351,8 @@ def _open_config(config, rundir, resume):
     ckpt = load_checkpoint(rundir.checkpoint_path)
     config = resume_config(TrainConfig.from_dict(ckpt.meta["config"]), config)
     if config.epochs < ckpt.meta["epoch"]:
-        raise UserError(f"the run has already trained {ckpt.meta['epoch']} epochs; "
+        from rbtw.summary import count
+        raise UserError(f"the run has already trained {count(ckpt.meta['epoch'], 'epoch')}; "
                         f"--epochs {config.epochs} cannot shorten it")
     return config.validate(scope=False), ckpt
 
@@ -578,7 +579,8 @@ def branch(src_dir, dst_dir, **changes):
     if n is None or ckpt.meta["epoch"] == 0:
         raise UserError("a run can be branched only at the end of an epoch")
     if new.epochs < ckpt.meta["epoch"]:
-        raise UserError(f"the run has done {ckpt.meta['epoch']} epochs; a branch cannot have fewer")
+        from rbtw.summary import count
+        raise UserError(f"the run has done {count(ckpt.meta['epoch'], 'epoch')}; a branch cannot have fewer")
     changed = _first_rate_change(old, new, n, done)
     if changed is not None:
         raise UserError(f"the new schedule changes the rate of minibatch {changed}, which the run has "

@@ -1,6 +1,7 @@
 """Accelerator emulator: cycle counts, memory, bit-exact fixed point, approach to float, CLI."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -299,3 +300,78 @@ def test_random_exports_exercise_the_recurrence(cell, kind):
         gamma_size = 0.1                                                    # γ ~ U(0.1, 0.3)
         assert np.median(rec.std(axis=0)) > 0.5 * gamma_size
         assert np.median(inp.std(axis=0)) > 0.2 * gamma_size
+
+
+# --- every numeric design field is a finite number in its domain ------------------------------
+
+_FIGURES_EXPORT = random_export(np.random.default_rng(12), hidden=8, layers=2, quant="binary", kind="char", n_in=4)
+_ODD_VALUES = [math.nan, math.inf, -math.inf, 0, -1, -0.5, 1e-300, 5e-324, 1e308, 10 ** 400, 2 ** 63, True, "16", None]
+_drawn_values = st.one_of(st.sampled_from(_ODD_VALUES), st.floats(allow_nan=True, allow_infinity=True),
+                          st.integers(-2 ** 70, 2 ** 70))
+
+
+def _finite_figures(value):
+    if isinstance(value, dict):
+        return all(_finite_figures(v) for v in value.values())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return math.isfinite(value)
+    return True
+
+
+@MANY
+@given(field=st.sampled_from(sorted(dm.DOMAINS)), value=_drawn_values, pe=st.sampled_from(dm.PE_KINDS))
+def test_a_design_with_any_number_is_valid_or_one_line_naming_the_field(field, value, pe):
+    """Any Design with one numeric field set to a drawn value (nan, ±inf, negative, huge, not a
+    number) either is valid, and every figure reported of it is finite, or raises a one-line
+    UserError naming the field."""
+    base = dict(name="d", pe=pe, weight_bits={"fp": 12, "binary": 1, "ternary": 2}[pe])
+    try:
+        d = dm.Design(**dict(base, **{field: value}))
+    except UserError as e:
+        message = str(e)
+        assert "\n" not in message and message.startswith("design d: "), message
+        # a field of its own domain is named; a value valid alone may break a rule between fields
+        if not _valid_alone(field, value):
+            assert field in message, message
+        return
+    assert _valid_alone(field, value)
+    figures = schedule.costs(_FIGURES_EXPORT, d)
+    assert _finite_figures(figures), figures
+    from rbtw.accel import report
+    text = "\n".join(report.design_lines(_FIGURES_EXPORT, d) + report.table([figures]))
+    assert not re.search(r"\b(inf|nan)\b", text, re.I), text
+
+
+def _valid_alone(field, value):
+    kind, lo, hi, _ = dm.DOMAINS[field]
+    if value is None:
+        return field in dm.OPTIONAL
+    if isinstance(value, bool) or not isinstance(value, int if kind == "whole" else (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and lo <= value <= hi
+    except OverflowError:
+        return False
+
+
+@pytest.mark.parametrize("option,value,field", [("--clock-mhz", "inf", "clock_mhz"), ("--sram-kb", "nan", "sram_kb"),
+                                                ("--dram-gbps", "inf", "dram_gbps"), ("--sram-kb", "inf", "sram_kb"),
+                                                ("--clock-mhz", "1e-30", "clock_mhz")])
+def test_cli_emulate_refuses_non_finite_design_figures_by_name(export_file, option, value, field):
+    path, text = export_file
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), option, value])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("error:"), r.output
+    assert f"{field} must be a finite number" in r.output and "steps/s" not in r.output
+
+
+def test_design_lines_count_one_pe_and_one_table_row_in_the_singular():
+    ex = random_export(np.random.default_rng(13), hidden=8, quant="binary", kind="char", n_in=4, bn=False)
+    from rbtw.accel import report
+    lines = report.design_lines(ex, dm.preset("binary", rows=1, cols=1))
+    assert lines[0].startswith("design binary: 1×1 = 1 PE, SRAM") and " 1 PEs" not in lines[0]
+    assert "(1 row)" in lines[2] and "1 rows" not in lines[2]
+    assert "= 1,024 PEs," in report.design_lines(ex, dm.preset("binary", rows=32, cols=32))[0]
+    rows = report.figures(ex, [dm.preset("fp12", rows=1, cols=1), dm.preset("binary", rows=1, cols=1),
+                               dm.preset("binary-eq", rows=1, cols=1)])
+    (eq,) = [line for line in report.explain(rows) if "same PE-array area" in line]
+    assert "in the area of 1 multiply-accumulate PE)" in eq

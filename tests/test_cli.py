@@ -62,7 +62,7 @@ def test_train_eval_info_sample(trained):
 
     result = invoke("info", ckpt)
     assert result.exit_code == 0
-    assert "ternary stochastic" in result.stdout and "1 bits/weight" in result.stdout
+    assert "ternary stochastic" in result.stdout and "1 bit/weight" in result.stdout
 
     result = invoke("sample", ckpt, "--prime", "Alice ", "--length", "30", "--seed", "3")
     assert result.exit_code == 0

@@ -181,3 +181,61 @@ def test_a_broken_pipe_elsewhere_is_an_error_not_a_quiet_end(monkeypatch):
     result = invoke("data", "list")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Broken pipe" in result.stderr
+
+
+# --- counts in report lines: "1 epoch", "1 bit/weight" -------------------------------------------
+
+def test_info_lines_say_one_epoch_one_minibatch_and_one_bit_per_weight():
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "tests"))
+    from randmodel import random_model
+    from rbtw.summary import count, describe, describe_calibration
+    meta, params, _ = random_model(np.random.default_rng(0), quant="ternary")
+    lines = describe(dict(meta, epoch=1, step=1), params)
+    assert "trained 1 epoch, 1 minibatch" in lines[0], lines[0]
+    (one_bit,) = [line for line in lines if line.lstrip().startswith("1 ")]
+    assert one_bit.startswith("   1 bit/weight ") and "bits/weight" not in one_bit
+    widths = {line.index("KiB") for line in lines if "/weight" in line}
+    assert len(widths) == 1                               # the KiB column stays aligned
+    assert "trained 3 epochs, 1,200 minibatches" in describe(dict(meta, epoch=3, step=1200), params)[0]
+    report = {"statistics": True, "batches": 1, "tried": [{"threshold": None, "valid": 1.0}], "metric": "bpc",
+              "uncalibrated": 1.5, "calibrated": 1.4, "threshold": None}
+    assert "re-estimated over 1 training minibatch:" in describe_calibration(report)
+    assert (count(1, "epoch"), count(0, "epoch"), count(2, "minibatch", "minibatches")) == \
+        ("1 epoch", "0 epochs", "2 minibatches")
+
+
+# --- a refusal names the override of the surface it is made on ---------------------------------
+
+def test_an_existing_output_is_refused_naming_the_cli_option_on_the_cli(tmp_path):
+    run = tmp_path / "run"
+    trained = invoke("train", "default", "--hidden", "8", "--epochs", "1", "--max-batches", "2", "--eval-max-batches",
+                     "1", "--seq-len", "10", "--batch", "4", "--out", run)
+    assert trained.exit_code == 0, trained.output
+    assert "first 1 test minibatch)" in trained.stdout, trained.stdout          # not "1 test minibatches"
+    taken = tmp_path / "taken.rbtw"
+    taken.write_bytes(b"")
+    for command in ("export", "calibrate"):
+        result = invoke(command, run / "checkpoint.npz", taken)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "already exists: pass --force to replace it" in result.stderr, result.stderr
+        assert "force=True" not in result.stderr
+    assert taken.read_bytes() == b""
+
+
+def test_check_output_names_the_override_its_caller_gives():
+    from rbtw import fileio
+    from rbtw.cli import app
+    from rbtw.errors import UserError
+    path = Path(__file__)                             # exists
+    messages = {}
+    for name, call in [("api", lambda: fileio.check_output(path, force_hint=fileio.FORCE_KEYWORD)),
+                       ("cli", lambda: app.check_output(path)),
+                       ("either", lambda: fileio.check_output(path, [], False, "file"))]:
+        with pytest.raises(UserError) as e:
+            call()
+        messages[name] = str(e.value)
+    assert messages["api"].endswith("already exists: pass force=True to replace it")
+    assert messages["cli"].endswith("already exists: pass --force to replace it")
+    assert messages["either"].endswith("already exists: pass --force (force=True) to replace it")
+    assert app.check_output(path, force=True) == path

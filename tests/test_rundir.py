@@ -91,3 +91,42 @@ def test_an_epoch_without_a_minibatch_logs_a_null_training_loss_and_is_whole(tmp
     rd = RunDir(tmp_path)
     write(rd, [{"event": "epoch", "epoch": 0, "step": 0, "train_loss": None, "valid_bpc": 2.0}])
     assert rd.epochs()[0]["train_loss"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# rbtw runs: a damaged run says why
+
+
+def test_runs_lists_a_damaged_run_with_the_reason_in_one_short_line(tmp_path):
+    from click.testing import CliRunner
+
+    from rbtw.cli import main
+    from rbtw.rundir import REASON_WIDTH, find_runs, run_row
+    root = tmp_path / "runs"
+    good = {"task": "default", "cell": "lstm", "quant": "none", "epochs": 1}
+    damage = {
+        "no-config": ({"checkpoint.npz": b""}, "unreadable (no config.json)"),
+        "bad-json": ({"config.json": b"{bad"}, "unreadable (config.json is not JSON (line 1, column 2))"),
+        "not-utf8": ({"config.json": b"\xff\xfe"}, "unreadable (config.json is not UTF-8 text)"),
+        "bad-log": ({"config.json": json.dumps(good).encode(), "metrics.jsonl": b'{"event": "epoch"}\n{}\n'},
+                    "unreadable (metrics.jsonl:1 is not a metrics log line (no epoch))"),
+        "long": ({"config.json": json.dumps(good).encode(),
+                  "metrics.jsonl": json.dumps({"event": "train", "step": 1, "loss": "x" * 200}).encode() + b"\n{}\n"},
+                 None),
+    }
+    for name, (files, _) in damage.items():
+        (root / name).mkdir(parents=True)
+        for file, data in files.items():
+            (root / name / file).write_bytes(data)
+    rows = {row["run"]: row for row in (run_row(d, root) for d in find_runs(root))}
+    for name, (_, status) in damage.items():
+        reason = rows[name]["status"]
+        assert "Error)" not in reason and str(root) not in reason, reason
+        assert status is None or reason == status, reason
+    long = rows["long"]["status"]
+    assert long.startswith("unreadable (metrics.jsonl:1 is not a metrics log line (loss is \"xxx")
+    assert long.endswith("…)") and len(long) == len("unreadable ()") + REASON_WIDTH
+    result = CliRunner().invoke(main, ["runs", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "(UserError)" not in result.stdout and "(FileNotFoundError)" not in result.stdout
+    assert re.search(r"no-config\s+\?\s+\?\s+unreadable \(no config\.json\)", result.stdout), result.stdout

@@ -391,3 +391,24 @@ def test_grid_axes_cross_every_variant_and_name_the_runs(tmp_path):
     config = runs[-1].config
     assert (config["quant"], config["hidden"], config["seed"], config["epochs"]) == ("binary", 16, 5, 2)
     assert config["seq_len"] == 100  # the quick preset's value for the task
+
+
+def test_runs_table_says_how_many_epochs_the_until_criterion_added():
+    """An arm extended past its planned epochs reads "4 (2 planned + 2 added)", never "4 of 2"."""
+    from rbtw.sweep.report import _runs_table
+
+    def run(key, valid, planned, **more):
+        return dict(key=key, status="done", test_bpc=1.5, valid=valid, schedule_epochs=planned, wall_seconds=3.0,
+                    attempts=1, **more)
+
+    summary = {"runs": [run("long", [2.0, 1.9, 1.8, 1.79], 2, until="converged", last_epoch_gain=0.01),
+                        run("short", [2.0], 2, until="extend", last_epoch_gain=None),
+                        run("plain", [2.0, 1.9], 2), run("unplanned", [2.0], None)]}
+    text = "\n".join(_runs_table(summary, "test bpc"))
+    assert "| long | done | 1.5000 | 4 (2 planned + 2 added) | 1.7900 |" in text
+    assert "| short | done | 1.5000 | 1 of 2 |" in text and "| plain | done | 1.5000 | 2 of 2 |" in text
+    assert "| unplanned | done | 1.5000 | 1 |" in text
+    assert "4 of 2" not in text
+    assert "Epochs planned + added" in text
+    del summary["runs"][0]
+    assert "Epochs planned + added" not in "\n".join(_runs_table(summary, "test bpc"))

@@ -255,6 +255,24 @@ def test_show_config_prints_the_preset_with_the_options_given():
     assert (table["hidden"], table["epochs"], table["seq_len"]) == ("256", "50", "100")
 
 
+@pytest.mark.parametrize("words, typed", [
+    (["--quant", "binary", "--stochastic", "--no-bn", "--step-clip"],
+     "with --quant binary, --stochastic, --no-bn, --step-clip"),
+    (["--quant", "ternary", "--deterministic", "--bn", "--no-step-clip", "--hidden", "8"],
+     "with --quant ternary, --deterministic, --bn, --no-step-clip, --hidden 8"),
+])
+def test_show_config_names_boolean_flags_as_typed(words, typed):
+    """The header names each option as the user would type it: --stochastic, --no-bn, never
+    "--stochastic/--deterministic True"."""
+    result = CliRunner().invoke(main, ["train", "default", *words, "--show-config"])
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[0]
+    assert header.endswith(typed), header
+    assert "True" not in header and "False" not in header and "/--" not in header
+    table = dict(line.split(None, 1) for line in result.stdout.splitlines()[1:])
+    assert table["bn"] == ("False" if "--no-bn" in words else "True")     # the body: fields and values
+
+
 def test_show_config_of_a_resumed_run(tmp_path):
     out = tmp_path / "run"
     tiny = ["--hidden", "8", "--epochs", "1", "--max-batches", "1", "--eval-max-batches", "1", "--seq-len", "10",

@@ -27,16 +27,74 @@ designs get the same SRAM size).
 """
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 
 from rbtw.accel import tech
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_bool
 
 PE_KINDS = ("fp", "binary", "ternary")
 WEIGHT_BITS = {"binary": 1, "ternary": 2}
 PRESETS = ("fp12", "binary", "ternary", "binary-eq", "ternary-eq")
 FIXED_STAGES = 2       # SRAM read register + accumulator register, per step
 PP_LATENCY = 6         # post-processing pipeline depth: scale, add, ROM, interpolate, cell, out
+
+
+# The domain of every numeric field: (whole or real number, lowest, highest, unit).  Each is a
+# finite number (nan and ±inf are refused by name); the bounds keep every reported figure
+# (cycles, latency, throughput, energy, area) a finite number: an array of at most 2^24 × 2^24
+# PEs, a clock of 1 kHz to 1 THz, at most 1 TiB of SRAM, ROMs of at most 2^21 entries.
+_MAX_SIDE = 2 ** 24
+DOMAINS = {
+    "weight_bits": ("whole", 1, 24, ""),
+    "rows": ("whole", 1, _MAX_SIDE, ""),
+    "cols": ("whole", 1, _MAX_SIDE, ""),
+    "sram_kb": ("real", 0, 2.0 ** 30, " KiB"),
+    "sram_width": ("whole", 1, 2 ** 40, " bits per cycle"),
+    "dram_gbps": ("real", 1e-3, 1e6, " GB/s"),
+    "dram_pj_per_bit": ("real", 0, 1e6, " pJ"),
+    "clock_mhz": ("real", 1e-3, 1e6, " MHz"),
+    "pp_lanes": ("whole", 1, _MAX_SIDE, ""),
+    "act_bits": ("whole", 2, 32, " bits"),
+    "act_frac": ("whole", 0, 31, " bits"),
+    "cell_bits": ("whole", 2, 40, " bits"),
+    "cell_frac": ("whole", 0, 39, " bits"),
+    "pp_bits": ("whole", 2, 40, " bits"),
+    "pp_frac": ("whole", 0, 39, " bits"),
+    "scale_bits": ("whole", 2, 32, " bits"),
+    "scale_frac": ("whole", 0, 31, " bits"),
+    "acc_bits": ("whole", 8, 62, " bits"),
+    "seg_frac": ("whole", 0, 12, ""),
+    "sig_range": ("whole", 0, 8, ""),
+    "tanh_range": ("whole", 0, 8, ""),
+}
+OPTIONAL = ("sram_width", "dram_pj_per_bit")     # None: the default (one tile per cycle; tech's figure)
+
+
+def _in_domain(design, field, value, kind, lo, hi, unit):
+    """``value`` as an int (whole) or float (real) when it is a finite number in [lo, hi], else a
+    one-line UserError naming the design and the field."""
+    whole = kind == "whole"
+    ok = not is_bool(value) and isinstance(value, numbers.Integral if whole else numbers.Real)
+    if ok and not whole:
+        ok = math.isfinite(_as_float(value))
+    if not ok or not lo <= value <= hi:
+        what = "a whole number" if whole else "a finite number"
+        domain = f"from {_show(lo)} to {_show(hi)}"
+        raise UserError(f"design {design}: {field} must be {what} {domain}{unit}, not {value!r}")
+    return int(value) if whole else float(value)
+
+
+def _show(x):
+    """1,073,741,824 or 0.001: bounds as a reader takes them in."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+
+
+def _as_float(value):
+    try:
+        return float(value)
+    except OverflowError:            # an integer too large for a float
+        return math.inf
 
 
 @dataclass(frozen=True)
@@ -66,19 +124,19 @@ class Design:
     tanh_range: int = 2            # tanh ROM covers [−2^2, 2^2]
 
     def __post_init__(self):
+        if self.pe not in PE_KINDS:
+            raise UserError(f"design {self.name}: unknown PE kind {self.pe}")
+        for field, (kind, lo, hi, unit) in DOMAINS.items():
+            value = getattr(self, field)
+            if value is None and field in OPTIONAL:
+                continue
+            object.__setattr__(self, field, _in_domain(self.name, field, value, kind, lo, hi, unit))
         checks = [
-            (self.pe in PE_KINDS, f"unknown PE kind {self.pe}"),
-            (self.rows >= 1 and self.cols >= 1, "the PE array needs at least one row and one column"),
-            (self.sram_kb >= 0, "SRAM size must not be negative"),
-            (self.sram_width is None or self.sram_width >= 1, "SRAM width must be positive"),
-            (self.dram_gbps > 0 and self.clock_mhz > 0, "DRAM bandwidth and clock must be positive"),
-            (self.pp_lanes >= 1, "the post-processing unit needs at least one lane"),
-            (2 <= self.weight_bits <= 24 or self.pe != "fp", "fp weights need 2 to 24 bits"),
-            (0 <= self.act_frac < self.act_bits <= 32, "activation format: 0 <= frac < bits <= 32"),
-            (0 <= self.cell_frac < self.cell_bits <= 40, "cell format: 0 <= frac < bits <= 40"),
-            (self.seg_frac <= self.pp_frac < self.pp_bits <= 40, "post-processing format: seg_frac <= frac < bits <= 40"),
-            (0 <= self.scale_frac < self.scale_bits <= 32, "scale format: 0 <= frac < bits <= 32"),
-            (8 <= self.acc_bits <= 62, "accumulator width must be 8 to 62 bits"),
+            (2 <= self.weight_bits or self.pe != "fp", "fp weights need 2 to 24 bits"),
+            (self.act_frac < self.act_bits, "activation format: 0 <= frac < bits <= 32"),
+            (self.cell_frac < self.cell_bits, "cell format: 0 <= frac < bits <= 40"),
+            (self.seg_frac <= self.pp_frac < self.pp_bits, "post-processing format: seg_frac <= frac < bits <= 40"),
+            (self.scale_frac < self.scale_bits, "scale format: 0 <= frac < bits <= 32"),
             (self.cell_frac <= 2 * self.act_frac, "cell frac must not exceed 2 x activation frac"),
         ]
         for ok, msg in checks:

@@ -2,6 +2,7 @@
 
 from rbtw.accel import design as design_mod
 from rbtw.accel import schedule
+from rbtw.summary import count
 
 
 def compare_designs(export, **kw):
@@ -64,7 +65,8 @@ def explain(rows):
         eq = by.get(f"{name}-eq")
         if eq:
             out.append(f"speed-up {name}-eq vs fp12, same PE-array area: {fp['cycles'] / eq['cycles']:.2f}× "
-                       f"({eq['pes']} add/subtract PEs in the area of {fp['pes']} multiply-accumulate PEs)")
+                       f"({count(eq['pes'], 'add/subtract PE')} in the area of "
+                       f"{count(fp['pes'], 'multiply-accumulate PE')})")
         out.append(f"energy per step fp12 / {name}: {fp['energy_nj'] / b['energy_nj']:.1f}×")
     return out
 
@@ -125,12 +127,12 @@ def design_lines(export, design):
     on = "all on chip" if c["fits"] else (f"{c['on_chip_bits'] / c['weight_bits']:.0%} on chip, "
                                           f"{c['off_chip_bits_per_step']:,} bits/step from DRAM")
     return [
-        f"design {design.name}: {design.rows}×{design.cols} = {design.pes} PEs, SRAM {design.sram_kb:g} KiB, "
+        f"design {design.name}: {design.rows}×{design.cols} = {count(design.pes, 'PE')}, SRAM {design.sram_kb:g} KiB, "
         f"DRAM {design.dram_gbps:g} GB/s, {design.clock_mhz:g} MHz",
         f"cycles/step {walked:,} (closed form {c['cycles']:,})  latency {c['latency_us']:.3f} µs  "
         f"throughput {c['steps_per_s']:,.0f} steps/s",
         f"weight memory {c['weight_bits']:,} bits ({c['weight_bits'] / 8192:.1f} KiB, {on}); "
-        f"BN tables {c['table_bits']:,} bits ({schedule.layer_info(export)[0][1]} rows); "
+        f"BN tables {c['table_bits']:,} bits ({count(schedule.layer_info(export)[0][1], 'row')}); "
         f"output layer {c['output_bits']:,} bits (float32, host)",
         f"whole model {c['model_bits']:,} bits ({c['model_bits'] / 8192:.1f} KiB); with 32-bit weights "
         f"{c['model_bits_fp32'] / 8192:.1f} KiB ({c['model_bits_fp32'] / c['model_bits']:.1f}×), with 12-bit "

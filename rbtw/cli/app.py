@@ -8,10 +8,17 @@ import sys
 
 import click
 
+from rbtw import fileio
 from rbtw.errors import UserError, os_error_message
-from rbtw.fileio import check_output  # noqa: F401  (the commands' rule for outputs)
 from rbtw.fileio import end_quietly_on_closed_pipe, reader_gone
 from rbtw.version import __version__
+
+
+def check_output(out, inputs=(), force=False, what="file", **kw):
+    """The commands' rule for outputs: rbtw.fileio.check_output, its refusal naming the
+    command's option (--force), not the Python API's keyword."""
+    kw.setdefault("force_hint", fileio.FORCE_OPTION)
+    return fileio.check_output(out, inputs, force, what, **kw)
 
 
 def _fail(message):

@@ -26,9 +26,11 @@ from rbtw.errors import UserError
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def reproduce(budget, tasks, out_dir, report_path, force, workers, scheduler, data_dir):
     """Train fp, BinaryConnect, binary and ternary models side by side and write a report."""
+    from rbtw.fileio import FORCE_OPTION
     from rbtw.reproduce import reproduce as run_reproduction
     text, failed = run_reproduction(budget, [t.strip() for t in tasks.split(",") if t.strip()], out_dir,
-                                    report_path=report_path, force=force, workers=workers, scheduler=scheduler,
+                                    report_path=report_path, force=force, force_hint=FORCE_OPTION,
+                                    workers=workers, scheduler=scheduler,
                                     data_dir=data_dir, echo=lambda line: click.echo(line, err=True))
     click.echo(text)
     if failed:
@@ -217,6 +219,7 @@ def demo(hidden, epochs, out_dir, force):
     with Progress("epochs") as progress:
         results, seconds = run_demo(hidden, epochs, out_dir, force=force,
                                     echo=lambda line: click.echo(line, err=True), on_progress=progress)
-    click.echo(f"embedded corpus, BN-LSTM H={hidden}, {epochs} epochs, {seconds:.0f} s:")
+    from rbtw.summary import count
+    click.echo(f"embedded corpus, BN-LSTM H={hidden}, {count(epochs, 'epoch')}, {seconds:.0f} s:")
     for name, test in results:
         click.echo(f"  {name:<15} test BPC {test['test_bpc']:.3f}")

@@ -117,6 +117,7 @@ def train(task, preset, out_dir, resume, force, data_dir, show_config, **options
     """
     from rbtw.api import fit
     from rbtw.config import build_config, metric_name
+    from rbtw.summary import count
     from rbtw.train import Interrupted
 
     if resume and not out_dir:
@@ -144,7 +145,7 @@ def train(task, preset, out_dir, resume, force, data_dir, show_config, **options
     finally:
         bar.close()
     c, name = result.config, metric_name(result.config.kind)
-    part = f", first {c.eval_max_batches} test minibatches" if c.eval_max_batches else ""
+    part = f", first {count(c.eval_max_batches, 'test minibatch', 'test minibatches')}" if c.eval_max_batches else ""
     click.echo(f"{task} {c.cell} {c.quant}: test {name} {result.test[name]:.4f} "
                f"(weights {c.eval_weights}, {c.eval_stats} statistics{part}) -> {out}")
     _say_best(out, name)
@@ -171,13 +172,25 @@ def _resumed_config(out_dir, fields):
 
 
 def _show_config(config, task, preset, given, resume):
-    from rbtw.config import option_name
     where = "the run in --out, resumed" if resume else f"preset {preset or 'quick'}"
-    mine = ", ".join(f"{option_name(k)} {v}" for k, v in given.items()) or "no options"
+    mine = ", ".join(_as_typed(k, v) for k, v in given.items()) or "no options"
     click.echo(f"# rbtw train {task}: {where}, with {mine}")
     width = max(len(k) for k in config.to_dict())
     for k, v in config.to_dict().items():
         click.echo(f"{k:<{width}}  {v}")
+
+
+def _as_typed(field, value):
+    """An option as the user would type it: "--hidden 256", "--stochastic", "--no-bn",
+    "--split 0.9/0.05/0.05" (the shares as parsed)."""
+    from rbtw.config import option_name
+    option = option_name(field)
+    if isinstance(value, bool):               # a --flag/--no-flag pair: the half that was given
+        on, _, off = option.partition("/")
+        return on if value else off or f"{on} false"
+    if isinstance(value, (list, tuple)):
+        value = "/".join(f"{x:g}" if isinstance(x, float) else str(x) for x in value)
+    return f"{option} {value}"
 
 
 @main.command("runs")
@@ -226,8 +239,9 @@ def calibrate(checkpoint, out, batches, thresholds, no_statistics, valid_batches
             theta = [float(x) for x in thresholds.split(",") if x.strip()]
         except ValueError:
             raise UserError(f"--threshold {thresholds!r}: give numbers such as 0.3333,0.5") from None
+    from rbtw.fileio import FORCE_OPTION
     report = calibrate_file(checkpoint, out, batches=batches, thresholds=theta, statistics=not no_statistics,
                             valid_batches=valid_batches, force=force, data_dir=data_dir,
-                            log=lambda line: click.echo(line, err=True))
+                            log=lambda line: click.echo(line, err=True), force_hint=FORCE_OPTION)
     from rbtw.summary import describe_calibration
     click.echo(f"{describe_calibration(report)} -> {out}")

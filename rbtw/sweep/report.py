@@ -88,21 +88,23 @@ def _conventions_tables(summary, where, head_where, sep_where):
 
 def _runs_table(summary, metric):
     """One row per run: its status, test metric, how far it has trained (epochs with a
-    validation figure, of those its schedule plans, and the last figure: a study in progress
-    shows where each run stands), wall time and attempts; with an until criterion, the last
-    epoch's gain and whether it converged."""
+    validation figure, of those its schedule plans, or planned + added when the until criterion
+    trained on past the schedule; and the last figure: a study in progress shows where each run
+    stands), wall time and attempts; with an until criterion, the last epoch's gain and whether
+    it converged."""
     key = "test_" + metric.split()[-1]
     name = metric.split()[-1]
     until = any("until" in r for r in summary["runs"])
     head = (f"| run | status | {metric} | epochs | last valid {name} | wall time | attempts |"
             + (" last gain | converged |" if until else ""))
     lines = ["", head, "|---|---|---|---|---|---|---|" + ("---|---|" if until else "")]
+    extended = False
     for r in summary["runs"]:
         status = r["status"] + (f": {r['error']}" if r.get("error") else "")
         attempts = f"{r['attempts']}" + (" (resumed)" if r.get("resumed") else "")
         valid = [v for v in r.get("valid") or [] if v is not None]
-        planned = r.get("schedule_epochs")
-        epochs = f"{len(valid)}" + (f" of {planned}" if planned else "")
+        epochs = _epochs(len(valid), r.get("schedule_epochs"))
+        extended = extended or "added" in epochs
         last = _num(valid[-1]) if valid else "—"
         row = (f"| {r['key']} | {status} | {_num(r[key])} | {epochs} | {last} | {_duration(r['wall_seconds'])} "
                f"| {attempts} |")
@@ -112,7 +114,20 @@ def _runs_table(summary, metric):
         lines.append(row)
     if any(r.get("stage") == "arm" for r in summary["runs"]):
         lines += ["", "An arm's wall time and attempts include its prefix's: its log begins with the prefix's."]
+    if extended:
+        lines += ["", "Epochs planned + added: the schedule's epochs, then those the until criterion added, one "
+                      "at a time at the schedule's end rate."]
     return lines
+
+
+def _epochs(done, planned):
+    """How far a run has trained: "1 of 2" planned epochs, or "4 (2 planned + 2 added)" when the
+    until criterion extended it past its schedule."""
+    if not planned:
+        return f"{done}"
+    if done > planned:
+        return f"{done} ({planned} planned + {done - planned} added)"
+    return f"{done} of {planned}"
 
 
 def _duration(seconds):

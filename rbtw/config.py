@@ -165,7 +165,7 @@ class TrainConfig:
                 raise UserError(f"{_named(name)}: {why}")
         for name, applies, why in OPTION_SCOPE:
             if (scope is True or (scope and name in scope)) and not applies(self) and getattr(self, name) != default(name):
-                raise UserError(f"{_named(name)} {getattr(self, name)!r} does not apply: {why}; this run is "
+                raise UserError(f"{_named_value(name, getattr(self, name))} does not apply: {why}; this run is "
                                 f"{self.task} ({self.kind}) with {self.quant} weights and {self.optimizer}")
         return self
 
@@ -183,6 +183,16 @@ def option_name(name):
 def _named(name):
     """A field as messages name it: "hidden (--hidden)", or just the name off the command line."""
     return name if name in _NOT_ON_THE_COMMAND_LINE else f"{name} ({option_name(name)})"
+
+
+def _named_value(name, value):
+    """A field set to ``value`` as messages name it: "dropout (--dropout) 0.3", and a flag by
+    the half of its pair that sets it: "stochastic=True (--stochastic)"."""
+    option = option_name(name)
+    if isinstance(value, bool) and "/" in option:
+        on, off = option.split("/")
+        return f"{name}={value} ({on if value else off})"
+    return f"{_named(name)} {value!r}"
 
 
 # ---------------------------------------------------------------------------------------------

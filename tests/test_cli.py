@@ -129,7 +129,9 @@ def test_values_outside_an_options_domain(tmp_path, option):
 
 
 @pytest.mark.parametrize("option,fragment", [(["--dropout", "0.3"], "--dropout"), (["--emb", "8"], "--emb"),
-                                             (["--quant", "fp", "--stochastic"], "--stochastic"),
+                                             (["--quant", "fp", "--stochastic"], "stochastic=True (--stochastic) does"),
+                                             (["--quant", "fp", "--no-bn", "--eval-stats", "batch"],
+                                              "eval_stats (--eval-stats) 'batch' does"),
                                              (["--pixels-per-step", "4"], "--pixels-per-step"),
                                              (["--lr-warmdown-epochs", "2"], "--lr-warmdown-epochs")])
 def test_options_that_do_not_apply_are_refused(tmp_path, option, fragment):

@@ -233,7 +233,7 @@ def test_a_presets_setting_that_the_users_choice_makes_inert_falls_back_to_its_d
 
 
 @pytest.mark.parametrize("words, fragment", [
-    (["--quant", "fp", "--step-clip"], "step_clip (--step-clip"),
+    (["--quant", "fp", "--step-clip"], "step_clip=True (--step-clip) does not apply"),
     (["--quant", "fp", "--eval-weights", "sampled"], "eval_weights (--eval-weights)"),
     (["--dropout", "0.3"], "--dropout"),
     (["--lr", "nan"], "lr (--lr) must be a finite number"),

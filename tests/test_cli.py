@@ -107,7 +107,7 @@ def test_prime_errors(trained, tmp_path):
     assert_one_line_error(invoke("sample", ckpt, "--prime", "Alice \u2603"), "not in the model's vocabulary")
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9".encode("latin-1"))
-    assert_one_line_error(invoke("sample", ckpt, "--prime-file", bad), "not UTF-8")
+    assert_one_line_error(invoke("sample", ckpt, "--prime-file", bad), "not valid UTF-8 text")
 
 
 def test_imported_text_that_is_not_utf8(tmp_path):

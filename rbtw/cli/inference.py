@@ -78,10 +78,8 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     if model.config.kind == "classify" or not model.vocab:
         raise UserError("sampling needs a language model; this one is a classifier")
     if prime_file:
-        try:
-            prime = Path(prime_file).read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise UserError(f"{prime_file} is not UTF-8 text (byte {e.start})") from None
+        from rbtw.data.corpus import read_text_file
+        prime = read_text_file(prime_file).decode("utf-8")
     import sys
 
     from rbtw.generate import write_pieces
@@ -163,10 +161,8 @@ def _emulation_data(export, config, data_dir, text_file):
         return data
     if config.kind != "char":
         raise UserError("--text needs a character-level language model")
-    try:
-        text = Path(text_file).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{text_file} is not UTF-8 text (byte {e.start})") from None
+    from rbtw.data.corpus import read_text_file
+    text = read_text_file(text_file).decode("utf-8")
     from rbtw.symbols import recorded
     vocab = export.manifest["vocab"]
     symbols = recorded("char", export.manifest.get("symbols"), vocab)

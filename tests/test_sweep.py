@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from rbtw.errors import UserError
 from click.testing import CliRunner
 
 from rbtw import sweep as sw
@@ -412,3 +414,60 @@ def test_runs_table_says_how_many_epochs_the_until_criterion_added():
     assert "Epochs planned + added" in text
     del summary["runs"][0]
     assert "Epochs planned + added" not in "\n".join(_runs_table(summary, "test bpc"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, True, "10", 1e9])
+def test_wait_workers_outside_its_domain_is_one_line_before_any_cluster(value):
+    from rbtw import sweep
+    with pytest.raises(UserError, match="wait-workers") as e:
+        sweep.connect(None, 1, wait_workers=value)
+    assert "\n" not in str(e.value)
+
+
+def test_the_command_trains_the_others_when_one_runs_log_is_damaged(tmp_path):
+    """The command's own look at what is left to do does not stop on a damaged log: that run
+    fails (exit 2, named), the other trains."""
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "out"
+    damaged = RunDir(out / "ternary-seed0")
+    damaged.path.mkdir(parents=True)
+    damaged.metrics_path.write_text('{"event": "epoch", "epoch": "one", "valid_bpc": 2.0}\n{}\n')
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 2, result.output + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 run(s) failed: ternary-seed0")
+    assert "Traceback" not in result.stderr
+    assert len(events(out / "fp-seed0", "test")) == 1
+
+
+def test_a_run_directory_of_another_configuration_is_not_taken_over(client, tmp_path):
+    """A finished run of another sweep, copied into this sweep's layout, is neither skipped as
+    done nor counted: it fails as another run's (naming the field), and the others train."""
+    import shutil
+    other = tiny_sweep({"fp": {"quant": "none"}}, max_batches=3)
+    assert sw.run_all(other.runs(tmp_path / "a"), client)["fp-seed0"]["status"] == "done"
+    sweep = tiny_sweep({"fp": {"quant": "none"}, "slow": {"quant": "none", "lr": 1e-4}})
+    shutil.copytree(tmp_path / "a" / "fp-seed0", tmp_path / "b" / "fp-seed0")
+    before = snapshot(tmp_path / "b" / "fp-seed0")
+    results = sw.run_all(sweep.runs(tmp_path / "b"), client)
+    assert results["slow-seed0"]["status"] == "done"
+    assert results["fp-seed0"]["status"] == "failed"
+    assert "another run's: its max_batches is 3, this sweep's 5" in results["fp-seed0"]["error"]
+    assert snapshot(tmp_path / "b" / "fp-seed0") == before
+    _, records = sw.collect(sweep, tmp_path / "b")
+    assert {r["name"]: r["status"] for r in records} == {"fp-seed0": "foreign", "slow-seed0": "done"}
+    summary = sw.write_summary(sweep, tmp_path / "b")
+    fp = next(g for g in summary["groups"] if g["variant"] == "fp")
+    assert fp["n"] == 0 and fp["failed"] == 1
+
+
+def test_a_run_extended_past_its_epochs_or_with_another_checkpoint_interval_is_still_this_run(tmp_path):
+    import json as _json
+    sweep = tiny_sweep({"fp": {"quant": "none"}})
+    (run,) = sweep.runs(tmp_path)
+    run.out.mkdir(parents=True)
+    saved = dict(run.config, epochs=run.config["epochs"] + 3, checkpoint_every=7)
+    RunDir(run.out).config_path.write_text(_json.dumps(saved))
+    assert sw.foreign_config(run) is None
+    RunDir(run.out).config_path.write_text(_json.dumps(dict(saved, epochs=0)))
+    assert "its epochs is 0" in sw.foreign_config(run)

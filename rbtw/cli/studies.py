@@ -1,5 +1,6 @@
 """rbtw reproduce, sweep, plot and demo: many runs, their reports and curves."""
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -156,10 +157,20 @@ class _TermAsInterrupt:
         return False
 
 
+def _pending(run):
+    """Whether a run has something left to do; a run whose log is damaged counts (its task
+    reports it as failed, and the others train)."""
+    from rbtw import sweep as sw
+    try:
+        return not sw.stage_done(run)
+    except UserError:
+        return True
+
+
 def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
     """Run ``runs`` through the Dask runner with progress; the CLI side of rbtw.sweep.run_all."""
     from rbtw import sweep as sw
-    todo = [r for r in runs if not sw.stage_done(r)]
+    todo = [r for r in runs if _pending(r)]
     if not todo:
         click.echo(f"all {len(runs)} runs have finished; nothing to train", err=True)
         return {r.key: {"status": "done", "skipped": True} for r in runs}
@@ -183,7 +194,8 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
         client.close()
         if cluster is not None:
             cluster.close()
-        stop_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):      # a read-only directory: no stop file was made
+            stop_file.unlink(missing_ok=True)
 
 
 @main.command()

@@ -14,7 +14,7 @@ import struct
 import time
 from pathlib import Path
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_finite
 from rbtw.rundir import RunDir
 from rbtw.sweep import runner
 from rbtw.sweep.runner import (BUSY_RETRY_SECONDS, ONE_THREAD, STOP_GRACE_SECONDS, _import_dask, stage_done,
@@ -22,6 +22,7 @@ from rbtw.sweep.runner import (BUSY_RETRY_SECONDS, ONE_THREAD, STOP_GRACE_SECOND
 
 CONNECT_TIMEOUT = 10.0      # seconds for a scheduler to answer as Dask
 WAIT_WORKERS = 120.0        # default seconds to wait for a scheduler's first worker
+MAX_WAIT_WORKERS = 7 * 24 * 3600   # its domain's end: a week
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,8 +136,11 @@ def connect(scheduler=None, workers=None, wait_workers=WAIT_WORKERS, echo=None):
     """(client, cluster): a client of ``scheduler``, or of a new LocalCluster (cluster not None).
 
     An existing scheduler must answer as Dask within seconds, and have a worker within
-    ``wait_workers`` seconds (it is said when it has none)."""
+    ``wait_workers`` seconds (it is said when it has none): a finite number from 0 to a week."""
     import logging
+    if not (is_finite(wait_workers) and 0 <= wait_workers <= MAX_WAIT_WORKERS):
+        raise UserError(f"--wait-workers (wait_workers) must be a number of seconds from 0 to "
+                        f"{MAX_WAIT_WORKERS:,}, not {wait_workers!r}")
     _, distributed = _import_dask()
     if not scheduler:
         cluster = local_cluster(workers, silence_logs=logging.ERROR)
@@ -156,7 +160,7 @@ def connect(scheduler=None, workers=None, wait_workers=WAIT_WORKERS, echo=None):
         except (TimeoutError, OSError):
             client.close()
             raise UserError(f"the scheduler at {scheduler} has no workers (waited {wait_workers:g} s); "
-                            "start one: dask worker {scheduler}") from None
+                            f"start one: dask worker {scheduler}") from None
     return client, None
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_whole, os_error_message
 from rbtw.rundir import RunDir
 
 INSTALL_HINT = "rbtw sweep needs Dask: pip install 'rbtw[dist]' (or pip install 'dask[distributed]')"
@@ -90,9 +90,44 @@ def checkpoints_to_measure(run_dir):
     return [p.name for p in (rd.checkpoint_path, rd.schedule_end_path, rd.best_path) if p.exists()]
 
 
+def foreign_config(run):
+    """Why the configuration in ``run``'s directory is not the sweep's for it, or None (no
+    directory or no readable config.json yet: training reports that).  A run directory in the
+    sweep's layout is taken over only when it is this run: every field equal, except those a
+    resume may change (rbtw.config.RESUME_MAY_CHANGE: more epochs, as the until criterion adds,
+    and checkpoint_every) and a warm-down's span, which a longer run pins to its planned epochs
+    (rbtw.config.resume_config)."""
+    import json
+    from rbtw.config import RESUME_MAY_CHANGE
+    path = RunDir(run.out).config_path
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    wanted = json.loads(json.dumps(run.config))           # as JSON holds it (tuples as lists)
+    for name, value in wanted.items():
+        got = saved.get(name)
+        if name == "epochs" and is_whole(got) and is_whole(value) and got >= value:
+            continue
+        if name in RESUME_MAY_CHANGE and name != "epochs":
+            continue
+        if name == "lr_warmdown_epochs" and value is None and got == wanted.get("epochs"):
+            continue
+        if got != value:
+            return (f"{path} is another run's: its {name} is {got!r}, this sweep's {value!r} "
+                    f"(move the directory away, or give the sweep another --out)")
+    return None
+
+
 def stage_done(run):
-    """Whether ``run`` (a SweepRun) has nothing left to do."""
+    """Whether ``run`` (a SweepRun) has nothing left to do; UserError when its directory cannot
+    be judged (a damaged log, another run's configuration)."""
     from rbtw.sweep.summary import has_conventions
+    problem = foreign_config(run)
+    if problem:
+        raise UserError(problem)
     rd = RunDir(run.out)
     if rd.final_test() is None:
         return False
@@ -147,9 +182,14 @@ def stage_task(spec, data_dir=None, stop_file=None):
         lock = RunLock(run.out).acquire()
     except RunBusy as e:
         return {"status": "busy", "error": str(e)}
+    except OSError as e:            # e.g. a read-only sweep directory: this run fails, not the sweep
+        return {"status": "failed", "error": os_error_message(e)}
     try:
-        if stage_done(run):
-            return {"status": "done", "skipped": True}
+        try:
+            if stage_done(run):
+                return {"status": "done", "skipped": True}
+        except UserError as e:      # a damaged log: the run cannot be judged, so it fails
+            return {"status": "failed", "error": str(e)}
         return _attempt(run, spec, data_dir, stop_file)
     finally:
         lock.release()

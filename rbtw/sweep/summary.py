@@ -49,6 +49,7 @@ CALIBRATED = "calibrated"
 STUDY_CONVENTIONS = (*CONVENTIONS, CALIBRATED)        # the columns of a study's tables
 BEST = "conventions_at_best"                          # a record's conventions at its best validation point
 RULE_KEY = "calibration_rule"                         # a cache entry's rbtw.calibrate.RULE
+NOT_DONE = ("failed", "damaged", "foreign")   # statuses a group counts as failed runs
 SEAL = "sha256"                                       # a cache entry's checksum over its key and contents
 
 
@@ -216,7 +217,7 @@ def attempt_seconds(events):
 def record(run, metric):
     """One run's record, from its run directory alone."""
     from rbtw.runlock import is_held
-    from rbtw.sweep.runner import until_state
+    from rbtw.sweep.runner import foreign_config, until_state
     rd = RunDir(run.out)
     rec = {"name": run.name, "key": run.key, "variant": run.variant, "axes": run.axes, "seed": run.seed,
            "arm": run.arm, "stage": run.stage, f"test_{metric}": None, "eval_weights": None, "eval_stats": None}
@@ -227,6 +228,9 @@ def record(run, metric):
     wall, attempts = attempt_seconds(events)
     rec.update(status="not started" if not run.out.exists() else "unfinished", wall_seconds=wall,
                attempts=attempts, resumed=attempts > 1)
+    foreign = foreign_config(run)
+    if foreign:                        # another run's directory in this one's place: not counted
+        return dict(rec, status="foreign", error=foreign)
     epochs = [e for e in events if e.get("event") == "epoch"]
     rec["valid"] = [e.get(f"valid_{metric}") for e in epochs]
     rec["schedule_epochs"] = run.config.get("epochs")      # before any the until criterion adds
@@ -341,7 +345,7 @@ def summarize(sweep, metric, records):
         variant, axes, arm = g
         recs = groups[g]
         row = {"variant": variant, "axes": json.loads(axes), "arm": arm, "runs": len(recs),
-               "failed": sum(r["status"] == "failed" for r in recs), **_stat(list(_values(recs, key).values()))}
+               "failed": sum(r["status"] in NOT_DONE for r in recs), **_stat(list(_values(recs, key).values()))}
         if sweep.until is not None:
             row["converged"] = sum(bool(r.get("converged")) for r in recs)
         row["conventions"] = {c: _stat(list(_values(recs, key, c).values())) for c in conventions}

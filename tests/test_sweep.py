@@ -471,3 +471,12 @@ def test_a_run_extended_past_its_epochs_or_with_another_checkpoint_interval_is_s
     assert sw.foreign_config(run) is None
     RunDir(run.out).config_path.write_text(_json.dumps(dict(saved, epochs=0)))
     assert "its epochs is 0" in sw.foreign_config(run)
+
+
+def test_a_run_queued_when_the_sweep_was_stopped_does_not_start(tmp_path):
+    sweep = tiny_sweep({"fp": {"quant": "none"}})
+    (run,) = sweep.runs(tmp_path / "out")
+    stop = tmp_path / ".stop-here"
+    stop.touch()
+    assert sw.stage_task(sw.runner.task_spec(run), None, str(stop))["status"] == "interrupted"
+    assert not run.out.exists()

@@ -178,6 +178,8 @@ def stage_task(spec, data_dir=None, stop_file=None):
     from rbtw.sweep.spec import SweepRun
     run = SweepRun(None, None, {}, 0, spec["config"], Path(spec["out"]), until=spec.get("until"),
                    conventions=spec.get("conventions", False))
+    if stop_file and os.path.exists(stop_file):     # queued when the sweep was stopped: not begun
+        return {"status": "interrupted", "resumed": False}
     try:
         lock = RunLock(run.out).acquire()
     except RunBusy as e:

@@ -6,6 +6,12 @@ reading it either gives a Sweep or stops with one line (a UserError), never anot
 Parsing lists every run and validates its configuration, so these examples reach every field's
 domain check without training anything.
 
+What the file names becomes directories: any arm or variant name is refused in one line or
+gives run directories strictly inside the sweep directory, none of them its own entries.  What
+would fail only after training (an arm shorter than its prefix, an until cap below a run's
+epochs) is refused when the file is read; a directory's sweep grows only by seeds, variants,
+axis values or arms (never from no arms to arms), settings compared in canonical spelling.
+
 A run directory's metrics log, config.json and conventions cache are read by `rbtw sweep
 --summary` and `rbtw runs`: a damaged line or file there (any field of any event given any
 value, any JSON in place of the others) marks that run damaged or unmeasured, and the summary
@@ -17,6 +23,8 @@ Derandomised, as the command-line fuzz is: the same examples on every run.
 import copy
 import json
 import math
+import os
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -125,6 +133,189 @@ def test_until_takes_only_a_finite_non_negative_gain(min_gain):
     d["until"]["min_gain"] = min_gain
     with pytest.raises(UserError, match="min_gain must be a finite number ≥ 0"):
         parse_spec(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# what the file names and how a directory's sweep may grow: refused when the file is read
+
+SPEC_TINY = dict(hidden=8, seq_len=10, batch=4, epochs=1, max_batches=2, eval_max_batches=1)
+OWN_ENTRIES = {"sweep.json", "summary.json", "summary.md", "prefix"}     # and .lock, .stop-*, *.log
+
+
+def tiny_spec(**fields):
+    d = {"task": "default", "options": dict(SPEC_TINY), "grid": {"fp": {"quant": "none"}}, "seeds": [0]}
+    d.update(fields)
+    return d
+
+
+PATH_LIKE = (st.sampled_from([".", "..", "...", "./a", "../a", "a/..", "a/b", "/", "/tmp", "~", "", " ", "a b",
+                              "summary.json", "Summary.JSON", "summary.md", "sweep.json", "SWEEP.json", "prefix",
+                              "PREFIX", ".lock", ".stop-h-1-ab", ".hidden", "run.log", "RUN.LOG", "a\\b", "a\x00b",
+                              "a\nb", "é", "a" * 255, "a" * 256, "fp", "Fp", "constant", "x-1.5+y_z"])
+             | st.text(alphabet="./\\-_+aA0 ~\x00", max_size=10) | st.text(max_size=6))
+
+
+def plain(part):
+    return (bool(part) and not part.startswith(".") and not part.lower().endswith(".log") and len(part) <= 255
+            and all(c.isascii() and (c.isalnum() or c in "_.+-") for c in part))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(variants=st.lists(PATH_LIKE, min_size=1, max_size=2), arms=st.lists(PATH_LIKE, max_size=2),
+       axis=st.booleans())
+def test_any_arm_or_variant_name_is_refused_in_one_line_or_stays_inside_the_sweep_directory(variants, arms, axis):
+    # an arm named ".." trained outside the sweep directory, one named "summary.json" inside
+    # DIR/summary.json/; every name that becomes a path is one plain directory name of DIR
+    grid = {v: {} for v in variants}
+    if axis:
+        grid["hidden"] = [8, 16]
+    d = tiny_spec(grid=grid)
+    if arms:
+        d["arms"] = {a: {"epochs": 2} for a in arms}
+    sweep = refused_in_one_line(lambda: parse_spec(d))
+    if sweep is None:
+        return
+    out = Path("/sweeps/dir")
+    runs = sweep.runs(out)
+    seen = set()
+    for run in runs:
+        rel = run.out.relative_to(out)                    # lexically inside: no "..", no "."
+        assert rel.parts and all(plain(p) for p in rel.parts), run.out
+        top = rel.parts[0].lower()                        # DIR's own entries are its own
+        assert top == "prefix" if run.stage == "prefix" else top not in OWN_ENTRIES, run.out
+        assert Path(os.path.normpath(run.out)) == run.out and out in run.out.parents
+        assert str(rel).lower() not in seen, rel         # one directory each, where case is ignored too
+        seen.add(str(rel).lower())
+    assert len(seen) == len(runs)
+
+
+@pytest.mark.parametrize("name", [".", "..", "summary.json", "summary.md", "sweep.json", "Summary.JSON", "prefix",
+                                  ".lock", ".stop-host-1-ab", "train.log", "x" * 256])
+@pytest.mark.parametrize("where", ["arm", "variant"])
+def test_a_name_the_sweep_directory_needs_or_that_leaves_it_is_refused(name, where):
+    d = tiny_spec(arms={name: {"epochs": 2}}) if where == "arm" else tiny_spec(grid={name: {}})
+    with pytest.raises(UserError, match=f"the {where} name '{re.escape(name[:37])}") as e:
+        parse_spec(d)
+    assert "\n" not in str(e.value)
+
+
+def test_two_arms_or_runs_that_differ_only_in_case_are_refused():
+    with pytest.raises(UserError, match=r"two arms differ only in case \('fast', 'FAST'\)"):
+        parse_spec(tiny_spec(arms={"fast": {"epochs": 2}, "FAST": {"epochs": 3}}))
+    with pytest.raises(UserError, match="share the directory name 'FP-seed0' \\(as 'fp-seed0'"):
+        parse_spec(tiny_spec(grid={"fp": {}, "FP": {"quant": "binary"}}))
+
+
+@pytest.mark.parametrize("added", [True, False])
+def test_adding_or_removing_arms_is_no_extension(tmp_path, added):
+    # arms move every run from DIR/NAME to DIR/prefix/NAME and DIR/ARM/NAME: "extending" a
+    # directory so would leave its runs out and train everything again
+    plain_ = parse_spec(tiny_spec())
+    study = parse_spec(tiny_spec(arms={"longer": {"epochs": 2}}))
+    old, new = (plain_, study) if added else (study, plain_)
+    assert "arms" in new.extends(old) and "ARM/NAME" in new.extends(old)
+    prepare_out(old, tmp_path)
+    stored = (tmp_path / "sweep.json").read_text()
+    with pytest.raises(UserError, match="holds a different sweep .*arms") as e:
+        prepare_out(new, tmp_path)
+    assert "\n" not in str(e.value) and (tmp_path / "sweep.json").read_text() == stored
+    assert study.extends(study) is None and plain_.extends(plain_) is None
+
+
+EPOCHS = st.integers(1, 5)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(options=EPOCHS, variant=st.none() | EPOCHS, axis=st.none() | st.lists(EPOCHS, min_size=1, max_size=3,
+                                                                              unique=True),
+       arm=st.none() | st.just("none") | EPOCHS, cap=st.none() | EPOCHS)
+def test_an_arm_shorter_than_its_prefix_or_a_cap_below_a_run_is_refused_when_read(options, variant, axis, arm,
+                                                                                   cap):
+    # a prefix's epochs come from options, a variant or an axis; an arm (without epochs: its
+    # prefix's) may not have fewer, and until's cap counts every epoch of a run it applies to
+    d = tiny_spec(options=dict(SPEC_TINY, epochs=options), grid={"v": {} if variant is None else {"epochs": variant}})
+    if axis is not None:
+        d["grid"]["epochs"] = axis
+    prefixes = set(axis) if axis is not None else {variant or options}
+    if arm is not None:
+        d["arms"] = {"a": {} if arm == "none" else {"epochs": arm}}
+    if cap is not None:
+        d["until"] = {"min_gain": 0.0, "max_epochs": cap}
+    lasts = prefixes if arm in (None, "none") else {arm}
+    short = arm not in (None, "none") and arm < max(prefixes)
+    capped = cap is not None and cap < max(lasts)
+    if not short and not capped:
+        assert isinstance(parse_spec(d), Sweep)
+        return
+    why = [m for m, applies in (("fewer than the .* its prefix", short), ("max_epochs = .* is below", capped))
+           if applies]                                    # the first run at fault is named
+    with pytest.raises(UserError, match="|".join(why)) as e:
+        parse_spec(d)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("grid", [3, 1.5, True, "fp", [], [{"quant": "none"}]])
+def test_a_grid_that_is_not_a_table_is_called_so(grid):
+    with pytest.raises(UserError, match="the grid must be a table of variants"):
+        parse_spec(tiny_spec(grid=grid))
+    with pytest.raises(UserError, match="the grid is empty"):
+        parse_spec(tiny_spec(grid={}))
+    with pytest.raises(UserError, match="the grid is missing"):
+        parse_spec({k: v for k, v in tiny_spec().items() if k != "grid"})
+
+
+@pytest.mark.parametrize("only", ["", ",,,", " , ", "\t"])
+def test_an_only_that_names_nothing_is_refused_before_anything_is_written(tmp_path, only):
+    from click.testing import CliRunner
+    from rbtw.cli import main
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(tiny_spec(arms={"longer": {"epochs": 2}})))
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--only", only])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --only names no variant or arm;")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    sweep = parse_spec(tiny_spec())
+    with pytest.raises(UserError, match="--only names no variant or arm"):
+        sweep.select(sweep.runs(tmp_path), [])
+
+
+SPELLINGS = {"quant": ["none", "fp"], "max_batches": [0, None], "eval_max_batches": [0, None],
+             "adam_reset": [0, None]}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data(), where=st.sampled_from(["options", "variant"]), fields=st.sets(st.sampled_from(sorted(SPELLINGS)),
+                                                                                      min_size=1))
+def test_a_setting_in_another_spelling_extends_the_directorys_sweep(data, where, fields):
+    # "fp" is "none" (0 is "no limit"): the same runs, so a file that spells them otherwise and
+    # adds a seed or a variant extends the sweep it had
+    def spelled():
+        table = {f: data.draw(st.sampled_from(SPELLINGS[f])) for f in sorted(fields)}
+        if where == "options":
+            return tiny_spec(options=dict(SPEC_TINY, **table))
+        return tiny_spec(grid={"v": table})
+    old, new = spelled(), spelled()
+    new["seeds"] = [0, 1]
+    new["grid"]["t"] = {"quant": "ternary"}
+    old, new = parse_spec(old), parse_spec(new)
+    assert new.extends(old) is None
+    assert old.extends(new) is not None               # a seed and a variant fewer
+
+
+def test_axis_values_are_one_setting_each_and_keep_their_runs_names(tmp_path):
+    with pytest.raises(UserError, match=r"axis 'quant' gives one setting twice \('fp' and 'none'\)"):
+        parse_spec(tiny_spec(grid={"v": {}, "quant": ["fp", "none"]}))
+    with pytest.raises(UserError, match=r"axis 'lr' gives one setting twice \(1 and 1.0\)"):
+        parse_spec(tiny_spec(grid={"v": {}, "lr": [1, 1.0]}))
+    # an axis value names its runs (v-quantfp-seed0): spelled otherwise, its runs are other runs
+    fp = parse_spec(tiny_spec(grid={"v": {}, "quant": ["fp"]}))
+    none = parse_spec(tiny_spec(grid={"v": {}, "quant": ["none", "ternary"]}))
+    assert none.extends(fp) == "its axes differ"
+    # an axis of arrays (text_split) extends in one line, not a TypeError
+    text = dict(SPEC_TINY, text_file=str(tmp_path / "corpus.txt"))
+    one = parse_spec(tiny_spec(task="text", options=text, grid={"v": {}, "text_split": [[0.8, 0.1, 0.1]]}))
+    two = parse_spec(tiny_spec(task="text", options=text,
+                               grid={"v": {}, "text_split": [[0.8, 0.1, 0.1], [0.6, 0.2, 0.2]]}))
+    assert two.extends(one) is None and one.extends(two) == "its axes differ"
 
 
 # ---------------------------------------------------------------------------------------------

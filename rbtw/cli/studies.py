@@ -86,7 +86,7 @@ def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, d
     DIR and the data cache on a shared filesystem; the data directory is passed to them).
     Re-running the command (or `rbtw sweep DIR`) skips finished runs and resumes unfinished ones;
     a run killed with its worker is resumed from its last checkpoint, and said so.  A sweep file
-    that adds seeds, variants, axis values or arms extends DIR.  Ctrl-C or SIGTERM (kill PID) stops
+    that adds seeds, variants, axis values or (where DIR has arms) arms extends DIR.  Ctrl-C or SIGTERM (kill PID) stops
     every run at its next minibatch boundary with its checkpoint saved.  DIR/summary.json and DIR/summary.md give
     per variant the mean, sd and 95 % Student-t interval over seeds, and paired differences
     against the reference.  Needs pip install 'rbtw[dist]'.

@@ -20,7 +20,8 @@ Runs: variant × (values of every axis) × seed, each in DIR/NAME with NAME such
 ``ternary-hidden128-seed0``, trained exactly as ``rbtw train`` would.  A run's configuration is:
 dataclass defaults, the preset's values for the task, ``options``, the variant, the axis
 values, the seed.  DIR/sweep.json keeps the sweep; a DIR that holds another sweep is refused,
-unless the new file only adds seeds, variants, axis values or arms (the runs DIR has are kept).
+unless the new file only adds seeds, variants, axis values or (to a sweep that has arms) arms:
+the runs DIR has are kept.
 
 A study adds, optionally:
 

@@ -3,6 +3,26 @@
 A sweep file (TOML or JSON; see rbtw.sweep for the format) becomes a :class:`Sweep`, and a
 Sweep, given its directory, lists its runs (:meth:`Sweep.runs`).  Every run's configuration is
 validated here, so a mistake anywhere in the file is one line before any training starts.
+
+What is refused here, not later:
+
+- a name that becomes a directory (an arm's DIR/ARM, a run's DIR/NAME or DIR/ARM/NAME, and so
+  a variant's name, which leads its runs' names) must be one plain directory name of the sweep
+  directory: letters, digits and _ . + - only, at most 255 characters, not starting with "."
+  (so never "." or "..", nor the directory's hidden files .lock and .stop-*), not ending in
+  ".log", and none of the directory's own entries (sweep.json, summary.json, summary.md,
+  prefix), in any case; no two runs' directories may differ only in case.
+- an arm with fewer epochs than its prefix trains (a branch continues its prefix).
+- ``until.max_epochs`` below the epochs of a run it applies to (an arm, or a plain run):
+  the cap counts every epoch of the run, its schedule's included, so a lower cap could not
+  hold.  A cap equal to a run's epochs is accepted: the criterion then adds no epoch to it.
+- two values of one axis that are the same setting in another spelling (quant "fp" and
+  "none"; 0 and None for a limit), which would train the same runs twice.
+
+A sweep directory may be extended (:meth:`Sweep.extends`) by a file that only adds seeds,
+variants, axis values or arms; values are compared in canonical spelling (rbtw.config.normalise:
+quant "fp" is "none"), but a sweep without arms never becomes one with arms, or back, since
+that moves every run (DIR/NAME against DIR/prefix/NAME and DIR/ARM/NAME).
 """
 
 import json
@@ -19,6 +39,11 @@ PREFIX_DIR = "prefix"
 UNTIL_KEYS = {"min_gain": (int, float), "max_epochs": (int,)}
 SUMMARY_KEYS = {"conventions": (bool,)}
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+# the sweep directory's own entries, which no arm or run directory may take (compared in lower
+# case, for file systems that ignore case); hidden entries (.lock, .stop-*) and *.log are refused
+# by their shape (dir_name)
+RESERVED = (SPEC_NAME, "summary.json", "summary.md", PREFIX_DIR)
+MAX_NAME = 255      # bytes in one path component (NAME_MAX on Linux and macOS)
 
 
 @dataclass
@@ -84,16 +109,21 @@ class Sweep:
         return combos
 
     def runs(self, out_dir):
-        """Every run: variants × axis values × seeds (× arms, each after its prefix), validated."""
+        """Every run: variants × axis values × seeds (× arms, each after its prefix), validated;
+        every directory it names a plain directory name of ``out_dir`` (:func:`dir_name`)."""
         out_dir = Path(out_dir)
-        runs, names = [], set()
+        _distinct((dir_name(arm, "the arm") for arm in self.arms), "two arms")
+        runs, names = [], {}
         for variant, overrides in self.variants.items():
             for combo in self._combos():
                 for seed in self.seeds:
                     name = "-".join([variant] + [_safe(f"{k}{v}") for k, v in combo.items()] + [f"seed{seed}"])
-                    if name in names:
-                        raise UserError(f"two runs of the sweep would share the directory name {name!r}")
-                    names.add(name)
+                    dir_name(name, "the run name", f" (of variant {variant!r})")
+                    if name.lower() in names:
+                        raise UserError(f"two runs of the sweep would share the directory name {name!r}"
+                                        + ("" if names[name.lower()] == name else
+                                           f" (as {names[name.lower()]!r}, where case is ignored)"))
+                    names[name.lower()] = name
                     config = make_config(self.task, self.preset, self.options, overrides, combo, {"seed": seed})
                     runs += self._stages(name, variant, combo, seed, config, out_dir)
         return runs
@@ -101,20 +131,31 @@ class Sweep:
     def _stages(self, name, variant, combo, seed, config, out_dir):
         last = dict(until=self.until, conventions=bool(self.summary.get("conventions")))
         if not self.arms:
+            _check_cap(self.until, config, name)
             return [SweepRun(name, variant, combo, seed, config, out_dir / name, **last)]
         prefix = SweepRun(name, variant, combo, seed, config, out_dir / PREFIX_DIR / name, stage="prefix")
         stages = [prefix]
         for arm, changes in self.arms.items():
-            stages.append(SweepRun(name, variant, combo, seed, arm_config(config, changes, arm),
+            branched = arm_config(config, changes, arm)
+            if branched["epochs"] < config["epochs"]:
+                from rbtw.summary import count
+                raise UserError(f"arm {arm!r} trains {count(branched['epochs'], 'epoch')}, fewer than the "
+                                f"{config['epochs']} its prefix {name!r} trains; an arm continues its prefix, "
+                                f"so give it epochs ≥ {config['epochs']}")
+            _check_cap(self.until, branched, f"{arm}/{name}")
+            stages.append(SweepRun(name, variant, combo, seed, branched,
                                    out_dir / arm / name, stage="arm", arm=arm, prefix=prefix, changes=changes,
                                    **last))
         return stages
 
     def select(self, runs, names):
-        """The runs of ``runs`` that ``names`` (variant and arm names) pick: a run is picked when
-        its variant is named (or no variant is) and its arm is named (or no arm is); an arm's
-        prefix goes with it."""
+        """The runs of ``runs`` that ``names`` (variant and arm names, at least one) pick: a run
+        is picked when its variant is named (or no variant is) and its arm is named (or no arm
+        is); an arm's prefix goes with it."""
         names = set(names)
+        if not names:       # `--only ""` or `--only ,,`: naming nothing is not naming everything
+            raise UserError(f"--only names no variant or arm; give one or more, comma-separated "
+                            f"(variants: {', '.join(self.variants)}; arms: {', '.join(self.arms) or 'none'})")
         unknown = names - set(self.variants) - set(self.arms)
         if unknown:
             raise UserError(f"--only names no variant or arm of the sweep: {', '.join(sorted(unknown))} "
@@ -129,15 +170,23 @@ class Sweep:
 
     def extends(self, other):
         """Why this sweep is not ``other`` with more seeds, variants, axis values or arms (None
-        when it is: then the runs ``other`` has are runs of this one, unchanged)."""
-        if (self.task, self.preset, self.options, self.reference, self.until) != \
-                (other.task, other.preset, other.options, other.reference, other.until):
+        when it is: then the runs ``other`` has are runs of this one, unchanged).  Tables of
+        fields are compared in canonical spelling (quant "fp" is "none"); an axis value must
+        also keep the name it gives its runs' directories (``lr1`` is not ``lr1.0``)."""
+        if bool(self.arms) != bool(other.arms):
+            return ("it has arms and the directory's sweep has none: arms move every run to "
+                    "prefix/NAME and ARM/NAME, so its runs would train again" if self.arms else
+                    "the directory's sweep has arms and it has none: its runs live in prefix/NAME "
+                    "and ARM/NAME, not NAME")
+        if (self.task, self.preset, _canonical(self.options), self.reference, self.until) != \
+                (other.task, other.preset, _canonical(other.options), other.reference, other.until):
             return "its task, preset, options, reference or until differ"
         for label, mine, theirs in (("variant", self.variants, other.variants), ("arm", self.arms, other.arms)):
             for key, value in theirs.items():
-                if mine.get(key) != value:
+                if key not in mine or _canonical(mine[key]) != _canonical(value):
                     return f"the {label} {key!r} is missing or defined otherwise"
-        if set(other.axes) != set(self.axes) or any(not set(v) <= set(self.axes[k]) for k, v in other.axes.items()):
+        if set(other.axes) != set(self.axes) or any(not _axis_values(k, v) <= _axis_values(k, self.axes[k])
+                                                    for k, v in other.axes.items()):
             return "its axes differ"
         if not set(other.seeds) <= set(self.seeds):
             return "seeds it had are missing"
@@ -146,6 +195,56 @@ class Sweep:
 
 def _safe(text):
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def dir_name(name, what, note=""):
+    """``name`` if it is a plain directory name that a sweep may give one of its directories
+    (see the module's docstring), else a one-line UserError: "WHAT 'NAME' WHY NOTE"."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        why = "may hold only letters, digits and _ . + -"
+    elif name in (".", ".."):
+        why = "is a path (this or the parent directory), not a directory name"
+    elif name.startswith("."):
+        why = "starts with \".\", as the sweep directory's hidden files (.lock, .stop-*) do"
+    elif name.lower() in RESERVED:
+        why = f"is taken by the sweep directory's own entries ({', '.join(RESERVED)}; case ignored)"
+    elif name.lower().endswith(".log"):
+        why = "ends in .log, as the sweep directory's logs do"
+    elif len(name) > MAX_NAME:
+        why = f"is longer than a directory name may be ({len(name)} > {MAX_NAME} characters)"
+    else:
+        return name
+    shown = name if not isinstance(name, str) or len(name) <= 40 else name[:37] + "..."
+    raise UserError(f"{what} {shown!r} {why}{note}")
+
+
+def _distinct(names, what):
+    """Refuse two of ``names`` that differ only in case (one directory where case is ignored)."""
+    seen = {}
+    for name in names:
+        if name.lower() in seen:
+            raise UserError(f"{what} differ only in case ({seen[name.lower()]!r}, {name!r}), which would "
+                            f"share a directory where case is ignored")
+        seen[name.lower()] = name
+
+
+def _check_cap(until, config, key):
+    """Refuse an ``until`` cap below the epochs of the run ``key`` (its schedule's)."""
+    if until is not None and until["max_epochs"] < config["epochs"]:
+        raise UserError(f"until: max_epochs = {until['max_epochs']} is below the {config['epochs']} epochs "
+                        f"{key} trains; the cap counts every epoch of a run, so give max_epochs ≥ "
+                        f"{config['epochs']}")
+
+
+def _axis_values(key, values):
+    """An axis's values as (the part of the run names each gives, its canonical value in JSON)."""
+    return {(_safe(f"{key}{v}"), json.dumps(_canonical({key: v})[key])) for v in values}
+
+
+def _canonical(fields):
+    """A table of TrainConfig fields in canonical form (rbtw.config.check_field), for comparison."""
+    from rbtw.config import check_field
+    return {key: check_field(key, value) for key, value in fields.items()}
 
 
 def make_config(task, preset, *layers):
@@ -243,27 +342,43 @@ def _table(value, where, what):
 
 
 def _grid(grid, where):
-    if not isinstance(grid, dict) or not grid:
-        raise UserError(f"{where}: the grid is empty; give at least one variant, e.g. fp = {{ quant = \"none\" }}")
+    example = 'e.g. fp = { quant = "none" }'
+    if grid is None:
+        raise UserError(f"{where}: the grid is missing; give a [grid] table with at least one variant, {example}")
+    if not isinstance(grid, dict):
+        raise UserError(f"{where}: the grid must be a table of variants (tables) and axes (arrays), "
+                        f"not {_kind(grid)}; {example}")
+    if not grid:
+        raise UserError(f"{where}: the grid is empty; give at least one variant, {example}")
     variants, axes = {}, {}
     for key, value in grid.items():
         if isinstance(value, dict):
-            if not _NAME.fullmatch(key) or key == PREFIX_DIR:
-                raise UserError(f"{where}: variant name {key!r} may hold only letters, digits and _ . + - "
-                                f"(and is not {PREFIX_DIR!r})")
+            dir_name(key, f"{where}: the variant name", "; it leads its runs' directory names")
             _check_fields(value, f"{where}: variant {key!r}")
             variants[key] = value
         elif isinstance(value, list):
             if not value:
                 raise UserError(f"{where}: axis {key!r} has no values")
+            seen = []         # (as written, canonical)
             for v in value:
                 _check_fields({key: v}, f"{where}: axis {key!r}")
+                canonical = _canonical({key: v})[key]
+                for written, other in seen:
+                    if other == canonical and isinstance(other, bool) == isinstance(canonical, bool):
+                        raise UserError(f"{where}: axis {key!r} gives one setting twice ({written!r} and "
+                                        f"{v!r}), which would train the same runs twice")
+                seen.append((v, canonical))
             axes[key] = value
         else:
             raise UserError(f"{where}: grid entry {key!r} must be a table (a variant) or an array (an axis)")
     if not variants:
         raise UserError(f"{where}: the grid has no variant (a table of TrainConfig overrides)")
     return variants, axes
+
+
+def _kind(value):
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
+        type(value), type(value).__name__)
 
 
 def _arms(arms, where):
@@ -273,9 +388,7 @@ def _arms(arms, where):
     if not arms:
         raise UserError(f"{where}: arms is empty; leave it out for a sweep without arms")
     for name, changes in arms.items():
-        if not _NAME.fullmatch(name) or name == PREFIX_DIR:
-            raise UserError(f"{where}: arm name {name!r} may hold only letters, digits and _ . + - "
-                            f"(and is not {PREFIX_DIR!r})")
+        dir_name(name, f"{where}: the arm name", "; its runs live in DIR/ARM/NAME")
         _table(changes, f"{where}: arm {name!r}", "a table of branchable fields")
         _check_fields(changes, f"{where}: arm {name!r}")
     return arms

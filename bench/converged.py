@@ -17,7 +17,11 @@ figure there): such cells show "—".
 
 The records join those already in RESULTS/converged.json (earlier points: H 128, the GRU, a
 14-epoch budget, the first H 256 cosine runs on another host), which are kept as they are.  A
-study's records replace earlier records of the same study and name.  Writes converged.json,
+study's records replace earlier records of the same study and name; a run whose metrics log is
+damaged is left out, said in one line on stderr (an earlier record of it is kept).  A
+converged.json that is not one this script wrote (not JSON, or a record without a field the
+report reads or with one of the wrong kind) stops it with one line naming the file and the
+record, exit status 1, before anything is written.  Writes converged.json,
 converged.md (every run; per width × arm × convention the paired gaps with 95 % Student-t
 intervals and each claim's verdict; where a claim fails at the widest width, the width at which
 the measured trend would meet it, with Fieller's 95 % interval, and, below the paper's H 1000,
@@ -36,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rbtw.errors import UserError  # noqa: E402
+from rbtw.errors import UserError, is_number, is_whole  # noqa: E402
 from rbtw.fileio import atomic_open, atomic_path  # noqa: E402
 from rbtw.sweep.summary import t_interval  # noqa: E402
 
@@ -60,8 +64,9 @@ def machine():
     return f"{model}, {os.cpu_count()} cores, {isa}"
 
 
-def study_records(study_dir):
-    """The arm runs of a study directory as converged.json records."""
+def study_records(study_dir, warn=lambda line: print(line, file=sys.stderr)):
+    """The arm runs of a study directory as converged.json records.  A run whose log is damaged
+    is left out with one line to ``warn`` (its earlier record, if any, is kept)."""
     from rbtw import sweep as sw
     sweep = sw.stored_sweep(study_dir)
     _, recs = sw.collect(sweep, study_dir)
@@ -70,6 +75,9 @@ def study_records(study_dir):
     for rec in recs:
         run = runs[rec["key"]]
         if run.stage == "prefix":
+            continue
+        if rec["status"] == "damaged":
+            warn(f"warning: {Path(study_dir) / rec['key']} left out: {rec.get('error') or 'damaged'}")
             continue
         c = run.config
         schedule_epochs = c.get("lr_warmdown_epochs") or c["epochs"]
@@ -90,6 +98,91 @@ def study_records(study_dir):
                 r["test_bpc_at_best"], r["best_epoch"] = rec["conventions_at_best"], rec.get("best_epoch")
         out.append(r)
     return out
+
+
+# what a record of converged.json holds: {field: (required, what it is, test)}; fields not
+# named here are kept as they are
+def _text(v):
+    return isinstance(v, str)
+
+
+def _whole(v):
+    return is_whole(v)
+
+
+def _number_or_none(v):
+    return v is None or is_number(v)
+
+
+def _conventions(v):
+    """None, or {convention: test BPC} (some conventions may be missing)."""
+    return v is None or (isinstance(v, dict) and all(k in CONVENTIONS and is_number(x) for k, x in v.items()))
+
+
+def _calibration(v):
+    return v is None or (isinstance(v, dict) and is_number(v.get("uncalibrated")) and is_number(v.get("calibrated"))
+                         and _number_or_none(v.get("threshold")) and (v.get("rule") is None or is_whole(v["rule"])))
+
+
+FIELDS = {
+    "name": (True, "text", _text), "variant": (True, "text", _text), "schedule": (True, "text", _text),
+    "cell": (True, "text", _text), "status": (True, "text", _text),
+    "hidden": (True, "a whole number ≥ 1", lambda v: is_whole(v, 1)), "seed": (True, "a whole number", _whole),
+    "valid_bpc": (True, "a list of numbers", lambda v: isinstance(v, list) and all(is_number(x) for x in v)),
+    "wall_seconds": (True, "a number", is_number),
+    "study": (False, "text or null", lambda v: v is None or _text(v)), "machine": (False, "text", _text),
+    "epochs": (False, "a whole number", _whole), "schedule_epochs": (False, "a whole number", _whole),
+    "tail_epochs": (False, "a whole number", _whole), "attempts": (False, "a whole number", _whole),
+    "minibatches": (False, "a whole number", _whole),
+    "best_epoch": (False, "a whole number or null", lambda v: v is None or is_whole(v)),
+    "converged": (False, "true, false or null", lambda v: v is None or isinstance(v, bool)),
+    "last_epoch_gain": (False, "a number or null", _number_or_none),
+    "test_bpc": (False, "null or {convention: number}", _conventions),
+    "test_bpc_at_schedule_end": (False, "null or {convention: number}", _conventions),
+    "test_bpc_at_best": (False, "null or {convention: number}", _conventions),
+    "calibration": (False, "null or a calibration report (uncalibrated and calibrated numbers)", _calibration),
+}
+
+
+def record_problem(r):
+    """Why ``r`` is not a converged.json record, or "" when it is one."""
+    if not isinstance(r, dict):
+        return f"is {_short(r)}, not an object"
+    for name, (required, what, ok) in FIELDS.items():
+        if name not in r:
+            if required:
+                return f"has no {name}"
+        elif not ok(r[name]):
+            return f"{name} is {_short(r[name])}, not {what}"
+    return ""
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_results(path):
+    """The records of the converged.json at ``path`` ([] when there is none), or a UserError
+    naming the file and what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    why = f"{path} is not a converged.json this script wrote"
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{why} ({type(e).__name__}: {e})") from None
+    if not isinstance(runs, list):
+        raise UserError(f"{why} (runs is {_short(runs)}, not a list)")
+    for k, r in enumerate(runs):
+        problem = record_problem(r)
+        if problem:
+            name = f" ({r['name']})" if isinstance(r, dict) and isinstance(r.get("name"), str) else ""
+            raise UserError(f"{why} (runs[{k}]{name} {problem})")
+    return runs
 
 
 def merge(old, new):
@@ -382,7 +475,7 @@ def report(records):
             theta = "1/3" if c.get("threshold") is None else f"{c['threshold']:g}"
             theta = theta if r["variant"] == "ternary" else "—"
             out.append(f"| {r['name']} | {r['hidden']} | {theta} | {c['uncalibrated']:.3f} → {c['calibrated']:.3f} "
-                       f"| {t['population']:.3f} → {t['calibrated']:.3f} | {t['expected']:.3f} |")
+                       f"| {bpc(t, 'population')} → {bpc(t, 'calibrated')} | {bpc(t, 'expected')} |")
         out.append("")
     out += ["### Every run", "", "| run | machine | status | schedule + tail epochs | valid BPC per epoch | "
             "last gain | converged | test BPC population / official / expected / calibrated | best validation: epoch, "
@@ -395,14 +488,20 @@ def report(records):
         gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
         curve = [f"{v:.3f}" for v in r["valid_bpc"]]
         if r.get("tail_epochs"):
-            curve.insert(r["schedule_epochs"], "‖")
+            curve.insert(r.get("schedule_epochs", len(curve)), "‖")
         where = r.get("study") or "earlier study"
-        best = (f"{r['best_epoch']}, {r['test_bpc_at_best']['population']:.3f}" if r.get("test_bpc_at_best")
+        best = (f"{r.get('best_epoch')}, {bpc(r['test_bpc_at_best'], 'population')}" if r.get("test_bpc_at_best")
                 else "—")
         out.append(f"| {r['name']} ({r['cell']} H {r['hidden']}, {where}) | {r.get('machine', 'AMD EPYC, 2 cores, AVX2')} "
                    f"| {r['status']} | {r.get('schedule_epochs', '?')} + {r.get('tail_epochs', 0)} | {' '.join(curve)} "
                    f"| {gain} | {r.get('converged', '—')} | {tests} | {best} | {r['wall_seconds'] / 60:.0f} min |")
     return "\n".join(out)
+
+
+def bpc(conventions, convention):
+    """A convention's test BPC to three decimals, "—" where it was not measured."""
+    v = conventions.get(convention)
+    return "—" if v is None else f"{v:.3f}"
 
 
 def plot_trend(ax, points, colour, style):
@@ -464,11 +563,8 @@ def main():
     args = ap.parse_args()
     results = Path(args.results)
     known = results / "converged.json"
-    try:
-        old = json.loads(known.read_text())["runs"] if known.exists() else []
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        sys.exit(f"error: {known} is not a converged.json this script wrote ({type(e).__name__}: {e})")
-    try:
+    try:        # refused before anything is written: the file is merged into, never replaced
+        old = read_results(known)
         new = [r for d in args.studies for r in study_records(d)]
     except UserError as e:
         sys.exit(f"error: {e}")

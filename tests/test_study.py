@@ -593,3 +593,222 @@ def test_the_threshold_search_takes_every_theta_in_its_domain_and_refuses_the_re
             tt.theta_grid(text)
     with pytest.raises(argparse.ArgumentTypeError):
         tt.theta_grid(text + ",x")
+
+
+# ---------------------------------------------------------------------------------------------
+# bench/converged.py and bench/study_progress.py on damaged and partial studies: one line, never
+# a traceback
+
+
+def _fake_study(out, variants=("fp", "ternary"), seeds=(0, 1), arms=True, train_loss=1.5):
+    """A study directory whose runs' logs are written by hand (no training): three epochs each,
+    a test event and the sweep's end; the validation BPC differs by variant and seed."""
+    grid = {v: {"quant": "none" if v == "fp" else "ternary"} for v in variants}
+    s = study(seeds=seeds, variants=grid) if arms else \
+        sw.parse_spec({"task": "default", "options": dict(TINY), "grid": grid, "seeds": list(seeds)})
+    sw.prepare_out(s, out)
+    for r in s.runs(out):
+        rd = RunDir(r.out)
+        rd.path.mkdir(parents=True, exist_ok=True)
+        for k in range(3):
+            rd.append(event="epoch", epoch=k, step=k + 1, train_loss=train_loss,
+                      valid_bpc=2.0 - 0.1 * k + 0.1 * variants.index(r.variant) + 0.01 * r.seed)
+        rd.append(event="test", test_bpc=1.9)
+        rd.append(event="sweep", status="done", seconds=3.0)
+    return s
+
+
+def _run_main(module, argv):
+    """``module.main()`` with ``argv``: its exit code (0 when it returned); any other exception,
+    a traceback from the command line, propagates."""
+    saved = sys.argv
+    sys.argv = [module.__file__] + [str(a) for a in argv]
+    try:
+        module.main()
+    except SystemExit as stop:
+        return stop.code
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _damage_log(run_dir, line=2):
+    path = Path(run_dir) / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[line - 1] = "{not json\n"
+    path.write_text("".join(lines))
+
+
+def test_converged_leaves_out_a_run_whose_log_is_damaged_and_collects_the_others(tmp_path, monkeypatch, capsys):
+    converged = _bench_module("converged")
+    monkeypatch.setattr(converged, "plot", lambda records, path: None)          # no figure: fast
+    out, results = tmp_path / "study", tmp_path / "results"
+    _fake_study(out, seeds=(0,))
+    assert _run_main(converged, [out, "--results", results]) == 0
+    first = {r["name"]: r for r in json.loads((results / "converged.json").read_text())["runs"]}
+    assert set(first) == {"fp-constant-s0", "fp-cosine-s0", "ternary-constant-s0", "ternary-cosine-s0"}
+    capsys.readouterr()
+    _damage_log(out / "constant" / "ternary-seed0")
+    _damage_log(out / "cosine" / "fp-seed0")
+    RunDir(out / "constant" / "fp-seed0").append(event="epoch", epoch=3, step=4, valid_bpc=1.5)  # news
+    assert _run_main(converged, [out, "--results", results]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    left = [line for line in err.splitlines() if "left out" in line]
+    assert len(left) == 2 and all(line.startswith("warning: ") for line in left)
+    assert any("constant/ternary-seed0" in line and "metrics.jsonl:2" in line for line in left)
+    again = {r["name"]: r for r in json.loads((results / "converged.json").read_text())["runs"]}
+    assert set(again) == set(first)
+    assert again["fp-constant-s0"]["valid_bpc"][-1] == 1.5                      # the others go on
+    assert again["ternary-constant-s0"] == first["ternary-constant-s0"]         # its earlier record kept
+    assert again["fp-cosine-s0"] == first["fp-cosine-s0"]
+
+
+def _results_json():
+    return json.loads((ROOT / "bench" / "results" / "converged.json").read_text())
+
+
+def _refused(converged, results):
+    """Run converged.py on ``results``: its message when it stopped with one line and wrote nothing."""
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+    code = _run_main(converged, ["--results", results])
+    assert code not in (0, None), "a damaged converged.json was taken"
+    message = str(code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert str(results / "converged.json") in message
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before         # nothing written
+    return message
+
+
+def test_the_results_of_the_repository_are_a_converged_json_this_script_reads():
+    converged = _bench_module("converged")
+    runs = _results_json()["runs"]
+    assert converged.read_results(ROOT / "bench" / "results" / "converged.json") == runs
+    assert "### Every run" in converged.report(runs)
+
+
+def _without(record, field):
+    return {k: v for k, v in record.items() if k != field}
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda d: {"runs": 3}, lambda d: "runs is 3, not a list"),
+    (lambda d: {"runs": [1, 2]}, lambda d: "runs[0] is 1, not an object"),
+    (lambda d: dict(d, runs=d["runs"][:2] + [_without(d["runs"][2], "cell")] + d["runs"][3:]),
+     lambda d: f"runs[2] ({d['runs'][2]['name']}) has no cell"),
+    (lambda d: dict(d, runs=d["runs"][:1] + [dict(d["runs"][1], status=7)] + d["runs"][2:]),
+     lambda d: f"runs[1] ({d['runs'][1]['name']}) status is 7, not text"),
+    (lambda d: dict(d, runs=d["runs"] + [dict(d["runs"][0], test_bpc={"population": "1.5"})]),
+     lambda d: f'runs[{len(d["runs"])}] ({d["runs"][0]["name"]}) test_bpc is {{"population": "1.5"}}'),
+    (lambda d: [d], lambda d: "not a converged.json this script wrote"),
+], ids=["runs a number", "runs not objects", "no cell", "status a number", "a figure as text", "a list"])
+def test_a_converged_json_of_another_shape_is_refused_in_one_line_naming_it(tmp_path, damage, says):
+    converged = _bench_module("converged")
+    whole = _results_json()
+    (tmp_path / "converged.json").write_text(json.dumps(damage(whole)))
+    assert says(whole) in _refused(converged, tmp_path)
+
+
+# what a converged.json record holds, field by field: (required, kind, may be null)
+RECORD = {"name": (True, "text", False), "variant": (True, "text", False), "schedule": (True, "text", False),
+          "cell": (True, "text", False), "status": (True, "text", False), "hidden": (True, "positive", False),
+          "seed": (True, "whole", False), "valid_bpc": (True, "numbers", False),
+          "wall_seconds": (True, "number", False),
+          "study": (False, "text", True), "machine": (False, "text", False), "epochs": (False, "whole", False),
+          "schedule_epochs": (False, "whole", False), "tail_epochs": (False, "whole", False),
+          "attempts": (False, "whole", False), "minibatches": (False, "whole", False),
+          "best_epoch": (False, "whole", True), "converged": (False, "bool", True),
+          "last_epoch_gain": (False, "number", True), "test_bpc": (False, "conventions", True),
+          "test_bpc_at_schedule_end": (False, "conventions", True), "test_bpc_at_best": (False, "conventions", True),
+          "calibration": (False, "calibration", True)}
+JUNK = [None, True, False, -1, 0, 3, 2.5, "x", "", [], [1.5], ["x"], [None], {}, {"population": "x"},
+        {"population": None}, {"x": 1.0}, {"uncalibrated": 1.0}]
+
+
+def _fits(kind, value):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return {"text": isinstance(value, str), "whole": whole and value >= 0, "positive": whole and value >= 1,
+            "number": number, "bool": isinstance(value, bool),
+            "numbers": isinstance(value, list) and all(_fits("number", v) for v in value),
+            "conventions": isinstance(value, dict) and all(k in ("population", "official", "expected", "calibrated")
+                                                             and _fits("number", v) for k, v in value.items()),
+            "calibration": False}[kind]          # no junk value is a calibration report
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_single_damaged_results_record_is_refused_in_one_line_and_the_file_is_unchanged(
+        tmp_path_factory, data):
+    converged = _bench_module("converged")
+    whole = _results_json()
+    k = data.draw(st.integers(0, len(whole["runs"]) - 1), label="record")
+    record = dict(whole["runs"][k])
+    field = data.draw(st.sampled_from(sorted(f for f in RECORD if f in record or RECORD[f][0])), label="field")
+    required, kind, nullable = RECORD[field]
+    wrong = [v for v in JUNK if not _fits(kind, v) and not (v is None and nullable)]
+    damage = data.draw(st.sampled_from((["missing"] if required else []) + wrong), label="damage")
+    if damage == "missing":
+        record.pop(field, None)
+    else:
+        record[field] = damage
+    whole["runs"][k] = record
+    results = tmp_path_factory.mktemp("results")
+    (results / "converged.json").write_text(json.dumps(whole, indent=1))
+    message = _refused(converged, results)
+    assert f"runs[{k}]" in message and field in message
+
+
+def _study_progress(argv, capsys):
+    module = _bench_module("study_progress")
+    code = _run_main(module, argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("where, argv, says", [
+    ("nothing", [], "is not a directory"),
+    ("study", ["--part", "slow"], "has no part 'slow' (its parts: constant, cosine, prefix)"),
+    ("sweep", [], "has no part 'prefix' (its parts: . (a sweep without arms"),
+    ("damaged", ["--part", "constant"], "constant/ternary-seed1/metrics.jsonl:2 is not a metrics log line"),
+    ("study", ["--part", "cosine", "--reference", "binary"],
+     "--reference 'binary' is no variant of {dir}/cosine (its variants: fp, ternary)"),
+])
+def test_study_progress_says_what_is_wrong_in_one_line(tmp_path, capsys, where, argv, says):
+    _fake_study(tmp_path / "study", seeds=(0, 1))
+    _fake_study(tmp_path / "sweep", seeds=(0,), arms=False)
+    _fake_study(tmp_path / "damaged", seeds=(0, 1))
+    _damage_log(tmp_path / "damaged" / "constant" / "ternary-seed1")
+    code, out, err = _study_progress([tmp_path / where] + argv, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert says.format(dir=tmp_path / where) in err
+
+
+def test_study_progress_pairs_each_gap_with_the_reference_run_of_its_seed(tmp_path, capsys):
+    _fake_study(tmp_path / "study", seeds=(0, 1, 2))
+    (tmp_path / "study" / "cosine" / "fp-seed2" / "metrics.jsonl").unlink()     # not begun yet
+    code, out, err = _study_progress([tmp_path / "study", "--part", "cosine"], capsys)
+    assert code == 0, err
+    head, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()]
+    gaps = [c for c in head if "−" in c]
+    assert gaps == ["ternary-seed0 − fp-seed0", "ternary-seed1 − fp-seed1"]        # none for seed 2
+    assert len(rows) == 3
+    for row in rows:
+        cell = dict(zip(head, row))
+        for seed in (0, 1):
+            want = float(cell[f"ternary-seed{seed} valid"]) - float(cell[f"fp-seed{seed} valid"])
+            assert float(cell[f"ternary-seed{seed} − fp-seed{seed}"]) == pytest.approx(want, abs=1e-4)
+            assert want == pytest.approx(0.1, abs=1e-4)              # the same seed's: 0.1, not 0.1 + 0.01·seed
+    # the reference taken the other way round: fp − ternary, paired the same way
+    code, out, _ = _study_progress([tmp_path / "study", "--part", "cosine", "--reference", "ternary"],
+                                   capsys)
+    assert code == 0 and "fp-seed1 − ternary-seed1" in out and "fp-seed0 − ternary-seed1" not in out
+
+
+def test_study_progress_shows_a_missing_training_loss_as_a_dash(tmp_path, capsys):
+    _fake_study(tmp_path / "study", seeds=(0,), train_loss=None)
+    code, out, err = _study_progress([tmp_path / "study"], capsys)
+    assert code == 0, err
+    rows = out.splitlines()[2:]
+    assert len(rows) == 3 and all(row.endswith("| — | — |") for row in rows)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rbtw.errors import UserError  # noqa: E402
+from rbtw.errors import UserError, run_script  # noqa: E402
 from rbtw.rundir import RunDir  # noqa: E402
 
 SEED = re.compile(r"-seed\d+$")
@@ -103,16 +103,8 @@ def main():
     ap.add_argument("--part", default="prefix", help="prefix, or an arm's name (.: a sweep without arms)")
     ap.add_argument("--reference", default="fp", help="the variant the gaps are taken to")
     args = ap.parse_args()
-    try:
-        lines = table(part_dir(args.study, args.part), args.reference)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print(f"error: cannot read {e.filename or args.study}: {e.strerror or e}", file=sys.stderr)
-        sys.exit(2)
-    print("\n".join(lines))
+    print("\n".join(table(part_dir(args.study, args.part), args.reference)))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

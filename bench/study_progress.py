@@ -103,8 +103,8 @@ def main():
     ap.add_argument("--part", default="prefix", help="prefix, or an arm's name (.: a sweep without arms)")
     ap.add_argument("--reference", default="fp", help="the variant the gaps are taken to")
     args = ap.parse_args()
-    print("\n".join(table(part_dir(args.study, args.part), args.reference)))
+    run_script(lambda: print("\n".join(table(part_dir(args.study, args.part), args.reference))))
 
 
 if __name__ == "__main__":
-    run_script(main)
+    main()

@@ -55,13 +55,9 @@ PAPER_WIDTH = 1000
 
 
 def machine():
-    """CPU model, cores and the widest vector instruction set."""
-    import os
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                 "unknown CPU")
-    isa = "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else "no AVX2"
-    return f"{model}, {os.cpu_count()} cores, {isa}"
+    """CPU model, cores and the widest vector instruction set of this host (rbtw.machine)."""
+    from rbtw.machine import describe
+    return describe()
 
 
 def study_records(study_dir, warn=lambda line: print(line, file=sys.stderr)):
@@ -82,7 +78,8 @@ def study_records(study_dir, warn=lambda line: print(line, file=sys.stderr)):
         c = run.config
         schedule_epochs = c.get("lr_warmdown_epochs") or c["epochs"]
         valid = [round(v, 5) for v in rec["valid"] if v is not None]
-        r = dict(name=f"{run.variant}-{run.arm or 'run'}-s{run.seed}", study=Path(study_dir).name, machine=machine(),
+        where = "; ".join(rec.get("machines") or [machine()])    # older logs: the collecting host
+        r = dict(name=f"{run.variant}-{run.arm or 'run'}-s{run.seed}", study=Path(study_dir).name, machine=where,
                  variant=run.variant, schedule=run.arm or "run", seed=run.seed, cell=c["cell"], hidden=c["hidden"],
                  epochs=len(valid), schedule_epochs=schedule_epochs, tail_epochs=max(len(valid) - schedule_epochs, 0),
                  valid_bpc=valid, wall_seconds=round(rec["wall_seconds"], 1), attempts=rec["attempts"],

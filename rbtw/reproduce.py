@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbtw.errors import UserError
+from rbtw.machine import cpu_model, vector_isa
 from rbtw.rundir import RunDir
 
 VARIANTS = {
@@ -271,7 +272,7 @@ def report(jobs, budget, command, conv=None, total_seconds=None):
     """The markdown report."""
     lines = [f"# Reproduction ({budget} budget)", "", f"Command: `{command}`", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-             f"{_cpu_name()}.", ""]
+             f"{cpu_model()}, {vector_isa()}.", ""]
     if total_seconds is not None:
         lines += [f"Wall time of the whole reproduction: {total_seconds / 60:.1f} min.", ""]
     lines += ["Evaluation: test split, population batch-norm statistics, deterministic weights "
@@ -312,13 +313,3 @@ def _delta(task, value, base):
     if task == "ptb_word":
         return f"{value - base:+.1f}"
     return f"{value - base:+.3f}"
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"

@@ -192,7 +192,7 @@ def _parse(line, path, k):
 REQUIRED = {"train": ("step", "loss"), "epoch": ("epoch",), "sweep": ("seconds",)}
 METRIC_OF = {"epoch": "valid_", "test": "test_"}    # the task's metric: valid_bpc, test_accuracy, ...
 _WHOLE = ("epoch", "batch", "step", "pid")
-_TEXT = ("event", "status", "host", "error", "eval_weights", "eval_stats")
+_TEXT = ("event", "status", "host", "machine", "error", "eval_weights", "eval_stats")
 _NUMBER = ("loss", "lr", "seconds", "time", "time_started")
 _METRIC_PREFIXES = ("valid_", "test_", "train_")
 

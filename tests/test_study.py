@@ -812,3 +812,20 @@ def test_study_progress_shows_a_missing_training_loss_as_a_dash(tmp_path, capsys
     assert code == 0, err
     rows = out.splitlines()[2:]
     assert len(rows) == 3 and all(row.endswith("| — | — |") for row in rows)
+
+
+def test_a_converged_record_names_the_machines_that_trained_it_not_the_collecting_host(tmp_path):
+    converged = _bench_module("converged")
+    s = _fake_study(tmp_path / "study", seeds=(0,))
+    trained = {}
+    for k, r in enumerate(s.runs(tmp_path / "study")):
+        if r.stage == "arm" and r.variant == "fp":
+            trained[r.arm] = f"Trainer {k}, 2 cores, AVX2"
+            lines = RunDir(r.out).metrics_path.read_text().splitlines()
+            attempt = json.dumps({"event": "attempt", "time_started": 1.0, "host": "h", "machine": trained[r.arm],
+                                  "pid": 1, "resumed": False, "time": 1.0})
+            RunDir(r.out).metrics_path.write_text("\n".join([attempt] + lines) + "\n")
+    records = {(r["variant"], r["schedule"]): r for r in converged.study_records(tmp_path / "study")}
+    for arm, where in trained.items():
+        assert records[("fp", arm)]["machine"] == where
+    assert records[("ternary", "constant")]["machine"] == converged.machine()   # a log without it

@@ -207,7 +207,8 @@ def _attempt(run, spec, data_dir, stop_file):
     rd = RunDir(run.out)
     resume = rd.has_checkpoint()
     start = time.time()
-    where = dict(host=socket.gethostname(), pid=os.getpid(), resumed=resume)
+    from rbtw.machine import describe
+    where = dict(host=socket.gethostname(), machine=describe(), pid=os.getpid(), resumed=resume)
     rd.path.mkdir(parents=True, exist_ok=True)
     logged = []
 

@@ -214,6 +214,12 @@ def attempt_seconds(events):
     return round(total, 3), len(starts)
 
 
+def machines_of(events):
+    """The machines that trained a run (rbtw.machine.describe, as its attempts recorded them),
+    in the order they first did; empty for logs written before attempts recorded it."""
+    return list(dict.fromkeys(e["machine"] for e in events if e.get("event") == "attempt" and e.get("machine")))
+
+
 def record(run, metric):
     """One run's record, from its run directory alone."""
     from rbtw.runlock import is_held
@@ -227,7 +233,7 @@ def record(run, metric):
         return dict(rec, status="damaged", error=str(e), wall_seconds=0.0, attempts=0, resumed=False)
     wall, attempts = attempt_seconds(events)
     rec.update(status="not started" if not run.out.exists() else "unfinished", wall_seconds=wall,
-               attempts=attempts, resumed=attempts > 1)
+               attempts=attempts, resumed=attempts > 1, machines=machines_of(events))
     foreign = foreign_config(run)
     if foreign:                        # another run's directory in this one's place: not counted
         return dict(rec, status="foreign", error=foreign)

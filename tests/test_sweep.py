@@ -480,3 +480,29 @@ def test_a_run_queued_when_the_sweep_was_stopped_does_not_start(tmp_path):
     stop.touch()
     assert sw.stage_task(sw.runner.task_spec(run), None, str(stop))["status"] == "interrupted"
     assert not run.out.exists()
+
+
+def test_a_run_that_failed_after_its_test_is_counted_failed_in_the_summary(tmp_path):
+    """The runner's verdict and the summary agree: a run whose last attempt failed after its
+    test event (e.g. a damaged checkpoint while its conventions were measured) is failed."""
+    sweep = tiny_sweep({"fp": {"quant": "none"}})
+    (run,) = sweep.runs(tmp_path)
+    assert sw.train_one(run.config, run.out)["status"] == "done"
+    RunDir(run.out).append(event="sweep", status="failed", error="not a readable rbtw checkpoint", seconds=0.1)
+    _, (rec,) = sw.collect(sweep, tmp_path)
+    assert rec["status"] == "failed" and "readable" in rec["error"]
+    summary = sw.write_summary(sweep, tmp_path)
+    assert summary["groups"][0]["failed"] == 1 and summary["groups"][0]["n"] == 0
+
+
+def test_the_summary_prints_no_negative_zero():
+    from rbtw.sweep import report
+    assert report._num(-0.00001) == "0.0000" and report._num(-0.0) == "0.0000"
+    assert report._num(-0.0001) == "-0.0001" and report._num(None) == "—"
+
+
+def test_summary_of_a_sweep_file_says_to_give_the_directory(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--summary"])
+    assert result.exit_code == 2 and "is a file: give the sweep directory" in result.stderr

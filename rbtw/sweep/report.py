@@ -2,7 +2,7 @@
 
 
 def _num(x):
-    return "—" if x is None else f"{x:.4f}"
+    return "—" if x is None else f"{x + 0.0:.4f}".replace("-0.0000", "0.0000")     # no negative zero
 
 
 def _ci(ci):

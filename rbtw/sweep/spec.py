@@ -484,6 +484,8 @@ def _foreign(sweep, out):
 
 def stored_sweep(out_dir):
     path = Path(out_dir) / SPEC_NAME
+    if Path(out_dir).is_file():
+        raise UserError(f"{out_dir} is a file: give the sweep directory (the --out of the sweep that made it)")
     if not path.exists():
         raise UserError(f"{out_dir} holds no sweep ({SPEC_NAME} is missing)")
     try:

@@ -214,6 +214,12 @@ def attempt_seconds(events):
     return round(total, 3), len(starts)
 
 
+def _after(events, a, b):
+    """Whether event ``a`` comes after event ``b`` in ``events`` (both taken from it)."""
+    index = {id(e): k for k, e in enumerate(events)}
+    return index[id(a)] > index[id(b)]
+
+
 def machines_of(events):
     """The machines that trained a run (rbtw.machine.describe, as its attempts recorded them),
     in the order they first did; empty for logs written before attempts recorded it."""
@@ -245,6 +251,9 @@ def record(run, metric):
     if tests:
         rec.update(status="done", **{f"test_{metric}": tests[-1].get(f"test_{metric}")},
                    eval_weights=tests[-1].get("eval_weights"), eval_stats=tests[-1].get("eval_stats"))
+        if ends and ends[-1].get("status") == "failed" and _after(events, ends[-1], tests[-1]):
+            # it failed after its test (measuring its conventions: a damaged checkpoint, say)
+            rec.update(status="failed", error=ends[-1].get("error"))
     elif is_held(run.out):             # a live process trains it now (as rbtw runs says)
         rec["status"] = "training"
     elif ends and ends[-1].get("status") in ("failed", "interrupted"):

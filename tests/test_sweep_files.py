@@ -460,3 +460,21 @@ def test_any_json_in_a_runs_config_or_conventions_cache_leaves_the_summary_and_l
             rd.conventions_path.write_text(json.dumps(cache))
     sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, victim, damage)
     summary_and_listing_come_out(sweep, out, victim, names)
+
+
+def test_a_damaged_sweep_json_says_how_to_recover_and_recovery_keeps_the_runs(tmp_path):
+    from rbtw import sweep as sw
+    s = sw.parse_spec({"task": "default", "seeds": [0], "grid": {"fp": {"quant": "none"}},
+                       "options": {"hidden": 8}})
+    out = tmp_path / "out"
+    sw.prepare_out(s, out)
+    good = (out / "sweep.json").read_bytes()
+    (out / "fp-seed0").mkdir()
+    (out / "sweep.json").write_bytes(good[: len(good) // 2])
+    for call in (lambda: sw.prepare_out(s, out), lambda: sw.stored_sweep(out)):
+        with pytest.raises(UserError, match="move it away and run the sweep file again") as e:
+            call()
+        assert "\n" not in str(e.value)
+    (out / "sweep.json").unlink()
+    sw.prepare_out(s, out)
+    assert (out / "sweep.json").read_bytes() == good and (out / "fp-seed0").is_dir()

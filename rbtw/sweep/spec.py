@@ -461,7 +461,7 @@ def prepare_out(sweep, out_dir):
             have = json.loads(stored.read_text())
             old = parse_spec(have, str(stored))
         except (OSError, ValueError) as e:
-            raise UserError(f"{stored} is unreadable: {e}") from None
+            raise UserError(f"{stored} is unreadable: {e}; {RECOVER}") from None
         if have == want:
             return
         why = sweep.extends(old)
@@ -482,6 +482,12 @@ def _foreign(sweep, out):
     return [p for p in out.iterdir() if p.name not in ours and not p.name.endswith(".log")]
 
 
+# how to recover a sweep directory whose sweep.json is damaged: its runs are kept, since each is
+# taken over only where its own configuration is the file's (rbtw.sweep.runner.foreign_config)
+RECOVER = ("move it away and run the sweep file again with this --out (its runs are kept where "
+           "their configuration is the file's)")
+
+
 def stored_sweep(out_dir):
     path = Path(out_dir) / SPEC_NAME
     if Path(out_dir).is_file():
@@ -491,4 +497,4 @@ def stored_sweep(out_dir):
     try:
         return parse_spec(json.loads(path.read_text()), str(path))
     except ValueError as e:
-        raise UserError(f"{path} is not valid JSON: {e}") from None
+        raise UserError(f"{path} is not valid JSON: {e}; {RECOVER}") from None

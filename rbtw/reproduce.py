@@ -17,6 +17,7 @@ per core, or on an existing scheduler.  A finished run is not repeated, an inter
 resumes from its checkpoint.
 """
 
+import contextlib
 import math
 import os
 import platform
@@ -194,9 +195,10 @@ def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
     results = {}
     if any(finished(j) is None for j in jobs):
         stop_file = sweep.stop_file_for(Path(jobs[0].out).parents[1])      # in OUT/BUDGET
-        stop_file.parent.mkdir(parents=True, exist_ok=True)
-        client, cluster = sweep.connect(scheduler, workers, echo=echo)
+        client, cluster = sweep.connect(scheduler, workers, echo=echo)    # first: a bad address makes nothing
         try:
+            stop_file.parent.mkdir(parents=True, exist_ok=True)
+
             def progress(result):
                 if not result.get("skipped"):
                     done = sum(1 for j in jobs if finished(j) is not None)
@@ -207,7 +209,8 @@ def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
             client.close()
             if cluster is not None:
                 cluster.close()
-            stop_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):      # a read-only OUT: no stop file was made
+                stop_file.unlink(missing_ok=True)
     for job in jobs:
         result = results.get(job.name, {})
         if result.get("status") == "failed":

@@ -240,12 +240,13 @@ class Model:
         Char LMs read the text in segments of the training sequence length T, each from the
         initial state (a remainder shorter than T is not scored; a text shorter than T + 1
         symbols is one segment), word LMs as contiguous streams with the state carried.
-        ``progress(done, total)`` is called after every batch.
+        ``max_batches``: at most this many minibatches (0: all; None: the run's limit for a
+        split, none for given data).  ``progress(done, total)`` is called after every batch.
         """
         if not isinstance(split, str) or split not in ("valid", "test"):
             raise UserError(f"split must be valid or test, not {split!r}")
         if max_batches is not None:
-            max_batches = whole_number(max_batches, "max_batches", 1)
+            max_batches = whole_number(max_batches, "max_batches", 0)
         if data_dir is not None:
             _path(data_dir, "data_dir")
         _callable(progress, "progress")
@@ -264,7 +265,9 @@ class Model:
             ids = self._ids(data)
             config, part, label = self._fit_config(len(ids)), "test", "given"
             task_data = given_text(ids, self.vocab, self.kind, self.symbols)
-        limit = max_batches if max_batches is not None else config.eval_max_batches
+        from dataclasses import replace
+        limit = config.eval_max_batches if max_batches is None else max_batches or None   # 0: all
+        config = replace(config, eval_max_batches=limit)
         result = evaluate_engine(self.engine, task_data, part, config, max_batches=limit, progress=progress)
         result.update(split=label, engine=self.engine_name, eval_weights=config.eval_weights,
                       eval_stats=config.eval_stats, max_batches=limit if result["cut"] else None)

@@ -195,6 +195,9 @@ def test_evaluation_says_when_the_runs_limit_cut_it_and_a_given_text_is_scored_w
     model = rbtw.load(run.checkpoint)
     assert model.evaluate()["max_batches"] == 2 and model.evaluate()["n"] == 2 * 8 * 20
     assert model.evaluate(max_batches=1)["max_batches"] == 1
+    whole = model.evaluate(max_batches=0)             # 0: the whole split, whatever the run's limit
+    assert whole["max_batches"] is None and whole["n"] > 2 * 8 * 20
+    assert "minibatches only" not in cli("eval", run.checkpoint, "--max-batches", "0").output
     text = "Alice was beginning to get very tired of sitting by her sister on the bank. " * 30
     T = model.config.seq_len
     for m in (model, rbtw.load(exported)):

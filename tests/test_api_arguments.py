@@ -70,7 +70,7 @@ def test_evaluate_arguments_have_domains(model, data, split, max_batches):
     ids_ok = (data is None or isinstance(data, str) or (isinstance(data, (list, np.ndarray))
               and np.asarray(data).dtype.kind in "iu" and np.asarray(data).size >= 2
               and np.asarray(data).min() >= 0 and np.asarray(data).max() < len(model.vocab)))
-    assert ok == (ids_ok and split in ("test", "valid") and (max_batches is None or _whole(max_batches, 1)))
+    assert ok == (ids_ok and split in ("test", "valid") and (max_batches is None or _whole(max_batches, 0)))
 
 
 def test_opening_errors_are_user_errors(model, tmp_path):

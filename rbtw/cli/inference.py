@@ -28,7 +28,8 @@ _ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), defau
               help="weights to evaluate with (default: the run's setting)")
 @click.option("--eval-stats", type=click.Choice(["population", "batch"]), default=None,
               help="BN statistics to evaluate with (default: the run's setting)")
-@click.option("--max-batches", type=click.IntRange(1), default=None, help="evaluate only this many minibatches")
+@click.option("--max-batches", type=click.IntRange(0), default=None,
+              help="evaluate only this many minibatches; 0: all of them  [default: the run's eval_max_batches]")
 @click.option("--text", "text_file", type=click.Path(dir_okay=False),
               help="evaluate on this UTF-8 file instead of a split (language models): all of it, in "
                    "whole windows of T characters (char LMs) or B streams (word LMs)")

@@ -506,3 +506,22 @@ def test_summary_of_a_sweep_file_says_to_give_the_directory(tmp_path):
     spec.write_text(SPEC)
     result = CliRunner().invoke(main, ["sweep", str(spec), "--summary"])
     assert result.exit_code == 2 and "is a file: give the sweep directory" in result.stderr
+
+
+def test_workers_drop_only_the_heartbeat_failure_of_a_closing_cluster():
+    import logging
+    from rbtw.sweep import worker
+    drop = worker.DropHeartbeatFailure()
+
+    def record(message):
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, None, None)
+    assert not drop.filter(record("Failed to communicate with scheduler during heartbeat."))
+    assert drop.filter(record("Compute Failed")) and drop.filter(record("Worker stream died"))
+
+
+def test_local_cluster_workers_carry_the_filter(client):
+    def installed():
+        import logging
+        from rbtw.sweep.worker import DropHeartbeatFailure
+        return any(isinstance(f, DropHeartbeatFailure) for f in logging.getLogger("distributed.worker").filters)
+    assert all(client.run(installed).values())

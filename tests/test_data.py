@@ -509,6 +509,35 @@ def test_a_file_changed_after_its_check_is_not_prepared_from(tmp_path, monkeypat
         load_corpus("text8", tmp_path)
 
 
+def test_an_mnist_file_changed_after_its_check_is_not_read(tmp_path, monkeypatch):
+    from rbtw.data import mnist as mnist_mod
+    src = shared("mnist")
+    import_path("mnist", src, data_dir=tmp_path)
+    files = mnist_mod.present_files(tmp_path, "mnist", "mnist")
+    path, _ = files["train-labels-idx1-ubyte.gz"]
+    labels = bytearray(gzip.decompress(path.read_bytes()))
+    labels[100] = (labels[100] + 1) % 10                   # one label changed, the file still valid
+    path.write_bytes(gzip.compress(bytes(labels)))
+    monkeypatch.setattr(mnist_mod, "present_files", lambda *a: files)
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte\.gz: its content changed while it was read"):
+        mnist_mod.load_raw(tmp_path)
+
+
+def test_ptb_imported_as_gzip_files_loads_as_the_plain_import(tmp_path):
+    src = shared("ptb")
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        (packed / (name + ".gz")).write_bytes(gzip.compress((src / name).read_bytes()))
+    import_path("ptb_word", packed, data_dir=tmp_path / "gz")
+    import_path("ptb_word", src, data_dir=tmp_path / "plain")
+    for name in ("ptb_word", "ptb_char"):
+        got, want = load_corpus(name, tmp_path / "gz"), load_corpus(name, tmp_path / "plain")
+        assert got.vocab == want.vocab
+        for split in ("train", "valid", "test"):
+            np.testing.assert_array_equal(getattr(got, split), getattr(want, split))
+
+
 # --- failed imports: messages, and nothing left behind ---------------------------------------
 
 @pytest.mark.parametrize("dataset", ["ptb_word", "warpeace", "linux", "text8", "mnist"])

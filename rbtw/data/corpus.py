@@ -48,7 +48,7 @@ from rbtw.errors import UserError
 from rbtw.archive import read_arrays, write_arrays
 from rbtw.fileio import atomic_open
 from rbtw.data.registry import DATASETS, SOURCES
-from rbtw.data.store import (normalise_newlines, packing_of, present_files, read_content,
+from rbtw.data.store import (normalise_newlines, present_files, read_checked,
                              source_dir, weakest)
 
 PREPARED_FORMAT = 2
@@ -173,16 +173,17 @@ def load_text(path, splits=(0.9, 0.05, 0.05), sha256=None, symbols="chars"):
     return corpus
 
 
-def read_text_file(path):
+def read_text_file(path, pipe_ok=False):
     """The bytes of a UTF-8 text file, or a one-line UserError saying why it is not one.
 
     Refused: a missing path or a directory, an unreadable file, and contents that
-    :func:`check_text` refuses (empty, binary, not UTF-8).
+    :func:`check_text` refuses (empty, binary, not UTF-8).  ``pipe_ok``: a pipe (``/dev/stdin``,
+    ``<(command)``) is read too, for text read once (never a training file, read again later).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"{path}: no such file")
-    if not path.is_file():
+    if not (path.is_file() or (pipe_ok and path.is_fifo())):
         raise UserError(f"{path}: not a regular file")
     try:
         data = path.read_bytes()
@@ -250,18 +251,10 @@ def split_stream(ids, splits):
     return ids[:n_train], ids[n_train:n_train + n_valid], ids[n_train + n_valid:]
 
 
-def _checked(data, path, entry):
-    """``data`` read from ``path``, if it is the content the manifest ``entry`` vouches for."""
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise UserError(f"{path}: its content changed while it was read (sha256 differs from "
-                        "the one recorded when it was stored); run the command again")
-    return data
-
-
 def _prepare_char(spec, files):
     (path, entry), = files.values()
     raw = _raw_of(spec)
-    data = _checked(read_content(path, packing_of(path.name), raw.member), path, entry)
+    data = read_checked(path, entry, raw.member)
     if spec.normalise_newlines:
         data = normalise_newlines(data)
     return text_corpus(spec.name, data, spec.splits, str(path))
@@ -275,7 +268,7 @@ def _ptb_texts(files):
     texts = {}
     for split in ("train", "valid", "test"):
         path, entry = files[f"ptb.{split}.txt"]
-        data = _checked(path.read_bytes(), path, entry)
+        data = read_checked(path, entry)
         check_utf8(data, str(path))
         texts[split] = data.decode("utf-8")
     return texts

@@ -181,10 +181,10 @@ def import_path(dataset, path, data_dir=None, echo=None):
             old = _forget(sdir)
             entries = {}
             for raw in source.files:
-                tmp, entry, local = staged.pop(raw.name)
-                dest = sdir / _stored_name(raw, packing_of(local.name), entry)
+                tmp, entry, copied_from = staged.pop(raw.name)
+                dest = sdir / _stored_name(raw, packing_of(copied_from.name), entry)
                 os.replace(tmp, dest)
-                entries[raw.name] = _stored(entry, dest, local.resolve())
+                entries[raw.name] = _stored(entry, dest, copied_from.resolve())
                 _say(echo, raw.name, entries[raw.name])
             write_manifest(sdir, source.name, entries)
         finally:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rbtw.errors import UserError
-from rbtw.data.store import packing_of, present_files, read_content
+from rbtw.data.store import present_files, read_checked
 
 N_PIXELS = 784
 N_TRAIN = 50_000
@@ -52,8 +52,8 @@ def _body(data, offset, shape, where):
 
 
 def _read(files, name):
-    path, _ = files[name + ".gz"]
-    return parse_idx(read_content(path, packing_of(path.name)), str(path))
+    path, entry = files[name + ".gz"]
+    return parse_idx(read_checked(path, entry), str(path))
 
 
 def load_raw(data_dir=None):

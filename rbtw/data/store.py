@@ -117,6 +117,17 @@ def read_content(path, packing="raw", member=None):
         return f.read()
 
 
+def read_checked(path, entry, member=None):
+    """All content bytes of the stored file ``path`` (packed as its name says), if they are the
+    content its manifest ``entry`` vouches for (sha256), else a one-line UserError: a file
+    changed after its check is never read as if it had not."""
+    data = read_content(path, packing_of(path.name), member)
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise UserError(f"{path}: its content changed while it was read (sha256 differs from "
+                        "the one recorded when it was stored); run the command again")
+    return data
+
+
 def digest(path, packing="raw", member=None):
     """Size, sha256 and md5 of the content of ``path``: one pass, constant memory."""
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0

@@ -255,7 +255,7 @@ class Model:
 
     def _evaluate(self, data, split, max_batches, data_dir, progress):
         from rbtw.evaluate import evaluate_engine
-        from rbtw.tasks import given_text, load_task_data
+        from rbtw.tasks import fit_to_given, given_text, load_task_data
         if data is None:
             config, part, label = self.config, split, split
             task_data = load_task_data(config, data_dir, self.symbols)
@@ -263,7 +263,7 @@ class Model:
                 raise UserError("the model's vocabulary does not match the data set")
         else:
             ids = self._ids(data)
-            config, part, label = self._fit_config(len(ids)), "test", "given"
+            config, part, label = fit_to_given(self.config, self.kind, len(ids)), "test", "given"
             task_data = given_text(ids, self.vocab, self.kind, self.symbols)
         from dataclasses import replace
         limit = config.eval_max_batches if max_batches is None else max_batches or None   # 0: all
@@ -276,15 +276,6 @@ class Model:
     def _ids(self, data):
         self._language_model()
         return token_ids(data, self.vocab, self.symbols)
-
-    def _fit_config(self, n):
-        """The config for n given tokens: T (char) or B (word) shrunk so that they make at least
-        one batch, and no limit on the number of batches."""
-        from dataclasses import replace
-        if self.kind == "char":
-            return replace(self.config, seq_len=min(self.config.seq_len, n - 1), eval_max_batches=None)
-        B = self.config.eval_batch or self.config.batch
-        return replace(self.config, eval_batch=max(1, min(B, n // 2)), eval_max_batches=None)
 
     @property
     def calibration(self):
@@ -337,7 +328,7 @@ def _export(model, path, bn_steps, force, data_dir):
         _path(data_dir, "data_dir")
     from rbtw.checkpoint import model_files
     from rbtw.fileio import FORCE_KEYWORD
-    path = check_output(path, model_files(model.path, model.config.to_dict()), force, what="export",
+    path = check_output(path, model_files(model.path, model.config), force, what="export",
                         force_hint=FORCE_KEYWORD)
     with _os_errors():
         if model._checkpoint is None:

@@ -35,7 +35,10 @@ from rbtw.errors import UserError, is_bool, whole_number
 
 THRESHOLDS = (1 / 3, 0.4, 0.5, 0.6)
 THRESHOLD_STEP, THRESHOLD_MAX = 0.1, 0.9      # the search beyond THRESHOLDS when its edge wins
-RULE = 2    # bumped whenever what `calibrate` does by default changes (caches of its results key on it)
+RULE = 3    # bumped whenever what `calibrate` does by default changes (caches of its results key on it)
+# Older rules that chose the same as RULE for a run without an evaluation cap (eval_max_batches):
+# rule 3 chooses on the whole validation split, where rule 2 stopped at the run's cap.
+SAME_UNCAPPED = (2,)
 
 
 def check_options(batches=150, thresholds=None, statistics=True, valid_batches=None):
@@ -67,15 +70,14 @@ def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=
     over an existing file only with ``force``, atomically (a full or read-only disk keeps any old
     file).  ``force_hint``: how a refusal names the override (default the API's ``force=True``;
     the command passes ``--force``).  Returns the report."""
-    from rbtw.checkpoint import model_files, read_checkpoint, save_checkpoint
+    from rbtw.checkpoint import check_model_output, read_checkpoint, save_checkpoint
     from rbtw.config import TrainConfig
-    from rbtw.fileio import FORCE_KEYWORD, check_output
+    from rbtw.fileio import FORCE_KEYWORD
     from rbtw.tasks import load_task_data
     batches, thresholds, statistics, valid_batches = check_options(batches, thresholds, statistics, valid_batches)
-    hint = dict(what="calibrated checkpoint", force_hint=force_hint or FORCE_KEYWORD)
-    out = check_output(out, [checkpoint], force, **hint)
+    out = check_model_output(out, checkpoint, force, what="calibrated checkpoint",
+                             force_hint=force_hint or FORCE_KEYWORD)
     ckpt, _ = read_checkpoint(checkpoint)
-    out = check_output(out, model_files(checkpoint, ckpt.meta["config"]), force, **hint)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     data = load_task_data(config, data_dir)
     meta, params, stats, report = calibrate(ckpt, data, config, batches=batches, thresholds=thresholds,

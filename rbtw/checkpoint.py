@@ -75,19 +75,30 @@ def read_checkpoint(path):
 def model_files(path, config):
     """The files that a command reading the model in ``path`` (a checkpoint or an export) must
     never write over, whatever ``force`` says: the model file itself, the text file a "text" run
-    trained on (``config``: the run's configuration as a dict), and, when ``path`` lies in a run
-    directory, that run's own files (configuration, log, checkpoints, caches: rbtw.rundir)."""
+    trained on (``config``: the run's TrainConfig), and, when ``path`` lies in a run directory
+    (as named, or once its symbolic links are followed), that run's own files (configuration,
+    log, checkpoints, caches: rbtw.rundir)."""
     from pathlib import Path
     from rbtw.rundir import RunDir
     path = Path(path)
     files = [path]
-    if config.get("task") == "text" and config.get("text_file"):
-        files.append(Path(config["text_file"]))
-    run = RunDir(path.parent)
-    if run.config_path.is_file():
-        files += [run.config_path, run.metrics_path, run.checkpoint_path, run.best_path, run.train_log_path,
-                  run.schedule_end_path, run.conventions_path]
+    if config.task == "text" and config.text_file:
+        files.append(Path(config.text_file))
+    for folder in dict.fromkeys((path.parent, path.resolve().parent)):
+        run = RunDir(folder)
+        if run.config_path.is_file():
+            files += run.own_files()
     return files
+
+
+def check_model_output(out, checkpoint, force, *, what, force_hint):
+    """rbtw.fileio.check_output for a file written from the checkpoint file ``checkpoint``:
+    never over one of its model_files (read from its meta alone, so a refusal costs no array
+    read), over an existing file only with ``force``.  Returns ``out`` as a Path."""
+    from rbtw.config import TrainConfig
+    from rbtw.fileio import check_output
+    config = TrainConfig.from_dict(load_meta(checkpoint)["config"])
+    return check_output(out, model_files(checkpoint, config), force, what=what, force_hint=force_hint)
 
 
 def load_meta(path):

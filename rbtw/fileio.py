@@ -64,6 +64,8 @@ def check_output(out, inputs=(), force=False, what="file", *, force_hint=FORCE_E
     Python API; the default names both, for a caller that serves either."""
     if not isinstance(out, (str, os.PathLike)) or os.fspath(out) in ("", b""):
         raise UserError(f"an output {what} is a path (str or os.PathLike), not {out!r}")
+    if os.fsdecode(out).endswith(("/", os.sep)):       # Path() would drop the slash and write a file
+        raise UserError(f"{os.fsdecode(out)} names a directory: give a file name")
     out = Path(out)
     for path in inputs:
         if path is not None and _same_file(out, Path(path)):

@@ -27,6 +27,14 @@ def curves(events):
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 
+def _curves(path, events):
+    """curves(events) of the log at ``path``, or a one-line UserError naming it."""
+    try:
+        return curves(events)
+    except (KeyError, TypeError):
+        raise UserError(f"{path} is not an rbtw metrics log (events lack their fields)") from None
+
+
 def plot_logs(paths, out, labels=None):
     """Draw training loss and validation metric of each log into one image at ``out``: PNG,
     PDF or SVG by its suffix."""
@@ -39,16 +47,15 @@ def plot_logs(paths, out, labels=None):
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("plotting needs matplotlib: pip install 'rbtw[plot]'") from None
-    logs = [read_log(p) for p in paths]
+    drawn = [(path, _curves(path, events)) for path, events in (read_log(p) for p in paths)]
+    if not any(train or valid for _, (train, _, valid) in drawn):
+        names = ", ".join(str(path) for path, _ in drawn)
+        raise UserError(f"{names}: no training or validation events to plot (an empty log, or not an rbtw "
+                        "metrics log)")
     fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(11, 4))
     metric = None
-    for k, (path, events) in enumerate(logs):
+    for k, (path, (train, metric_k, valid)) in enumerate(drawn):
         label = labels[k] if labels else path.parent.name
-        try:
-            train, metric_k, valid = curves(events)
-        except (KeyError, TypeError):
-            plt.close(fig)
-            raise UserError(f"{path} is not an rbtw metrics log (events lack their fields)") from None
         metric = metric or metric_k
         if train:
             ax_loss.plot(*zip(*train), label=label, lw=1)

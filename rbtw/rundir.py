@@ -82,13 +82,18 @@ class RunDir:
     def has_checkpoint(self):
         return self.checkpoint_path.exists()
 
+    def own_files(self):
+        """The paths of the files this module names (the run's own; the lock file aside)."""
+        return [self.config_path, self.metrics_path, self.checkpoint_path, self.best_path,
+                self.train_log_path, self.schedule_end_path, self.conventions_path]
+
     def foreign(self):
         """Entries of the directory that are neither the run's files nor what rbtw makes from a
         run (exports, calibrated checkpoints, curves, logs): a run must not be trained into a
         directory of other files, not even with --force, where they would be mixed or lost."""
         if not self.path.is_dir():
             return []
-        ours = {CONFIG, self._metrics, CHECKPOINT, BEST, TRAIN_LOG, SCHEDULE_END, CONVENTIONS, ".lock"}
+        ours = {p.name for p in self.own_files()} | {".lock"}
         made = (".rbtw", ".npz", ".png", ".pdf", ".svg", ".log")
         return sorted(p.name for p in self.path.iterdir()
                       if p.name not in ours and not (p.is_file() and p.suffix in made)

@@ -11,6 +11,8 @@ bytes in its configuration; loading the task again (resume, eval) with a file wh
 changed is an error.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from rbtw.config import N_PIXELS, TEXT_SPLITS
@@ -94,6 +96,15 @@ def given_text(ids, vocab, kind="char", symbols=None):
     """A TaskData whose test split is the token stream ``ids`` (train and valid empty)."""
     ids = np.asarray(ids, dtype=np.int64)
     return TaskData(kind, ids[:0], ids[:0], ids, vocab=vocab, symbols=symbols)
+
+
+def fit_to_given(config, kind, n):
+    """The config that evaluates ``n`` given tokens (:func:`given_text`) whole: T (char) or B
+    (word) shrunk so that they make at least one batch, and no limit on the number of batches."""
+    if kind == "char":
+        return replace(config, seq_len=min(config.seq_len, n - 1), eval_max_batches=None)
+    B = config.eval_batch or config.batch
+    return replace(config, eval_batch=max(1, min(B, n // 2)), eval_max_batches=None)
 
 
 def sequences(data, split, config):

@@ -1,5 +1,6 @@
 """Accelerator emulator: cycle counts, memory, bit-exact fixed point, approach to float, CLI."""
 
+from fractions import Fraction
 import math
 import re
 
@@ -354,14 +355,51 @@ def _valid_alone(field, value):
         return False
 
 
-@pytest.mark.parametrize("option,value,field", [("--clock-mhz", "inf", "clock_mhz"), ("--sram-kb", "nan", "sram_kb"),
-                                                ("--dram-gbps", "inf", "dram_gbps"), ("--sram-kb", "inf", "sram_kb"),
-                                                ("--clock-mhz", "1e-30", "clock_mhz")])
-def test_cli_emulate_refuses_non_finite_design_figures_by_name(export_file, option, value, field):
+def test_emulate_runs_a_text_shorter_than_a_sequence_whole(export_file, tmp_path):
+    path, _ = export_file
+    short = tmp_path / "short.txt"
+    short.write_text("abc ca", encoding="utf-8")          # 6 symbols, T of the export is longer
+    r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(short)])
+    assert r.exit_code == 0, r.output
+    assert "test bpc: fixed point" in r.output
+
+
+@pytest.mark.parametrize("option,value,says", [("--clock-mhz", "inf", "'--clock-mhz'"),
+                                               ("--sram-kb", "nan", "sram_kb must be a finite number"),
+                                               ("--dram-gbps", "inf", "'--dram-gbps'"), ("--sram-kb", "inf", "'--sram-kb'"),
+                                               ("--clock-mhz", "1e-30", "'--clock-mhz'"),
+                                               ("--rows", str(2 ** 24 + 1), "'--rows'")])
+def test_cli_emulate_refuses_design_figures_outside_their_domain_by_name(export_file, option, value, says):
     path, text = export_file
     r = CliRunner().invoke(main, ["emulate", str(path), "--text", str(text), option, value])
     assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("error:"), r.output
-    assert f"{field} must be a finite number" in r.output and "steps/s" not in r.output
+    assert says in r.output and "steps/s" not in r.output
+
+
+def test_emulate_help_shows_the_domains_it_enforces():
+    r = CliRunner().invoke(main, ["emulate", "--help"])
+    for field, option in (("rows", "--rows"), ("clock_mhz", "--clock-mhz"), ("dram_gbps", "--dram-gbps")):
+        kind, lo, hi, _ = dm.DOMAINS[field]
+        shown = f"{lo}<=x<={hi}" if kind == "whole" else f"{float(lo)}<=x<={float(hi)}"
+        assert shown in r.output, (option, shown)
+
+
+def test_a_dram_slower_than_one_bit_per_cycle_is_not_rounded_up():
+    # one layer H 16 (G 64), W_h and W_x 64×16, ternary: 2·64·16·2 = 4,096 bits, all off chip
+    mats = [schedule.Matrix("rnn0.W_h", 64, 16, 16, 64 * 16), schedule.Matrix("rnn0.W_x", 64, 16, 16, 64 * 16)]
+    design = {g: dm.preset("ternary", sram_kb=0, clock_mhz=1000, dram_gbps=g) for g in (0.125, 0.0125)}
+    assert design[0.125].dram_bits_per_cycle == 1 and design[0.0125].dram_bits_per_cycle == Fraction(1, 10)
+    cycles = {g: schedule.closed_form(mats, [16], d) for g, d in design.items()}
+    overhead = cycles[0.125] - 4096                      # pipeline fill and post-processing
+    assert cycles[0.0125] == 40960 + overhead, cycles
+    assert schedule.simulate(mats, [16], design[0.0125]) == cycles[0.0125]
+    assert dm.preset("fp12").dram_bits_per_cycle == 204        # 12.8 GB/s at 500 MHz: 204.8, whole bits
+
+
+def test_an_equal_area_design_beyond_the_largest_array_names_the_users_rows():
+    with pytest.raises(UserError, match=r"--rows") as e:
+        dm.preset("ternary-eq", rows=5_000_000)
+    assert "20,111,009" in str(e.value) or "more than" in str(e.value)
 
 
 def test_design_lines_count_one_pe_and_one_table_row_in_the_singular():

@@ -205,6 +205,8 @@ def test_evaluation_says_when_the_runs_limit_cut_it_and_a_given_text_is_scored_w
         assert result["max_batches"] is None and result["n"] == (len(text) - 1) // T * T > 2 * 8 * T
     out = cli("eval", run.checkpoint)
     assert out.exit_code == 0 and "first 2 minibatches only" in out.output
+    out = cli("eval", run.checkpoint, "--max-batches", "1")
+    assert out.exit_code == 0 and "first 1 minibatch only" in out.output
     given = run.run_dir.parent / "alice.txt"
     given.write_text(text, encoding="utf-8")
     out = cli("eval", exported, "--text", given)

@@ -1,5 +1,6 @@
 """The command line, through click's CliRunner: working commands and one-line errors."""
 
+import os
 import json
 
 import numpy as np
@@ -232,6 +233,44 @@ def test_plot_output_format_and_inputs(trained, tmp_path):
     assert_one_line_error(invoke("plot", trained / "checkpoint.npz", "--out", tmp_path / "c.png"), "metrics log")
     assert invoke("plot", trained, "--out", tmp_path / "c.svg").exit_code == 0
     assert (tmp_path / "c.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+@pytest.mark.parametrize("content", [b"", b"Alice ", b"{}\n"])
+def test_plot_of_a_log_with_nothing_to_draw_is_refused(tmp_path, content):
+    pytest.importorskip("matplotlib")
+    log = tmp_path / "notes.txt"
+    log.write_bytes(content)
+    assert_one_line_error(invoke("plot", log, "--out", tmp_path / "c.png"), "no training")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_an_output_named_with_a_trailing_slash_is_a_directory_on_every_surface(trained, tmp_path):
+    ckpt = trained / "checkpoint.npz"
+    for args in (["export", ckpt, f"{tmp_path}/new/"], ["calibrate", ckpt, f"{tmp_path}/new/", "--batches", "1"],
+                 ["plot", trained, "--out", f"{tmp_path}/new/"]):
+        assert_one_line_error(invoke(*args), "names a directory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_takes_a_prime_from_a_pipe_and_refuses_two_primes(trained, tmp_path):
+    import threading
+    fifo = tmp_path / "prime"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("the ", encoding="utf-8"))
+    writer.start()
+    result = invoke("sample", trained / "checkpoint.npz", "--prime-file", fifo, "--length", "5")
+    writer.join(timeout=30)
+    assert result.exit_code == 0 and result.stdout.startswith("the "), result.output
+    (tmp_path / "p.txt").write_text("a", encoding="utf-8")
+    assert_one_line_error(invoke("sample", trained / "checkpoint.npz", "--prime", "b", "--prime-file",
+                                 tmp_path / "p.txt"), "not both")
+
+
+def test_a_training_text_file_must_be_a_regular_file(tmp_path):
+    fifo = tmp_path / "text"
+    os.mkfifo(fifo)
+    assert_one_line_error(invoke("train", "text", "--file", fifo, *TINY, "--out", tmp_path / "run"),
+                          "not a regular file")
 
 
 def test_reproduce_without_tasks_is_an_error(tmp_path):

@@ -192,6 +192,46 @@ def test_a_runs_own_files_are_never_outputs_even_with_force(world, surface, name
     assert snapshot(world) == before
 
 
+MODEL_SURFACES = {
+    "export": lambda model, out: CliRunner().invoke(main, ["export", str(model), str(out), "--force"]),
+    "calibrate": lambda model, out: CliRunner().invoke(main, ["calibrate", str(model), str(out), *CALIBRATION,
+                                                               "--force"]),
+    "Model.export": lambda model, out: rbtw.load(model).export(out, force=True),
+    "Model.calibrate": lambda model, out: rbtw.load(model).calibrate(out, batches=2, valid_batches=1, force=True),
+}
+
+
+def _outcome_of(call, model, out):
+    try:
+        return outcome(call(model, out))
+    except UserError as e:
+        assert "\n" not in str(e)
+        return str(e)
+
+
+@pytest.mark.parametrize("surface", sorted(MODEL_SURFACES))
+@pytest.mark.parametrize("name", ["best.npz", "config.json", "metrics.jsonl"])
+def test_a_runs_own_files_are_never_outputs_through_a_link_to_its_checkpoint(world, surface, name):
+    # the model is opened as world/link-to-checkpoint.rbtw, a symbolic link outside the run
+    target = world / "run" / name
+    before = snapshot(world)
+    message = _outcome_of(MODEL_SURFACES[surface], world / "link-to-checkpoint.rbtw", target)
+    assert message is not None and "is an input" in message, message
+    assert snapshot(world) == before
+
+
+@pytest.mark.parametrize("surface", sorted(MODEL_SURFACES))
+def test_a_checkpoint_whose_configuration_is_wrong_is_refused_in_one_line(world, tmp_path, surface):
+    from rbtw.checkpoint import load_checkpoint, save_checkpoint
+    ckpt = load_checkpoint(world / "run" / "checkpoint.npz")
+    odd = tmp_path / "odd.npz"
+    meta = dict(ckpt.meta, config=dict(ckpt.meta["config"], task="text", text_file=5))
+    save_checkpoint(odd, meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
+    message = _outcome_of(MODEL_SURFACES[surface], odd, tmp_path / "out.npz")
+    assert message is not None and "text_file" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.npz"]
+
+
 def test_a_text_runs_training_file_is_never_an_output(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")

@@ -28,6 +28,7 @@ designs get the same SRAM size).
 
 import math
 import numbers
+from fractions import Fraction
 from dataclasses import dataclass, replace
 
 from rbtw.accel import tech
@@ -163,8 +164,11 @@ class Design:
 
     @property
     def dram_bits_per_cycle(self):
-        """Whole bits per cycle the DRAM delivers: floor(GB/s · 8e9 / clock), at least 1."""
-        return max(1, int(self.dram_gbps * 8e3 / self.clock_mhz))
+        """Bits per cycle the DRAM delivers, r = GB/s · 8e9 / clock, computed exactly: whole bits,
+        floor(r), when r ≥ 1 (the interface moves whole bits each cycle); a slower DRAM, r itself
+        (a Fraction below 1: one bit takes 1/r cycles)."""
+        rate = Fraction(str(self.dram_gbps)) * 8000 / Fraction(str(self.clock_mhz))
+        return math.floor(rate) if rate >= 1 else rate
 
     @property
     def dram_energy_per_bit(self):
@@ -203,5 +207,9 @@ def preset(name, rows=16, cols=16, sram_kb=64.0, clock_mhz=500.0, **kw):
         fp = preset("fp12", rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz,
                     **{k: v for k, v in kw.items() if k != "acc_bits"})
         budget = fp.pes * fp.pe_area()
-        d = d.with_(rows=max(rows, math.floor(budget / (cols * d.pe_area()))))
+        eq_rows = max(rows, math.floor(budget / (cols * d.pe_area())))
+        if eq_rows > _MAX_SIDE:
+            raise UserError(f"design {name}: the area of the fp12 array {rows:,}×{cols:,} holds {eq_rows:,} rows "
+                            f"of {base} PEs, more than {_MAX_SIDE:,}: give fewer rows (--rows)")
+        d = d.with_(rows=eq_rows)
     return d

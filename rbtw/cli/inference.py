@@ -42,7 +42,7 @@ def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text
     from rbtw.api import load
     from rbtw.data.corpus import read_text_file
     model = load(model_path, engine=engine, weights=eval_weights, stats=eval_stats, data_dir=data_dir)
-    text = read_text_file(text_file).decode("utf-8") if text_file else None
+    text = read_text_file(text_file, pipe_ok=True).decode("utf-8") if text_file else None
     with Progress(f"evaluating {text_file or split}", "batches") as progress:
         result = model.evaluate(text, split=split, max_batches=max_batches, data_dir=data_dir, progress=progress)
     where = text_file if text_file else split
@@ -50,7 +50,8 @@ def eval_(model_path, split, engine, eval_weights, eval_stats, max_batches, text
         click.echo(json.dumps(dict(result, split=where)))
     else:
         name = model.metric
-        part = f", first {result['max_batches']:,} minibatches only" if result["max_batches"] else ""
+        from rbtw.summary import count
+        part = f", first {count(result['max_batches'], 'minibatch', 'minibatches')} only" if result["max_batches"] else ""
         click.echo(f"{where} {name} {result[name]:.4f}  (loss {result['loss']:.4f} nats over {result['n']:,} "
                    f"predictions{part}; {model.engine_name} engine, weights {result['eval_weights']}, "
                    f"{result['eval_stats']} statistics)")
@@ -73,6 +74,8 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
     from rbtw.api import check_sampling, load
     from rbtw.numba_setup import skip_probes
+    if prime is not None and prime_file:
+        raise UserError("give --prime or --prime-file, not both")
     check_sampling(prime, length, temperature, seed)
     skip_probes()
     model = load(model_path, engine=engine)
@@ -80,7 +83,7 @@ def sample(model_path, length, prime, prime_file, temperature, seed, engine):
         raise UserError("sampling needs a language model; this one is a classifier")
     if prime_file:
         from rbtw.data.corpus import read_text_file
-        prime = read_text_file(prime_file).decode("utf-8")
+        prime = read_text_file(prime_file, pipe_ok=True).decode("utf-8")
     import sys
 
     from rbtw.generate import write_pieces
@@ -132,10 +135,10 @@ def export_(checkpoint, out, force, bn_steps, data_dir):
     from rbtw.export import export_checkpoint
     from rbtw.export_format import write_export
     from rbtw.summary import bn_warning, describe_export
-    from rbtw.checkpoint import model_files
-    check_output(out, [checkpoint], force)
+    from rbtw.checkpoint import check_model_output
+    from rbtw.fileio import FORCE_OPTION
+    check_model_output(out, checkpoint, force, what="export", force_hint=FORCE_OPTION)
     ckpt, _ = _load(checkpoint)
-    check_output(out, model_files(checkpoint, ckpt.meta["config"]), force)
     export = export_checkpoint(ckpt, bn_steps, data_dir=data_dir, log=lambda line: click.echo(line, err=True))
     size = write_export(out, export)
     click.echo(f"wrote {out}")
@@ -151,23 +154,34 @@ def export_(checkpoint, out, force, bn_steps, data_dir):
 
 
 def _emulation_data(export, config, data_dir, text_file):
-    """The test split of the export's task, or --text FILE (char LMs) as a test split."""
-    from rbtw.tasks import given_text, load_task_data
+    """(data, config): the test split of the export's task, or --text FILE (char LMs) as a test
+    split, all of it (T shortened for a text shorter than it, as `rbtw eval --text` does)."""
+    from rbtw.tasks import fit_to_given, given_text, load_task_data
     if text_file is None:
         from rbtw.symbols import recorded
         data = load_task_data(config, data_dir, recorded(config.kind, export.manifest.get("symbols"),
                                                          export.manifest.get("vocab")))
         if data.vocab is not None and data.vocab != export.manifest.get("vocab"):
             raise UserError("the model's vocabulary does not match the data set")
-        return data
+        return data, config
     if config.kind != "char":
         raise UserError("--text needs a character-level language model")
     from rbtw.data.corpus import read_text_file
-    text = read_text_file(text_file).decode("utf-8")
+    text = read_text_file(text_file, pipe_ok=True).decode("utf-8")
     from rbtw.symbols import recorded
     vocab = export.manifest["vocab"]
     symbols = recorded("char", export.manifest.get("symbols"), vocab)
-    return given_text(_encode_text(text, vocab, symbols), vocab, symbols=symbols)
+    ids = _encode_text(text, vocab, symbols)
+    return given_text(ids, vocab, symbols=symbols), fit_to_given(config, "char", len(ids))
+
+
+def _design_range(field):
+    """The click type of a design field's option: its domain (rbtw.accel.design.DOMAINS), so that
+    --help shows the range that is enforced and a value outside it is refused naming the option
+    (nan, which no range refuses, meets the design's own check)."""
+    from rbtw.accel.design import DOMAINS
+    kind, lo, hi, _ = DOMAINS[field]
+    return click.IntRange(lo, hi) if kind == "whole" else click.FloatRange(lo, hi)
 
 
 @main.command()
@@ -175,18 +189,19 @@ def _emulation_data(export, config, data_dir, text_file):
 @click.option("--design", "design_name", type=click.Choice(["fp12", "binary", "ternary", "binary-eq", "ternary-eq"]),
               default=None, help="PE type; -eq: more PEs in the fp12 array's area "
                                  "(default: the export's own: binary, ternary, or fp12 for full precision)")
-@click.option("--rows", type=click.IntRange(1), default=16, show_default=True, help="PE array rows R")
-@click.option("--cols", type=click.IntRange(1), default=16, show_default=True, help="PE array columns C")
-@click.option("--sram-kb", type=click.FloatRange(0), default=64.0, show_default=True, help="weight SRAM, KiB")
-@click.option("--clock-mhz", type=click.FloatRange(0, min_open=True), default=500.0, show_default=True)
-@click.option("--dram-gbps", type=click.FloatRange(0, min_open=True), default=12.8, show_default=True)
+@click.option("--rows", type=_design_range("rows"), default=16, show_default=True, help="PE array rows R")
+@click.option("--cols", type=_design_range("cols"), default=16, show_default=True, help="PE array columns C")
+@click.option("--sram-kb", type=_design_range("sram_kb"), default=64.0, show_default=True, help="weight SRAM, KiB")
+@click.option("--clock-mhz", type=_design_range("clock_mhz"), default=500.0, show_default=True)
+@click.option("--dram-gbps", type=_design_range("dram_gbps"), default=12.8, show_default=True)
 @click.option("--act-frac", type=click.IntRange(1, 20), default=12, show_default=True,
               help="fraction bits of h, x and c (h, x width = frac + 4; c width = frac + 8)")
 @click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help="emulate at least this many time steps (default: the whole split)")
 @click.option("--text", "text_file", type=click.Path(dir_okay=False, exists=True),
-              help="run on this UTF-8 text (char LMs)")
+              help="run on this UTF-8 text (char LMs): all of it, in windows of T characters (shorter "
+                   "for a shorter text)")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps, act_frac, compare, steps,
             text_file, data_dir):
@@ -203,7 +218,7 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
               act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac, cell_bits=act_frac + 8)
     design_name = design_name or {"binary": "binary", "ternary": "ternary"}.get(export.spec["quant"], "fp12")
     design = dm.preset(design_name, **kw)
-    data = _emulation_data(export, config, data_dir, text_file)
+    data, config = _emulation_data(export, config, data_dir, text_file)
     B = config.eval_batch or config.batch
     max_batches = -(-steps // (B * config.seq_len)) if steps else None
     for line in report.emulation(export, design, data, config, max_batches=max_batches,

@@ -197,7 +197,7 @@ def _as_typed(field, value):
 @click.argument("root", metavar="[DIR]", type=click.Path(file_okay=False), default="runs")
 def runs(root):
     """List the run directories under DIR (default runs/, searched recursively): task, variant
-    (cell, weights, BN), status (finished, unfinished, failed, training), epochs and metric."""
+    (cell, weights, BN), status (finished, unfinished, failed, training, unreadable), epochs and metric."""
     from rbtw.rundir import find_runs, run_rows
     if not Path(root).is_dir():
         raise UserError(f"{root}: no such directory")

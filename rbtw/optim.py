@@ -24,7 +24,10 @@ the last ``frac`` of a run's S minibatches (s = 0 … S − 1, s0 = (1 − frac)
     linear: factor = 1 − (1 − to)·p
 
 so a budgeted run ends at a small rate whatever its length (a constant rate leaves it short of
-the optimum it is circling).
+the optimum it is circling).  :func:`planned_rate` is the rate a run's configuration plans for
+each minibatch (an epoch's rate times the warm-down's factor), which decides whether two
+schedules share their first minibatches (:func:`first_rate_change`: rbtw.train.branch, and
+rbtw.sweep.spec before a study's arms are trained).
 """
 
 import math
@@ -166,6 +169,39 @@ def warmdown(kind, step, total, frac=0.25, to=0.01):
     if kind == "cosine":
         return to + (1.0 - to) * 0.5 * (1.0 + math.cos(math.pi * p))
     return 1.0 - (1.0 - to) * p
+
+
+# the rate a run's configuration plans (rbtw.config.TrainConfig), per epoch and per minibatch
+
+
+def epoch_rate(config, epoch, sgd_rate):
+    """An epoch's rate before the warm-down: Adam's geometric schedule (``lr_end``), or SGD's
+    current plateau rate ``sgd_rate``."""
+    c = config
+    return sgd_rate if c.optimizer == "sgd" else geometric(c.lr, c.lr_end, c.epochs, epoch)
+
+
+def warmdown_factor(config, n_batches, step):
+    """The warm-down's factor on the rate at minibatch ``step`` (0-based, over the whole run).
+
+    The warm-down spans the first ``lr_warmdown_epochs`` (default: all) epochs of
+    ``n_batches`` minibatches; past its end the factor stays at ``lr_warmdown_to``.
+    """
+    c = config
+    span = (c.lr_warmdown_epochs or c.epochs) * n_batches
+    return warmdown(c.lr_warmdown, step, span, c.lr_warmdown_frac, c.lr_warmdown_to)
+
+
+def planned_rate(config, n_batches, step):
+    """The rate planned for minibatch ``step``: the epoch's rate times the warm-down's factor
+    (an SGD run's plateau rate is state, carried by the checkpoint: its base rate counts here)."""
+    return epoch_rate(config, step // n_batches, config.lr) * warmdown_factor(config, n_batches, step)
+
+
+def first_rate_change(old, new, n_batches, done):
+    """The first of the minibatches 0 … done − 1 whose planned rate differs, or None."""
+    return next((s for s in range(done) if planned_rate(old, n_batches, s) != planned_rate(new, n_batches, s)),
+                None)
 
 
 class Plateau:

@@ -17,7 +17,7 @@ lie past the checkpoint from metrics.jsonl (they were logged after the state tha
 so the log holds each training event once.
 
 Schedules: an epoch's rate (Adam's geometric decay to ``lr_end``, or SGD's plateau rate) times
-a per-minibatch warm-down factor (:func:`warmdown_factor`).  :func:`branch` copies a run to
+a per-minibatch warm-down factor (rbtw.optim.warmdown_factor).  :func:`branch` copies a run to
 continue under another schedule that shares what it has trained so far.
 """
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rbtw import models, optim
+from rbtw.optim import epoch_rate, first_rate_change, warmdown_factor
 from rbtw.checkpoint import load_checkpoint, save_checkpoint
 from rbtw.config import BRANCHABLE, TrainConfig, metric_name, resume_config
 from rbtw.errors import UserError
@@ -73,30 +74,6 @@ def chance_loss(n_out):
 
 # ---------------------------------------------------------------------------------------------
 # schedules
-
-
-def epoch_rate(config, epoch, sgd_rate):
-    """An epoch's rate before the warm-down: Adam's geometric schedule (``lr_end``), or SGD's
-    current plateau rate ``sgd_rate``."""
-    c = config
-    return sgd_rate if c.optimizer == "sgd" else optim.geometric(c.lr, c.lr_end, c.epochs, epoch)
-
-
-def warmdown_factor(config, n_batches, step):
-    """The warm-down's factor on the rate at minibatch ``step`` (0-based, over the whole run).
-
-    The warm-down spans the first ``lr_warmdown_epochs`` (default: all) epochs of
-    ``n_batches`` minibatches; past its end the factor stays at ``lr_warmdown_to``.
-    """
-    c = config
-    span = (c.lr_warmdown_epochs or c.epochs) * n_batches
-    return optim.warmdown(c.lr_warmdown, step, span, c.lr_warmdown_frac, c.lr_warmdown_to)
-
-
-def planned_rate(config, n_batches, step):
-    """The rate planned for minibatch ``step``: the epoch's rate times the warm-down's factor
-    (an SGD run's plateau rate is state, carried by the checkpoint: its base rate counts here)."""
-    return epoch_rate(config, step // n_batches, config.lr) * warmdown_factor(config, n_batches, step)
 
 
 def make_optimizer(config, spec):
@@ -548,12 +525,6 @@ def train_and_valid(metric, train_loss, valid):
 # branching a run
 
 
-def _first_rate_change(old, new, n_batches, done):
-    """The first of the minibatches 0 … done − 1 whose planned rate differs, or None."""
-    return next((s for s in range(done) if planned_rate(old, n_batches, s) != planned_rate(new, n_batches, s)),
-                None)
-
-
 def branch(src_dir, dst_dir, **changes):
     """Copy the run in ``src_dir`` to ``dst_dir`` with a longer budget or another warm-down.
 
@@ -581,7 +552,7 @@ def branch(src_dir, dst_dir, **changes):
     if new.epochs < ckpt.meta["epoch"]:
         from rbtw.summary import count
         raise UserError(f"the run has done {count(ckpt.meta['epoch'], 'epoch')}; a branch cannot have fewer")
-    changed = _first_rate_change(old, new, n, done)
+    changed = first_rate_change(old, new, n, done)
     if changed is not None:
         raise UserError(f"the new schedule changes the rate of minibatch {changed}, which the run has "
                         f"already trained ({done} done): branch earlier or start the decay later")

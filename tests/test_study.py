@@ -167,6 +167,7 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
         assert sw.stage_done(run), run.key
     # a run extended past its schedule keeps the schedule's last checkpoint, measured too
     extended = [r for r in runs if RunDir(r.out).schedule_end_path.exists()]
+    assert any(json.loads(RunDir(r.out).config_path.read_text())["lr_warmdown_epochs"] == 3 for r in extended)
     for r in extended:
         assert load_checkpoint(RunDir(r.out).schedule_end_path).meta["epoch"] == 3
     summary = sw.summarize(s, *sw.collect(s, tmp_path / "study"))
@@ -247,6 +248,27 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
         assert again["calibrated"] == pytest.approx(ternary["conventions"]["calibrated"], rel=1e-12)
         (entry,) = [e for k, e in json.loads(path.read_text()).items() if k.startswith("checkpoint.npz@")]
         assert entry["calibration_rule"] == RULE and entry["population"] == 9.0
+
+
+@pytest.mark.parametrize("cap", [0, 2])
+def test_a_calibration_of_an_older_rule_is_kept_only_where_the_rules_agree(tmp_path, cap):
+    # rule 3 chooses on the whole validation split, rule 2 stopped at the run's eval cap: for a
+    # run without a cap they agree, and its cached calibration stands; with a cap it is redone
+    from rbtw.calibrate import RULE, SAME_UNCAPPED
+    from rbtw.sweep.summary import calibration_of, conventions_of
+    run = tmp_path / "run"
+    args = ["train", "default", "--hidden", "8", "--epochs", "1", "--max-batches", "2", "--seq-len", "10",
+            "--batch", "4", "--eval-max-batches", str(cap), "--out", str(run)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    step = load_checkpoint(run / "checkpoint.npz").meta["step"]
+    for rule in (*SAME_UNCAPPED, RULE - 2):
+        entry = {"population": 5.0, "official": 5.1, "expected": 5.2, "calibrated": 4.9,
+                 "calibration": {"rule": rule}, "calibration_rule": rule}
+        RunDir(run).conventions_path.write_text(json.dumps({f"checkpoint.npz@{step}": entry}))
+        kept = rule in SAME_UNCAPPED and cap == 0
+        assert conventions_of(run, "checkpoint.npz") == dict(
+            {"population": 5.0, "official": 5.1, "expected": 5.2}, **({"calibrated": 4.9} if kept else {}))
+        assert calibration_of(run, "checkpoint.npz") == ({"rule": rule} if kept else None)
 
 
 @pytest.mark.slow
@@ -829,3 +851,23 @@ def test_a_converged_record_names_the_machines_that_trained_it_not_the_collectin
     for arm, where in trained.items():
         assert records[("fp", arm)]["machine"] == where
     assert records[("ternary", "constant")]["machine"] == converged.machine()   # a log without it
+
+
+def test_arms_of_a_prefix_that_cannot_train_are_failed_in_the_summary(tmp_path):
+    s = study()
+    runs = s.runs(tmp_path)
+    prefix = runs[0]
+    RunDir(prefix.out).path.mkdir(parents=True)
+    RunDir(prefix.out).config_path.write_text(json.dumps(dict(prefix.config, hidden=16)))   # another run's
+    results = sw.run_all(runs, None)            # nothing is submitted: the prefix fails, so do its arms
+    assert sorted(k for k, r in results.items() if r["status"] == "failed") == sorted(r.key for r in runs)
+    summary = sw.summarize(s, *sw.collect(s, tmp_path))
+    assert [g["failed"] for g in summary["groups"]] == [1, 1]
+
+
+def test_an_arm_that_changes_the_rate_its_prefix_trains_with_is_refused_when_the_file_is_read():
+    for arm in ({"epochs": 3, "lr_warmdown": "cosine", "lr_warmdown_frac": 0.9},    # starts in epoch 1
+                {"epochs": 3, "lr_warmdown": "linear", "lr_warmdown_frac": 0.5}):   # in epoch 2, mid-way
+        with pytest.raises(UserError, match="changes the rate in epoch"):
+            study(arms={"bad": arm}).runs("/nonexistent")
+    study(arms={"late": {"epochs": 4, "lr_warmdown": "cosine", "lr_warmdown_frac": 0.5}}).runs("/nonexistent")

@@ -312,6 +312,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
                                        "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2 and result.stderr.startswith("error: cannot connect to the Dask scheduler")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()                 # nothing claimed: the fixed command may use it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,16 +462,78 @@ def test_a_run_directory_of_another_configuration_is_not_taken_over(client, tmp_
     assert fp["n"] == 0 and fp["failed"] == 1
 
 
-def test_a_run_extended_past_its_epochs_or_with_another_checkpoint_interval_is_still_this_run(tmp_path):
+def test_only_until_extends_a_run_and_a_checkpoint_interval_may_change(tmp_path):
+    """An until extension (more epochs up to its cap, the warm-down's span pinned as a resume
+    pins it) is this run, and so is another checkpoint interval; more epochs without until, or
+    beyond the cap, or a schedule planned longer from the start, are another run's."""
     import json as _json
-    sweep = tiny_sweep({"fp": {"quant": "none"}})
-    (run,) = sweep.runs(tmp_path)
+    from rbtw.config import TrainConfig, resume_config
+    plain = tiny_sweep({"fp": {"quant": "none"}}, lr_warmdown="cosine")
+    (run,) = plain.runs(tmp_path / "plain")
     run.out.mkdir(parents=True)
-    saved = dict(run.config, epochs=run.config["epochs"] + 3, checkpoint_every=7)
-    RunDir(run.out).config_path.write_text(_json.dumps(saved))
+    RunDir(run.out).config_path.write_text(_json.dumps(dict(run.config, checkpoint_every=7)))
     assert sw.foreign_config(run) is None
-    RunDir(run.out).config_path.write_text(_json.dumps(dict(saved, epochs=0)))
+    RunDir(run.out).config_path.write_text(_json.dumps(dict(run.config, epochs=run.config["epochs"] + 3)))
+    assert "its epochs is" in (sw.foreign_config(run) or "")
+    until = sw.parse_spec({"task": "default", "options": dict(TINY, lr_warmdown="cosine"),
+                           "grid": {"fp": {"quant": "none"}}, "seeds": [0],
+                           "until": {"min_gain": 0.0, "max_epochs": 6}})
+    (run,) = until.runs(tmp_path / "until")
+    run.out.mkdir(parents=True)
+    c = TrainConfig.from_dict(run.config)
+    for epochs, foreign in ((c.epochs + 2, None), (6, None), (7, "its epochs is 7")):
+        extended = resume_config(c, TrainConfig.from_dict(dict(run.config, epochs=epochs))).to_dict()
+        RunDir(run.out).config_path.write_text(_json.dumps(dict(extended, checkpoint_every=7)))
+        assert foreign is None and sw.foreign_config(run) is None or foreign in sw.foreign_config(run)
+    RunDir(run.out).config_path.write_text(_json.dumps(dict(run.config, epochs=c.epochs + 2)))   # planned so
+    assert "lr_warmdown_epochs" in (sw.foreign_config(run) or "")
+    RunDir(run.out).config_path.write_text(_json.dumps(dict(run.config, epochs=0)))
     assert "its epochs is 0" in sw.foreign_config(run)
+
+
+def test_another_runs_directory_without_a_readable_config_is_not_taken_over(tmp_path):
+    """A run directory whose config.json is torn or gone is judged by its checkpoint's
+    configuration, which a resume would train."""
+    import shutil
+    other = tiny_sweep({"fp": {"quant": "none"}}, max_batches=3)
+    (o,) = other.runs(tmp_path / "a")
+    assert sw.train_one(o.config, o.out)["status"] == "done"
+    (run,) = tiny_sweep({"fp": {"quant": "none"}}).runs(tmp_path / "b")
+    shutil.copytree(o.out, run.out)
+    RunDir(run.out).config_path.write_text('{"task": "default", "lr": ')       # torn
+    assert "max_batches is 3" in (sw.foreign_config(run) or "")
+    RunDir(run.out).config_path.unlink()
+    assert "max_batches is 3" in (sw.foreign_config(run) or "")
+    (mine,) = tiny_sweep({"fp": {"quant": "none"}}).runs(tmp_path / "c")
+    assert sw.train_one(mine.config, mine.out)["status"] == "done"
+    RunDir(mine.out).config_path.unlink()
+    assert sw.foreign_config(mine) is None
+
+
+def test_a_run_that_failed_in_its_until_epochs_is_failed_in_the_summary(tmp_path):
+    sweep = sw.parse_spec({"task": "default", "options": dict(TINY), "grid": {"fp": {"quant": "none"}},
+                           "seeds": [0], "until": {"min_gain": 0.0, "max_epochs": 5}})
+    (run,) = sweep.runs(tmp_path)
+    rd = RunDir(run.out)
+    rd.path.mkdir(parents=True)
+    rd.write_config(run.config)
+    rd.append(event="epoch", epoch=1, step=4, valid_bpc=3.0)
+    rd.append(event="test", step=4, test_bpc=2.9)
+    rd.append(event="sweep", status="failed", error="boom", seconds=1.0)
+    _, (rec,) = sw.collect(sweep, tmp_path)
+    assert rec["status"] == "failed"
+    rd.append(event="sweep", status="interrupted", seconds=1.0)
+    _, (rec,) = sw.collect(sweep, tmp_path)
+    assert rec["status"] == "unfinished"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e9"])
+def test_wait_workers_outside_its_domain_is_refused_before_the_directory_is_made(tmp_path, value):
+    spec = tmp_path / "s.toml"
+    spec.write_text('task = "default"\nseeds = [0]\n[grid]\nfp = { quant = "none" }\n')
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "d"), "--wait-workers", value])
+    assert result.exit_code == 2 and "wait-workers" in result.output, result.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_run_queued_when_the_sweep_was_stopped_does_not_start(tmp_path):
@@ -499,6 +562,9 @@ def test_the_summary_prints_no_negative_zero():
     from rbtw.sweep import report
     assert report._num(-0.00001) == "0.0000" and report._num(-0.0) == "0.0000"
     assert report._num(-0.0001) == "-0.0001" and report._num(None) == "—"
+    assert report._ci([-1e-5, 0.1]) == "[0.0000, 0.1000]"
+    assert report._pm({"mean": -1e-5, "ci95": [-0.2, 0.2]}) == "0.0000 ± 0.2000"
+    assert report._pm({"mean": -1e-5, "ci95": None}) == "0.0000"
 
 
 def test_summary_of_a_sweep_file_says_to_give_the_directory(tmp_path):

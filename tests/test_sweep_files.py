@@ -470,6 +470,8 @@ def test_a_damaged_sweep_json_says_how_to_recover_and_recovery_keeps_the_runs(tm
     sw.prepare_out(s, out)
     good = (out / "sweep.json").read_bytes()
     (out / "fp-seed0").mkdir()
+    (out / ".stop-host-123-abcd").touch()        # left by a sweep process killed while stopping
+    (out / "sweep.log").touch()
     (out / "sweep.json").write_bytes(good[: len(good) // 2])
     for call in (lambda: sw.prepare_out(s, out), lambda: sw.stored_sweep(out)):
         with pytest.raises(UserError, match="move it away and run the sweep file again") as e:

@@ -99,7 +99,7 @@ def test_a_branch_may_not_rewrite_the_past(tmp_path):
 @given(epochs=st.integers(2, 30), lr=st.floats(1e-4, 1.0), ratio=st.floats(0.01, 0.99))
 def test_adam_rate_decays_geometrically_from_lr_at_the_first_epoch_to_lr_end_at_the_last(epochs, lr, ratio):
     c = TrainConfig(epochs=epochs, lr=lr, lr_end=lr * ratio)
-    rates = [train.epoch_rate(c, e, sgd_rate=None) for e in range(epochs + 2)]
+    rates = [optim.epoch_rate(c, e, sgd_rate=None) for e in range(epochs + 2)]
     assert rates[0] == lr and rates[epochs - 1] == pytest.approx(lr * ratio, rel=1e-12)
     for e in range(epochs):
         assert rates[e] == pytest.approx(lr * ratio ** (e / (epochs - 1)), rel=1e-12)
@@ -113,7 +113,7 @@ def test_a_branch_may_not_change_the_rate_of_the_last_minibatch_trained(tmp_path
     done = 8
     # a warm-down over 3 epochs whose first changed rate is exactly the last minibatch trained (7)
     frac = next(f / 1000 for f in range(1, 1000)
-                if train._first_rate_change(cfg, TrainConfig(**dict(cfg.to_dict(), epochs=3, lr_warmdown="linear",
+                if optim.first_rate_change(cfg, TrainConfig(**dict(cfg.to_dict(), epochs=3, lr_warmdown="linear",
                                                                     lr_warmdown_frac=f / 1000)), 4, done) == done - 1)
     with pytest.raises(UserError, match="minibatch 7"):
         train.branch(tmp_path / "prefix", tmp_path / "b", epochs=3, lr_warmdown="linear", lr_warmdown_frac=frac)
@@ -128,11 +128,11 @@ def test_a_warmdown_span_shorter_than_the_run_holds_its_end_rate(kind, n, span, 
     longer = TrainConfig(epochs=span + extra, lr_warmdown=kind, lr_warmdown_frac=frac,
                                lr_warmdown_to=to, lr_warmdown_epochs=span)
     for step in range((span + extra) * n):
-        factor = train.warmdown_factor(longer, n, step)
+        factor = optim.warmdown_factor(longer, n, step)
         if step < span * n:
-            assert factor == train.warmdown_factor(short, n, step)
+            assert factor == optim.warmdown_factor(short, n, step)
         else:
-            assert factor == train.warmdown_factor(short, n, span * n - 1) == pytest.approx(to, abs=1e-12)
+            assert factor == optim.warmdown_factor(short, n, span * n - 1) == pytest.approx(to, abs=1e-12)
 
 
 def _events(run_dir):

@@ -104,14 +104,17 @@ def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, d
         out_dir = spec
     if not out_dir:
         raise UserError("--out DIR is required (the sweep directory)")
+    from rbtw.sweep.cluster import check_wait_workers
+    check_wait_workers(wait_workers)
     sweep_ = sw.load_sweep(spec)
     runs = sweep_.runs(out_dir)
     if only is not None:
         runs = sweep_.select(runs, [n.strip() for n in only.split(",") if n.strip()])
     data_dir = _data_dir_for_workers(sweep_, data_dir, check=not scheduler)
     sw._import_dask()
-    sw.prepare_out(sweep_, out_dir)
-    results = _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir)
+    sw.prepare_out(sweep_, out_dir, check_only=True)      # refused before a cluster starts ...
+    results = _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir,
+                         claim=lambda: sw.prepare_out(sweep_, out_dir))   # ... claimed once connected
     summary = sw.write_summary(sweep_, out_dir)
     click.echo(sw.markdown(summary))
     click.echo(f"summary: {Path(out_dir) / 'summary.md'}", err=True)
@@ -167,11 +170,12 @@ def _pending(run):
         return True
 
 
-def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
+def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir, claim=lambda: None):
     """Run ``runs`` through the Dask runner with progress; the CLI side of rbtw.sweep.run_all."""
     from rbtw import sweep as sw
     todo = [r for r in runs if _pending(r)]
     if not todo:
+        claim()
         click.echo(f"all {len(runs)} runs have finished; nothing to train", err=True)
         return {r.key: {"status": "done", "skipped": True} for r in runs}
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
@@ -179,6 +183,7 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir):
     client, cluster = sw.connect(scheduler, workers, wait_workers=wait_workers, echo=echo)
     asked = _TermAsInterrupt()
     try:
+        claim()                 # only once connected: a scheduler that cannot be reached claims no DIR
         n = len(client.scheduler_info()["workers"])
         where = scheduler or f"a local cluster of {n} worker{'s' if n != 1 else ''}"
         link = sw.dashboard(client, local=cluster is not None)

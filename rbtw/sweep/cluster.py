@@ -132,15 +132,22 @@ def _read(s, n):
     return data
 
 
+def check_wait_workers(wait_workers):
+    """``wait_workers`` if it is a finite number of seconds from 0 to MAX_WAIT_WORKERS, else a
+    one-line UserError."""
+    if not (is_finite(wait_workers) and 0 <= wait_workers <= MAX_WAIT_WORKERS):
+        raise UserError(f"--wait-workers (wait_workers) must be a number of seconds from 0 to "
+                        f"{MAX_WAIT_WORKERS:,}, not {wait_workers!r}")
+    return wait_workers
+
+
 def connect(scheduler=None, workers=None, wait_workers=WAIT_WORKERS, echo=None):
     """(client, cluster): a client of ``scheduler``, or of a new LocalCluster (cluster not None).
 
     An existing scheduler must answer as Dask within seconds, and have a worker within
     ``wait_workers`` seconds (it is said when it has none): a finite number from 0 to a week."""
     import logging
-    if not (is_finite(wait_workers) and 0 <= wait_workers <= MAX_WAIT_WORKERS):
-        raise UserError(f"--wait-workers (wait_workers) must be a number of seconds from 0 to "
-                        f"{MAX_WAIT_WORKERS:,}, not {wait_workers!r}")
+    check_wait_workers(wait_workers)
     _, distributed = _import_dask()
     if not scheduler:
         cluster = local_cluster(workers, silence_logs=logging.ERROR)

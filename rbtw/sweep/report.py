@@ -1,12 +1,17 @@
 """summary.md: a sweep's summary as Markdown tables."""
 
 
+def _fmt(x):
+    """x to four decimals, never a negative zero ("-0.0000")."""
+    return f"{x + 0.0:.4f}".replace("-0.0000", "0.0000")
+
+
 def _num(x):
-    return "—" if x is None else f"{x + 0.0:.4f}".replace("-0.0000", "0.0000")     # no negative zero
+    return "—" if x is None else _fmt(x)
 
 
 def _ci(ci):
-    return "—" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+    return "—" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
 def _pm(stat):
@@ -14,8 +19,8 @@ def _pm(stat):
     if stat["mean"] is None:
         return "—"
     if not stat["ci95"]:
-        return f"{stat['mean']:.4f}"
-    return f"{stat['mean']:.4f} ± {(stat['ci95'][1] - stat['ci95'][0]) / 2:.4f}"
+        return _fmt(stat["mean"])
+    return f"{_fmt(stat['mean'])} ± {_fmt((stat['ci95'][1] - stat['ci95'][0]) / 2)}"
 
 
 def _axes(axes):

@@ -92,28 +92,40 @@ def checkpoints_to_measure(run_dir):
 
 def foreign_config(run):
     """Why the configuration in ``run``'s directory is not the sweep's for it, or None (no
-    directory or no readable config.json yet: training reports that).  A run directory in the
-    sweep's layout is taken over only when it is this run: every field equal, except those a
-    resume may change (rbtw.config.RESUME_MAY_CHANGE: more epochs, as the until criterion adds,
-    and checkpoint_every) and a warm-down's span, which a longer run pins to its planned epochs
-    (rbtw.config.resume_config)."""
+    directory yet, or nothing readable in it: training reports that).  The configuration is
+    config.json's or, when that is torn or gone, the checkpoint's (what a resume would train).
+    A run directory in the sweep's layout is taken over only when it is this run: every field
+    equal, except checkpoint_every (rbtw.config.RESUME_MAY_CHANGE) and, for a run with an until
+    criterion, the extension it makes: more epochs, up to its cap, with the warm-down's span
+    pinned to the planned epochs as a resume pins it (rbtw.config.resume_config)."""
     import json
     from rbtw.config import RESUME_MAY_CHANGE
-    path = RunDir(run.out).config_path
+    rd = RunDir(run.out)
+    path = rd.config_path
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict):
-        return None
-    wanted = json.loads(json.dumps(run.config))           # as JSON holds it (tuples as lists)
+        saved = None
+    if not isinstance(saved, dict):     # what a resume would train: the checkpoint's own configuration
+        from rbtw.checkpoint import load_meta
+        try:
+            path, saved = rd.checkpoint_path, load_meta(rd.checkpoint_path)["config"]
+        except (OSError, UserError, KeyError, TypeError):
+            return None
+        if not isinstance(saved, dict):
+            return None
+    wanted = run.config
+    got_epochs = saved.get("epochs")
+    if (run.until is not None and is_whole(got_epochs)
+            and wanted["epochs"] < got_epochs <= run.until["max_epochs"]):
+        # extended by the until criterion: what rbtw.config.resume_config makes of it
+        from rbtw.config import TrainConfig, resume_config
+        wanted = resume_config(TrainConfig.from_dict(wanted),
+                               TrainConfig.from_dict(dict(wanted, epochs=got_epochs))).to_dict()
+    wanted = json.loads(json.dumps(wanted))           # as JSON holds it (tuples as lists)
     for name, value in wanted.items():
         got = saved.get(name)
-        if name == "epochs" and is_whole(got) and is_whole(value) and got >= value:
-            continue
         if name in RESUME_MAY_CHANGE and name != "epochs":
-            continue
-        if name == "lr_warmdown_epochs" and value is None and got == wanted.get("epochs"):
             continue
         if got != value:
             return (f"{path} is another run's: its {name} is {got!r}, this sweep's {value!r} "

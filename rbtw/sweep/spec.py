@@ -42,7 +42,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 # the sweep directory's own entries, which no arm or run directory may take (compared in lower
 # case, for file systems that ignore case); hidden entries (.lock, .stop-*) and *.log are refused
 # by their shape (dir_name)
-RESERVED = (SPEC_NAME, "summary.json", "summary.md", PREFIX_DIR)
+SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+RESERVED = (SPEC_NAME, SUMMARY_JSON, SUMMARY_MD, PREFIX_DIR)
 MAX_NAME = 255      # bytes in one path component (NAME_MAX on Linux and macOS)
 
 
@@ -142,6 +143,7 @@ class Sweep:
                 raise UserError(f"arm {arm!r} trains {count(branched['epochs'], 'epoch')}, fewer than the "
                                 f"{config['epochs']} its prefix {name!r} trains; an arm continues its prefix, "
                                 f"so give it epochs ≥ {config['epochs']}")
+            _check_rates(config, branched, arm, name)
             _check_cap(self.until, branched, f"{arm}/{name}")
             stages.append(SweepRun(name, variant, combo, seed, branched,
                                    out_dir / arm / name, stage="arm", arm=arm, prefix=prefix, changes=changes,
@@ -234,6 +236,24 @@ def _check_cap(until, config, key):
         raise UserError(f"until: max_epochs = {until['max_epochs']} is below the {config['epochs']} epochs "
                         f"{key} trains; the cap counts every epoch of a run, so give max_epochs ≥ "
                         f"{config['epochs']}")
+
+
+def _check_rates(prefix, branched, arm, name):
+    """Refuse an arm whose schedule changes the rate of a minibatch its prefix trains, which
+    rbtw.train.branch would refuse only once the prefix has trained.  The minibatches an epoch
+    has are not known here: the rates are compared at RATE_POINTS points an epoch (a change at
+    an epoch's start is always seen; branch stays the exact check)."""
+    from rbtw.config import TrainConfig
+    from rbtw.optim import first_rate_change
+    n = RATE_POINTS
+    step = first_rate_change(TrainConfig.from_dict(prefix), TrainConfig.from_dict(branched), n, prefix["epochs"] * n)
+    if step is not None:
+        raise UserError(f"arm {arm!r} changes the rate in epoch {step // n + 1} of the {prefix['epochs']} its "
+                        f"prefix {name!r} trains (a branch only changes what lies ahead): start its warm-down "
+                        f"later, or keep the epochs where the rate depends on them (lr_end)")
+
+
+RATE_POINTS = 100     # points an epoch at which an arm's rates are compared with its prefix's
 
 
 def _axis_values(key, values):
@@ -449,9 +469,10 @@ def _check_fields(d, where):
 # the sweep directory
 
 
-def prepare_out(sweep, out_dir):
+def prepare_out(sweep, out_dir, check_only=False):
     """Claim ``out_dir`` for the sweep: store the sweep there, or check that it holds this one —
-    or one that this sweep extends (more seeds, variants, axis values or arms), then store this."""
+    or one that this sweep extends (more seeds, variants, axis values or arms), then store this.
+    ``check_only``: refuse as a claim would (a one-line UserError), but write nothing."""
     from rbtw.fileio import atomic_open
     out = Path(out_dir)
     stored = out / SPEC_NAME
@@ -469,6 +490,8 @@ def prepare_out(sweep, out_dir):
             raise UserError(f"{out} holds a different sweep (see {stored}): {why}; choose another --out")
     elif out.exists() and (not out.is_dir() or _foreign(sweep, out)):
         raise UserError(f"{out} exists and does not hold a sweep; choose another --out")
+    if check_only:
+        return
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(stored, "w") as f:
         json.dump(want, f, indent=2)
@@ -478,8 +501,15 @@ def _foreign(sweep, out):
     """Entries of ``out`` that are not this sweep's (its run directories may exist already, e.g.
     runs started by hand in the sweep's layout, which the sweep then takes over)."""
     ours = {r.out.relative_to(out).parts[0] for r in sweep.runs(out)}
-    ours |= {SPEC_NAME, "summary.json", "summary.md", ".lock"}
-    return [p for p in out.iterdir() if p.name not in ours and not p.name.endswith(".log")]
+    return [p for p in out.iterdir() if p.name not in ours and not own_entry(p.name)]
+
+
+def own_entry(name):
+    """Whether ``name`` is one of a sweep directory's own entries besides its run directories:
+    sweep.json, the summaries, the lock, a sweep process's stop file (rbtw.sweep.runner.stop_file_for,
+    left behind when that process was killed) or a log."""
+    return (name in (SPEC_NAME, SUMMARY_JSON, SUMMARY_MD, ".lock") or name.startswith(".stop-")
+            or name.endswith(".log"))
 
 
 # how to recover a sweep directory whose sweep.json is damaged: its runs are kept, since each is

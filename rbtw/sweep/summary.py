@@ -28,10 +28,13 @@ only), and a fourth, the deterministic model after post-training calibration (rb
 Measured once per checkpoint and kept in the run's conventions.json (the calibration's report,
 threshold and validation figures, beside them): the final checkpoint, for runs extended until
 they converged the schedule's end (schedule-end.npz), and the best validation point (best.npz;
-measured once when it is one of the others).  An entry made by another calibration rule
-(rbtw.calibrate.RULE) has its calibrated value measured again; the others are kept.  Each
-entry carries a sha256 over its key and contents: a changed figure is measured again, never
-reported (entries from before the seal are read as they are).
+measured once when it is one of the others).  Every figure is measured on the test split as
+the run evaluates it (its ``eval_max_batches``; the paper's presets have no cap), so that
+``population`` is the run's own test figure; the calibration chooses on the whole validation
+split.  An entry made by another calibration rule (rbtw.calibrate.RULE) has its calibrated value
+measured again (unless the rules agree for this run: rbtw.calibrate.SAME_UNCAPPED); the others
+are kept.  Each entry carries a sha256 over its key and contents: a changed figure is measured
+again, never reported (entries from before the seal are read as they are).
 """
 
 import json
@@ -89,16 +92,28 @@ def _seal(key, entry):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _capped(run_dir):
+    """Whether the run's configuration caps its evaluations (eval_max_batches); a configuration
+    that cannot be read counts as capped."""
+    try:
+        config = json.loads(RunDir(run_dir).config_path.read_text(encoding="utf-8"))
+        return config.get("eval_max_batches") not in (None, 0)
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def _checkpoint_key(run_dir, name):
     from rbtw.checkpoint import load_meta
     return f"{name}@{load_meta(Path(run_dir) / name)['step']}"
 
 
-def _current(entry):
-    """A cache entry without what an older calibration rule measured."""
-    from rbtw.calibrate import RULE
+def _current(entry, capped):
+    """A cache entry without what another calibration rule measured, for a run whose
+    evaluations are ``capped`` (eval_max_batches) or not."""
+    from rbtw.calibrate import RULE, SAME_UNCAPPED
     entry = dict(entry)
-    if entry.get(RULE_KEY) != RULE:
+    same = entry.get(RULE_KEY) == RULE or (not capped and entry.get(RULE_KEY) in SAME_UNCAPPED)
+    if not same:
         for field in (CALIBRATED, "calibration", RULE_KEY):
             entry.pop(field, None)
     return entry
@@ -112,7 +127,7 @@ def _entry(run_dir, name):
         return None
     if not isinstance(entry, dict):
         return None
-    entry = _current(entry)
+    entry = _current(entry, _capped(run_dir))
     for c in STUDY_CONVENTIONS:         # a figure that is not a number was not measured
         if c in entry and not is_number(entry[c]):
             del entry[c]
@@ -138,14 +153,16 @@ def calibration_of(run_dir, name):
 
 
 def measure_conventions(run_dir, name, data_dir=None):
-    """Measure (or read) {convention: test metric} of checkpoint ``name`` on the whole test
-    split; only the conventions not yet in the cache are measured."""
+    """Measure (or read) {convention: test metric} of checkpoint ``name`` on the test split as
+    the run evaluates it (module docstring); only the conventions not yet in the cache are
+    measured."""
     from rbtw.checkpoint import read_checkpoint
     from rbtw.config import TrainConfig, metric_name
     from rbtw.evaluate import evaluate
     from rbtw.tasks import load_task_data
     key = _checkpoint_key(run_dir, name)
-    known = {k: _current(v) for k, v in _cache(run_dir).items()}
+    capped = _capped(run_dir)
+    known = {k: _current(v, capped) for k, v in _cache(run_dir).items()}
     out = dict(known.get(key) or {})
     step = key.rpartition("@")[2]
     for other, measured in known.items():     # the same state under another name (best.npz = the final)
@@ -265,8 +282,8 @@ def record(run, metric):
             return dict(rec, status="damaged", error=str(e))
         rec.update(converged=state == "converged", until=state,
                    last_epoch_gain=_gain(rec["valid"], metric))
-        if state == "extend":
-            rec["status"] = "unfinished"
+        if state == "extend" and rec["status"] == "done":
+            rec["status"] = "training" if is_held(run.out) else "unfinished"
     if run.conventions:
         rec["conventions"] = conventions_of(run.out, rd.checkpoint_path.name) if tests else None
         rec["calibration"] = calibration_of(run.out, rd.checkpoint_path.name) if tests else None
@@ -296,7 +313,13 @@ def collect(sweep, out_dir):
     """(metric, one record per run of the sweep), read from the run directories alone."""
     from rbtw.config import TASKS, metric_name
     metric = metric_name(TASKS[sweep.task])
-    return metric, [record(r, metric) for r in sweep.runs(out_dir)]
+    runs = sweep.runs(out_dir)
+    records = [record(r, metric) for r in runs]
+    status = {rec["key"]: rec["status"] for rec in records}
+    for run, rec in zip(runs, records):     # as the runner says (rbtw.sweep.cluster._Loop.submit_ready)
+        if run.prefix is not None and rec["status"] == "not started" and status[run.prefix.key] in NOT_DONE:
+            rec.update(status="failed", error=f"its prefix {run.prefix.key} did not finish")
+    return metric, records
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,10 +412,11 @@ def write_summary(sweep, out_dir):
     """Write DIR/summary.json and DIR/summary.md from the run directories; returns the summary."""
     from rbtw.fileio import atomic_open
     from rbtw.sweep.report import markdown
+    from rbtw.sweep.spec import SUMMARY_JSON, SUMMARY_MD
     metric, records = collect(sweep, out_dir)
     summary = summarize(sweep, metric, records)
-    with atomic_open(Path(out_dir) / "summary.json", "w") as f:
+    with atomic_open(Path(out_dir) / SUMMARY_JSON, "w") as f:
         json.dump(summary, f, indent=2)
-    with atomic_open(Path(out_dir) / "summary.md", "w") as f:
+    with atomic_open(Path(out_dir) / SUMMARY_MD, "w") as f:
         f.write(markdown(summary) + "\n")
     return summary

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbtw.errors import UserError
-from rbtw.machine import cpu_model, vector_isa
+from rbtw.machine import describe
 from rbtw.rundir import RunDir
 
 VARIANTS = {
@@ -274,8 +274,7 @@ def fmt(task, value):
 def report(jobs, budget, command, conv=None, total_seconds=None):
     """The markdown report."""
     lines = [f"# Reproduction ({budget} budget)", "", f"Command: `{command}`", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-             f"{cpu_model()}, {vector_isa()}.", ""]
+             f"Machine: {describe()} ({platform.machine()}, Python {platform.python_version()}).", ""]
     if total_seconds is not None:
         lines += [f"Wall time of the whole reproduction: {total_seconds / 60:.1f} min.", ""]
     lines += ["Evaluation: test split, population batch-norm statistics, deterministic weights "

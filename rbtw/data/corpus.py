@@ -384,11 +384,13 @@ def _intact_meta(meta, spec, sources):
     return meta.get("vocab_sha256") == vocab_fingerprint(vocab)
 
 
-def check_prepared(data_dir, source):
-    """Names of the prepared caches of ``source`` that are damaged or stale; they are deleted
-    (the next load prepares them again from the checked raw files)."""
+def check_prepared(data_dir, source, manifest):
+    """Names of the prepared caches of ``source`` that are damaged or stale: not made from the
+    raw files its ``manifest`` records (their sha256).  They are deleted (the next load prepares
+    them again from the raw files, which it checks).  The raw files are not hashed here: a
+    caller that wants them checked checks them first (``rbtw data list --recheck``)."""
     damaged = []
-    files = None
+    sources = {raw: e["sha256"] for raw, e in manifest["files"].items()}
     for name, spec in DATASETS.items():
         if spec.source != source or spec.level not in ("char", "word"):
             continue
@@ -396,9 +398,6 @@ def check_prepared(data_dir, source):
         paths = [prep / f"{name}.vocab.json", prep / f"{name}.npz"]
         if not any(p.exists() for p in paths):
             continue
-        if files is None:
-            files = present_files(data_dir, name, source)
-        sources = {raw: e["sha256"] for raw, (_, e) in files.items()}
         if _load_prepared(prep, spec, sources) is None:
             damaged.append(name)
             for p in paths:

@@ -30,7 +30,7 @@ def _state(data_dir, source, recheck):
         damaged = []
         if recheck and manifest is not None and state not in ("changed",):
             state = _recheck(data_dir, source, manifest)
-            damaged = check_prepared(data_dir, source)
+            damaged = check_prepared(data_dir, source, manifest)
     except UserError as e:
         return "damaged", str(e)
     note = SOURCES[source].note if state in ("size-checked", "fragment", "missing") else ""

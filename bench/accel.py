@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))   # randmodel: random exports, a test fi
 
 from rbtw.accel import design as dm  # noqa: E402
 from rbtw.accel import report  # noqa: E402
+from rbtw.machine import describe  # noqa: E402
 from rbtw.export_format import read_export  # noqa: E402
 from rbtw.accel.engine import AccelEngine  # noqa: E402
 from randmodel import random_export  # noqa: E402
@@ -120,8 +121,8 @@ def main():
                                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})))
     lines = ["# Accelerator emulator: speed and the fp12 / binary / ternary comparison", "",
              "Command: `PYTHONPATH=$PWD python3 bench/accel.py " + " ".join(f"--export {p}" for p in exports) + "`", "",
-             f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-             f"2 shared cores; /proc/loadavg before `{load0}`, after `{load1}`.", "",
+             f"Machine: {describe()}, Python {platform.python_version()}, shared with other users; "
+             f"/proc/loadavg before `{load0}`, after `{load1}`.", "",
              "## Throughput (batch 1, random-initialised binary char-LM exports, median of "
              f"{RUNS} runs, engines alternating)", "",
              "| H | T | emulated design | emulator steps/s | PackedEngine steps/s | ratio |", "|---|---|---|---|---|---|"]

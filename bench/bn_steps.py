@@ -15,7 +15,6 @@ each.
 import argparse
 import datetime
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,17 +36,9 @@ TOLERANCE = 0.005
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
-    except (OSError, StopIteration):
-        isa = "unknown"
-    return f"{cpu}, {os.cpu_count()} cores, {isa}", os.getloadavg()[0]
+    """(this host as reports name it (rbtw.machine), the 1-minute load average)."""
+    from rbtw.machine import describe
+    return describe(), os.getloadavg()[0]
 
 
 def measure(path, ks, data_dir):

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from rbtw.errors import UserError, is_number, is_whole  # noqa: E402
 from rbtw.fileio import atomic_open, atomic_path  # noqa: E402
+from rbtw.summary import figure  # noqa: E402
 from rbtw.sweep.summary import t_interval  # noqa: E402
 
 CONVENTIONS = ("population", "official", "expected", "calibrated")
@@ -482,14 +483,14 @@ def report(records):
         t = r.get("test_bpc")
         tests = " / ".join("—" if test_value(r, c) is None else f"{test_value(r, c):.3f}" for c in CONVENTIONS) \
             if t else "—"
-        gain = f"{r['last_epoch_gain']:.4f}" if r.get("last_epoch_gain") is not None else "—"
+        gain = figure(r['last_epoch_gain']) if r.get("last_epoch_gain") is not None else "—"
         curve = [f"{v:.3f}" for v in r["valid_bpc"]]
         if r.get("tail_epochs"):
             curve.insert(r.get("schedule_epochs", len(curve)), "‖")
         where = r.get("study") or "earlier study"
         best = (f"{r.get('best_epoch')}, {bpc(r['test_bpc_at_best'], 'population')}" if r.get("test_bpc_at_best")
                 else "—")
-        out.append(f"| {r['name']} ({r['cell']} H {r['hidden']}, {where}) | {r.get('machine', 'AMD EPYC, 2 cores, AVX2')} "
+        out.append(f"| {r['name']} ({r['cell']} H {r['hidden']}, {where}) | {r.get('machine', '—')} "
                    f"| {r['status']} | {r.get('schedule_epochs', '?')} + {r.get('tail_epochs', 0)} | {' '.join(curve)} "
                    f"| {gain} | {r.get('converged', '—')} | {tests} | {best} | {r['wall_seconds'] / 60:.0f} min |")
     return "\n".join(out)

@@ -239,16 +239,9 @@ def spawn(mode, n_numba, n_blas, args, path=None):
 
 
 def machine():
-    model, cores = platform.processor() or "?", os.cpu_count()
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                model = value.strip()
-    except OSError:
-        pass
-    return f"{model}, {cores} cores"
+    """CPU model, cores and the widest vector instruction set (rbtw.machine, as every report names it)."""
+    from rbtw.machine import describe
+    return describe()
 
 
 def cpu_flags():

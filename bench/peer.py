@@ -342,13 +342,9 @@ def report(args):
 
 
 def machine():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.partition(':')[2].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor()
+    """CPU model, cores and the widest vector instruction set (rbtw.machine)."""
+    from rbtw.machine import describe
+    return describe()
 
 
 def parse():

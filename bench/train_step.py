@@ -252,14 +252,8 @@ def train_chars_per_second(H, batches, threads):
 
 
 def machine():
-    model = platform.processor()
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+    from rbtw.machine import cpu_model, vector_isa
+    return {"cpu": cpu_model(), "isa": vector_isa(), "cores": os.cpu_count(), "python": platform.python_version(),
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 

@@ -63,9 +63,10 @@ def check_sampling(prime, length, temperature, seed):
     temperature, seed) in canonical types, or a one-line UserError."""
     if prime is not None and not isinstance(prime, str):
         raise UserError(f"prime must be a str (or None), not {type(prime).__name__}")
-    length = whole_number(length, "length", 0, 2 ** 31 - 1)
-    temperature = finite_number(temperature, "temperature", 0, "0: the most likely token")
-    return prime, length, temperature, whole_number(seed, "seed", 0)
+    from rbtw.config import MAX_COUNT, MAX_SEED
+    length = whole_number(length, "length (--length)", 0, MAX_COUNT)
+    temperature = finite_number(temperature, "temperature (--temperature)", 0, "0: the most likely token")
+    return prime, length, temperature, whole_number(seed, "seed (--seed)", 0, MAX_SEED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ class Model:
             return self._evaluate(data, split, max_batches, data_dir, progress)
 
     def _evaluate(self, data, split, max_batches, data_dir, progress):
-        from rbtw.evaluate import evaluate_engine
+        from rbtw.evaluate import batch_limit, evaluate_engine
         from rbtw.tasks import fit_to_given, given_text, load_task_data
         if data is None:
             config, part, label = self.config, split, split
@@ -266,7 +267,7 @@ class Model:
             config, part, label = fit_to_given(self.config, self.kind, len(ids)), "test", "given"
             task_data = given_text(ids, self.vocab, self.kind, self.symbols)
         from dataclasses import replace
-        limit = config.eval_max_batches if max_batches is None else max_batches or None   # 0: all
+        limit = batch_limit(config, max_batches)                # None: the run's cap, 0: all
         config = replace(config, eval_max_batches=limit)
         result = evaluate_engine(self.engine, task_data, part, config, max_batches=limit, progress=progress)
         result.update(split=label, engine=self.engine_name, eval_weights=config.eval_weights,

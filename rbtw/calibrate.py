@@ -133,7 +133,7 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     The report lists every candidate's validation metric, the chosen one, the uncalibrated
     model's, and the RULE it was made by.
     """
-    from rbtw.config import metric_name
+    from rbtw.config import HIGHER_IS_BETTER, metric_name
     from rbtw.evaluate import evaluate
     from rbtw.models import ModelSpec
     log = log or (lambda line: None)
@@ -148,7 +148,7 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
                         f"{'full precision' if spec.quant == 'none' else spec.quant + ' weights'}")
     restat = bool(statistics and spec.bn)
     metric = metric_name(spec.kind)
-    sign = -1 if metric == "accuracy" else 1             # lower is better, except accuracy
+    sign = -1 if metric in HIGHER_IS_BETTER else 1
     valid_cfg = replace(config, eval_weights="deterministic", eval_stats="population",
                         eval_max_batches=None)            # valid_batches None: the whole split
 

@@ -315,6 +315,14 @@ def metric_name(kind):
     return METRICS[kind]
 
 
+HIGHER_IS_BETTER = ("accuracy",)    # every other metric: lower is better
+
+
+def improvement(metric, before, after):
+    """How much ``after`` improves on ``before`` under ``metric`` (negative: it is worse)."""
+    return after - before if metric in HIGHER_IS_BETTER else before - after
+
+
 def normalise(values):
     """A copy of ``values`` (TrainConfig fields) in canonical spelling: quant "fp" is "none";
     0 for a limit (``LIMITS``) means no limit (None)."""

@@ -38,18 +38,25 @@ def evaluate(params, stats, spec, data, split, config, *, weights=None, batch_st
     return evaluate_engine(engine, data, split, config, max_batches=max_batches, should_stop=should_stop)
 
 
+def batch_limit(config, max_batches):
+    """How many minibatches an evaluation runs at most (None: all): ``max_batches`` None means
+    the run's own cap (``config.eval_max_batches``), 0 the whole split, n that many."""
+    return config.eval_max_batches if max_batches is None else (max_batches or None)
+
+
 def evaluate_engine(engine, data, split, config, *, max_batches=None, should_stop=None, progress=None):
     """Evaluate an engine (dense or packed) on one split.
 
     Char LM: segments of T from the start of the split, each from the initial state; word LM:
     contiguous streams with the state carried; classifier: the split's examples in order.
+    ``max_batches``: see :func:`batch_limit` (None: the run's cap, 0: the whole split).
     Returns {"loss": nats per prediction, metric: value, "n": predictions, "cut": whether
-    ``max_batches`` (or the config's ``eval_max_batches``) stopped it before the split's end}.
+    the limit stopped it before the split's end}.
     ``should_stop()``, when given, is asked before every batch; True raises :class:`Stop`.
     ``progress(done, total)``, when given, is called after every batch.
     """
     from rbtw.tasks import count_batches
-    max_batches = max_batches if max_batches is not None else config.eval_max_batches
+    max_batches = batch_limit(config, max_batches)
     nll, n, correct, cut = 0.0, 0, 0, False
     state = None
     B = config.eval_batch or config.batch

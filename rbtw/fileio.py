@@ -96,6 +96,12 @@ def _same_file(a, b):
         return False
 
 
+def is_temporary(name):
+    """Whether a file name is the shape of :func:`atomic_path`'s temporary files (".NAME.xxxx.tmp"),
+    which a process killed mid-write leaves behind."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from rbtw.errors import UserError, is_number, os_error_message
-from rbtw.fileio import atomic_open
+from rbtw.fileio import atomic_open, is_temporary
+from rbtw.runlock import LOCK_NAME
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -93,11 +94,11 @@ class RunDir:
         directory of other files, not even with --force, where they would be mixed or lost."""
         if not self.path.is_dir():
             return []
-        ours = {p.name for p in self.own_files()} | {".lock"}
+        ours = {p.name for p in self.own_files()} | {LOCK_NAME}
         made = (".rbtw", ".npz", ".png", ".pdf", ".svg", ".log")
         return sorted(p.name for p in self.path.iterdir()
                       if p.name not in ours and not (p.is_file() and p.suffix in made)
-                      and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+                      and not is_temporary(p.name))
 
     def forget_history(self):
         """Remove what an earlier run in this directory left beside its log and checkpoint (its

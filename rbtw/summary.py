@@ -12,6 +12,12 @@ def count(n, noun, plural=None):
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def figure(x, places=4):
+    """``x`` to ``places`` decimals, never a negative zero ("-0.0000" reads as a finding)."""
+    text = f"{x + 0.0:.{places}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def weight_memory(spec):
     """Bytes of the recurrent weight matrices (W_x, W_h of every layer) at 32, 12, 2 and 1 bits.
 

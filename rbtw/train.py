@@ -38,7 +38,7 @@ from rbtw.checkpoint import load_checkpoint, save_checkpoint
 from rbtw.config import BRANCHABLE, TrainConfig, metric_name, resume_config
 from rbtw.errors import UserError
 from rbtw.evaluate import Stop, evaluate
-from rbtw.fileio import atomic_path
+from rbtw.fileio import atomic_path, is_temporary
 from rbtw.rundir import RunDir
 from rbtw.symbols import recorded
 from rbtw.tasks import check_fits, load_task_data, model_spec
@@ -269,8 +269,9 @@ def _restore_run(run, ckpt):
     run.carry = _carry(ckpt.extra, run.spec, ckpt.params)
     run.dir.write_config(run.config.to_dict())
     run.dir.keep_events(lambda e: not _past_checkpoint(run.epoch, run.step)(e))
-    for stale in run.out_dir.glob(".*.tmp"):   # a write cut off by a killed process
-        stale.unlink(missing_ok=True)
+    for stale in run.out_dir.iterdir():       # a write cut off by a killed process
+        if is_temporary(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def _carry(extra, spec, params):

@@ -355,6 +355,29 @@ def _valid_alone(field, value):
         return False
 
 
+def test_emulation_runs_the_whole_split_unless_told_otherwise(export_file):
+    """0 (what `rbtw emulate` passes without --steps): the whole split, whatever the run's cap;
+    None: the run's cap; n: n minibatches (rbtw.evaluate.batch_limit)."""
+    from dataclasses import replace
+    from rbtw.accel import report
+    from rbtw.config import TrainConfig
+    from rbtw.export_format import read_export
+    from rbtw.tasks import count_batches, fit_to_given, given_text
+    path, text = export_file
+    export = read_export(path)
+    ids = [export.manifest["vocab"].index(c) for c in text.read_text(encoding="utf-8")]
+    config = fit_to_given(TrainConfig.from_dict(export.manifest["config"]), "char", len(ids))
+    config = replace(config, seq_len=10, eval_batch=4, eval_max_batches=1)
+    data = given_text(ids, export.manifest["vocab"])
+    whole = count_batches(data, "test", config, config.eval_batch or config.batch)
+    assert whole > 2
+    for max_batches, want in ((0, whole), (None, 1), (2, 2)):
+        totals = []
+        report.emulation(export, dm.preset("binary"), data, config, max_batches=max_batches,
+                         progress=lambda label, total: totals.append(total))
+        assert totals == [want], (max_batches, totals)
+
+
 def test_emulate_runs_a_text_shorter_than_a_sequence_whole(export_file, tmp_path):
     path, _ = export_file
     short = tmp_path / "short.txt"

@@ -472,6 +472,7 @@ def test_a_damaged_sweep_json_says_how_to_recover_and_recovery_keeps_the_runs(tm
     (out / "fp-seed0").mkdir()
     (out / ".stop-host-123-abcd").touch()        # left by a sweep process killed while stopping
     (out / "sweep.log").touch()
+    (out / ".summary.md.x1y2.tmp").touch()        # a write cut off by a killed process
     (out / "sweep.json").write_bytes(good[: len(good) // 2])
     for call in (lambda: sw.prepare_out(s, out), lambda: sw.stored_sweep(out)):
         with pytest.raises(UserError, match="move it away and run the sweep file again") as e:

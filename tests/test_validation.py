@@ -345,10 +345,11 @@ def test_finite_number_accepts_exactly_the_finite_reals_in_its_domain(value, lo)
 
 
 @pytest.mark.parametrize("call, fragment", [
-    (lambda: api.check_sampling(None, 10, True, 0), "temperature must be a finite number ≥ 0"),
-    (lambda: api.check_sampling(None, 10, -0.5, 0), "temperature must be a finite number ≥ 0"),
+    (lambda: api.check_sampling(None, 10, True, 0), r"temperature \(--temperature\) must be a finite number ≥ 0"),
+    (lambda: api.check_sampling(None, 10, -0.5, 0), r"temperature \(--temperature\) must be a finite number ≥ 0"),
     (lambda: api.check_sampling(None, 10, math.inf, 0), "temperature"),
-    (lambda: api.check_sampling(None, 10, 1.0, -1), "seed must be a whole number ≥ 0"),
+    (lambda: api.check_sampling(None, 10, 1.0, -1), r"seed \(--seed\) must be a whole number ≥ 0"),
+    (lambda: api.check_sampling(None, 2 ** 31, 1.0, 0), r"length \(--length\) must be at most 2,147,483,647"),
     (lambda: export.check_bn_steps(0), r"bn_steps \(--bn-steps\) must be a whole number ≥ 1"),
     (lambda: export.check_bn_steps(np.bool_(True)), "bn_steps"),
     (lambda: calibrate.check_options(thresholds=[np.bool_(True)]), "θ"),

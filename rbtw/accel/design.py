@@ -37,6 +37,13 @@ from rbtw.errors import UserError, is_bool
 PE_KINDS = ("fp", "binary", "ternary")
 WEIGHT_BITS = {"binary": 1, "ternary": 2}
 PRESETS = ("fp12", "binary", "ternary", "binary-eq", "ternary-eq")
+ACT_FRAC = (1, 20)     # the fraction bits `rbtw emulate --act-frac` offers (formats: the widths they imply)
+
+
+def formats(act_frac):
+    """The fixed-point formats of one --act-frac f: h and x in f + 4 bits, c in f + 8 (its
+    integer part holds a sum of many gates), both with f fraction bits."""
+    return dict(act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac, cell_bits=act_frac + 8)
 FIXED_STAGES = 2       # SRAM read register + accumulator register, per step
 PP_LATENCY = 6         # post-processing pipeline depth: scale, add, ROM, interpolate, cell, out
 

@@ -91,12 +91,13 @@ def emulation(export, design, data, config, *, max_batches=None, compare_kw=None
 
     ``progress(label, total)`` returns a callback called after each batch (or None).
     """
-    from rbtw.evaluate import evaluate_engine, metric_name
+    from rbtw.evaluate import batch_limit, evaluate_engine, metric_name
     from rbtw.infer import PackedEngine
+    from rbtw.tasks import count_batches
     name = metric_name(config.kind)
-    B = config.eval_batch or config.batch
-    total = sum(1 for _ in data.batches("test", config, batch=B))
-    total = min(total, max_batches) if max_batches else total
+    total = count_batches(data, "test", config, config.eval_batch or config.batch)
+    limit = batch_limit(config, max_batches)
+    total = min(total, limit) if limit is not None else total
 
     def fixed(d):
         tick = progress(f"emulating {d.name}", total) if progress else None

@@ -10,6 +10,16 @@ from rbtw.cli.progress import Progress, batch_bar
 from rbtw.errors import UserError
 
 
+def _max_count():
+    from rbtw.config import MAX_COUNT
+    return MAX_COUNT
+
+
+def _max_seed():
+    from rbtw.config import MAX_SEED
+    return MAX_SEED
+
+
 def _load(checkpoint):
     from rbtw.checkpoint import read_checkpoint
     return read_checkpoint(checkpoint)
@@ -64,11 +74,12 @@ def _encode_text(text, vocab, symbols):
 
 @main.command()
 @click.argument("model_path", metavar="CHECKPOINT|EXPORT", type=click.Path(dir_okay=False))
-@click.option("--length", type=click.IntRange(0), default=200, show_default=True, help="tokens to generate")
+@click.option("--length", type=click.IntRange(0, _max_count()), default=200, show_default=True,
+              help="tokens to generate")
 @click.option("--prime", default=None, help="text to start from (default: the first vocabulary entry)")
 @click.option("--prime-file", type=click.Path(dir_okay=False, exists=True), help="read the prime from a UTF-8 file")
 @click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, _max_seed()), default=0, show_default=True)
 @_ENGINE
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
@@ -175,6 +186,16 @@ def _emulation_data(export, config, data_dir, text_file):
     return given_text(ids, vocab, symbols=symbols), fit_to_given(config, "char", len(ids))
 
 
+def _design_names():
+    from rbtw.accel.design import PRESETS
+    return list(PRESETS)
+
+
+def _act_frac():
+    from rbtw.accel.design import ACT_FRAC
+    return ACT_FRAC
+
+
 def _design_range(field):
     """The click type of a design field's option: its domain (rbtw.accel.design.DOMAINS), so that
     --help shows the range that is enforced and a value outside it is refused naming the option
@@ -186,7 +207,7 @@ def _design_range(field):
 
 @main.command()
 @click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
-@click.option("--design", "design_name", type=click.Choice(["fp12", "binary", "ternary", "binary-eq", "ternary-eq"]),
+@click.option("--design", "design_name", type=click.Choice(_design_names()),
               default=None, help="PE type; -eq: more PEs in the fp12 array's area "
                                  "(default: the export's own: binary, ternary, or fp12 for full precision)")
 @click.option("--rows", type=_design_range("rows"), default=16, show_default=True, help="PE array rows R")
@@ -194,7 +215,7 @@ def _design_range(field):
 @click.option("--sram-kb", type=_design_range("sram_kb"), default=64.0, show_default=True, help="weight SRAM, KiB")
 @click.option("--clock-mhz", type=_design_range("clock_mhz"), default=500.0, show_default=True)
 @click.option("--dram-gbps", type=_design_range("dram_gbps"), default=12.8, show_default=True)
-@click.option("--act-frac", type=click.IntRange(1, 20), default=12, show_default=True,
+@click.option("--act-frac", type=click.IntRange(*_act_frac()), default=12, show_default=True,
               help="fraction bits of h, x and c (h, x width = frac + 4; c width = frac + 8)")
 @click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
 @click.option("--steps", type=click.IntRange(1), default=None,
@@ -215,12 +236,12 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     export = read_export(export_path)
     config = TrainConfig.from_dict(export.manifest["config"])
     kw = dict(rows=rows, cols=cols, sram_kb=sram_kb, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
-              act_frac=act_frac, act_bits=act_frac + 4, cell_frac=act_frac, cell_bits=act_frac + 8)
+              **dm.formats(act_frac))
     design_name = design_name or {"binary": "binary", "ternary": "ternary"}.get(export.spec["quant"], "fp12")
     design = dm.preset(design_name, **kw)
     data, config = _emulation_data(export, config, data_dir, text_file)
     B = config.eval_batch or config.batch
-    max_batches = -(-steps // (B * config.seq_len)) if steps else None
+    max_batches = -(-steps // (B * config.t_max)) if steps else 0       # 0: the whole split
     for line in report.emulation(export, design, data, config, max_batches=max_batches,
                                  compare_kw=kw if compare else None, progress=batch_bar):
         click.echo(line)

@@ -117,7 +117,8 @@ def sweep(spec, out_dir, scheduler, workers, wait_workers, only, summary_only, d
                          claim=lambda: sw.prepare_out(sweep_, out_dir))   # ... claimed once connected
     summary = sw.write_summary(sweep_, out_dir)
     click.echo(sw.markdown(summary))
-    click.echo(f"summary: {Path(out_dir) / 'summary.md'}", err=True)
+    from rbtw.sweep.spec import SUMMARY_MD
+    click.echo(f"summary: {Path(out_dir) / SUMMARY_MD}", err=True)
     failed = [name for name, r in results.items() if r["status"] == "failed"]
     if failed:
         raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (see summary.md and train.log)")

@@ -2,8 +2,8 @@
 
 
 def _fmt(x):
-    """x to four decimals, never a negative zero ("-0.0000")."""
-    return f"{x + 0.0:.4f}".replace("-0.0000", "0.0000")
+    from rbtw.summary import figure
+    return figure(x)
 
 
 def _num(x):

@@ -46,7 +46,8 @@ def stop_file_for(out_dir):
     sweeps on one directory (``--only`` splitting a study between them) never stop each other,
     and one starting never cancels another's stop.  It lives in the sweep directory because
     workers on other hosts see that directory."""
-    return Path(out_dir) / f".stop-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    from rbtw.sweep.spec import STOP_PREFIX
+    return Path(out_dir) / f"{STOP_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _import_dask():
@@ -76,8 +77,8 @@ def until_state(run_dir, config, until):
         raise UserError(f"{rd.metrics_path}: an epoch event has no valid_{metric}, which the "
                         f"convergence test reads (a damaged or foreign log)")
     if len(valid) >= 2:
-        gain = valid[-2] - valid[-1] if metric != "accuracy" else valid[-1] - valid[-2]
-        if gain < until["min_gain"]:
+        from rbtw.config import improvement
+        if improvement(metric, valid[-2], valid[-1]) < until["min_gain"]:
             return "converged"
     return "cap" if len(valid) >= until["max_epochs"] else "extend"
 

@@ -43,6 +43,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 # case, for file systems that ignore case); hidden entries (.lock, .stop-*) and *.log are refused
 # by their shape (dir_name)
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+STOP_PREFIX = ".stop-"        # a sweep process's stop file (rbtw.sweep.runner.stop_file_for)
 RESERVED = (SPEC_NAME, SUMMARY_JSON, SUMMARY_MD, PREFIX_DIR)
 MAX_NAME = 255      # bytes in one path component (NAME_MAX on Linux and macOS)
 
@@ -507,9 +508,11 @@ def _foreign(sweep, out):
 def own_entry(name):
     """Whether ``name`` is one of a sweep directory's own entries besides its run directories:
     sweep.json, the summaries, the lock, a sweep process's stop file (rbtw.sweep.runner.stop_file_for,
-    left behind when that process was killed) or a log."""
-    return (name in (SPEC_NAME, SUMMARY_JSON, SUMMARY_MD, ".lock") or name.startswith(".stop-")
-            or name.endswith(".log"))
+    left behind when that process was killed), a log, or a write cut off by a killed process."""
+    from rbtw.fileio import is_temporary
+    from rbtw.runlock import LOCK_NAME
+    return (name in (SPEC_NAME, SUMMARY_JSON, SUMMARY_MD, LOCK_NAME) or name.startswith(STOP_PREFIX)
+            or name.endswith(".log") or is_temporary(name))
 
 
 # how to recover a sweep directory whose sweep.json is damaged: its runs are kept, since each is

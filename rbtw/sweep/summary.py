@@ -306,7 +306,8 @@ def _epoch_of(run_dir, name):
 def _gain(valid, metric):
     if len(valid) < 2:
         return None
-    return round(valid[-2] - valid[-1] if metric != "accuracy" else valid[-1] - valid[-2], 6)
+    from rbtw.config import improvement
+    return round(improvement(metric, valid[-2], valid[-1]), 6)
 
 
 def collect(sweep, out_dir):

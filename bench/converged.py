@@ -21,7 +21,7 @@ study's records replace earlier records of the same study and name; a run whose 
 damaged is left out, said in one line on stderr (an earlier record of it is kept).  A
 converged.json that is not one this script wrote (not JSON, or a record without a field the
 report reads or with one of the wrong kind) stops it with one line naming the file and the
-record, exit status 1, before anything is written.  Writes converged.json,
+record, exit status 2, before anything is written.  Writes converged.json,
 converged.md (every run; per width × arm × convention the paired gaps with 95 % Student-t
 intervals and each claim's verdict; where a claim fails at the widest width, the width at which
 the measured trend would meet it, with Fieller's 95 % interval, and, below the paper's H 1000,
@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rbtw.errors import UserError, is_number, is_whole  # noqa: E402
+from rbtw.errors import UserError, is_real, is_whole, quoted  # noqa: E402
 from rbtw.fileio import atomic_open, atomic_path  # noqa: E402
 from rbtw.summary import figure  # noqa: E402
 from rbtw.sweep.summary import t_interval  # noqa: E402
@@ -109,16 +109,16 @@ def _whole(v):
 
 
 def _number_or_none(v):
-    return v is None or is_number(v)
+    return v is None or is_real(v)
 
 
 def _conventions(v):
     """None, or {convention: test BPC} (some conventions may be missing)."""
-    return v is None or (isinstance(v, dict) and all(k in CONVENTIONS and is_number(x) for k, x in v.items()))
+    return v is None or (isinstance(v, dict) and all(k in CONVENTIONS and is_real(x) for k, x in v.items()))
 
 
 def _calibration(v):
-    return v is None or (isinstance(v, dict) and is_number(v.get("uncalibrated")) and is_number(v.get("calibrated"))
+    return v is None or (isinstance(v, dict) and is_real(v.get("uncalibrated")) and is_real(v.get("calibrated"))
                          and _number_or_none(v.get("threshold")) and (v.get("rule") is None or is_whole(v["rule"])))
 
 
@@ -126,8 +126,8 @@ FIELDS = {
     "name": (True, "text", _text), "variant": (True, "text", _text), "schedule": (True, "text", _text),
     "cell": (True, "text", _text), "status": (True, "text", _text),
     "hidden": (True, "a whole number ≥ 1", lambda v: is_whole(v, 1)), "seed": (True, "a whole number", _whole),
-    "valid_bpc": (True, "a list of numbers", lambda v: isinstance(v, list) and all(is_number(x) for x in v)),
-    "wall_seconds": (True, "a number", is_number),
+    "valid_bpc": (True, "a list of numbers", lambda v: isinstance(v, list) and all(is_real(x) for x in v)),
+    "wall_seconds": (True, "a number", is_real),
     "study": (False, "text or null", lambda v: v is None or _text(v)), "machine": (False, "text", _text),
     "epochs": (False, "a whole number", _whole), "schedule_epochs": (False, "a whole number", _whole),
     "tail_epochs": (False, "a whole number", _whole), "attempts": (False, "a whole number", _whole),
@@ -145,19 +145,14 @@ FIELDS = {
 def record_problem(r):
     """Why ``r`` is not a converged.json record, or "" when it is one."""
     if not isinstance(r, dict):
-        return f"is {_short(r)}, not an object"
+        return f"is {quoted(r)}, not an object"
     for name, (required, what, ok) in FIELDS.items():
         if name not in r:
             if required:
                 return f"has no {name}"
         elif not ok(r[name]):
-            return f"{name} is {_short(r[name])}, not {what}"
+            return f"{name} is {quoted(r[name])}, not {what}"
     return ""
-
-
-def _short(value):
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_results(path):
@@ -174,7 +169,7 @@ def read_results(path):
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{why} ({type(e).__name__}: {e})") from None
     if not isinstance(runs, list):
-        raise UserError(f"{why} (runs is {_short(runs)}, not a list)")
+        raise UserError(f"{why} (runs is {quoted(runs)}, not a list)")
     for k, r in enumerate(runs):
         problem = record_problem(r)
         if problem:
@@ -554,6 +549,12 @@ def plot(records, path):
     plt.close(fig)
 
 
+def fail(message):
+    """One line on stderr, exit status 2 (as rbtw's commands end on bad input)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("studies", nargs="*", help="study directories made by rbtw sweep")
@@ -565,7 +566,7 @@ def main():
         old = read_results(known)
         new = [r for d in args.studies for r in study_records(d)]
     except UserError as e:
-        sys.exit(f"error: {e}")
+        fail(str(e))
     records = [r for r in merge(old, new) if not r["status"].startswith("not started")]  # an arm
     # not begun yet (its prefix still training, or left for another session) is not a run
     text = report(records)
@@ -580,7 +581,7 @@ def main():
     except ImportError:
         print("no figure: matplotlib is not installed (pip install -e '.[plot]')", file=sys.stderr)
     except OSError as e:
-        sys.exit(f"error: cannot write {e.filename or results}: {e.strerror or e}")
+        fail(f"cannot write {e.filename or results}: {e.strerror or e}")
 
 
 if __name__ == "__main__":

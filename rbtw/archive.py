@@ -16,6 +16,7 @@ single-bit change and every truncation.
 """
 
 import io
+import os
 import math
 import struct
 import zipfile
@@ -43,7 +44,10 @@ def write_arrays(path, arrays):
 def read_arrays(path, names=None):
     """``{name: array}`` from the archive at ``path``, every member (or just ``names``, each of
     which must be present) read whole and verified.  Raises FileNotFoundError for a missing file
-    and DamagedArchive for anything that is not an intact archive."""
+    and DamagedArchive for anything that is not an intact archive (a pipe or a device is not
+    read: it could block or never end)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DamagedArchive("not a regular file")
     try:
         with zipfile.ZipFile(path) as z:
             _check_tiling(z)

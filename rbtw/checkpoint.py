@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rbtw.archive import DamagedArchive, read_arrays, write_arrays
-from rbtw.errors import UserError, is_whole
+from rbtw.errors import INT64_MAX, UserError, is_whole
 
 FORMAT = "rbtw-checkpoint"
 VERSION = 1
@@ -135,7 +135,7 @@ def _meta_problem(meta):
     if not isinstance(meta["config"].get("task"), str):
         return "its configuration names no task"
     for name in ("epoch", "batch_index", "step"):
-        if not is_whole(meta.get(name)):
+        if not (is_whole(meta.get(name)) and meta[name] <= INT64_MAX):
             return f"its position's {name} is {meta.get(name)!r}, not a whole number >= 0"
     return None
 

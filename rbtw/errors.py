@@ -5,6 +5,8 @@ option, a corrupt checkpoint).  The CLI turns it into one line on stderr and exi
 any other exception is a bug and keeps its traceback.
 """
 
+import math
+
 
 class UserError(Exception):
     """A problem with the user's input: reported as one line, never a traceback."""
@@ -20,9 +22,36 @@ def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def quoted(value, width=40):
+    """A value read from a file, as a one-line message quotes it: JSON, cut to ``width``."""
+    import json
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def is_real(value):
+    """A JSON number that converts to a float (±inf and nan included; an integer beyond the
+    float range is not)."""
+    if not is_number(value):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def is_finite(value):
-    """A JSON number other than ±inf and nan."""
-    return is_number(value) and abs(value) < float("inf")
+    """A JSON number that is a finite float: not ±inf, nan, or an integer too large for a float."""
+    if not is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:                       # an int beyond the float range
+        return False
 
 
 def is_whole(value, lo=0):

@@ -22,6 +22,7 @@ section's hash: no byte goes unchecked.
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,9 @@ def write_export(path, export):
 
 
 def is_export(path):
-    """True if the file starts with the export magic."""
+    """True if the file starts with the export magic (a pipe or a device is never read)."""
+    if not os.path.isfile(path):
+        return False
     try:
         with open(path, "rb") as f:
             return f.read(len(MAGIC)) == MAGIC
@@ -107,6 +110,8 @@ def is_export(path):
 def read_export(path):
     """Load and verify an export; any damage gives a one-line UserError."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not an rbtw packed export (not a regular file)")
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
@@ -117,7 +122,10 @@ def read_export(path):
     text = blob[_HEADER.size:_HEADER.size + length]
     if len(text) != length or hashlib.sha256(text).digest() != digest:
         raise UserError(f"{path} is damaged: its manifest does not match its checksum")
-    manifest = json.loads(text.decode("utf-8"))
+    try:
+        manifest = json.loads(text.decode("utf-8"))
+    except ValueError:                          # not UTF-8 (UnicodeDecodeError) or not JSON
+        raise UserError(f"{path} is not a consistent rbtw export: its manifest is not UTF-8 JSON") from None
     if not isinstance(manifest, dict):
         raise UserError(f"{path} is not a consistent rbtw export: its manifest is not an object")
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
@@ -159,11 +167,12 @@ def layout_problem(manifest):
     if not isinstance(arrays, dict) or not is_whole(data_bytes) or not isinstance(manifest.get("data_sha256"), str):
         return "it has no valid array layout (arrays, data_bytes, data_sha256)"
     for name, info in arrays.items():
-        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) \
+                or not isinstance(info.get("dtype"), str):
             return f"array {name!r} has no valid record"
         try:
             dtype = np.dtype(info.get("dtype"))
-        except TypeError:
+        except (TypeError, ValueError):
             return f"array {name!r} has an unknown dtype {info.get('dtype')!r}"
         shape, offset, nbytes = info.get("shape"), info.get("offset"), info.get("nbytes")
         if dtype.hasobject or not isinstance(shape, list) or not all(is_whole(n) for n in shape):

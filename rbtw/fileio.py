@@ -72,6 +72,8 @@ def check_output(out, inputs=(), force=False, what="file", *, force_hint=FORCE_E
             raise UserError(f"{out} is an input of this command: choose another output {what}")
     if out.is_dir():
         raise UserError(f"{out} is a directory: give a file name")
+    if out.is_symlink() and not out.exists():
+        raise UserError(f"{out} is a symbolic link that leads nowhere (or in a loop): give another name")
     parent = out.parent
     if not parent.exists():
         raise UserError(f"{out}: the directory {parent} does not exist (create it first)")
@@ -88,7 +90,7 @@ def check_output(out, inputs=(), force=False, what="file", *, force_hint=FORCE_E
 
 
 def _same_file(a, b):
-    if a.resolve() == b.resolve():
+    if os.path.realpath(a) == os.path.realpath(b):      # realpath: a symlink loop is no error
         return True
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)

@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from rbtw.errors import UserError, is_number, os_error_message
+from rbtw.errors import INT64_MAX, UserError, is_real, is_whole, os_error_message, quoted
 from rbtw.fileio import atomic_open, is_temporary
 from rbtw.runlock import LOCK_NAME
 
@@ -211,7 +211,7 @@ def bad_field(event):
     train_loss may be null: an epoch without a minibatch) that is not a number."""
     kind = event.get("event")
     if not isinstance(kind, (str, type(None))):
-        return f"event is {_short(kind)}"
+        return f"event is {quoted(kind)}"
     for key in REQUIRED.get(kind, ()):
         if key not in event:
             return f"no {key}"
@@ -221,23 +221,18 @@ def bad_field(event):
             return f"no {prefix}metric"
     for key, value in event.items():
         if key in _WHOLE:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            ok = is_whole(value) and value <= INT64_MAX
         elif key in _TEXT:
             ok = isinstance(value, str)
         elif key == "resumed":
             ok = isinstance(value, bool)
         elif key in _NUMBER or key.startswith(_METRIC_PREFIXES):
-            ok = is_number(value) or (value is None and key == "train_loss")
+            ok = is_real(value) or (value is None and key == "train_loss")
         else:
             ok = True
         if not ok:
-            return f"{key} is {_short(value)}"
+            return f"{key} is {quoted(value)}"
     return ""
-
-
-def _short(value):
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_event(raw):

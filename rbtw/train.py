@@ -36,7 +36,7 @@ from rbtw import models, optim
 from rbtw.optim import epoch_rate, first_rate_change, warmdown_factor
 from rbtw.checkpoint import load_checkpoint, save_checkpoint
 from rbtw.config import BRANCHABLE, TrainConfig, metric_name, resume_config
-from rbtw.errors import UserError
+from rbtw.errors import UserError, is_finite, is_real, quoted
 from rbtw.evaluate import Stop, evaluate
 from rbtw.fileio import atomic_path, is_temporary
 from rbtw.rundir import RunDir
@@ -247,8 +247,32 @@ def _save_run(run, path=None):
                     extra)
 
 
+def _resume_problem(meta):
+    """What is wrong with the parts of a checkpoint's meta only a resume reads (None: nothing):
+    the random generator's state, the plateau schedule's, the best validation loss so far and
+    the epoch's losses."""
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = meta.get("rng")
+    except (TypeError, ValueError, KeyError):
+        return f"its random generator's state is {quoted(meta.get('rng'))}"
+    plateau = meta.get("plateau")
+    if not (isinstance(plateau, dict) and is_finite(plateau.get("lr")) and plateau["lr"] > 0
+            and is_real(plateau.get("best"))):
+        return f"its plateau schedule's state is {quoted(plateau)}"
+    if not (meta.get("best") is None or is_real(meta["best"])):
+        return f"its best validation loss is {quoted(meta['best'])}"
+    losses = meta.get("epoch_losses", [])
+    if not (isinstance(losses, list) and all(is_real(x) for x in losses)):
+        return f"its epoch losses are {quoted(losses)}"
+    return None
+
+
 def _restore_run(run, ckpt):
     meta = ckpt.meta
+    problem = _resume_problem(meta)
+    if problem:
+        raise UserError(f"the checkpoint cannot be resumed: {problem}")
     if run.data.vocab is not None and meta.get("vocab") != run.data.vocab:
         raise UserError("the checkpoint's vocabulary does not match the data set")
     try:

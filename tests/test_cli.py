@@ -273,6 +273,37 @@ def test_a_training_text_file_must_be_a_regular_file(tmp_path):
                           "not a regular file")
 
 
+def test_a_pipe_or_a_symlink_loop_in_place_of_a_file_is_one_line(trained, tmp_path):
+    """Neither is read (a pipe with no writer would block, a device might never end) nor
+    followed forever; as an output, a loop is refused like any other impossible place."""
+    fifo, loop = tmp_path / "fifo.rbtw", tmp_path / "loop.rbtw"
+    os.mkfifo(fifo)
+    os.symlink(loop, loop)
+    for path in (fifo, loop, "/dev/zero"):
+        for args in (["info", path], ["eval", path], ["export", path, tmp_path / "x.rbtw"]):
+            assert_one_line_error(invoke(*args))
+    assert_one_line_error(invoke("plot", loop, "--out", tmp_path / "c.png"))
+    ckpt = trained / "checkpoint.npz"
+    for args in (["export", ckpt, loop], ["calibrate", ckpt, loop, "--batches", "1"], ["plot", trained, "--out", loop]):
+        assert_one_line_error(invoke(*args))
+
+
+def test_a_number_beyond_the_float_range_in_a_metrics_log_is_damage(trained, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if '"event": "epoch"' in line)
+    event = json.loads(lines[k])
+    event["valid_bpc"] = 10 ** 400
+    lines[k] = json.dumps(event)
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    pytest.importorskip("matplotlib")
+    assert_one_line_error(invoke("plot", run, "--out", tmp_path / "c.png"), "valid_bpc")
+    listing = invoke("runs", tmp_path)
+    assert listing.exit_code == 0 and "damaged" in listing.output or "unreadable" in listing.output, listing.output
+
+
 def test_reproduce_without_tasks_is_an_error(tmp_path):
     report = tmp_path / "REPRODUCTION.md"
     report.write_text("previous report")

@@ -380,6 +380,33 @@ def test_every_single_bit_change_of_a_conventions_cache_is_measured_again_or_har
     assert left_out > len(good) / 2          # most changes hit a figure or a key: measured again
 
 
+@DAMAGE
+@given(changes=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(1, 255)), min_size=1, max_size=3))
+def test_any_few_changed_bytes_of_a_conventions_cache_are_measured_again_or_harmless(tmp_path, changes):
+    """As above for up to three bytes changed anyhow: e.g. the seal's name and a figure
+    changed together (which an entry without a seal would have let through)."""
+    from rbtw.rundir import RunDir
+    from rbtw.sweep.summary import _cache, _store
+    for key, entry in CONVENTION_ENTRIES.items():
+        _store(tmp_path, key, entry)
+    path = RunDir(tmp_path).conventions_path
+    path.write_bytes(really_changed(path.read_bytes(), changes))
+    for key, entry in _cache(tmp_path).items():
+        assert key in CONVENTION_ENTRIES, key
+        assert {f: v for f, v in entry.items() if f in CONVENTION_ENTRIES[key]} == CONVENTION_ENTRIES[key]
+
+
+def test_a_figure_changed_with_the_seals_name_is_measured_again(tmp_path):
+    from rbtw.rundir import RunDir
+    from rbtw.sweep.summary import _cache, _store
+    for key, entry in CONVENTION_ENTRIES.items():
+        _store(tmp_path, key, entry)
+    path = RunDir(tmp_path).conventions_path
+    text = path.read_text()
+    path.write_text(text.replace('"sha256"', '"sha257"', 1).replace("1.7123", "1.2123", 1))
+    assert "checkpoint.npz@7840" not in _cache(tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------
 # data import through a zip
 
@@ -509,7 +536,8 @@ def test_an_import_never_deletes_a_file_a_damaged_manifest_points_outside_its_di
 # a checkpoint's meta: intact archive, wrong values
 
 
-META_VALUES = st.sampled_from([None, True, -1, 0, 3, 10 ** 20, 1.5, float("nan"), "x", "", [], {}, [1], {"a": 1}])
+META_VALUES = st.sampled_from([None, True, -1, 0, 3, 10 ** 20, 10 ** 400, 1.5, float("nan"), "x", "", [], {}, [1],
+                               {"a": 1}])
 
 
 @pytest.fixture(scope="module")
@@ -548,12 +576,14 @@ def test_any_value_in_a_checkpoints_meta_is_one_line_or_works(tmp_path_factory, 
     save_checkpoint(run / "checkpoint.npz", meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
     for command in (["info", run / "checkpoint.npz"], ["eval", run / "checkpoint.npz", "--max-batches", "1"],
                     ["export", run / "checkpoint.npz", run / "m.rbtw", "--force", "--bn-steps", "1"],
-                    ["train", "--resume", run, "--epochs", "2", "--max-batches", "1"]):
+                    ["train", "default", "--resume", "--out", run, "--epochs", "2"]):
         result = CliRunner().invoke(main, [str(w) for w in command])
         assert result.exception is None or isinstance(result.exception, SystemExit), \
             (command[0], where, "".join(__import__("traceback").format_exception(result.exception)))
         if result.exit_code:
             assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+            assert "Invalid value" not in result.stderr and "No such option" not in result.stderr, \
+                (command, result.stderr)             # the command itself was right: the meta was judged
 
 
 @pytest.mark.parametrize("change, message", [

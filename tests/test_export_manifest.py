@@ -30,7 +30,8 @@ from rbtw.summary import describe_export
 from rbtw.tasks import load_task_data
 from rbtw.train import Run
 
-SCALARS = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=6)
+SCALARS = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.sampled_from([10 ** 400, -10 ** 400])
+           | st.floats() | st.text(max_size=6)
            | st.sampled_from([0, 1, 2, 3, 4, 8, 16, 24, 64, 96, "lstm", "gru", "binary", "ternary", "dense",
                               "none", "char", "word", "<f4", "<u8", "|O"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)

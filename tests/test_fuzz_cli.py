@@ -67,6 +67,9 @@ def world(tmp_path_factory):
     (precious / "empty.txt").write_bytes(b"")
     (precious / "bad.jsonl").write_text('{"event": "epoch"}\nnot json\n')
     (precious / "text8.txt").write_bytes(b"anarchism originated as a term of abuse " * 50)
+    links = root / "links"                      # outside precious: a loop is never snapshotted
+    links.mkdir()
+    os.symlink(links / "loop.rbtw", links / "loop.rbtw")
     cache = precious / "cache"
     assert runner.invoke(main, ["data", "import", "text8", str(precious / "text8.txt"),
                                 "--data-dir", str(cache)]).exit_code == 0
@@ -101,7 +104,7 @@ def input_paths(world):
              p / "prime.txt", p / "text8.txt"],
             [p / "truncated.npz", p / "truncated.rbtw", p / "flipped.rbtw", p / "garbage.bin",
              p / "latin1.txt", p / "empty.txt", p / "bad.jsonl", p, p / "no-such-file",
-             p / "prime.txt" / "below-a-file", Path("/sys/rbtw-fuzz")])
+             p / "prime.txt" / "below-a-file", Path("/sys/rbtw-fuzz"), world / "links" / "loop.rbtw"])
 
 
 def output_paths(world, scratch):
@@ -109,7 +112,8 @@ def output_paths(world, scratch):
     p = world / "precious"
     return ([scratch / "out.png", scratch / "out.rbtw", scratch / "new" / "deeper"],
             [scratch / "out.txt", p / "run" / "checkpoint.npz", p / "prime.txt", p,
-             p / "prime.txt" / "below-a-file", Path("/sys/rbtw-fuzz/out"), Path("/proc/rbtw-fuzz/out")])
+             p / "prime.txt" / "below-a-file", Path("/sys/rbtw-fuzz/out"), Path("/proc/rbtw-fuzz/out"),
+             world / "links" / "loop.rbtw"])
 
 
 def option_values(param, paths):

@@ -230,17 +230,18 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
     # a cache from before the calibrated convention, or made by an older calibration rule: only
     # the calibrated value is measured again
     from rbtw.calibrate import RULE
-    from rbtw.sweep.summary import measure_conventions
+    from rbtw.sweep.summary import _seal, measure_conventions
     run = next(r for r in runs if r.key == "constant/ternary-seed0")
     path = RunDir(run.out).conventions_path
     for stale in ({"calibrated": None, "calibration": None, "calibration_rule": None},     # removed
                   {"calibrated": 8.0, "calibration_rule": RULE - 1}):                      # an older rule
         cache = json.loads(path.read_text())
-        for entry in cache.values():
-            entry.pop("sha256", None)                    # as an older rbtw wrote it: unsealed
+        for key, entry in cache.items():
+            entry.pop("sha256", None)
             entry["population"] = 9.0                    # a mark: kept, not re-measured
             for field, value in stale.items():
                 entry.pop(field, None) if value is None else entry.__setitem__(field, value)
+            entry["sha256"] = _seal(key, entry)          # as that rbtw sealed it
         path.write_text(json.dumps(cache))
         assert not sw.stage_done(run)
         again = measure_conventions(run.out, "checkpoint.npz")
@@ -255,7 +256,7 @@ def test_a_calibration_of_an_older_rule_is_kept_only_where_the_rules_agree(tmp_p
     # rule 3 chooses on the whole validation split, rule 2 stopped at the run's eval cap: for a
     # run without a cap they agree, and its cached calibration stands; with a cap it is redone
     from rbtw.calibrate import RULE, SAME_UNCAPPED
-    from rbtw.sweep.summary import calibration_of, conventions_of
+    from rbtw.sweep.summary import _seal, calibration_of, conventions_of
     run = tmp_path / "run"
     args = ["train", "default", "--hidden", "8", "--epochs", "1", "--max-batches", "2", "--seq-len", "10",
             "--batch", "4", "--eval-max-batches", str(cap), "--out", str(run)]
@@ -264,11 +265,14 @@ def test_a_calibration_of_an_older_rule_is_kept_only_where_the_rules_agree(tmp_p
     for rule in (*SAME_UNCAPPED, RULE - 2):
         entry = {"population": 5.0, "official": 5.1, "expected": 5.2, "calibrated": 4.9,
                  "calibration": {"rule": rule}, "calibration_rule": rule}
-        RunDir(run).conventions_path.write_text(json.dumps({f"checkpoint.npz@{step}": entry}))
+        key = f"checkpoint.npz@{step}"
+        RunDir(run).conventions_path.write_text(json.dumps({key: dict(entry, sha256=_seal(key, entry))}))
         kept = rule in SAME_UNCAPPED and cap == 0
         assert conventions_of(run, "checkpoint.npz") == dict(
             {"population": 5.0, "official": 5.1, "expected": 5.2}, **({"calibrated": 4.9} if kept else {}))
         assert calibration_of(run, "checkpoint.npz") == ({"rule": rule} if kept else None)
+    RunDir(run).conventions_path.write_text(json.dumps({key: entry}))       # no seal: measured again
+    assert conventions_of(run, "checkpoint.npz") is None
 
 
 @pytest.mark.slow
@@ -587,15 +591,8 @@ def test_a_damaged_converged_json_is_a_one_line_error_and_stays_as_it_was(tmp_pa
     except (ValueError, KeyError, TypeError, IndexError):
         pass
     (results / "converged.json").write_bytes(damaged)
-    converged = _bench_module("converged")
-    argv = sys.argv
-    sys.argv = ["converged.py", "--results", str(results)]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            converged.main()
-    finally:
-        sys.argv = argv
-    assert str(stop.value.code).startswith("error: ") and "\n" not in str(stop.value.code)
+    code, message = _run_main_said(_bench_module("converged"), ["--results", results])
+    assert code == 2 and message.startswith("error: ") and "\n" not in message, message
     assert (results / "converged.json").read_bytes() == damaged
     assert sorted(p.name for p in results.iterdir()) == ["converged.json"]
 
@@ -654,6 +651,16 @@ def _run_main(module, argv):
     return 0
 
 
+def _run_main_said(module, argv):
+    """(exit code, what it wrote on stderr, stripped) of ``module.main()`` with ``argv``."""
+    import contextlib
+    import io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = _run_main(module, argv)
+    return code, err.getvalue().strip()
+
+
 def _damage_log(run_dir, line=2):
     path = Path(run_dir) / "metrics.jsonl"
     lines = path.read_text().splitlines(keepends=True)
@@ -693,9 +700,8 @@ def _results_json():
 def _refused(converged, results):
     """Run converged.py on ``results``: its message when it stopped with one line and wrote nothing."""
     before = {p.name: p.read_bytes() for p in results.iterdir()}
-    code = _run_main(converged, ["--results", results])
-    assert code not in (0, None), "a damaged converged.json was taken"
-    message = str(code)
+    code, message = _run_main_said(converged, ["--results", results])
+    assert code == 2, "a damaged converged.json was taken"
     assert message.startswith("error: ") and "\n" not in message, message
     assert str(results / "converged.json") in message
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before         # nothing written
@@ -744,7 +750,7 @@ RECORD = {"name": (True, "text", False), "variant": (True, "text", False), "sche
           "test_bpc_at_schedule_end": (False, "conventions", True), "test_bpc_at_best": (False, "conventions", True),
           "calibration": (False, "calibration", True)}
 JUNK = [None, True, False, -1, 0, 3, 2.5, "x", "", [], [1.5], ["x"], [None], {}, {"population": "x"},
-        {"population": None}, {"x": 1.0}, {"uncalibrated": 1.0}]
+        {"population": None}, {"x": 1.0}, {"uncalibrated": 1.0}, 10 ** 400, [10 ** 400], {"population": 10 ** 400}]
 
 
 def _fits(kind, value):

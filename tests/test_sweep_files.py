@@ -47,7 +47,8 @@ BASES = {p.name: tomllib.loads(p.read_text()) for p in STUDIES}
 
 # what a TOML or JSON file can hold (JSON's numbers are wider: huge integers, and Python's
 # json reads NaN and Infinity)
-SCALARS = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats()
+SCALARS = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.sampled_from([10 ** 400, -10 ** 400])
+           | st.floats()
            | st.text(max_size=8) | st.sampled_from(["ternary", "binary", "none", "cosine", "fp", "0.5"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)

@@ -437,7 +437,7 @@ def _summary(summary, where):
     _table(summary, f"{where}: summary", "a table, e.g. conventions = true")
     for key, value in summary.items():
         if key not in SUMMARY_KEYS or not isinstance(value, SUMMARY_KEYS[key]):
-            raise UserError(f"{where}: summary: unknown field or value {key} = {value!r}; "
+            raise UserError(f"{where}: summary: unknown field or value {key!r} = {value!r}; "
                             "expected conventions = true or false")
     return dict(summary)
 

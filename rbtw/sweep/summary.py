@@ -34,7 +34,7 @@ the run evaluates it (its ``eval_max_batches``; the paper's presets have no cap)
 split.  An entry made by another calibration rule (rbtw.calibrate.RULE) has its calibrated value
 measured again (unless the rules agree for this run: rbtw.calibrate.SAME_UNCAPPED); the others
 are kept.  Each entry carries a sha256 over its key and contents: a changed figure is measured
-again, never reported (entries from before the seal are read as they are).
+again, never reported (an entry without a seal, as older versions wrote them, too).
 """
 
 import json
@@ -42,7 +42,7 @@ import math
 from pathlib import Path
 
 from rbtw.errors import UserError
-from rbtw.errors import is_number
+from rbtw.errors import is_real
 from rbtw.rundir import RunDir
 
 # evaluation conventions: (weights, batch statistics) of the checkpoint as trained
@@ -62,9 +62,8 @@ SEAL = "sha256"                                       # a cache entry's checksum
 
 def _cache(run_dir):
     """The run's cache of measured conventions: {checkpoint@step: entry}.  A damaged cache is an
-    empty one, and an entry whose seal does not match its key and contents is left out (what
-    they held is measured again); entries written before entries were sealed are taken as
-    they are."""
+    empty one, and an entry whose seal does not match its key and contents, or that has none,
+    is left out (what they held is measured again)."""
     path = RunDir(run_dir).conventions_path
     try:
         cache = json.loads(path.read_text()) if path.exists() else {}
@@ -76,9 +75,10 @@ def _cache(run_dir):
 
 
 def _sealed(key, entry):
-    """Whether a cache entry's seal matches its key and contents (an unsealed entry, written
-    before entries were sealed, passes)."""
-    return SEAL not in entry or entry[SEAL] == _seal(key, entry)
+    """Whether a cache entry's seal matches its key and contents.  An entry without a seal is
+    measured again: one written before entries were sealed cannot be told from one whose seal's
+    name was damaged."""
+    return SEAL in entry and entry[SEAL] == _seal(key, entry)
 
 
 def _seal(key, entry):
@@ -129,7 +129,7 @@ def _entry(run_dir, name):
         return None
     entry = _current(entry, _capped(run_dir))
     for c in STUDY_CONVENTIONS:         # a figure that is not a number was not measured
-        if c in entry and not is_number(entry[c]):
+        if c in entry and not is_real(entry[c]):
             del entry[c]
     if not isinstance(entry.get("calibration", {}), dict):
         del entry["calibration"]

@@ -129,7 +129,8 @@ def _load(path, engine, weights, stats, data_dir):
 def _packed_config(config):
     """The run's config with the evaluation settings the packed engine runs (whatever the run
     was trained to be evaluated with): deterministic weights, population statistics."""
-    config.eval_weights, config.eval_stats = "deterministic", "population"
+    from rbtw.evaluate import HARDWARE
+    config.eval_weights, config.eval_stats = HARDWARE["eval_weights"], HARDWARE["eval_stats"]
     return config
 
 

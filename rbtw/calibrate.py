@@ -134,7 +134,7 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     model's, and the RULE it was made by.
     """
     from rbtw.config import HIGHER_IS_BETTER, metric_name
-    from rbtw.evaluate import evaluate
+    from rbtw.evaluate import HARDWARE, evaluate
     from rbtw.models import ModelSpec
     log = log or (lambda line: None)
     spec = ModelSpec.from_dict(ckpt.meta["spec"])
@@ -149,8 +149,7 @@ def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=Tr
     restat = bool(statistics and spec.bn)
     metric = metric_name(spec.kind)
     sign = -1 if metric in HIGHER_IS_BETTER else 1
-    valid_cfg = replace(config, eval_weights="deterministic", eval_stats="population",
-                        eval_max_batches=None)            # valid_batches None: the whole split
+    valid_cfg = replace(config, **HARDWARE, eval_max_batches=None)   # valid_batches None: the whole split
 
     def score(s, st):
         return evaluate(ckpt.params, st, s, data, "valid", valid_cfg, max_batches=valid_batches)[metric]

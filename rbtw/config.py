@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 
 from rbtw.errors import UserError, finite_number, is_bool
 from rbtw.kinds import CELLS, MODEL_KINDS
+from rbtw.optim import WARMDOWNS
 from rbtw.quant import EVAL_WEIGHTS, MODES
 
 # task name -> model kind
@@ -51,7 +52,6 @@ METRICS = {"char": "bpc", "word": "perplexity", "classify": "accuracy"}
 
 N_PIXELS = 784                # sequential MNIST: pixels of an image, fed pixels_per_step at a time
 TEXT_SPLITS = (0.9, 0.05, 0.05)   # task "text": train/valid/test fractions unless text_split says
-WARMDOWNS = ("none", "cosine", "linear")
 LIMITS = ("adam_reset", "eval_max_batches", "max_batches")   # 0 (or None): no limit
 MAX_COUNT = 2 ** 31 - 1       # sizes and counts: ids and indices are int32
 MAX_SEED = 2 ** 63 - 1
@@ -313,6 +313,11 @@ def valid_split(split):
 def metric_name(kind):
     """The metric of a model kind: "bpc", "perplexity" or "accuracy"."""
     return METRICS[kind]
+
+
+def task_metric(task):
+    """The metric of a task (through its model kind, TASKS)."""
+    return METRICS[TASKS[task]]
 
 
 HIGHER_IS_BETTER = ("accuracy",)    # every other metric: lower is better

@@ -38,6 +38,18 @@ def evaluate(params, stats, spec, data, split, config, *, weights=None, batch_st
     return evaluate_engine(engine, data, split, config, max_batches=max_batches, should_stop=should_stop)
 
 
+# what hardware runs, and what the packed engine and the emulator always run: the configuration
+# fields of the "population" convention below
+HARDWARE = {"eval_weights": "deterministic", "eval_stats": "population"}
+
+# evaluation conventions (docs/design.md §2): name -> (weights, batch statistics), and their labels
+CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),
+               "expected": ("expected", False)}
+CONVENTION_LABELS = {"population": "population statistics, deterministic weights",
+                     "official": "batch statistics, sampled weights (official)",
+                     "expected": "population statistics, expected weights"}
+
+
 def batch_limit(config, max_batches):
     """How many minibatches an evaluation runs at most (None: all): ``max_batches`` None means
     the run's own cap (``config.eval_max_batches``), 0 the whole split, n that many."""

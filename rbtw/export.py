@@ -290,9 +290,10 @@ def _measurer(ckpt, spec, data_dir):
     from dataclasses import replace
 
     from rbtw.config import TrainConfig
+    from rbtw.evaluate import HARDWARE
     from rbtw.tasks import load_task_data
     config = TrainConfig.from_dict(ckpt.meta["config"])
-    config = replace(config, eval_weights="deterministic", eval_stats="population", eval_max_batches=None)
+    config = replace(config, **HARDWARE, eval_max_batches=None)
     try:
         data = load_task_data(config, data_dir, _symbols(ckpt.meta, spec))
     except UserError as e:

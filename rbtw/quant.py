@@ -27,6 +27,7 @@ Names: ``mode`` is one of ``"none"`` (full precision), ``"binary"``, ``"ternary"
 import numpy as np
 
 MODES = ("none", "binary", "ternary")
+BITS = {"none": 32, "binary": 1, "ternary": 2}     # bits a weight takes in memory (none: float32)
 
 # How quantized weights are chosen when a model is evaluated (docs/design.md §2):
 #   deterministic  the deterministic rule applied to the latent W (what hardware runs)

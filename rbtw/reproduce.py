@@ -229,8 +229,8 @@ def _wall_from_log(job):
 
 
 def metric_of(task):
-    from rbtw.config import TASKS, metric_name
-    return metric_name(TASKS[task])
+    from rbtw.config import task_metric
+    return task_metric(task)
 
 
 def weight_kib(job):
@@ -239,7 +239,8 @@ def weight_kib(job):
     from rbtw.models import ModelSpec, recurrent_weight_count
     meta = load_checkpoint(RunDir(job.out).checkpoint_path).meta
     spec = ModelSpec.from_dict(meta["spec"])
-    bits = {"none": 32, "binary": 1, "ternary": 2}[spec.quant]
+    from rbtw.quant import BITS
+    bits = BITS[spec.quant]
     return recurrent_weight_count(spec) * bits / 8 / 1024
 
 
@@ -247,16 +248,14 @@ def conventions(job, data_dir=None):
     """Test metric of a finished run under both evaluation conventions."""
     from rbtw.checkpoint import read_checkpoint
     from rbtw.config import TrainConfig
-    from rbtw.evaluate import evaluate
+    from rbtw.evaluate import CONVENTION_LABELS, CONVENTIONS, evaluate
     from rbtw.tasks import load_task_data
     ckpt, spec = read_checkpoint(RunDir(job.out).checkpoint_path)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     data = load_task_data(config, data_dir)
     out = {}
-    for label, weights, batch_stats in (("population statistics, deterministic weights", "deterministic", False),
-                                        ("batch statistics, sampled weights (official)", "sampled", True),
-                                        ("population statistics, expected weights", "expected", False)):
-        out[label] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", config, weights=weights,
+    for name, (weights, batch_stats) in CONVENTIONS.items():
+        out[CONVENTION_LABELS[name]] = evaluate(ckpt.params, ckpt.stats, spec, data, "test", config, weights=weights,
                               batch_stats=batch_stats)[metric_of(job.task)]
     return out
 

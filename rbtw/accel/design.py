@@ -33,9 +33,10 @@ from dataclasses import dataclass, replace
 
 from rbtw.accel import tech
 from rbtw.errors import UserError, is_bool
+from rbtw.quant import BITS
 
 PE_KINDS = ("fp", "binary", "ternary")
-WEIGHT_BITS = {"binary": 1, "ternary": 2}
+WEIGHT_BITS = {mode: BITS[mode] for mode in ("binary", "ternary")}
 PRESETS = ("fp12", "binary", "ternary", "binary-eq", "ternary-eq")
 ACT_FRAC = (1, 20)     # the fraction bits `rbtw emulate --act-frac` offers (formats: the widths they imply)
 

@@ -64,8 +64,8 @@ def _import_dask():
 
 
 def metric_of(config):
-    from rbtw.config import TASKS, metric_name
-    return metric_name(TASKS[config["task"]])
+    from rbtw.config import task_metric
+    return task_metric(config["task"])
 
 
 def until_state(run_dir, config, until):

@@ -43,11 +43,9 @@ from pathlib import Path
 
 from rbtw.errors import UserError
 from rbtw.errors import is_real
+from rbtw.evaluate import CONVENTIONS            # name -> (weights, batch statistics), as trained
 from rbtw.rundir import RunDir
 
-# evaluation conventions: (weights, batch statistics) of the checkpoint as trained
-CONVENTIONS = {"population": ("deterministic", False), "official": ("sampled", True),
-               "expected": ("expected", False)}
 CALIBRATED = "calibrated"
 STUDY_CONVENTIONS = (*CONVENTIONS, CALIBRATED)        # the columns of a study's tables
 BEST = "conventions_at_best"                          # a record's conventions at its best validation point
@@ -312,8 +310,8 @@ def _gain(valid, metric):
 
 def collect(sweep, out_dir):
     """(metric, one record per run of the sweep), read from the run directories alone."""
-    from rbtw.config import TASKS, metric_name
-    metric = metric_name(TASKS[sweep.task])
+    from rbtw.config import task_metric
+    metric = task_metric(sweep.task)
     runs = sweep.runs(out_dir)
     records = [record(r, metric) for r in runs]
     status = {rec["key"]: rec["status"] for rec in records}

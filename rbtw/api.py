@@ -284,13 +284,16 @@ class Model:
         """The report of the calibration this model was made by (rbtw.calibrate), or None."""
         return (self._checkpoint.meta if self._checkpoint is not None else self._export.manifest).get("calibration")
 
-    def calibrate(self, path, *, batches=150, thresholds=None, statistics=True, valid_batches=None, force=False,
+    def calibrate(self, path, *, batches=None, thresholds=None, statistics=True, valid_batches=None, force=False,
                   data_dir=None):
         """Write this checkpoint calibrated to ``path`` as ``rbtw calibrate`` does (options as
-        rbtw.calibrate.calibrate_file's; thresholds: a list of θ in (0, 1)) and open it as this
-        model is opened.  Only the BN statistics and the ternary threshold change."""
-        return _calibrate(self, path, dict(batches=batches, thresholds=thresholds, statistics=statistics,
-                                           valid_batches=valid_batches), force, data_dir)
+        rbtw.calibrate.calibrate_file's; batches None: its default, rbtw.calibrate.BATCHES;
+        thresholds: a list of θ in (0, 1)) and open it as this model is opened.  Only the BN
+        statistics and the ternary threshold change."""
+        options = dict(thresholds=thresholds, statistics=statistics, valid_batches=valid_batches)
+        if batches is not None:
+            options["batches"] = batches
+        return _calibrate(self, path, options, force, data_dir)
 
     def export(self, path, bn_steps=None, *, force=False, data_dir=None):
         """Write the packed export of this model to ``path`` as ``rbtw export`` does; returns its

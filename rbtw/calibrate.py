@@ -35,13 +35,14 @@ from rbtw.errors import UserError, is_bool, whole_number
 
 THRESHOLDS = (1 / 3, 0.4, 0.5, 0.6)
 THRESHOLD_STEP, THRESHOLD_MAX = 0.1, 0.9      # the search beyond THRESHOLDS when its edge wins
+BATCHES = 150    # training minibatches that re-estimate the BN statistics, by default
 RULE = 3    # bumped whenever what `calibrate` does by default changes (caches of its results key on it)
 # Older rules that chose the same as RULE for a run without an evaluation cap (eval_max_batches):
 # rule 3 chooses on the whole validation split, where rule 2 stopped at the run's cap.
 SAME_UNCAPPED = (2,)
 
 
-def check_options(batches=150, thresholds=None, statistics=True, valid_batches=None):
+def check_options(batches=BATCHES, thresholds=None, statistics=True, valid_batches=None):
     """The calibration's options, canonical, or a one-line UserError: ``batches`` a whole number
     ≥ 1, ``valid_batches`` None or a whole number ≥ 1, ``statistics`` true or false,
     ``thresholds`` None or a non-empty sequence of numbers θ with 0 < θ < 1."""
@@ -63,7 +64,7 @@ def check_options(batches=150, thresholds=None, statistics=True, valid_batches=N
     return batches, thresholds, statistics, valid_batches
 
 
-def calibrate_file(checkpoint, out, *, batches=150, thresholds=None, statistics=True, valid_batches=None,
+def calibrate_file(checkpoint, out, *, batches=BATCHES, thresholds=None, statistics=True, valid_batches=None,
                    force=False, data_dir=None, log=None, force_hint=None):
     """Calibrate the checkpoint file ``checkpoint`` (see :func:`calibrate`) and write the result
     to ``out`` — never over the checkpoint itself or its run's files (rbtw.checkpoint.model_files),
@@ -101,7 +102,7 @@ def calibratable(spec, statistics=True):
     return bool(statistics and spec.bn) or spec.quant == "ternary"
 
 
-def reestimate_statistics(params, stats, spec, data, config, batches=150, seed=0, qweights=None):
+def reestimate_statistics(params, stats, spec, data, config, batches=BATCHES, seed=0, qweights=None):
     """Population statistics measured under the deterministic weights (module docstring), or
     under ``qweights`` ({"rnn0.W_x": W^q, ...}) when given."""
     from rbtw.models import draw_weights, forward
@@ -124,7 +125,7 @@ def reestimate_statistics(params, stats, spec, data, config, batches=150, seed=0
     return new
 
 
-def calibrate(ckpt, data, config, *, batches=150, thresholds=None, statistics=True, valid_batches=None,
+def calibrate(ckpt, data, config, *, batches=BATCHES, thresholds=None, statistics=True, valid_batches=None,
               log=None):
     """(new meta, params, new stats, report) of a calibrated checkpoint (module docstring).
 

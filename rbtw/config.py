@@ -148,6 +148,11 @@ class TrainConfig:
         return TASKS[self.task]
 
     @property
+    def eval_batch_size(self):
+        """Sequences (char LM, classifier) or streams (word LM) of one evaluation minibatch."""
+        return self.eval_batch or self.batch
+
+    @property
     def t_max(self):
         """Time steps of one training sequence: 784 / pixels_per_step for the classifier, else T."""
         return N_PIXELS // self.pixels_per_step if self.kind == "classify" else self.seq_len

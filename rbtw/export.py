@@ -258,7 +258,7 @@ class _Measure:
         from rbtw.config import metric_name
         self.ckpt, self.data, self.config = ckpt, data, config
         self.metric = metric_name(data.kind)
-        per_batch = (config.eval_batch or config.batch) * (1 if data.kind == "classify" else config.seq_len)
+        per_batch = config.eval_batch_size * (1 if data.kind == "classify" else config.seq_len)
         self.max_batches = -(-MEASURE[data.kind] // per_batch)
         self.results, self.log = {}, None
 

@@ -103,7 +103,7 @@ def fit_to_given(config, kind, n):
     (word) shrunk so that they make at least one batch, and no limit on the number of batches."""
     if kind == "char":
         return replace(config, seq_len=min(config.seq_len, n - 1), eval_max_batches=None)
-    B = config.eval_batch or config.batch
+    B = config.eval_batch_size
     return replace(config, eval_batch=max(1, min(B, n // 2)), eval_max_batches=None)
 
 

@@ -95,7 +95,7 @@ def emulation(export, design, data, config, *, max_batches=None, compare_kw=None
     from rbtw.infer import PackedEngine
     from rbtw.tasks import count_batches
     name = metric_name(config.kind)
-    total = count_batches(data, "test", config, config.eval_batch or config.batch)
+    total = count_batches(data, "test", config, config.eval_batch_size)
     limit = batch_limit(config, max_batches)
     total = min(total, limit) if limit is not None else total
 

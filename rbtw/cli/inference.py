@@ -240,7 +240,7 @@ def emulate(export_path, design_name, rows, cols, sram_kb, clock_mhz, dram_gbps,
     design_name = design_name or {"binary": "binary", "ternary": "ternary"}.get(export.spec["quant"], "fp12")
     design = dm.preset(design_name, **kw)
     data, config = _emulation_data(export, config, data_dir, text_file)
-    B = config.eval_batch or config.batch
+    B = config.eval_batch_size
     max_batches = -(-steps // (B * config.t_max)) if steps else 0       # 0: the whole split
     for line in report.emulation(export, design, data, config, max_batches=max_batches,
                                  compare_kw=kw if compare else None, progress=batch_bar):

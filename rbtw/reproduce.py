@@ -203,8 +203,9 @@ def run_jobs(jobs, workers=None, data_dir=None, echo=print, scheduler=None):
                 if not result.get("skipped"):
                     done = sum(1 for j in jobs if finished(j) is not None)
                     echo(f"  {done}/{len(jobs)} runs finished")
-            results = sweep.run_all(runs, client, data_dir, echo=lambda line: echo(f"  {line}"), progress=progress,
-                                    stop_file=str(stop_file.resolve()))
+            with sweep.TermAsInterrupt():       # SIGTERM stops the runs at a boundary, as Ctrl-C does
+                results = sweep.run_all(runs, client, data_dir, echo=lambda line: echo(f"  {line}"),
+                                        progress=progress, stop_file=str(stop_file.resolve()))
         finally:
             client.close()
             if cluster is not None:

@@ -98,3 +98,33 @@ def test_job_config_is_what_its_train_command_would_train(tmp_path, monkeypatch,
         result = CliRunner().invoke(main, job.command()[3:])  # after: python -m rbtw.cli
         assert "captured" in result.stderr, result.stderr
         assert job.config() == seen["config"], job.name
+
+
+def test_sigterm_stops_a_reproduction_as_ctrl_c_does(tmp_path, monkeypatch):
+    """While the runs train, SIGTERM is turned into the interrupt the runner answers by stopping
+    every run at its next minibatch boundary (it would have killed the command outright); the
+    cluster is closed and the stop file removed."""
+    import os
+    import signal
+    import time
+    from rbtw import sweep
+    closed = []
+
+    class Client:
+        def close(self):
+            closed.append("client")
+
+    def run_all(runs, client, data_dir, echo, progress, stop_file):
+        assert os.path.dirname(stop_file) and not closed
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would kill the command"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)                                   # the signal's handler interrupts this
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(sweep, "connect", lambda scheduler, workers, echo=None: (Client(), None))
+    monkeypatch.setattr(sweep, "run_all", run_all)
+    jobs = rep.plan("quick", ["ptb_char"], tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        rep.run_jobs(jobs, echo=lambda line: None)
+    assert closed == ["client"] and not list(tmp_path.rglob(".stop-*"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

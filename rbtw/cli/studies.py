@@ -135,32 +135,6 @@ def _data_dir_for_workers(sweep_, data_dir, check):
     return str(Path(resolve_data_dir(data_dir)).resolve())
 
 
-class _TermAsInterrupt:
-    """While open (main thread only), SIGTERM at its default — which would kill the sweep at once
-    and its local workers' runs with it, losing their minibatches since the last checkpoint —
-    raises KeyboardInterrupt instead, so the runner stops every run at its next minibatch
-    boundary as for Ctrl-C.  ``signal`` says which signal stopped the sweep (None: Ctrl-C)."""
-
-    def __init__(self):
-        self.signal, self._old = None, None
-
-    def _on_term(self, signum, frame):
-        self.signal = signum
-        raise KeyboardInterrupt
-
-    def __enter__(self):
-        import threading
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            self._old = signal.signal(signal.SIGTERM, self._on_term)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-        return False
-
-
 def _pending(run):
     """Whether a run has something left to do; a run whose log is damaged counts (its task
     reports it as failed, and the others train)."""
@@ -182,7 +156,7 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir, claim=
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
     stop_file = sw.stop_file_for(out_dir)
     client, cluster = sw.connect(scheduler, workers, wait_workers=wait_workers, echo=echo)
-    asked = _TermAsInterrupt()
+    asked = sw.TermAsInterrupt()
     try:
         claim()                 # only once connected: a scheduler that cannot be reached claims no DIR
         n = len(client.scheduler_info()["workers"])

@@ -43,7 +43,8 @@ extensions), ``cluster`` (local clusters, existing schedulers, the submission lo
 ``summary`` (records, groups, paired gaps), ``report`` (summary.md).
 """
 
-from rbtw.sweep.cluster import CONNECT_TIMEOUT, connect, dashboard, local_cluster, probe_scheduler, run_all
+from rbtw.sweep.cluster import (CONNECT_TIMEOUT, TermAsInterrupt, connect, dashboard, local_cluster, probe_scheduler,
+                                 run_all)
 from rbtw.sweep.runner import (BUSY_RETRY_SECONDS, INSTALL_HINT, ONE_THREAD, _import_dask, foreign_config, stage_done,
                                stage_task, stop_file_for, train_one)
 from rbtw.sweep.spec import (SPEC_NAME, Sweep, SweepRun, load_sweep, make_config, parse_spec, prepare_out,
@@ -51,7 +52,7 @@ from rbtw.sweep.spec import (SPEC_NAME, Sweep, SweepRun, load_sweep, make_config
 from rbtw.sweep.summary import collect, summarize, t_interval, write_summary
 from rbtw.sweep.report import markdown
 
-__all__ = ["BUSY_RETRY_SECONDS", "CONNECT_TIMEOUT", "INSTALL_HINT", "ONE_THREAD", "SPEC_NAME",
+__all__ = ["BUSY_RETRY_SECONDS", "CONNECT_TIMEOUT", "TermAsInterrupt", "INSTALL_HINT", "ONE_THREAD", "SPEC_NAME",
            "Sweep", "SweepRun", "collect", "connect", "dashboard", "foreign_config", "load_sweep", "local_cluster", "make_config",
            "markdown", "parse_spec", "prepare_out", "probe_scheduler", "read_spec", "run_all", "stage_done",
            "stage_task", "stop_file_for", "stored_sweep", "summarize", "t_interval", "train_one", "write_summary",

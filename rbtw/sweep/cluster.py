@@ -280,6 +280,32 @@ class _Loop:
         self.workers = n
 
 
+class TermAsInterrupt:
+    """While open (main thread only), SIGTERM at its default — which would kill the sweep at once
+    and its local workers' runs with it, losing their minibatches since the last checkpoint —
+    raises KeyboardInterrupt instead, so the runner stops every run at its next minibatch
+    boundary as for Ctrl-C.  ``signal`` says which signal stopped the sweep (None: Ctrl-C)."""
+
+    def __init__(self):
+        self.signal, self._old = None, None
+
+    def _on_term(self, signum, frame):
+        self.signal = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
 def run_all(runs, client, data_dir=None, echo=None, progress=None, retry_seconds=BUSY_RETRY_SECONDS,
             stop_file=None):
     """Run every unfinished stage of ``runs`` as a Dask task on ``client``; returns {key: result}.

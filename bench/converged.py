@@ -178,6 +178,10 @@ def read_results(path):
     return runs
 
 
+def not_started(record):
+    return record["status"].startswith("not started")
+
+
 def merge(old, new):
     """``old`` records with those of ``new`` laid over them (same study and name: replaced)."""
     key = lambda r: (r.get("study"), r["name"], r["cell"], r["hidden"])  # noqa: E731
@@ -567,8 +571,10 @@ def main():
         new = [r for d in args.studies for r in study_records(d)]
     except UserError as e:
         fail(str(e))
-    records = [r for r in merge(old, new) if not r["status"].startswith("not started")]  # an arm
-    # not begun yet (its prefix still training, or left for another session) is not a run
+    # an arm not begun in the study directory (its prefix still training, left for another session,
+    # or trained in a directory since lost) is not a run: it neither adds a record nor replaces
+    # the one an earlier collection kept
+    records = merge(old, [r for r in new if not not_started(r)])
     text = report(records)
     made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:        # each file whole or not at all: a full or read-only disk keeps the old results

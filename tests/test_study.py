@@ -693,6 +693,27 @@ def test_converged_leaves_out_a_run_whose_log_is_damaged_and_collects_the_others
     assert again["fp-cosine-s0"] == first["fp-cosine-s0"]
 
 
+def test_converged_keeps_a_finished_record_whose_directory_was_lost(tmp_path, monkeypatch):
+    """An arm collected before, whose run directory is gone (a lost machine) and whose study
+    directory now says "not started", keeps its record; an arm never collected adds none."""
+    import shutil
+    converged = _bench_module("converged")
+    monkeypatch.setattr(converged, "plot", lambda records, path: None)
+    out, results = tmp_path / "study", tmp_path / "results"
+    _fake_study(out, seeds=(0,))
+    assert _run_main(converged, [out, "--results", results]) == 0
+    first = {r["name"]: r for r in json.loads((results / "converged.json").read_text())["runs"]}
+    shutil.rmtree(out / "constant" / "fp-seed0")                     # lost with its machine
+    shutil.rmtree(out / "cosine" / "ternary-seed0")
+    del first["ternary-cosine-s0"]
+    kept = json.loads((results / "converged.json").read_text())
+    kept["runs"] = [r for r in kept["runs"] if r["name"] != "ternary-cosine-s0"]   # never collected
+    (results / "converged.json").write_text(json.dumps(kept))
+    assert _run_main(converged, [out, "--results", results]) == 0
+    again = {r["name"]: r for r in json.loads((results / "converged.json").read_text())["runs"]}
+    assert again == first
+
+
 def _results_json():
     return json.loads((ROOT / "bench" / "results" / "converged.json").read_text())
 

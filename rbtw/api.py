@@ -265,7 +265,7 @@ class Model:
                 raise UserError("the model's vocabulary does not match the data set")
         else:
             ids = self._ids(data)
-            config, part, label = fit_to_given(self.config, self.kind, len(ids)), "test", "given"
+            config, part, label = fit_to_given(self.config, len(ids)), "test", "given"
             task_data = given_text(ids, self.vocab, self.kind, self.symbols)
         from dataclasses import replace
         limit = batch_limit(config, max_batches)                # None: the run's cap, 0: all

@@ -98,10 +98,10 @@ def given_text(ids, vocab, kind="char", symbols=None):
     return TaskData(kind, ids[:0], ids[:0], ids, vocab=vocab, symbols=symbols)
 
 
-def fit_to_given(config, kind, n):
+def fit_to_given(config, n):
     """The config that evaluates ``n`` given tokens (:func:`given_text`) whole: T (char) or B
     (word) shrunk so that they make at least one batch, and no limit on the number of batches."""
-    if kind == "char":
+    if config.kind == "char":
         return replace(config, seq_len=min(config.seq_len, n - 1), eval_max_batches=None)
     B = config.eval_batch_size
     return replace(config, eval_batch=max(1, min(B, n // 2)), eval_max_batches=None)

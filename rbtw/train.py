@@ -249,13 +249,8 @@ def _save_run(run, path=None):
 
 def _resume_problem(meta):
     """What is wrong with the parts of a checkpoint's meta only a resume reads (None: nothing):
-    the random generator's state, the plateau schedule's, the best validation loss so far and
-    the epoch's losses."""
-    rng = np.random.default_rng()
-    try:
-        rng.bit_generator.state = meta.get("rng")
-    except (TypeError, ValueError, KeyError):
-        return f"its random generator's state is {quoted(meta.get('rng'))}"
+    the plateau schedule's state, the best validation loss so far and the epoch's losses (the
+    random generator's state is checked where it is set: _restore_rng)."""
     plateau = meta.get("plateau")
     if not (isinstance(plateau, dict) and is_finite(plateau.get("lr")) and plateau["lr"] > 0
             and is_real(plateau.get("best"))):
@@ -266,6 +261,16 @@ def _resume_problem(meta):
     if not (isinstance(losses, list) and all(is_real(x) for x in losses)):
         return f"its epoch losses are {quoted(losses)}"
     return None
+
+
+def _restore_rng(state):
+    """A generator in the saved ``state``, or a one-line UserError."""
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError):
+        raise UserError(f"the checkpoint cannot be resumed: its random generator's state is {quoted(state)}") from None
+    return rng
 
 
 def _restore_run(run, ckpt):
@@ -284,8 +289,7 @@ def _restore_run(run, ckpt):
         raise UserError(f"the checkpoint's optimiser state does not fit its parameters: {problem}")
     run.params, run.stats = ckpt.params, ckpt.stats
     run.opt.load_state_dict(ckpt.optimizer)
-    run.rng = np.random.default_rng()
-    run.rng.bit_generator.state = meta["rng"]
+    run.rng = _restore_rng(meta.get("rng"))
     run.epoch, run.batch_index, run.step = meta["epoch"], meta["batch_index"], meta["step"]
     run.epoch_losses = list(meta.get("epoch_losses", []))
     run.plateau.load_state_dict(meta["plateau"])

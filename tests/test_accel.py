@@ -366,7 +366,7 @@ def test_emulation_runs_the_whole_split_unless_told_otherwise(export_file):
     path, text = export_file
     export = read_export(path)
     ids = [export.manifest["vocab"].index(c) for c in text.read_text(encoding="utf-8")]
-    config = fit_to_given(TrainConfig.from_dict(export.manifest["config"]), "char", len(ids))
+    config = fit_to_given(TrainConfig.from_dict(export.manifest["config"]), len(ids))
     config = replace(config, seq_len=10, eval_batch=4, eval_max_batches=1)
     data = given_text(ids, export.manifest["vocab"])
     whole = count_batches(data, "test", config, config.eval_batch or config.batch)

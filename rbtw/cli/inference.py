@@ -5,19 +5,11 @@ from pathlib import Path
 
 import click
 
+from rbtw.accel.design import ACT_FRAC, DOMAINS, PRESETS
 from rbtw.cli.app import check_output, main
 from rbtw.cli.progress import Progress, batch_bar
+from rbtw.config import MAX_COUNT, MAX_SEED
 from rbtw.errors import UserError
-
-
-def _max_count():
-    from rbtw.config import MAX_COUNT
-    return MAX_COUNT
-
-
-def _max_seed():
-    from rbtw.config import MAX_SEED
-    return MAX_SEED
 
 
 def _load(checkpoint):
@@ -74,12 +66,12 @@ def _encode_text(text, vocab, symbols):
 
 @main.command()
 @click.argument("model_path", metavar="CHECKPOINT|EXPORT", type=click.Path(dir_okay=False))
-@click.option("--length", type=click.IntRange(0, _max_count()), default=200, show_default=True,
+@click.option("--length", type=click.IntRange(0, MAX_COUNT), default=200, show_default=True,
               help="tokens to generate")
 @click.option("--prime", default=None, help="text to start from (default: the first vocabulary entry)")
 @click.option("--prime-file", type=click.Path(dir_okay=False, exists=True), help="read the prime from a UTF-8 file")
 @click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True)
-@click.option("--seed", type=click.IntRange(0, _max_seed()), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @_ENGINE
 def sample(model_path, length, prime, prime_file, temperature, seed, engine):
     """Generate text from a trained language model."""
@@ -183,31 +175,20 @@ def _emulation_data(export, config, data_dir, text_file):
     vocab = export.manifest["vocab"]
     symbols = recorded("char", export.manifest.get("symbols"), vocab)
     ids = _encode_text(text, vocab, symbols)
-    return given_text(ids, vocab, symbols=symbols), fit_to_given(config, "char", len(ids))
-
-
-def _design_names():
-    from rbtw.accel.design import PRESETS
-    return list(PRESETS)
-
-
-def _act_frac():
-    from rbtw.accel.design import ACT_FRAC
-    return ACT_FRAC
+    return given_text(ids, vocab, symbols=symbols), fit_to_given(config, len(ids))
 
 
 def _design_range(field):
     """The click type of a design field's option: its domain (rbtw.accel.design.DOMAINS), so that
     --help shows the range that is enforced and a value outside it is refused naming the option
     (nan, which no range refuses, meets the design's own check)."""
-    from rbtw.accel.design import DOMAINS
     kind, lo, hi, _ = DOMAINS[field]
     return click.IntRange(lo, hi) if kind == "whole" else click.FloatRange(lo, hi)
 
 
 @main.command()
 @click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
-@click.option("--design", "design_name", type=click.Choice(_design_names()),
+@click.option("--design", "design_name", type=click.Choice(PRESETS),
               default=None, help="PE type; -eq: more PEs in the fp12 array's area "
                                  "(default: the export's own: binary, ternary, or fp12 for full precision)")
 @click.option("--rows", type=_design_range("rows"), default=16, show_default=True, help="PE array rows R")
@@ -215,7 +196,7 @@ def _design_range(field):
 @click.option("--sram-kb", type=_design_range("sram_kb"), default=64.0, show_default=True, help="weight SRAM, KiB")
 @click.option("--clock-mhz", type=_design_range("clock_mhz"), default=500.0, show_default=True)
 @click.option("--dram-gbps", type=_design_range("dram_gbps"), default=12.8, show_default=True)
-@click.option("--act-frac", type=click.IntRange(*_act_frac()), default=12, show_default=True,
+@click.option("--act-frac", type=click.IntRange(*ACT_FRAC), default=12, show_default=True,
               help="fraction bits of h, x and c (h, x width = frac + 4; c width = frac + 8)")
 @click.option("--compare", is_flag=True, help="side-by-side table: fp12 vs binary vs ternary, equal area included")
 @click.option("--steps", type=click.IntRange(1), default=None,

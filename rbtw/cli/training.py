@@ -8,6 +8,7 @@ import click
 
 from rbtw.cli.app import main
 from rbtw.cli.progress import EpochBar
+from rbtw.calibrate import BATCHES as CALIBRATION_BATCHES
 from rbtw.config import CHOICES, TASKS
 from rbtw.errors import UserError
 
@@ -211,15 +212,10 @@ def runs(root):
         click.echo("  ".join(str(row[k]).ljust(w) for k, w in zip(header, widths)).rstrip())
 
 
-def _calibration_batches():
-    from rbtw.calibrate import BATCHES
-    return BATCHES
-
-
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--batches", type=click.IntRange(1), default=_calibration_batches(), show_default=True,
+@click.option("--batches", type=click.IntRange(1), default=CALIBRATION_BATCHES, show_default=True,
               help="training minibatches to re-estimate the BN statistics with")
 @click.option("--threshold", "thresholds", default=None, metavar="θ[,θ...]",
               help="ternary: candidate thresholds τ/α, the best on the validation split is kept "

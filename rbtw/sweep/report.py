@@ -1,9 +1,6 @@
 """summary.md: a sweep's summary as Markdown tables."""
 
-
-def _fmt(x):
-    from rbtw.summary import figure
-    return figure(x)
+from rbtw.summary import figure as _fmt      # four decimals, no negative zero
 
 
 def _num(x):

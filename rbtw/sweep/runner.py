@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rbtw.errors import UserError, is_whole, os_error_message
 from rbtw.rundir import RunDir
+from rbtw.sweep.spec import STOP_PREFIX
 
 INSTALL_HINT = "rbtw sweep needs Dask: pip install 'rbtw[dist]' (or pip install 'dask[distributed]')"
 # Each worker computes with one thread; set before the worker process starts (and imports numpy).
@@ -46,7 +47,6 @@ def stop_file_for(out_dir):
     sweeps on one directory (``--only`` splitting a study between them) never stop each other,
     and one starting never cancels another's stop.  It lives in the sweep directory because
     workers on other hosts see that directory."""
-    from rbtw.sweep.spec import STOP_PREFIX
     return Path(out_dir) / f"{STOP_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
@@ -109,11 +109,9 @@ def foreign_config(run):
         saved = None
     if not isinstance(saved, dict):     # what a resume would train: the checkpoint's own configuration
         from rbtw.checkpoint import load_meta
-        try:
+        try:                            # (a readable meta's config is an object: rbtw.checkpoint)
             path, saved = rd.checkpoint_path, load_meta(rd.checkpoint_path)["config"]
-        except (OSError, UserError, KeyError, TypeError):
-            return None
-        if not isinstance(saved, dict):
+        except UserError:
             return None
     wanted = run.config
     got_epochs = saved.get("epochs")

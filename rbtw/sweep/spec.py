@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbtw.errors import UserError
+from rbtw.fileio import is_temporary
+from rbtw.runlock import LOCK_NAME
 
 SPEC_KEYS = ("task", "preset", "options", "grid", "seeds", "reference", "arms", "until", "summary")
 SPEC_NAME = "sweep.json"
@@ -239,6 +241,9 @@ def _check_cap(until, config, key):
                         f"{config['epochs']}")
 
 
+RATE_POINTS = 100     # points an epoch at which an arm's rates are compared with its prefix's
+
+
 def _check_rates(prefix, branched, arm, name):
     """Refuse an arm whose schedule changes the rate of a minibatch its prefix trains, which
     rbtw.train.branch would refuse only once the prefix has trained.  The minibatches an epoch
@@ -252,9 +257,6 @@ def _check_rates(prefix, branched, arm, name):
         raise UserError(f"arm {arm!r} changes the rate in epoch {step // n + 1} of the {prefix['epochs']} its "
                         f"prefix {name!r} trains (a branch only changes what lies ahead): start its warm-down "
                         f"later, or keep the epochs where the rate depends on them (lr_end)")
-
-
-RATE_POINTS = 100     # points an epoch at which an arm's rates are compared with its prefix's
 
 
 def _axis_values(key, values):
@@ -509,8 +511,6 @@ def own_entry(name):
     """Whether ``name`` is one of a sweep directory's own entries besides its run directories:
     sweep.json, the summaries, the lock, a sweep process's stop file (rbtw.sweep.runner.stop_file_for,
     left behind when that process was killed), a log, or a write cut off by a killed process."""
-    from rbtw.fileio import is_temporary
-    from rbtw.runlock import LOCK_NAME
     return (name in (SPEC_NAME, SUMMARY_JSON, SUMMARY_MD, LOCK_NAME) or name.startswith(STOP_PREFIX)
             or name.endswith(".log") or is_temporary(name))
 

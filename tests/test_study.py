@@ -230,7 +230,7 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
     # a cache from before the calibrated convention, or made by an older calibration rule: only
     # the calibrated value is measured again
     from rbtw.calibrate import RULE
-    from rbtw.sweep.summary import _seal, measure_conventions
+    from rbtw.sweep.summary import _seal, measure_conventions, record
     run = next(r for r in runs if r.key == "constant/ternary-seed0")
     path = RunDir(run.out).conventions_path
     for stale in ({"calibrated": None, "calibration": None, "calibration_rule": None},     # removed
@@ -244,11 +244,16 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
             entry["sha256"] = _seal(key, entry)          # as that rbtw sealed it
         path.write_text(json.dumps(cache))
         assert not sw.stage_done(run)
+        assert record(run, "bpc")["status"] == "unfinished"      # the summary agrees with the runner
         again = measure_conventions(run.out, "checkpoint.npz")
         assert again["population"] == 9.0
         assert again["calibrated"] == pytest.approx(ternary["conventions"]["calibrated"], rel=1e-12)
         (entry,) = [e for k, e in json.loads(path.read_text()).items() if k.startswith("checkpoint.npz@")]
         assert entry["calibration_rule"] == RULE and entry["population"] == 9.0
+    from rbtw.sweep.runner import checkpoints_to_measure
+    for name in checkpoints_to_measure(run.out):   # best.npz is the final state: measured once, under both names
+        measure_conventions(run.out, name)
+    assert sw.stage_done(run) and record(run, "bpc")["status"] == "done"
 
 
 @pytest.mark.parametrize("cap", [0, 2])

@@ -38,6 +38,7 @@ from rbtw.errors import UserError
 from rbtw.rundir import RunDir, find_runs, run_rows
 from rbtw.runlock import RunLock
 from rbtw.sweep.spec import Sweep, load_sweep, parse_spec, prepare_out
+from rbtw.sweep.runner import checkpoints_to_measure
 from rbtw.sweep.summary import measure_conventions, write_summary
 from rbtw.train import Run
 
@@ -335,8 +336,8 @@ OTHER_EVENTS = [
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     """A finished sweep directory (fp and ternary, two seeds, a convergence criterion that one
-    epoch meets, conventions measured for one run),
-    its runs trained here in the sweep's layout (as a sweep adopts runs started by hand)."""
+    epoch meets, every run's conventions measured), its runs trained here in the sweep's layout
+    (as a sweep adopts runs started by hand)."""
     out = tmp_path_factory.mktemp("sweep") / "out"
     sweep = parse_spec({"task": "default", "options": TINY, "grid": {"fp": {"quant": "none"},
                         "ternary": {"quant": "ternary"}}, "seeds": [0, 1], "reference": "fp",
@@ -345,7 +346,9 @@ def tiny_sweep(tmp_path_factory):
     runs = sweep.runs(out)
     for run in runs:
         Run(TrainConfig.from_dict(run.config), run.out, log=lambda line: None).run()
-    measure_conventions(runs[0].out, "checkpoint.npz")
+    for run in runs:
+        for name in checkpoints_to_measure(run.out):
+            measure_conventions(run.out, name)
     return sweep, out, [r.out.name for r in runs]
 
 
@@ -447,16 +450,16 @@ def test_any_field_of_any_logged_event_damaged_leaves_the_summary_and_listing(ti
 def test_any_json_in_a_runs_config_or_conventions_cache_leaves_the_summary_and_listing(
         tiny_sweep, tmp_path_factory, data, value, which):
     _, _, names = tiny_sweep
-    victim = names[0]                               # the run whose conventions were measured
+    victim = names[0]
 
     def damage(rd):
         if which == "config":
             rd.config_path.write_text(json.dumps(value))
         elif which == "cache":
             rd.conventions_path.write_text(json.dumps(value))
-        else:                                       # one field of the measured entry
+        else:                                       # one field of one measured entry
             cache = json.loads(rd.conventions_path.read_text())
-            (entry,) = cache.values()
+            entry = cache[data.draw(st.sampled_from(sorted(cache)))]
             entry[data.draw(st.sampled_from(sorted(entry)))] = value
             rd.conventions_path.write_text(json.dumps(cache))
     sweep, out = damaged_copy(tiny_sweep, tmp_path_factory, victim, damage)

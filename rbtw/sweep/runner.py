@@ -135,7 +135,7 @@ def foreign_config(run):
 def stage_done(run):
     """Whether ``run`` (a SweepRun) has nothing left to do; UserError when its directory cannot
     be judged (a damaged log, another run's configuration)."""
-    from rbtw.sweep.summary import has_conventions
+    from rbtw.sweep.summary import conventions_complete
     problem = foreign_config(run)
     if problem:
         raise UserError(problem)
@@ -144,7 +144,7 @@ def stage_done(run):
         return False
     if run.until is not None and until_state(run.out, run.config, run.until) == "extend":
         return False
-    return not run.conventions or all(has_conventions(run.out, name) for name in checkpoints_to_measure(run.out))
+    return not run.conventions or conventions_complete(run.out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -139,6 +139,13 @@ def has_conventions(run_dir, name):
     return all(c in entry for c in STUDY_CONVENTIONS)
 
 
+def conventions_complete(run_dir):
+    """Whether every checkpoint a study reports of the run (runner.checkpoints_to_measure) has
+    all its conventions in the cache: until then the run's sweep is not done with it."""
+    from rbtw.sweep.runner import checkpoints_to_measure
+    return all(has_conventions(run_dir, name) for name in checkpoints_to_measure(run_dir))
+
+
 def conventions_of(run_dir, name):
     """The cached {convention: test metric} of checkpoint ``name`` of the run, or None."""
     entry = _entry(run_dir, name)
@@ -167,7 +174,7 @@ def measure_conventions(run_dir, name, data_dir=None):
         if other.rpartition("@")[2] == step and len(measured) > len(out):
             out = dict(measured)
     if all(c in out for c in STUDY_CONVENTIONS):
-        if key not in known:
+        if known.get(key) != out:      # new here, or this name's entry is stale and the other's not
             _store(run_dir, key, out)
         return conventions_of(run_dir, name)
     ckpt, spec = read_checkpoint(Path(run_dir) / name)
@@ -282,6 +289,9 @@ def record(run, metric):
                    last_epoch_gain=_gain(rec["valid"], metric))
         if state == "extend" and rec["status"] == "done":
             rec["status"] = "training" if is_held(run.out) else "unfinished"
+    if run.conventions and rec["status"] == "done" and not conventions_complete(run.out):
+        # tested, but stopped while its conventions were measured: the next pass measures them
+        rec["status"] = "training" if is_held(run.out) else "unfinished"
     if run.conventions:
         rec["conventions"] = conventions_of(run.out, rd.checkpoint_path.name) if tests else None
         rec["calibration"] = calibration_of(run.out, rd.checkpoint_path.name) if tests else None

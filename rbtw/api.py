@@ -326,15 +326,14 @@ def _calibrate(model, path, options, force, data_dir):
 def _export(model, path, bn_steps, force, data_dir):
     from rbtw.export import check_bn_steps, export_checkpoint
     from rbtw.export_format import write_export
-    from rbtw.fileio import check_output
     from rbtw.summary import bn_warning
     bn_steps = check_bn_steps(bn_steps)
     if data_dir is not None:
         _path(data_dir, "data_dir")
-    from rbtw.checkpoint import model_files
+    from rbtw.checkpoint import check_model_output
     from rbtw.fileio import FORCE_KEYWORD
-    path = check_output(path, model_files(model.path, model.config), force, what="export",
-                        force_hint=FORCE_KEYWORD)
+    path = check_model_output(path, model.path, force, what="export", force_hint=FORCE_KEYWORD,
+                              config=model.config)
     with _os_errors():
         if model._checkpoint is None:
             if bn_steps is not None:

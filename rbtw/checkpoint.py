@@ -91,14 +91,17 @@ def model_files(path, config):
     return files
 
 
-def check_model_output(out, checkpoint, force, *, what, force_hint):
-    """rbtw.fileio.check_output for a file written from the checkpoint file ``checkpoint``:
-    never over one of its model_files (read from its meta alone, so a refusal costs no array
-    read), over an existing file only with ``force``.  Returns ``out`` as a Path."""
+def check_model_output(out, model, force, *, what, force_hint, config=None):
+    """rbtw.fileio.check_output for a file written from the model file ``model`` (a checkpoint
+    or an export): never over one of its model_files, over an existing file only with
+    ``force``.  ``config``: the model's TrainConfig when it is loaded already; None reads it from
+    the checkpoint's meta alone, so that a refusal costs no array read.  Returns ``out`` as a
+    Path."""
     from rbtw.config import TrainConfig
     from rbtw.fileio import check_output
-    config = TrainConfig.from_dict(load_meta(checkpoint)["config"])
-    return check_output(out, model_files(checkpoint, config), force, what=what, force_hint=force_hint)
+    if config is None:
+        config = TrainConfig.from_dict(load_meta(model)["config"])
+    return check_output(out, model_files(model, config), force, what=what, force_hint=force_hint)
 
 
 def load_meta(path):

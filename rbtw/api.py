@@ -101,7 +101,7 @@ def _load(path, engine, weights, stats, data_dir):
     from rbtw.config import TrainConfig
     from rbtw.export import export_checkpoint
     from rbtw.export_format import is_export, read_export
-    from rbtw.checkpoint import read_checkpoint
+    from rbtw.checkpoint import MODEL_FILE, read_checkpoint
 
     if path.is_dir():
         raise UserError(f"{path} is a directory: give a checkpoint (.npz) or an export (.rbtw)")
@@ -114,7 +114,7 @@ def _load(path, engine, weights, stats, data_dir):
         export = read_export(path)
         config = _packed_config(TrainConfig.from_dict(export.manifest["config"]))
         return Model(path, _packed_engine(export), config, export.manifest.get("vocab"), export=export)
-    ckpt, spec = read_checkpoint(path)
+    ckpt, spec = read_checkpoint(path, what=MODEL_FILE)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     if packed:
         config = _packed_config(config)

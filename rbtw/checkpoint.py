@@ -45,9 +45,13 @@ def save_checkpoint(path, meta, params, stats, optimizer, extra=None):
     write_arrays(path, arrays)
 
 
-def load_checkpoint(path):
-    """Read a checkpoint; any damage or a foreign file gives a one-line UserError."""
-    meta, arrays = _read(path, everything=True)
+MODEL_FILE = "checkpoint or packed export"     # what a reader that takes either calls the file
+
+
+def load_checkpoint(path, *, what="checkpoint"):
+    """Read a checkpoint; any damage or a foreign file gives a one-line UserError naming the
+    file as ``what`` (a reader that takes an export too says so: MODEL_FILE)."""
+    meta, arrays = _read(path, everything=True, what=what)
     parts = {s: {} for s in SECTIONS}
     for key, value in arrays.items():
         section, _, name = key.partition("/")
@@ -57,13 +61,13 @@ def load_checkpoint(path):
     return Checkpoint(meta, parts["param"], parts["stat"], parts["opt"], parts["extra"])
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, *, what="checkpoint"):
     """(Checkpoint, ModelSpec) of a checkpoint file whose parameters and population statistics
     fit its model spec (names, shapes, types: rbtw.models.check_model_arrays), or a one-line
-    UserError.  Every reader that runs the model opens it this way: the file's checksums prove
-    it unchanged, not that its writer was right."""
+    UserError (``what``: as load_checkpoint).  Every reader that runs the model opens it this
+    way: the file's checksums prove it unchanged, not that its writer was right."""
     from rbtw.models import ModelSpec, check_model_arrays
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, what=what)
     try:
         spec = ModelSpec.from_dict(ckpt.meta["spec"])
         check_model_arrays(ckpt.params, spec, ckpt.stats)
@@ -109,17 +113,17 @@ def load_meta(path):
     return _read(path, everything=False)[0]
 
 
-def _read(path, everything):
+def _read(path, everything, what="checkpoint"):
     """(meta, {entry: array} — empty unless ``everything``), checked as load_checkpoint says."""
     try:
         arrays = read_arrays(path, None if everything else ["meta"])
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8")) if "meta" in arrays else None
     except FileNotFoundError:
-        raise UserError(f"{path}: no such checkpoint") from None
+        raise UserError(f"{path}: no such {what}") from None
     except (DamagedArchive, OSError, ValueError) as e:   # ValueError: the meta entry is not UTF-8 JSON
-        raise UserError(f"{path} is not a readable rbtw checkpoint ({_reason(e)})") from None
+        raise UserError(f"{path} is not a readable rbtw {what} ({_reason(e)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UserError(f"{path} is not an rbtw checkpoint")
+        raise UserError(f"{path} is not an rbtw {what}")
     if meta.get("version") != VERSION:
         raise UserError(f"{path} has checkpoint format version {meta.get('version')}, this rbtw reads {VERSION}")
     problem = _meta_problem(meta)

@@ -92,15 +92,18 @@ def test_missing_data_says_how_to_get_it(tmp_path):
 
 def test_corrupt_and_mismatched_checkpoints(trained, tmp_path):
     good = (trained / "checkpoint.npz").read_bytes()
-    for name, content in [("truncated.npz", good[: len(good) // 3]), ("garbage.npz", b"\x00" * 100)]:
+    for name, content in [("truncated.npz", good[: len(good) // 3]), ("garbage.npz", b"\x00" * 100),
+                          ("empty.rbtw", b"")]:
         (tmp_path / name).write_bytes(content)
-        for command in ("eval", "info", "sample"):
-            assert_one_line_error(invoke(command, tmp_path / name), "not a readable rbtw checkpoint")
+        for command in ("eval", "info", "sample"):     # these take an export too, and say so
+            assert_one_line_error(invoke(command, tmp_path / name), "not a readable rbtw checkpoint or packed export")
+        assert_one_line_error(invoke("export", tmp_path / name, tmp_path / "out.rbtw"),
+                              f"{name} is not a readable rbtw checkpoint (")
     ckpt = load_checkpoint(trained / "checkpoint.npz")
     ckpt.params["rnn0.W_h"] = np.zeros((3, 3), dtype=np.float32)
     save_checkpoint(tmp_path / "mismatched.npz", ckpt.meta, ckpt.params, ckpt.stats, ckpt.optimizer, ckpt.extra)
     assert_one_line_error(invoke("eval", tmp_path / "mismatched.npz"), "rnn0.W_h")
-    assert_one_line_error(invoke("eval", tmp_path / "nothing.npz"), "no such checkpoint")
+    assert_one_line_error(invoke("eval", tmp_path / "nothing.npz"), "no such checkpoint or packed export")
 
 
 def test_prime_errors(trained, tmp_path):

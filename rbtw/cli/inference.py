@@ -12,9 +12,9 @@ from rbtw.config import MAX_COUNT, MAX_SEED
 from rbtw.errors import UserError
 
 
-def _load(checkpoint):
+def _load(checkpoint, what="checkpoint"):
     from rbtw.checkpoint import read_checkpoint
-    return read_checkpoint(checkpoint)
+    return read_checkpoint(checkpoint, what=what)
 
 
 _ENGINE = click.option("--engine", type=click.Choice(["dense", "packed"]), default=None,
@@ -112,7 +112,8 @@ def info(model_path, system):
     if is_export(model_path):
         lines = describe_export(read_export(model_path), Path(model_path).stat().st_size)
     else:
-        ckpt, _ = _load(model_path)
+        from rbtw.checkpoint import MODEL_FILE
+        ckpt, _ = _load(model_path, MODEL_FILE)
         lines = describe(ckpt.meta, ckpt.params)
     for line in lines:
         click.echo(line)

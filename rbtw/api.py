@@ -340,7 +340,7 @@ def _export(model, path, bn_steps, force, data_dir):
                 raise UserError("an export's BN tables are fixed: bn_steps applies to a checkpoint")
             return write_export(path, model._export)
         export = export_checkpoint(model._checkpoint, bn_steps, data_dir=data_dir)
-        warning = bn_warning(export)
+        warning = bn_warning(export, api=True)
         if warning:
             import warnings
             warnings.warn(warning, RuntimeWarning, stacklevel=3)

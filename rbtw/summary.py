@@ -123,14 +123,16 @@ def describe_choice(manifest):
             f"{describe_cost(c)} (tolerance {describe_cost(c, c['tolerance'])}; first {count(c['predictions'], unit)})")
 
 
-def bn_warning(export):
-    """A warning for an export whose given K costs more than the tolerance, else None."""
+def bn_warning(export, api=False):
+    """A warning for an export whose given K costs more than the tolerance, else None; it names
+    the option as the caller gave it: ``--bn-steps K`` (the CLI) or ``bn_steps=K`` (api)."""
     c = export.manifest.get("bn_choice") or {}
     if c.get("how") != "given" or c.get("cost") is None or c["cost"] <= c["tolerance"]:
         return None
-    return (f"--bn-steps {export.manifest['bn_steps']} is {describe_cost(c)} than one BN table per step on the "
-            f"validation split (tolerance {describe_cost(c, c['tolerance'])}); without --bn-steps rbtw chooses K "
-            "by measurement")
+    K = export.manifest["bn_steps"]
+    given, unset = (f"bn_steps={K}", "with bn_steps=None") if api else (f"--bn-steps {K}", "without --bn-steps")
+    return (f"{given} is {describe_cost(c)} than one BN table per step on the validation split "
+            f"(tolerance {describe_cost(c, c['tolerance'])}); {unset} rbtw chooses K by measurement")
 
 
 def describe_cost(choice, cost=None):

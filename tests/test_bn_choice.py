@@ -78,19 +78,28 @@ def test_a_char_lm_gets_the_smallest_k_within_the_tolerance(char_run, tmp_path):
     assert read_export(path).arrays["rnn0.scale_h"].shape[0] == K + 1
 
 
-def test_an_explicit_k_is_measured_and_warns_when_it_costs_too_much(char_run, tmp_path):
+def test_an_explicit_k_is_measured_and_warns_when_it_costs_too_much(char_run, tmp_path, monkeypatch):
     ckpt = load_checkpoint(char_run.checkpoint)
     given_ = export.export_checkpoint(ckpt, 1)
     assert given_.manifest["bn_choice"]["how"] == "given" and given_.manifest["bn_steps"] == 1
+    # a tolerance below any cost, so that K = 1 costs "too much" whatever this tiny run learned
+    monkeypatch.setitem(export.TOLERANCE, "bpc", given_.manifest["bn_choice"]["cost"] - 0.001)
     model = rbtw.load(char_run.checkpoint)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.export(tmp_path / "k1.rbtw", bn_steps=1)
-    over = given_.manifest["bn_choice"]["cost"] > 0.005
-    assert any("than one BN table per step" in str(w.message) for w in caught) == over
+    said = [str(w.message) for w in caught if "than one BN table per step" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("bn_steps=1 is")           # the API's own name
+    assert "with bn_steps=None rbtw chooses K" in said[0] and "--bn-steps" not in said[0]
     result = CliRunner().invoke(main, ["export", str(char_run.checkpoint), str(tmp_path / "k1-cli.rbtw"),
                                        "--bn-steps", "1"])
-    assert result.exit_code == 0 and ("warning: --bn-steps 1 is" in result.stderr) == over
+    assert result.exit_code == 0 and "warning: --bn-steps 1 is" in result.stderr
+    assert "without --bn-steps rbtw chooses K" in result.stderr
+    monkeypatch.undo()
+    quiet = CliRunner().invoke(main, ["export", str(char_run.checkpoint), str(tmp_path / "k1-quiet.rbtw"),
+                                      "--bn-steps", "1"])
+    assert quiet.exit_code == 0
+    assert ("warning:" in quiet.stderr) == (given_.manifest["bn_choice"]["cost"] > export.TOLERANCE["bpc"])
     exact = export.export_checkpoint(ckpt, 10 ** 6)
     assert exact.manifest["bn_steps"] is None and exact.manifest["bn_choice"] == {"how": "exact"}
 

@@ -51,7 +51,7 @@ class RunLock:
                 holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
                 os.close(fd)
                 raise RunBusy(f"{self.path.parent} is in use by {holder}; "
-                              "wait for it to finish or choose another --out") from None
+                              "wait for it to finish or choose another run directory (out=, --out)") from None
             if self._still_linked(fd):
                 break
             os.close(fd)   # its holder removed the file while we waited: lock the new one

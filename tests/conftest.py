@@ -45,11 +45,20 @@ def external_cluster(tmp_path, workers=1, env=None):
                                 "1", "--host", "127.0.0.1", *common], env=env, stderr=subprocess.DEVNULL)
               for _ in range(workers)]
     try:
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        yield json.loads(file.read_text())["address"]
+        yield _scheduler_address(file, deadline=time.time() + 60)
     finally:
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+
+
+def _scheduler_address(file, deadline):
+    """The address in a scheduler file once the scheduler has written it whole: the file can
+    exist, empty or half written, a moment before its JSON does."""
+    while True:
+        try:
+            return json.loads(file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)

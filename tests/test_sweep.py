@@ -591,3 +591,21 @@ def test_local_cluster_workers_carry_the_filter(client):
         from rbtw.sweep.worker import DropHeartbeatFailure
         return any(isinstance(f, DropHeartbeatFailure) for f in logging.getLogger("distributed.worker").filters)
     assert all(client.run(installed).values())
+
+
+def test_the_runner_hears_of_no_worker_leaving_while_none_does(client):
+    """The client refreshes its cached scheduler identity in the background with per-worker
+    details left out (``"workers": {}``, the totals kept); a count read from that cache, landing
+    between the runner's own fetch and its read, said "2 worker(s) left the cluster (2 → 0)"
+    in a real study while both workers trained on.  With the refresh every millisecond the race
+    comes up within a few hundred looks; the count must stay 2 at every one."""
+    import dask
+    import distributed
+    from rbtw.sweep import cluster
+    with dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}):
+        with distributed.Client(client.scheduler.address, timeout=30) as c:
+            lines = []
+            loop = cluster._Loop([], c, None, lines.append, None, 1.0, None)
+            for _ in range(400):
+                loop.notice()
+            assert loop.workers == 2 and lines == [], lines

@@ -159,7 +159,7 @@ def _run_sweep(runs, out_dir, scheduler, workers, wait_workers, data_dir, claim=
     asked = sw.TermAsInterrupt()
     try:
         claim()                 # only once connected: a scheduler that cannot be reached claims no DIR
-        n = len(client.scheduler_info()["workers"])
+        n = sw.worker_count(client)
         where = scheduler or f"a local cluster of {n} worker{'s' if n != 1 else ''}"
         link = sw.dashboard(client, local=cluster is not None)
         dash = f"; dashboard {link}" if link else "; no dashboard (pip install bokeh)" if cluster else ""

@@ -44,7 +44,7 @@ extensions), ``cluster`` (local clusters, existing schedulers, the submission lo
 """
 
 from rbtw.sweep.cluster import (CONNECT_TIMEOUT, TermAsInterrupt, connect, dashboard, local_cluster, probe_scheduler,
-                                 run_all)
+                                 run_all, worker_count)
 from rbtw.sweep.runner import (BUSY_RETRY_SECONDS, INSTALL_HINT, ONE_THREAD, _import_dask, foreign_config, stage_done,
                                stage_task, stop_file_for, train_one)
 from rbtw.sweep.spec import (SPEC_NAME, Sweep, SweepRun, load_sweep, make_config, parse_spec, prepare_out,
@@ -54,7 +54,7 @@ from rbtw.sweep.report import markdown
 
 __all__ = ["BUSY_RETRY_SECONDS", "CONNECT_TIMEOUT", "TermAsInterrupt", "INSTALL_HINT", "ONE_THREAD", "SPEC_NAME",
            "Sweep", "SweepRun", "collect", "connect", "dashboard", "foreign_config", "load_sweep", "local_cluster", "make_config",
-           "markdown", "parse_spec", "prepare_out", "probe_scheduler", "read_spec", "run_all", "stage_done",
+           "markdown", "parse_spec", "prepare_out", "probe_scheduler", "read_spec", "run_all", "stage_done", "worker_count",
            "stage_task", "stop_file_for", "stored_sweep", "summarize", "t_interval", "train_one", "write_summary",
            "_import_dask"]
 

@@ -158,7 +158,7 @@ def connect(scheduler=None, workers=None, wait_workers=WAIT_WORKERS, echo=None):
     except (OSError, TimeoutError, ValueError, MemoryError) as e:
         raise UserError(f"cannot connect to the Dask scheduler at {scheduler}: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    if not client.scheduler_info()["workers"]:
+    if not worker_count(client):
         if echo:
             echo(f"the scheduler at {scheduler} has no workers; waiting up to {wait_workers:g} s for one "
                  "(--wait-workers)")
@@ -189,6 +189,18 @@ def dashboard(client, local=False):
 
 # ---------------------------------------------------------------------------------------------
 # the loop
+
+
+def worker_count(client):
+    """How many workers the scheduler has now.
+
+    Read from the cluster-wide total, not from ``len(info["workers"])``: the client refreshes
+    its cached identity in the background with the per-worker details left out, and a refresh
+    landing between ``scheduler_info()``'s own fetch and its return gives an empty ``workers``
+    — a cluster of 0 while every worker trains on.
+    """
+    info = client.scheduler_info()
+    return info["n_workers"] if "n_workers" in info else len(info["workers"])
 
 
 class _Loop:
@@ -271,7 +283,7 @@ class _Loop:
                           "resumed from its last checkpoint")
                 self.said_attempts[run.key] = len(here)
         try:
-            n = len(self.client.scheduler_info()["workers"])
+            n = worker_count(self.client)
         except Exception:
             return
         if self.workers is not None and n < self.workers:

@@ -174,6 +174,10 @@ def test_a_study_on_a_local_cluster_equals_the_hand_run_sequence_and_reruns_noth
     groups = {(g["variant"], g["arm"]): g for g in summary["groups"]}
     assert set(groups) == {("fp", "constant"), ("fp", "cosine"), ("ternary", "constant"), ("ternary", "cosine")}
     records = {r["key"]: r for r in summary["runs"]}
+    # an arm's log holds its prefix's attempt too: two attempts, neither of them a resume
+    assert {r["attempts"] for r in records.values() if r["stage"] == "arm"} == {2}
+    assert not any(r["resumed"] for r in records.values())
+    assert "(resumed)" not in sw.markdown(summary)
     for key in ("constant/ternary-seed0", "cosine/fp-seed0"):
         conv = records[key]["conventions"]
         assert set(conv) == {"population", "official", "expected", "calibrated"}
@@ -340,6 +344,19 @@ def test_wall_time_adds_every_attempt_even_one_whose_worker_died():
               {"event": "test", "time": 241.0}, {"event": "sweep", "status": "done", "seconds": 41.5, "time": 241.5}]
     assert sw.summary.attempt_seconds(events) == (50.0 + 41.5, 2)
     assert sw.summary.attempt_seconds([{"event": "epoch", "seconds": 3}, {"event": "epoch", "seconds": 4}]) == (7, 0)
+
+
+@given(st.lists(st.sampled_from(["done", "failed", "interrupted", "died"]), min_size=1, max_size=6))
+def test_a_run_was_resumed_exactly_when_an_attempt_follows_one_that_did_not_end_done(ends):
+    """Attempts, each ending as a sweep task can end ("died": its worker was killed, no sweep
+    event); what follows a done attempt (an arm after its prefix, an until extension) starts
+    afresh, what follows any other resumes from a checkpoint."""
+    events = []
+    for k, end in enumerate(ends):
+        events += [{"event": "attempt", "time": 10.0 * k}, {"event": "epoch", "time": 10.0 * k + 5, "seconds": 5}]
+        if end != "died":
+            events.append({"event": "sweep", "status": end, "seconds": 5, "time": 10.0 * k + 6})
+    assert sw.summary.resumed_from_log(events) == any(end != "done" for end in ends[:-1])
 
 
 # ---------------------------------------------------------------------------------------------

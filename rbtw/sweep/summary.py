@@ -236,6 +236,23 @@ def attempt_seconds(events):
     return round(total, 3), len(starts)
 
 
+def resumed_from_log(events):
+    """Whether a stage of the run was resumed: some attempt began after one that did not end
+    done (its worker died, or the sweep was interrupted).  An arm's log begins with its
+    prefix's attempt, which ended done, so branching from a prefix is not a resume; neither is
+    an until extension after its stage ended done."""
+    attempt_open = False            # an attempt has begun and not yet ended done
+    for e in events:
+        kind = e.get("event")
+        if kind == "attempt":
+            if attempt_open:
+                return True
+            attempt_open = True
+        elif kind == "sweep" and e.get("status") == "done":
+            attempt_open = False
+    return False
+
+
 def _after(events, a, b):
     """Whether event ``a`` comes after event ``b`` in ``events`` (both taken from it)."""
     index = {id(e): k for k, e in enumerate(events)}
@@ -261,7 +278,7 @@ def record(run, metric):
         return dict(rec, status="damaged", error=str(e), wall_seconds=0.0, attempts=0, resumed=False)
     wall, attempts = attempt_seconds(events)
     rec.update(status="not started" if not run.out.exists() else "unfinished", wall_seconds=wall,
-               attempts=attempts, resumed=attempts > 1, machines=machines_of(events))
+               attempts=attempts, resumed=resumed_from_log(events), machines=machines_of(events))
     foreign = foreign_config(run)
     if foreign:                        # another run's directory in this one's place: not counted
         return dict(rec, status="foreign", error=foreign)

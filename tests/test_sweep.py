@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -609,3 +610,24 @@ def test_the_runner_hears_of_no_worker_leaving_while_none_does(client):
             for _ in range(400):
                 loop.notice()
             assert loop.workers == 2 and lines == [], lines
+
+
+def test_a_second_local_cluster_takes_another_dashboard_port_without_a_warning(tmp_path):
+    """Two sweeps side by side (a study split with --only) each start a local cluster; the second
+    finds Dask's dashboard port taken.  Dask moves to a free port with a three-line UserWarning
+    that reached the user's terminal; the sweep names the address it got instead."""
+    import warnings
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:
+        pass                        # held already, by another cluster: the case itself
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            cluster = sw.local_cluster(1, silence_logs=logging.ERROR)
+            cluster.close()
+        assert not [w for w in said if "already in use" in str(w.message)], [str(w.message) for w in said]
+    finally:
+        holder.close()

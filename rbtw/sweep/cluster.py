@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import time
+import warnings
 from pathlib import Path
 
 from rbtw.errors import UserError, is_finite
@@ -60,8 +61,10 @@ def local_cluster(workers=None, **kwargs):
             os.environ.pop(k, None)
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
         try:
-            cluster = _cluster_class(distributed)(n_workers=n, threads_per_worker=1, processes=True,
-                                                  memory_limit=0, **kwargs)
+            with warnings.catch_warnings():     # another cluster holds 8787: Dask takes a free port and
+                warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")  # dashboard() names it
+                cluster = _cluster_class(distributed)(n_workers=n, threads_per_worker=1, processes=True,
+                                                      memory_limit=0, **kwargs)
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)

@@ -605,6 +605,7 @@ def test_the_runner_hears_of_no_worker_leaving_while_none_does(client):
     from rbtw.sweep import cluster
     with dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}):
         with distributed.Client(client.scheduler.address, timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)       # an earlier test's killed worker is back
             lines = []
             loop = cluster._Loop([], c, None, lines.append, None, 1.0, None)
             for _ in range(400):

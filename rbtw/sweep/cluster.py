@@ -200,9 +200,10 @@ def worker_count(client):
     Read from the cluster-wide total, not from ``len(info["workers"])``: the client refreshes
     its cached identity in the background with the per-worker details left out, and a refresh
     landing between ``scheduler_info()``'s own fetch and its return gives an empty ``workers``
-    — a cluster of 0 while every worker trains on.
+    — a cluster of 0 while every worker trains on.  The totals are all it asks for
+    (``n_workers=0``); a Dask without the total ignores that and lists every worker.
     """
-    info = client.scheduler_info()
+    info = client.scheduler_info(n_workers=0)
     return info["n_workers"] if "n_workers" in info else len(info["workers"])
 
 

@@ -219,21 +219,34 @@ def _calibrated(ckpt, spec, data, config, metric, population):
 # records
 
 
+def _attempt_spans(events):
+    """The log cut into attempts: each span runs from an "attempt" event to the next one (or the
+    log's end), so it holds the attempt's "sweep" event when the attempt ended by itself and
+    none when its worker died.  Events before the first attempt (a run started by hand) belong
+    to none."""
+    starts = [k for k, e in enumerate(events) if e.get("event") == "attempt"]
+    return [events[k:end] for k, end in zip(starts, starts[1:] + [len(events)])]
+
+
+def _ending(span):
+    """An attempt's closing "sweep" event, or None when its worker died."""
+    closed = [e for e in span if e.get("event") == "sweep"]
+    return closed[-1] if closed else None
+
+
 def attempt_seconds(events):
     """(wall seconds over every attempt, attempts): an attempt runs from its "attempt" event to its
     "sweep" event, or, when its worker died, to the last event it logged.  Runs trained outside a
     sweep (no attempt events) count the seconds of their epochs."""
-    starts = [k for k, e in enumerate(events) if e.get("event") == "attempt"]
-    if not starts:
+    spans = _attempt_spans(events)
+    if not spans:
         return round(sum(e.get("seconds", 0) for e in events if e.get("event") == "epoch"), 3), 0
     total = 0.0
-    for i, k in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(events)
-        span = events[k:end]
-        closed = [e for e in span if e.get("event") == "sweep"]
+    for span in spans:
+        end = _ending(span)
         begun = span[0].get("time_started", span[0].get("time", 0))
-        total += closed[-1]["seconds"] if closed else max(span[-1].get("time", 0) - begun, 0)
-    return round(total, 3), len(starts)
+        total += end["seconds"] if end else max(span[-1].get("time", 0) - begun, 0)
+    return round(total, 3), len(spans)
 
 
 def resumed_from_log(events):
@@ -241,16 +254,7 @@ def resumed_from_log(events):
     done (its worker died, or the sweep was interrupted).  An arm's log begins with its
     prefix's attempt, which ended done, so branching from a prefix is not a resume; neither is
     an until extension after its stage ended done."""
-    attempt_open = False            # an attempt has begun and not yet ended done
-    for e in events:
-        kind = e.get("event")
-        if kind == "attempt":
-            if attempt_open:
-                return True
-            attempt_open = True
-        elif kind == "sweep" and e.get("status") == "done":
-            attempt_open = False
-    return False
+    return any((_ending(span) or {}).get("status") != "done" for span in _attempt_spans(events)[:-1])
 
 
 def _after(events, a, b):
